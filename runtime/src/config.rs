@@ -1,0 +1,832 @@
+//! Configuration: one TOML file, parsed once at the edge.
+//!
+//! Every field has a default taken from the seed documents, written beside
+//! it as "Default: ...". Parsing rejects unknown keys and values of the wrong
+//! type; [`NexusConfig::validate`] rejects values of the right type that make
+//! no sense (a zero capacity, a burst of 0, thresholds out of order). Both
+//! errors name the field by its dotted path, e.g. `mailbox.high.capacity`.
+//!
+//! Durations are written as text (`"30s"`, `"10m"`, `"250ms"`, `"30days"`).
+//!
+//! ```
+//! use nexus_swarm_runtime::config::NexusConfig;
+//!
+//! let cfg = NexusConfig::from_toml_str("[mailbox.high]\ncapacity = 64\n").unwrap();
+//! assert_eq!(cfg.mailbox.high.capacity, 64);
+//! assert_eq!(cfg.mailbox.normal.timeout.as_secs(), 30); // the seed default
+//!
+//! let err = NexusConfig::from_toml_str("[router.admission]\nburst = 0\n").unwrap_err();
+//! assert!(err.to_string().contains("router.admission.burst"));
+//! ```
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::priority::Priority;
+
+/// Largest lane capacity accepted. The lane counter keeps flag bits above it.
+pub const MAX_LANE_CAPACITY: usize = 1 << 24;
+
+/// A configuration could not be read, parsed or validated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The text is not valid TOML, a key is unknown, or a value has the wrong
+    /// type or does not parse (e.g. a timeout that is not a duration).
+    #[error("invalid config at `{field}`: {message}")]
+    Parse {
+        /// Dotted path of the offending field (empty for a TOML syntax error).
+        field: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A value parsed but is out of range or inconsistent with another.
+    #[error("invalid config at `{field}` = {value}: {reason}")]
+    Invalid {
+        /// Dotted path of the offending field.
+        field: String,
+        /// The offending value, as written.
+        value: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted path of the offending field (empty when unknown).
+    pub fn field(&self) -> &str {
+        match self {
+            ConfigError::Io { .. } => "",
+            ConfigError::Parse { field, .. } | ConfigError::Invalid { field, .. } => field,
+        }
+    }
+
+    fn invalid(field: impl Into<String>, value: impl Display, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            field: field.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The whole configuration of a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NexusConfig {
+    /// This node's identity and data directory.
+    pub node: NodeConfig,
+    /// Every agent's priority lanes.
+    pub mailbox: MailboxConfig,
+    /// Restart policy of supervisors.
+    pub supervision: SupervisionConfig,
+    /// Message routing, health checks and admission.
+    pub router: RouterConfig,
+    /// Agent pool auto-scaling.
+    pub scaling: ScalingConfig,
+    /// The LLM gateway.
+    pub llm: LlmConfig,
+    /// The LLM response cache.
+    pub cache: CacheConfig,
+    /// The cost ledger.
+    pub ledger: LedgerConfig,
+    /// System monitoring and pressure detection.
+    pub monitor: MonitorConfig,
+}
+
+impl NexusConfig {
+    /// Parses TOML text and validates it.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
+            field: String::new(),
+            message: e.to_string(),
+        })?;
+        let cfg: NexusConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let field = e.path().to_string();
+            let message = e.into_inner().message().trim().to_string();
+            ConfigError::Parse { field, message }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a TOML file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// The configuration as TOML text (complete: every field is written).
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes: every field is a TOML type")
+    }
+
+    /// Checks every value for range and consistency. The first problem found
+    /// is returned, naming its field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.node.validate()?;
+        self.mailbox.validate()?;
+        self.supervision.validate()?;
+        self.router.validate()?;
+        self.scaling.validate()?;
+        self.llm.validate()?;
+        self.cache.validate()?;
+        self.ledger.validate()?;
+        self.monitor.validate()?;
+        Ok(())
+    }
+}
+
+fn nonzero_duration(field: &str, d: Duration) -> Result<(), ConfigError> {
+    if d.is_zero() {
+        return Err(ConfigError::invalid(field, "\"0s\"", "must be longer than zero"));
+    }
+    Ok(())
+}
+
+fn at_least(field: &str, value: u64, min: u64) -> Result<(), ConfigError> {
+    if value < min {
+        return Err(ConfigError::invalid(field, value, format!("must be at least {min}")));
+    }
+    Ok(())
+}
+
+fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError::invalid(
+            field,
+            value,
+            format!("must be between {min} and {max}"),
+        ));
+    }
+    Ok(())
+}
+
+/// This node's identity and data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// The node's name, unique in a cluster. Default: `"node-1"`.
+    pub name: String,
+    /// Where durable state (ledger, quotas, disk cache) lives. Default: `"./nexus-data"`.
+    pub data_dir: PathBuf,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: "node-1".into(),
+            data_dir: PathBuf::from("./nexus-data"),
+        }
+    }
+}
+
+impl NodeConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.trim().is_empty() {
+            return Err(ConfigError::invalid("node.name", "\"\"", "must not be empty"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid("node.data_dir", "\"\"", "must not be empty"));
+        }
+        Ok(())
+    }
+}
+
+macro_rules! lane_config {
+    ($(#[$doc:meta])* $name:ident, $timeout_secs:expr, $timeout_doc:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        pub struct $name {
+            /// Messages the lane holds at most; a sender waits or fails
+            /// beyond it. Default: 1000 (the seeds' queue length that
+            /// triggers scale-out).
+            pub capacity: usize,
+            #[doc = concat!("How long `send` waits for room before giving up with `Timeout`. Default: ", $timeout_doc, " (seed).")]
+            #[serde(with = "humantime_serde")]
+            pub timeout: Duration,
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self {
+                    capacity: 1000,
+                    timeout: Duration::from_secs($timeout_secs),
+                }
+            }
+        }
+    };
+}
+
+lane_config!(
+    /// The high-priority lane of an agent's mailbox.
+    HighLaneConfig, 10, "10 s"
+);
+lane_config!(
+    /// The normal-priority lane of an agent's mailbox.
+    NormalLaneConfig, 30, "30 s"
+);
+lane_config!(
+    /// The low-priority lane of an agent's mailbox.
+    LowLaneConfig, 60, "60 s"
+);
+
+/// A lane's settings, whichever lane it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaneSettings {
+    /// Capacity in messages.
+    pub capacity: usize,
+    /// Send timeout.
+    pub timeout: Duration,
+}
+
+/// Every agent's priority lanes and how they are drained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxConfig {
+    /// The high lane. Default: capacity 1000, timeout 10 s (seed).
+    pub high: HighLaneConfig,
+    /// The normal lane. Default: capacity 1000, timeout 30 s (seed).
+    pub normal: NormalLaneConfig,
+    /// The low lane. Default: capacity 1000, timeout 60 s (seed).
+    pub low: LowLaneConfig,
+    /// Messages an agent handles per wake-up before it yields its mailbox to
+    /// control messages. Default: 64.
+    pub drain_batch: usize,
+    /// Aging: after this many consecutive messages from higher lanes while a
+    /// lower lane waits, one message of the waiting lane is taken. Default: 8.
+    pub aging_after: u32,
+}
+
+impl Default for MailboxConfig {
+    fn default() -> Self {
+        Self {
+            high: HighLaneConfig::default(),
+            normal: NormalLaneConfig::default(),
+            low: LowLaneConfig::default(),
+            drain_batch: 64,
+            aging_after: 8,
+        }
+    }
+}
+
+impl MailboxConfig {
+    /// The configuration of one lane.
+    pub fn lane(&self, priority: Priority) -> LaneSettings {
+        let (capacity, timeout) = match priority {
+            Priority::High => (self.high.capacity, self.high.timeout),
+            Priority::Normal => (self.normal.capacity, self.normal.timeout),
+            Priority::Low => (self.low.capacity, self.low.timeout),
+        };
+        LaneSettings { capacity, timeout }
+    }
+
+    /// Every lane with the same capacity (timeouts unchanged).
+    pub fn with_capacity(mut self, capacity: usize) -> Self {
+        self.high.capacity = capacity;
+        self.normal.capacity = capacity;
+        self.low.capacity = capacity;
+        self
+    }
+
+    /// Checks ranges; errors name `mailbox.<lane>.<field>`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for p in Priority::ALL {
+            let lane = self.lane(p);
+            in_range(
+                &format!("mailbox.{p}.capacity"),
+                lane.capacity as u64,
+                1,
+                MAX_LANE_CAPACITY as u64,
+            )?;
+            nonzero_duration(&format!("mailbox.{p}.timeout"), lane.timeout)?;
+        }
+        in_range("mailbox.drain_batch", self.drain_batch as u64, 1, 1 << 20)?;
+        at_least("mailbox.aging_after", self.aging_after.into(), 1)?;
+        Ok(())
+    }
+}
+
+/// Restart policy (OTP's intensity and period).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SupervisionConfig {
+    /// Restarts allowed within `within` before the supervisor escalates to
+    /// its parent. Default: 5.
+    pub max_restarts: u32,
+    /// The window restarts are counted in. Default: 30 s (the seeds'
+    /// recovery time).
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        Self {
+            max_restarts: 5,
+            within: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SupervisionConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        nonzero_duration("supervision.within", self.within)
+    }
+}
+
+/// How a router picks a member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RoutingStrategyKind {
+    /// Each member in turn. Default.
+    #[default]
+    RoundRobin,
+    /// The member with the fewest messages in flight.
+    LeastConnections,
+    /// Smooth weighted round-robin.
+    Weighted,
+    /// Consistent hashing of a routing key with virtual nodes.
+    ConsistentHash,
+}
+
+/// What a router does with a message when its token bucket is empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdmissionPolicy {
+    /// Wait for a token, up to the lane's timeout.
+    Wait,
+    /// Refuse at once with an error saying when to retry.
+    Reject,
+}
+
+/// Router admission policy per priority.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionPolicies {
+    /// Default: wait.
+    pub high: AdmissionPolicy,
+    /// Default: wait.
+    pub normal: AdmissionPolicy,
+    /// Default: reject.
+    pub low: AdmissionPolicy,
+}
+
+impl AdmissionPolicies {
+    /// The policy of one priority.
+    pub fn get(&self, priority: Priority) -> AdmissionPolicy {
+        match priority {
+            Priority::High => self.high,
+            Priority::Normal => self.normal,
+            Priority::Low => self.low,
+        }
+    }
+}
+
+/// Token-bucket admission in front of a router.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdmissionConfig {
+    /// Whether admission control is applied. Default: true.
+    pub enabled: bool,
+    /// Tokens added per second. Default: 1000 (seed).
+    pub rate_per_sec: u32,
+    /// Bucket size: messages admitted at once after idleness. Default: 100 (seed).
+    pub burst: u32,
+    /// What to do per priority when no token is left.
+    pub policy: AdmissionPolicies,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            rate_per_sec: 1000,
+            burst: 100,
+            policy: AdmissionPolicies {
+                high: AdmissionPolicy::Wait,
+                normal: AdmissionPolicy::Wait,
+                low: AdmissionPolicy::Reject,
+            },
+        }
+    }
+}
+
+/// Health checks of router members.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    /// Time between checks. Default: 30 s (seed).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A check not answered within this fails. Default: 5 s (seed).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Consecutive failures that make a member unhealthy. Default: 3 (seed).
+    pub unhealthy_threshold: u32,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            timeout: Duration::from_secs(5),
+            unhealthy_threshold: 3,
+        }
+    }
+}
+
+/// Message routing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterConfig {
+    /// The member-picking strategy. Default: `round_robin` (seed).
+    pub strategy: RoutingStrategyKind,
+    /// Virtual nodes per member on the consistent-hash ring. Default: 160.
+    pub virtual_nodes: u32,
+    /// Health checks.
+    pub health: HealthCheckConfig,
+    /// Token-bucket admission.
+    pub admission: AdmissionConfig,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            strategy: RoutingStrategyKind::RoundRobin,
+            virtual_nodes: 160,
+            health: HealthCheckConfig::default(),
+            admission: AdmissionConfig::default(),
+        }
+    }
+}
+
+impl RouterConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        in_range("router.virtual_nodes", self.virtual_nodes.into(), 1, 65_536)?;
+        nonzero_duration("router.health.interval", self.health.interval)?;
+        nonzero_duration("router.health.timeout", self.health.timeout)?;
+        at_least(
+            "router.health.unhealthy_threshold",
+            self.health.unhealthy_threshold.into(),
+            1,
+        )?;
+        at_least("router.admission.rate_per_sec", self.admission.rate_per_sec.into(), 1)?;
+        at_least("router.admission.burst", self.admission.burst.into(), 1)?;
+        Ok(())
+    }
+}
+
+/// Auto-scaling of agent pools.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScalingConfig {
+    /// Whether the scaler acts. Default: true.
+    pub enabled: bool,
+    /// Fewest workers in a pool. Default: 2 (seed).
+    pub min_workers: u32,
+    /// Most workers in a pool. Default: 10 (seed).
+    pub max_workers: u32,
+    /// Workers added or removed per step. Default: 1 (seed).
+    pub increment: u32,
+    /// Quiet time after a scaling step. Default: 10 min (seed).
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+    /// CPU use (percent) that triggers scale-out. Default: 75 (seed).
+    pub cpu_percent: u8,
+    /// Memory use (percent) that triggers scale-out. Default: 80 (seed).
+    pub memory_percent: u8,
+    /// How long a CPU or memory trigger must hold. Default: 5 min (seed).
+    #[serde(with = "humantime_serde")]
+    pub sustained_for: Duration,
+    /// Queued messages that trigger scale-out. Default: 1000 (seed).
+    pub queue_length: u64,
+    /// Queue wait that triggers scale-out. Default: 30 s (seed).
+    #[serde(with = "humantime_serde")]
+    pub queue_wait: Duration,
+    /// The utilization the scaler aims for (percent). Default: 70.
+    pub target_utilization_percent: u8,
+}
+
+impl Default for ScalingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_workers: 2,
+            max_workers: 10,
+            increment: 1,
+            cooldown: Duration::from_secs(600),
+            cpu_percent: 75,
+            memory_percent: 80,
+            sustained_for: Duration::from_secs(300),
+            queue_length: 1000,
+            queue_wait: Duration::from_secs(30),
+            target_utilization_percent: 70,
+        }
+    }
+}
+
+impl ScalingConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        at_least("scaling.min_workers", self.min_workers.into(), 1)?;
+        if self.max_workers < self.min_workers {
+            return Err(ConfigError::invalid(
+                "scaling.max_workers",
+                self.max_workers,
+                format!("must be at least scaling.min_workers ({})", self.min_workers),
+            ));
+        }
+        at_least("scaling.increment", self.increment.into(), 1)?;
+        in_range("scaling.cpu_percent", self.cpu_percent.into(), 1, 100)?;
+        in_range("scaling.memory_percent", self.memory_percent.into(), 1, 100)?;
+        in_range(
+            "scaling.target_utilization_percent",
+            self.target_utilization_percent.into(),
+            1,
+            100,
+        )?;
+        at_least("scaling.queue_length", self.queue_length, 1)?;
+        nonzero_duration("scaling.sustained_for", self.sustained_for)?;
+        nonzero_duration("scaling.queue_wait", self.queue_wait)?;
+        Ok(())
+    }
+}
+
+/// Retries of failed LLM calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Retries after the first attempt. Default: 3.
+    pub max_retries: u32,
+    /// First backoff; doubled per attempt, with full jitter. Default: 500 ms.
+    #[serde(with = "humantime_serde")]
+    pub base_backoff: Duration,
+    /// Longest backoff. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            base_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Batching of LLM calls.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Whether requests are batched. Default: false.
+    pub enabled: bool,
+    /// Requests per batch at most. Default: 100 (seed).
+    pub max_size: u32,
+    /// Longest a request waits for its batch to fill. Default: 50 ms (seed).
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            max_size: 100,
+            max_wait: Duration::from_millis(50),
+        }
+    }
+}
+
+/// The LLM gateway's provider limits and connection pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmConfig {
+    /// Requests per minute per provider. Default: 3500 (seed).
+    pub requests_per_minute: u32,
+    /// Tokens per minute per provider. Default: 90 000 (seed).
+    pub tokens_per_minute: u32,
+    /// Per-request timeout. Default: 60 s (seed).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connections in the HTTP pool at most. Default: 50 (seed).
+    pub max_connections: u32,
+    /// Connections per host at most. Default: 10 (seed).
+    pub max_connections_per_host: u32,
+    /// Requests in flight through the gateway at most. Default: 1000 (seed).
+    pub max_concurrent: u32,
+    /// Requests in flight per agent at most. Default: 50 (seed).
+    pub max_concurrent_per_agent: u32,
+    /// Retries with exponential backoff (seed).
+    pub retry: RetryConfig,
+    /// Request batching.
+    pub batch: BatchConfig,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        Self {
+            requests_per_minute: 3500,
+            tokens_per_minute: 90_000,
+            timeout: Duration::from_secs(60),
+            max_connections: 50,
+            max_connections_per_host: 10,
+            max_concurrent: 1000,
+            max_concurrent_per_agent: 50,
+            retry: RetryConfig::default(),
+            batch: BatchConfig::default(),
+        }
+    }
+}
+
+impl LlmConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        at_least("llm.requests_per_minute", self.requests_per_minute.into(), 1)?;
+        at_least("llm.tokens_per_minute", self.tokens_per_minute.into(), 1)?;
+        nonzero_duration("llm.timeout", self.timeout)?;
+        at_least("llm.max_connections", self.max_connections.into(), 1)?;
+        in_range(
+            "llm.max_connections_per_host",
+            self.max_connections_per_host.into(),
+            1,
+            self.max_connections.into(),
+        )?;
+        at_least("llm.max_concurrent", self.max_concurrent.into(), 1)?;
+        in_range(
+            "llm.max_concurrent_per_agent",
+            self.max_concurrent_per_agent.into(),
+            1,
+            self.max_concurrent.into(),
+        )?;
+        nonzero_duration("llm.retry.base_backoff", self.retry.base_backoff)?;
+        if self.retry.max_backoff < self.retry.base_backoff {
+            return Err(ConfigError::invalid(
+                "llm.retry.max_backoff",
+                format!("{:?}", self.retry.max_backoff),
+                "must be at least llm.retry.base_backoff",
+            ));
+        }
+        in_range("llm.batch.max_size", self.batch.max_size.into(), 1, 10_000)?;
+        Ok(())
+    }
+}
+
+/// The LLM response cache.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Whether responses are cached. Default: true.
+    pub enabled: bool,
+    /// Bytes of responses held in memory at most. Default: 1 GiB (seed).
+    pub memory_bytes: u64,
+    /// How long an entry lives. Default: 5 min (seed).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Bytes of the disk tier at most (0 turns it off). Default: 10 GiB (seed).
+    pub disk_bytes: u64,
+    /// Whether disk entries are compressed. Default: true (seed).
+    pub compression: bool,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            memory_bytes: 1 << 30,
+            ttl: Duration::from_secs(300),
+            disk_bytes: 10 << 30,
+            compression: true,
+        }
+    }
+}
+
+impl CacheConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.enabled {
+            at_least("cache.memory_bytes", self.memory_bytes, 1)?;
+            nonzero_duration("cache.ttl", self.ttl)?;
+        }
+        Ok(())
+    }
+}
+
+/// The cost ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LedgerConfig {
+    /// How long individual usage records are kept before they are compacted
+    /// into daily aggregates. Default: 30 days (seed).
+    #[serde(with = "humantime_serde")]
+    pub retention: Duration,
+    /// Records committed in one transaction at most. Default: 1024.
+    pub group_commit_max: u32,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        Self {
+            retention: Duration::from_secs(30 * 24 * 3600),
+            group_commit_max: 1024,
+        }
+    }
+}
+
+impl LedgerConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        nonzero_duration("ledger.retention", self.retention)?;
+        in_range("ledger.group_commit_max", self.group_commit_max.into(), 1, 1 << 20)?;
+        Ok(())
+    }
+}
+
+/// Usage thresholds (percent) of the monitor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThresholdConfig {
+    /// Warning level. Default: 80 (seed).
+    pub warning_percent: u8,
+    /// Critical level. Default: 90 (seed).
+    pub critical_percent: u8,
+    /// Level at which automated action is taken. Default: 95 (seed).
+    pub action_percent: u8,
+}
+
+impl Default for ThresholdConfig {
+    fn default() -> Self {
+        Self {
+            warning_percent: 80,
+            critical_percent: 90,
+            action_percent: 95,
+        }
+    }
+}
+
+/// System monitoring and pressure detection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Time between samples. Default: 10 s (seed).
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Aggregation window of samples. Default: 1 min (seed).
+    #[serde(with = "humantime_serde")]
+    pub aggregation: Duration,
+    /// Samples kept in history. Default: 1000.
+    pub history: u32,
+    /// Alert thresholds.
+    pub thresholds: ThresholdConfig,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            aggregation: Duration::from_secs(60),
+            history: 1000,
+            thresholds: ThresholdConfig::default(),
+        }
+    }
+}
+
+impl MonitorConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        nonzero_duration("monitor.interval", self.interval)?;
+        nonzero_duration("monitor.aggregation", self.aggregation)?;
+        at_least("monitor.history", self.history.into(), 1)?;
+        let t = &self.thresholds;
+        in_range("monitor.thresholds.warning_percent", t.warning_percent.into(), 1, 100)?;
+        in_range(
+            "monitor.thresholds.critical_percent",
+            t.critical_percent.into(),
+            u64::from(t.warning_percent),
+            100,
+        )?;
+        in_range(
+            "monitor.thresholds.action_percent",
+            t.action_percent.into(),
+            u64::from(t.critical_percent),
+            100,
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! The ractor actor that hosts one [`Agent`] and drains its lanes.
+//!
+//! Its ractor mailbox carries only [`HostMsg`]: a doorbell and control
+//! messages. What ractor did per message for its own mailbox (a tracing
+//! span, catching a panic, stopping) is done here per lane message: each
+//! handler call runs in a `debug` span, panics propagate to ractor's catch
+//! (so supervision sees them), and on a graceful stop the lanes are closed
+//! and drained before the actor exits.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tracing::Instrument;
+
+use crate::agent::{Agent, AgentContext};
+use crate::agent_ref::AgentRef;
+use crate::mailbox::{DrainPolicy, Mailbox};
+
+/// Messages to a hosting actor. Never carries user messages.
+#[derive(Debug)]
+pub enum HostMsg {
+    /// The doorbell: lanes have messages.
+    Wake,
+    /// Stop admitting, handle every admitted message, then stop.
+    Retire,
+}
+
+impl ractor::Message for HostMsg {}
+
+/// The hosting actor's configuration (ractor's `self`).
+pub(crate) struct AgentHost<A: Agent> {
+    pub(crate) agent: Arc<A>,
+    pub(crate) mailbox: Arc<Mailbox<A::Msg>>,
+    pub(crate) name: Arc<str>,
+    pub(crate) worker: usize,
+    pub(crate) drain_batch: usize,
+    pub(crate) aging_after: u32,
+}
+
+impl<A: Agent> Clone for AgentHost<A> {
+    fn clone(&self) -> Self {
+        Self {
+            agent: Arc::clone(&self.agent),
+            mailbox: Arc::clone(&self.mailbox),
+            name: Arc::clone(&self.name),
+            worker: self.worker,
+            drain_batch: self.drain_batch,
+            aging_after: self.aging_after,
+        }
+    }
+}
+
+/// The hosting actor's mutable state.
+pub(crate) struct HostState<A: Agent> {
+    agent_state: A::State,
+    ctx: AgentContext<A::Msg>,
+    policy: DrainPolicy,
+    retiring: bool,
+}
+
+impl<A: Agent> AgentHost<A> {
+    /// Handles up to one batch. Returns whether lanes may still hold work.
+    async fn drain(&self, state: &mut HostState<A>) -> Result<bool, ActorProcessingErr> {
+        for _ in 0..self.drain_batch {
+            let Some(msg) = self.mailbox.pop(&mut state.policy) else {
+                return Ok(false);
+            };
+            // Queue pops use no tokio task budget: without this a draining
+            // actor never yields and latency for everyone else suffers.
+            tokio::task::consume_budget().await;
+            let span = tracing::debug_span!("agent.handle", agent = %self.name, worker = self.worker);
+            let result = self
+                .agent
+                .handle(&state.ctx, msg, &mut state.agent_state)
+                .instrument(span)
+                .await;
+            self.mailbox.counters.handled.fetch_add(1, Ordering::Relaxed);
+            result?;
+        }
+        Ok(true)
+    }
+}
+
+impl<A: Agent> Actor for AgentHost<A> {
+    type Msg = HostMsg;
+    type State = HostState<A>;
+    type Arguments = u32;
+
+    async fn pre_start(&self, myself: ActorRef<HostMsg>, restarts: u32) -> Result<Self::State, ActorProcessingErr> {
+        self.mailbox.attach(myself);
+        let ctx = AgentContext {
+            name: Arc::clone(&self.name),
+            worker: self.worker,
+            restarts,
+            myself: AgentRef::from_mailbox(Arc::clone(&self.mailbox)),
+        };
+        let agent_state = self.agent.init(&ctx).await?;
+        Ok(HostState {
+            agent_state,
+            ctx,
+            policy: DrainPolicy::new(self.aging_after),
+            retiring: false,
+        })
+    }
+
+    async fn post_start(&self, myself: ActorRef<HostMsg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        // A predecessor may have died mid-drain with the flag still set, so
+        // nobody would ring: wake ourselves unconditionally.
+        self.mailbox.force_scheduled();
+        if self.mailbox.is_closed() {
+            // A retiring worker that crashed keeps retiring after restart.
+            state.retiring = true;
+        }
+        myself.cast(HostMsg::Wake)?;
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<HostMsg>,
+        msg: HostMsg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            HostMsg::Retire => {
+                state.retiring = true;
+                self.mailbox.close();
+                if self.mailbox.pending() == 0 {
+                    myself.stop(Some("retired".into()));
+                } else {
+                    // The next drains finish the job; make sure one comes.
+                    self.mailbox.force_scheduled();
+                    myself.cast(HostMsg::Wake)?;
+                }
+            }
+            HostMsg::Wake => {
+                let more = self.drain(state).await?;
+                if more {
+                    // Batch done: yield to control messages, keep the flag set.
+                    myself.cast(HostMsg::Wake)?;
+                } else if state.retiring && self.mailbox.pending() == 0 {
+                    myself.stop(Some("retired".into()));
+                } else if self.mailbox.idle() {
+                    myself.cast(HostMsg::Wake)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<HostMsg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        self.agent.on_stop(&state.ctx, &mut state.agent_state).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,377 @@
+//! Bounded priority lanes in front of every agent.
+//!
+//! `ractor` mailboxes are unbounded, so a fast sender can bury a slow actor
+//! under an unbounded backlog, and a mailbox has no priorities. The runtime
+//! therefore keeps each agent's messages *outside* the actor, in three
+//! bounded lanes (high, normal, low) held in an `Arc` shared by the agent's
+//! handles and its hosting actor. The actor's own ractor mailbox only ever
+//! carries a doorbell ([`HostMsg::Wake`](crate::host::HostMsg)) and control
+//! messages, which is also why user message types need no ractor traits.
+//!
+//! # Protocol
+//!
+//! * A sender reserves a slot by incrementing the lane's counter (a CAS that
+//!   fails at capacity or when the lane is closed), pushes the message, then
+//!   rings the doorbell if, and only if, it flips the `scheduled` flag from
+//!   false to true. So one wake-up is in flight per burst, not per message.
+//! * The actor drains up to a batch, picking lanes with [`DrainPolicy`]
+//!   (high before normal before low, with aging). When the lanes are empty it
+//!   clears `scheduled` *first* and *then* re-checks the counters, both
+//!   `SeqCst`; a sender that pushed in between either sees the flag cleared
+//!   (and rings) or is seen by the re-check. The naive order (check, then
+//!   clear) strands messages.
+//! * A sender that finds its lane full registers as a waiter on the lane's
+//!   [`Notify`] *before* re-checking the lane, so a slot freed between the
+//!   check and the wait is not missed. The actor notifies only when the
+//!   waiter count is non-zero, so the uncontended path pays one atomic load.
+//! * Closing (a pool retiring a worker, a node shutting down) sets a bit in
+//!   every lane's counter: reservations fail with `Closed` from then on, and
+//!   the counter still says exactly how many admitted messages remain, so
+//!   the actor knows when it has handled the last one.
+//!
+//! Counters include messages that are reserved but not yet pushed, so a lane
+//! can never hold more than its capacity.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use crossbeam_queue::SegQueue;
+use ractor::ActorRef;
+use tokio::sync::Notify;
+
+use crate::config::MailboxConfig;
+use crate::error::SendError;
+use crate::host::HostMsg;
+use crate::priority::Priority;
+
+/// High bit of a lane counter: the lane admits nothing more.
+const CLOSED: usize = 1 << (usize::BITS - 1);
+
+/// Why a slot could not be reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    Full,
+    Closed,
+}
+
+/// One bounded lane.
+struct Lane<M> {
+    /// Lock-free unbounded queue; the bound is enforced by `len`. A
+    /// `SegQueue` allocates nothing until the first push, which keeps idle
+    /// agents small (an `ArrayQueue` would preallocate `capacity` slots).
+    queue: SegQueue<M>,
+    /// Reserved + queued messages, with [`CLOSED`] as its top bit. An atomic
+    /// (not a lock) because senders on any thread reserve concurrently with
+    /// the single draining actor.
+    len: AtomicUsize,
+    capacity: usize,
+    timeout: Duration,
+    /// Senders currently waiting for room. Lets the actor skip `notify_one`
+    /// (a lock inside `Notify`) when nobody waits.
+    waiters: AtomicUsize,
+    /// Wakes senders waiting for room.
+    room: Notify,
+}
+
+impl<M> Lane<M> {
+    fn new(capacity: usize, timeout: Duration) -> Self {
+        Self {
+            queue: SegQueue::new(),
+            len: AtomicUsize::new(0),
+            capacity,
+            timeout,
+            waiters: AtomicUsize::new(0),
+            room: Notify::new(),
+        }
+    }
+
+    #[inline]
+    fn try_reserve(&self) -> Result<(), Refused> {
+        let mut cur = self.len.load(Ordering::Relaxed);
+        loop {
+            if cur & CLOSED != 0 {
+                return Err(Refused::Closed);
+            }
+            if cur >= self.capacity {
+                return Err(Refused::Full);
+            }
+            match self
+                .len
+                .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    #[inline]
+    fn depth(&self) -> usize {
+        self.len.load(Ordering::SeqCst) & !CLOSED
+    }
+
+    /// Takes one message and frees its slot, waking a waiting sender.
+    #[inline]
+    fn pop(&self) -> Option<M> {
+        let msg = self.queue.pop()?;
+        self.len.fetch_sub(1, Ordering::SeqCst);
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
+        Some(msg)
+    }
+}
+
+/// Per-mailbox counters, readable at any time.
+#[derive(Debug, Default)]
+pub(crate) struct MailboxCounters {
+    /// Messages handled by the agent (successfully or not).
+    pub(crate) handled: AtomicU64,
+    /// Times the hosting actor was restarted.
+    pub(crate) restarts: AtomicU32,
+}
+
+/// The shared part of an agent: its lanes, its doorbell flag and the
+/// current hosting actor. Survives restarts of the actor.
+pub(crate) struct Mailbox<M> {
+    lanes: [Lane<M>; 3],
+    /// True while a wake-up is pending or the actor is draining.
+    scheduled: AtomicBool,
+    /// The actor currently hosting this agent. Swapped (not locked) on
+    /// restart so that handles always ring the live actor; read on each
+    /// doorbell ring only, never per message.
+    actor: ArcSwapOption<ActorRef<HostMsg>>,
+    pub(crate) name: Box<str>,
+    pub(crate) counters: MailboxCounters,
+}
+
+impl<M> std::fmt::Debug for Mailbox<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("name", &self.name)
+            .field("depths", &self.depths())
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+impl<M> Mailbox<M> {
+    pub(crate) fn new(name: &str, cfg: &MailboxConfig) -> Self {
+        Self {
+            lanes: [
+                Lane::new(cfg.high.capacity, cfg.high.timeout),
+                Lane::new(cfg.normal.capacity, cfg.normal.timeout),
+                Lane::new(cfg.low.capacity, cfg.low.timeout),
+            ],
+            scheduled: AtomicBool::new(false),
+            actor: ArcSwapOption::empty(),
+            name: name.into(),
+            counters: MailboxCounters::default(),
+        }
+    }
+
+    #[inline]
+    fn lane(&self, p: Priority) -> &Lane<M> {
+        &self.lanes[p.index()]
+    }
+
+    /// Installs the live hosting actor.
+    pub(crate) fn attach(&self, actor: ActorRef<HostMsg>) {
+        self.actor.store(Some(std::sync::Arc::new(actor)));
+    }
+
+    /// Forgets the hosting actor (it stopped for good).
+    pub(crate) fn detach(&self) {
+        self.actor.store(None);
+    }
+
+    /// Rings the doorbell unless a wake-up is already pending.
+    #[inline]
+    fn ring(&self) {
+        // A plain load first: under load the flag is almost always already
+        // set, and a load does not bounce the cache line like a swap does.
+        // Correctness only needs the SeqCst swap when the load saw `false`
+        // (see the module docs).
+        if !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst) {
+            self.wake_actor();
+        }
+    }
+
+    /// Sends a wake-up to the current actor. A failed cast is fine: the
+    /// actor is restarting, and a restarted actor wakes itself on start.
+    pub(crate) fn wake_actor(&self) {
+        if let Some(actor) = self.actor.load().as_ref() {
+            let _ = actor.cast(HostMsg::Wake);
+        }
+    }
+
+    /// Admits a message now or refuses it.
+    #[inline]
+    pub(crate) fn try_push(&self, msg: M, p: Priority) -> Result<(), SendError<M>> {
+        let lane = self.lane(p);
+        match lane.try_reserve() {
+            Ok(()) => {
+                lane.queue.push(msg);
+                self.ring();
+                Ok(())
+            }
+            Err(Refused::Full) => Err(SendError::Full(msg)),
+            Err(Refused::Closed) => Err(SendError::Closed(msg)),
+        }
+    }
+
+    /// Admits a message, waiting up to `timeout` for room.
+    pub(crate) async fn push(&self, msg: M, p: Priority, timeout: Duration) -> Result<(), SendError<M>> {
+        let msg = match self.try_push(msg, p) {
+            Err(SendError::Full(m)) => m,
+            other => return other,
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        let lane = self.lane(p);
+        loop {
+            // Register before re-checking, or a slot freed in between is missed.
+            let notified = lane.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            lane.waiters.fetch_add(1, Ordering::SeqCst);
+            let reserved = lane.try_reserve();
+            if reserved != Err(Refused::Full) {
+                lane.waiters.fetch_sub(1, Ordering::SeqCst);
+                return match reserved {
+                    Ok(()) => {
+                        lane.queue.push(msg);
+                        self.ring();
+                        Ok(())
+                    }
+                    Err(_) => Err(SendError::Closed(msg)),
+                };
+            }
+            let woke = tokio::time::timeout_at(deadline, notified).await;
+            lane.waiters.fetch_sub(1, Ordering::SeqCst);
+            if woke.is_err() {
+                return Err(SendError::Timeout(msg));
+            }
+        }
+    }
+
+    /// The lane's configured send timeout.
+    pub(crate) fn timeout(&self, p: Priority) -> Duration {
+        self.lane(p).timeout
+    }
+
+    /// Messages admitted to a lane and not yet taken by the agent.
+    pub(crate) fn depth(&self, p: Priority) -> usize {
+        self.lane(p).depth()
+    }
+
+    /// Depths of all lanes, high first.
+    pub(crate) fn depths(&self) -> [usize; 3] {
+        [self.lanes[0].depth(), self.lanes[1].depth(), self.lanes[2].depth()]
+    }
+
+    /// The capacity of a lane.
+    pub(crate) fn capacity(&self, p: Priority) -> usize {
+        self.lane(p).capacity
+    }
+
+    /// Total admitted and not yet taken.
+    pub(crate) fn pending(&self) -> usize {
+        self.lanes.iter().map(Lane::depth).sum()
+    }
+
+    /// Takes the next message according to the drain policy.
+    #[inline]
+    pub(crate) fn pop(&self, policy: &mut DrainPolicy) -> Option<M> {
+        let nonempty = [
+            !self.lanes[0].queue.is_empty(),
+            !self.lanes[1].queue.is_empty(),
+            !self.lanes[2].queue.is_empty(),
+        ];
+        let p = policy.pick(nonempty)?;
+        self.lane(p).pop()
+    }
+
+    /// Called by the actor when it found the lanes empty: clears the flag,
+    /// then re-checks. Returns true if the actor must keep draining (it has
+    /// re-set the flag itself).
+    pub(crate) fn idle(&self) -> bool {
+        self.scheduled.store(false, Ordering::SeqCst);
+        if self.pending() > 0 && !self.scheduled.swap(true, Ordering::SeqCst) {
+            return true;
+        }
+        false
+    }
+
+    /// Marks a wake-up as pending (a starting actor does this, since the flag
+    /// may have been left set by a predecessor that died mid-drain).
+    pub(crate) fn force_scheduled(&self) {
+        self.scheduled.store(true, Ordering::SeqCst);
+    }
+
+    /// Stops admitting: every later reservation fails with `Closed`, and
+    /// waiting senders are woken to see it.
+    pub(crate) fn close(&self) {
+        for lane in &self.lanes {
+            lane.len.fetch_or(CLOSED, Ordering::SeqCst);
+            lane.room.notify_waiters();
+        }
+    }
+
+    /// Whether the mailbox has been closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lanes[0].len.load(Ordering::SeqCst) & CLOSED != 0
+    }
+}
+
+/// Picks the lane to take the next message from: the highest non-empty
+/// lane, except that a lower lane passed over `aging_after` times in a row
+/// while it had messages is served once. Under sustained load on every lane
+/// with `aging_after = 8`, high gets 8 of every 10 messages and normal and
+/// low one each; neither starves, and a high message never waits behind
+/// more than one aged message.
+///
+/// Plain synchronous code so that it is tested without a runtime.
+#[derive(Debug, Clone)]
+pub struct DrainPolicy {
+    aging_after: u32,
+    /// Consecutive picks of a higher lane while this lane had messages.
+    passed_over: [u32; 3],
+}
+
+impl DrainPolicy {
+    /// A policy that serves a waiting lower lane after `aging_after`
+    /// consecutive picks of higher lanes (at least 1).
+    pub fn new(aging_after: u32) -> Self {
+        Self {
+            aging_after: aging_after.max(1),
+            passed_over: [0; 3],
+        }
+    }
+
+    /// Given which lanes (high, normal, low) have messages, the lane to take
+    /// from next, or `None` when all are empty. Records the pick.
+    pub fn pick(&mut self, nonempty: [bool; 3]) -> Option<Priority> {
+        let highest = nonempty.iter().position(|&n| n)?;
+        // The most passed-over aged lane wins; ties go to the higher lane.
+        let mut chosen = highest;
+        let mut best = 0;
+        for (lane, (&has, &age)) in nonempty.iter().zip(&self.passed_over).enumerate().skip(highest + 1) {
+            if has && age >= self.aging_after && age > best {
+                chosen = lane;
+                best = age;
+            }
+        }
+        for (lane, (&has, age)) in nonempty.iter().zip(self.passed_over.iter_mut()).enumerate() {
+            if lane == chosen || !has {
+                *age = 0;
+            } else if lane > chosen {
+                *age = age.saturating_add(1);
+            }
+        }
+        Priority::from_index(chosen)
+    }
+}
+
+#[cfg(test)]
+mod tests;

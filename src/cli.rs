@@ -1,0 +1,59 @@
+//! The `nexus` command line, as a library module so that it is tested.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::runtime::config::NexusConfig;
+
+/// Nexus Swarm: an actor-based multi-agent runtime.
+#[derive(Debug, Parser)]
+#[command(name = "nexus", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `nexus config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the complete default configuration as TOML.
+    Defaults,
+    /// Check a configuration file; exit 0 if valid, 1 naming the bad field if not.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+}
+
+/// Runs a parsed command line, writing to stdout/stderr.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Config(ConfigCommand::Defaults) => {
+            let text = NexusConfig::default().to_toml_string();
+            std::io::stdout().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check { file }) => match NexusConfig::from_file(&file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}

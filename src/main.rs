@@ -1,0 +1,18 @@
+//! The `nexus` command line: configuration tools (and, as they land,
+//! benchmarks and reports).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    nexus_swarm::runtime::telemetry::init_tracing();
+    let cli = nexus_swarm::cli::Cli::parse();
+    match nexus_swarm::cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
