@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::error::{AskError, SendError};
+use crate::host::HostMsg;
 use crate::mailbox::Mailbox;
 use crate::priority::Priority;
 
@@ -119,6 +120,19 @@ impl<M: Send + 'static> AgentRef<M> {
             .counters
             .restarts
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Probes the hosting actor: `true` if it answered within `timeout`.
+    /// The probe is answered between drain batches, so an agent whose
+    /// handler is stuck (or that is down and not yet restarted) fails it.
+    pub async fn ping(&self, timeout: Duration) -> bool {
+        let Some(actor) = self.mailbox.current_actor() else {
+            return false;
+        };
+        matches!(
+            actor.call(HostMsg::Ping, Some(timeout)).await,
+            Ok(ractor::rpc::CallResult::Success(()))
+        )
     }
 
     /// Whether the agent has stopped admitting messages.

@@ -24,6 +24,9 @@ pub enum HostMsg {
     Wake,
     /// Stop admitting, handle every admitted message, then stop.
     Retire,
+    /// Liveness probe: answered between drain batches, so an agent stuck in
+    /// a handler does not answer.
+    Ping(ractor::RpcReplyPort<()>),
 }
 
 impl ractor::Message for HostMsg {}
@@ -133,6 +136,10 @@ impl<A: Agent> Actor for AgentHost<A> {
                     self.mailbox.force_scheduled();
                     myself.cast(HostMsg::Wake)?;
                 }
+            }
+            HostMsg::Ping(reply) => {
+                // The prober may have timed out already; nothing to do then.
+                let _ = reply.send(());
             }
             HostMsg::Wake => {
                 let more = self.drain(state).await?;

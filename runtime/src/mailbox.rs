@@ -181,6 +181,11 @@ impl<M> Mailbox<M> {
         self.actor.store(Some(std::sync::Arc::new(actor)));
     }
 
+    /// The actor currently hosting this agent, if any.
+    pub(crate) fn current_actor(&self) -> Option<ActorRef<HostMsg>> {
+        self.actor.load().as_ref().map(|a| (**a).clone())
+    }
+
     /// Forgets the hosting actor (it stopped for good).
     pub(crate) fn detach(&self) {
         self.actor.store(None);

@@ -178,3 +178,10 @@ pub trait UsageSink: Send + Sync + 'static {
     /// Records usage; resolves to the cost of each record once committed.
     fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'static, Result<Vec<u64>, UsageSinkError>>;
 }
+
+/// Something whose admission rate can be scaled while a budget is over (the
+/// budgets' throttle action). Routers' admission controllers implement it.
+pub trait RateControl: Send + Sync + 'static {
+    /// Admit at `permille`/1000 of the configured rate (1000 restores it).
+    fn set_rate_factor(&self, permille: u32);
+}
