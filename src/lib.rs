@@ -52,3 +52,8 @@ pub mod cli;
 pub mod prelude {
     pub use nexus_swarm_runtime::prelude::*;
 }
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

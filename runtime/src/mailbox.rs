@@ -130,6 +130,8 @@ pub(crate) struct MailboxCounters {
     pub(crate) handled: AtomicU64,
     /// Times the hosting actor was restarted.
     pub(crate) restarts: AtomicU32,
+    /// Doorbells rung by senders (one per burst, not per message).
+    pub(crate) rings: AtomicU64,
 }
 
 /// The shared part of an agent: its lanes, its doorbell flag and the
@@ -199,6 +201,7 @@ impl<M> Mailbox<M> {
         // Correctness only needs the SeqCst swap when the load saw `false`
         // (see the module docs).
         if !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst) {
+            self.counters.rings.fetch_add(1, Ordering::Relaxed);
             self.wake_actor();
         }
     }
@@ -301,11 +304,20 @@ impl<M> Mailbox<M> {
     /// then re-checks. Returns true if the actor must keep draining (it has
     /// re-set the flag itself).
     pub(crate) fn idle(&self) -> bool {
+        self.clear_scheduled();
+        self.recheck()
+    }
+
+    /// First half of [`Self::idle`]: from here on, senders ring.
+    fn clear_scheduled(&self) {
         self.scheduled.store(false, Ordering::SeqCst);
-        if self.pending() > 0 && !self.scheduled.swap(true, Ordering::SeqCst) {
-            return true;
-        }
-        false
+    }
+
+    /// Second half of [`Self::idle`]: work admitted before the clear (whose
+    /// sender saw the flag still set and did not ring) is found here. If a
+    /// sender rang in between, its doorbell covers the work instead.
+    fn recheck(&self) -> bool {
+        self.pending() > 0 && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
     /// Marks a wake-up as pending (a starting actor does this, since the flag
