@@ -23,6 +23,15 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the load benchmark: our data plane against bare ractor, the seeds' targets, scale.
+    Bench {
+        /// Smaller workloads (under a minute on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report as one JSON object to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+    },
 }
 
 /// `nexus config ...`
@@ -43,6 +52,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Defaults) => {
             let text = NexusConfig::default().to_toml_string();
             std::io::stdout().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { quick, json } => {
+            crate::bench::run(&crate::bench::BenchOptions { quick, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { file }) => match NexusConfig::from_file(&file) {
