@@ -9,7 +9,7 @@
 //! | [`runtime`] (`nexus-swarm-runtime`) | agents, lanes, supervision, pools, config |
 //! | [`actors`] (`nexus-swarm-actors`) | router, scheduler, quotas, ledger, gateway, monitor, scaler |
 //! | [`prelude`] | the names needed to write and run agents |
-//! | [`bench`] | the load benchmark behind `nexus bench` and `cargo bench --bench swarm` |
+//! | [`bench`](mod@bench) | the load benchmark behind `nexus bench` and `cargo bench --bench swarm` |
 //! | [`cli`] | the `nexus` command line |
 //!
 //! # Example
