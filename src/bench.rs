@@ -23,6 +23,9 @@ pub use probe::{PROBE_ENV, run_probe_if_requested};
 pub struct BenchOptions {
     /// Smaller workloads: the whole run finishes in well under a minute on 2 cores.
     pub quick: bool,
+    /// Tiny workloads that only prove the harness works (tests use it);
+    /// its figures are too small to mean anything.
+    pub smoke: bool,
     /// Also write the report as one JSON object to this file.
     pub json: Option<PathBuf>,
 }
@@ -33,12 +36,14 @@ impl BenchOptions {
     pub fn from_args(args: impl IntoIterator<Item = String>) -> anyhow::Result<Self> {
         let mut opts = BenchOptions {
             quick: false,
+            smoke: false,
             json: None,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--quick" => opts.quick = true,
+                "--smoke" => opts.smoke = true,
                 "--json" => {
                     let file = args.next().ok_or_else(|| anyhow::anyhow!("--json needs a file name"))?;
                     opts.json = Some(PathBuf::from(file));
@@ -167,8 +172,18 @@ struct Sizes {
 }
 
 impl Sizes {
-    fn new(quick: bool) -> Self {
-        if quick {
+    fn new(quick: bool, smoke: bool) -> Self {
+        if smoke {
+            Sizes {
+                casts: 20_000,
+                calls: 1_000,
+                flood: 20_000,
+                ask_window: Duration::from_millis(100),
+                scenario: Duration::from_millis(100),
+                spawn: 1_000,
+                workers: 2,
+            }
+        } else if quick {
             Sizes {
                 casts: 1_000_000,
                 calls: 20_000,
@@ -195,7 +210,7 @@ impl Sizes {
 /// Runs every measurement and returns the report (also printed as a table,
 /// and written as JSON when asked).
 pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
-    let sizes = Sizes::new(opts.quick);
+    let sizes = Sizes::new(opts.quick, opts.smoke);
     let mut progress = Progress::new(8);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -226,7 +241,13 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     progress.finish();
 
     let report = BenchReport {
-        mode: if opts.quick { "quick" } else { "full" },
+        mode: if opts.smoke {
+            "smoke"
+        } else if opts.quick {
+            "quick"
+        } else {
+            "full"
+        },
         raw_cast_msgs_per_s: raw_cast.round(),
         raw_call_p50_us: us(&raw_call, 0.50),
         raw_call_p99_us: us(&raw_call, 0.99),

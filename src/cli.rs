@@ -31,6 +31,9 @@ pub enum Command {
         /// Also write the report as one JSON object to this file.
         #[arg(long, value_name = "FILE")]
         json: Option<PathBuf>,
+        /// Tiny workloads that only prove the harness runs (for tests).
+        #[arg(long, hide = true)]
+        smoke: bool,
     },
 }
 
@@ -54,8 +57,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { quick, json } => {
-            crate::bench::run(&crate::bench::BenchOptions { quick, json })?;
+        Command::Bench { quick, json, smoke } => {
+            crate::bench::run(&crate::bench::BenchOptions { quick, smoke, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { file }) => match NexusConfig::from_file(&file) {
