@@ -76,10 +76,16 @@ impl RedbStore {
         std::fs::create_dir_all(dir).map_err(|e| LedgerError::Io(format!("{}: {e}", dir.display())))?;
         let path = dir.join(STORE_FILE);
         check_magic(&path)?;
+        // redb runs its repair pass on a brand-new file too: only an existing
+        // store is worth a warning.
+        let existed = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
         let repair_path = path.clone();
         let opened = std::panic::catch_unwind(AssertUnwindSafe(|| {
             Database::builder()
                 .set_repair_callback(move |s| {
+                    if !existed {
+                        return;
+                    }
                     tracing::warn!(path = %repair_path.display(), progress = s.progress(), "recovering ledger store after an unclean shutdown");
                 })
                 .create(&path)
