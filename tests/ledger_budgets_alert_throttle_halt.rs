@@ -65,7 +65,8 @@ fn kinds(rx: &mut broadcast::Receiver<BudgetEvent>) -> Vec<BudgetEventKind> {
 async fn halt_refuses_the_crossing_request_and_every_one_after_until_rollover() {
     let dir = tempfile::tempdir().unwrap();
     let (actor, ledger) = ledger(dir.path(), Arc::new(TokioClock::starting_at(START_US))).await;
-    let budget = Budget::new("hard", 1000, BudgetPeriod::Hourly, BudgetAction::Halt).scope(BudgetScope::all().tenant("acme"));
+    let budget =
+        Budget::new("hard", 1000, BudgetPeriod::Hourly, BudgetAction::Halt).scope(BudgetScope::all().tenant("acme"));
     ledger.put_budget(budget).await.unwrap();
     let mut events = ledger.subscribe();
     let acme = meta("acme");
@@ -162,8 +163,13 @@ async fn throttle_lowers_the_admission_rate_while_over_and_restores_it_at_rollov
     let other_router = Admission::new();
     ledger.register_rate_control(BudgetScope::all().tenant("acme"), acme_router.clone());
     ledger.register_rate_control(BudgetScope::all().tenant("other"), other_router.clone());
-    let budget = Budget::new("slow", 1000, BudgetPeriod::Hourly, BudgetAction::Throttle { permille: 250 })
-        .scope(BudgetScope::all().tenant("acme"));
+    let budget = Budget::new(
+        "slow",
+        1000,
+        BudgetPeriod::Hourly,
+        BudgetAction::Throttle { permille: 250 },
+    )
+    .scope(BudgetScope::all().tenant("acme"));
     ledger.put_budget(budget).await.unwrap();
 
     request(&ledger, &meta("acme"), 600, 600).await.unwrap();
@@ -181,7 +187,10 @@ async fn throttle_lowers_the_admission_rate_while_over_and_restores_it_at_rollov
         .expect("restored in time")
         .unwrap();
     assert_eq!(acme_router.history(), vec![250, 1000]);
-    assert!(other_router.history().is_empty(), "another tenant's rate is never touched");
+    assert!(
+        other_router.history().is_empty(),
+        "another tenant's rate is never touched"
+    );
 
     // Over again, then the budget is removed: restored at once.
     request(&ledger, &meta("acme"), 1000, 1000).await.unwrap();
@@ -246,7 +255,11 @@ async fn budget_spend_and_alerts_survive_a_restart() {
         .expect("the store is free again once the ledger stopped");
     let status = ledger.budget_status("d").unwrap();
     assert_eq!(status.spent_micro_usd, 600);
-    assert_eq!(status.alerted_percent, vec![50], "reached thresholds are not alerted again");
+    assert_eq!(
+        status.alerted_percent,
+        vec![50],
+        "reached thresholds are not alerted again"
+    );
     assert_eq!(ledger.prices().model(MODEL).unwrap().input_per_million, 1_000_000);
     assert!(request(&ledger, &meta("a"), 401, 401).await.is_err());
     actor.stop_and_wait(None, None).await.unwrap();

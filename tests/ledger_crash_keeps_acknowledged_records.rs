@@ -63,7 +63,11 @@ fn run_and_kill(dir: &std::path::Path, round: u64, rng: &mut StdRng) -> Vec<u64>
     lines.extend(rx.try_iter());
     lines
         .iter()
-        .map(|l| l.trim().parse::<u64>().unwrap_or_else(|_| panic!("`{l}` is not a record id")))
+        .map(|l| {
+            l.trim()
+                .parse::<u64>()
+                .unwrap_or_else(|_| panic!("`{l}` is not a record id"))
+        })
         .collect()
 }
 

@@ -46,8 +46,14 @@ async fn unknown_budgets_are_typed_errors() {
 async fn negative_and_absurd_prices_are_refused_and_prices_stay() {
     let dir = tempfile::tempdir().unwrap();
     let (actor, ledger) = started(dir.path()).await;
-    assert!(matches!(Rate::per_million(-150_000), Err(LedgerError::InvalidPrice { .. })));
-    assert!(matches!(ModelRates::new(-1, 0, 0), Err(LedgerError::InvalidPrice { .. })));
+    assert!(matches!(
+        Rate::per_million(-150_000),
+        Err(LedgerError::InvalidPrice { .. })
+    ));
+    assert!(matches!(
+        ModelRates::new(-1, 0, 0),
+        Err(LedgerError::InvalidPrice { .. })
+    ));
     let absurd = ModelRates {
         input_per_million: u64::MAX,
         output_per_million: 0,
@@ -58,7 +64,9 @@ async fn negative_and_absurd_prices_are_refused_and_prices_stay() {
         Err(LedgerError::InvalidPrice { .. })
     ));
     assert!(matches!(
-        ledger.set_kind_price(ResourceKind::Cost, Rate::per_unit(1).unwrap()).await,
+        ledger
+            .set_kind_price(ResourceKind::Cost, Rate::per_unit(1).unwrap())
+            .await,
         Err(LedgerError::InvalidPrice { .. })
     ));
     assert_eq!(ledger.prices().model("m").unwrap().input_per_million, 1_000_000);
@@ -69,14 +77,19 @@ async fn negative_and_absurd_prices_are_refused_and_prices_stay() {
 async fn malformed_usage_is_refused_before_anything_is_stored() {
     let dir = tempfile::tempdir().unwrap();
     let (actor, ledger) = started(dir.path()).await;
-    assert!(matches!(parse_labels("env=prod,team"), Err(LedgerError::BadLabels { .. })));
+    assert!(matches!(
+        parse_labels("env=prod,team"),
+        Err(LedgerError::BadLabels { .. })
+    ));
     let bad_label = UsageMeta::default().model("m").label("1st", "x");
     assert!(matches!(
         ledger.track_usage(ResourceKind::InputTokens, 10, bad_label).await,
         Err(LedgerError::BadLabels { .. })
     ));
     assert!(matches!(
-        ledger.track_usage(ResourceKind::InputTokens, 0, UsageMeta::default().model("m")).await,
+        ledger
+            .track_usage(ResourceKind::InputTokens, 0, UsageMeta::default().model("m"))
+            .await,
         Err(LedgerError::InvalidUsage(_))
     ));
     assert!(matches!(
@@ -114,9 +127,17 @@ async fn invalid_budgets_and_queries_are_typed_errors() {
     for b in [
         Budget::new("zero", 0, BudgetPeriod::Daily, BudgetAction::Halt),
         Budget::new("t", 5, BudgetPeriod::Daily, BudgetAction::Throttle { permille: 1000 }),
-        Budget::new("short", 5, BudgetPeriod::Rolling(Duration::from_secs(1)), BudgetAction::Alert),
+        Budget::new(
+            "short",
+            5,
+            BudgetPeriod::Rolling(Duration::from_secs(1)),
+            BudgetAction::Alert,
+        ),
     ] {
-        assert!(matches!(ledger.put_budget(b).await, Err(LedgerError::InvalidBudget { .. })));
+        assert!(matches!(
+            ledger.put_budget(b).await,
+            Err(LedgerError::InvalidBudget { .. })
+        ));
     }
     assert!(ledger.budget_statuses().is_empty());
     assert!(matches!(TimeRange::new(10, 5), Err(LedgerError::InvalidQuery(_))));

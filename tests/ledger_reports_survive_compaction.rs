@@ -56,7 +56,11 @@ async fn reports_group_over_ranges_and_keep_totals_after_compaction() {
     let before = ledger.report(all.clone()).await.unwrap();
     assert_eq!(before.total_cost_micro_usd, 3 * (500_000 + 50_000));
     assert_eq!(before.rows.len(), 6);
-    let day2 = TimeRange::new(START_US + 24 * 3600 * MICROS_PER_SEC, START_US + 48 * 3600 * MICROS_PER_SEC).unwrap();
+    let day2 = TimeRange::new(
+        START_US + 24 * 3600 * MICROS_PER_SEC,
+        START_US + 48 * 3600 * MICROS_PER_SEC,
+    )
+    .unwrap();
     let one_day = ledger
         .report(ReportQuery::new(day2).group_by([Field::Tenant]))
         .await
@@ -89,8 +93,14 @@ async fn reports_group_over_ranges_and_keep_totals_after_compaction() {
         })
         .await
         .unwrap();
-    assert!(ops.iter().any(|o| matches!(&o.kind, OpportunityKind::CheaperModel { to, .. } if to == "small")));
-    assert!(ops.iter().any(|o| matches!(&o.kind, OpportunityKind::CacheRepeatedPrompt { requests: 6, .. })));
+    assert!(
+        ops.iter()
+            .any(|o| matches!(&o.kind, OpportunityKind::CheaperModel { to, .. } if to == "small"))
+    );
+    assert!(
+        ops.iter()
+            .any(|o| matches!(&o.kind, OpportunityKind::CacheRepeatedPrompt { requests: 6, .. }))
+    );
 
     // Now is day 4: with one day of retention, days 1-2 are compacted.
     let stats = ledger.compact().await.unwrap();

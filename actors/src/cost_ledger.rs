@@ -120,7 +120,7 @@ pub use record::{
 };
 pub use redb_store::{RedbStore, STORE_FILE};
 pub use report::{Report, ReportBuilder, ReportQuery, ReportRow, TimeRange, format_usd};
-pub use store::{CompactionStats, LedgerStore, UsageRow};
+pub use store::{CompactionStats, LedgerStore, StoredBudget, UsageRow};
 
 use gate::BudgetBook;
 use writer::{ChargeGuard, WriteJob};
@@ -241,9 +241,10 @@ impl CostLedgerArgs {
     pub async fn with_store(store: Arc<dyn LedgerStore>, options: LedgerOptions) -> Result<Self, LedgerError> {
         options.validate()?;
         let s = store.clone();
-        let (prices, budgets) = tokio::task::spawn_blocking(move || Ok::<_, LedgerError>((s.load_prices()?, s.load_budgets()?)))
-            .await
-            .map_err(|e| LedgerError::Store(format!("loading the store failed: {e}")))??;
+        let (prices, budgets) =
+            tokio::task::spawn_blocking(move || Ok::<_, LedgerError>((s.load_prices()?, s.load_budgets()?)))
+                .await
+                .map_err(|e| LedgerError::Store(format!("loading the store failed: {e}")))??;
         let grace = u64::try_from(options.settle_grace.as_micros()).unwrap_or(u64::MAX);
         let book = Arc::new(BudgetBook::new(prices, options.clock.clone(), grace));
         for (budget, buckets) in budgets {
@@ -350,7 +351,10 @@ pub fn build_report(store: &dyn LedgerStore, query: ReportQuery) -> Result<Repor
 }
 
 impl CostLedger {
-    async fn set_prices(shared: &LedgerShared, change: impl FnOnce(&mut PriceTable) -> Result<(), LedgerError>) -> Result<(), LedgerError> {
+    async fn set_prices(
+        shared: &LedgerShared,
+        change: impl FnOnce(&mut PriceTable) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
         let mut prices = (*shared.book.prices()).clone();
         change(&mut prices)?;
         submit(shared, |reply| WriteJob::SetPrices { prices, reply }).await
@@ -372,7 +376,11 @@ impl Actor for CostLedger {
     type State = CostLedgerState;
     type Arguments = CostLedgerArgs;
 
-    async fn pre_start(&self, myself: ActorRef<Self::Msg>, args: CostLedgerArgs) -> Result<Self::State, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: CostLedgerArgs,
+    ) -> Result<Self::State, ActorProcessingErr> {
         let shared = args.shared;
         let (tx, rx) = mpsc::channel(shared.options.queue_capacity);
         let writer = tokio::spawn(writer::run(
@@ -406,7 +414,12 @@ impl Actor for CostLedger {
     }
 
     #[tracing::instrument(skip_all)]
-    async fn handle(&self, _myself: ActorRef<Self::Msg>, msg: Self::Msg, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
         let shared = state.shared.clone();
         match msg {
             CostLedgerMsg::PutBudget(budget, reply) => {
@@ -540,7 +553,11 @@ impl LedgerHandle {
         Ok((out, ChargeGuard::new(self.shared.book.clone(), charges)))
     }
 
-    async fn commit(shared: Arc<LedgerShared>, records: Vec<NewRecord>, charges: ChargeGuard) -> Result<Vec<Ack>, LedgerError> {
+    async fn commit(
+        shared: Arc<LedgerShared>,
+        records: Vec<NewRecord>,
+        charges: ChargeGuard,
+    ) -> Result<Vec<Ack>, LedgerError> {
         submit(&shared, |reply| WriteJob::Append {
             records,
             charges,

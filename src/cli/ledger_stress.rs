@@ -44,9 +44,15 @@ pub struct StressArgs {
 pub fn stress_budgets() -> Vec<Budget> {
     vec![
         Budget::new("all-daily", 1 << 50, BudgetPeriod::Daily, BudgetAction::Alert),
-        Budget::new("t0-hourly", 1 << 40, BudgetPeriod::Hourly, BudgetAction::Alert).scope(BudgetScope::all().tenant("t0")),
-        Budget::new("t1-throttle", 2_000_000, BudgetPeriod::Monthly, BudgetAction::Throttle { permille: 500 })
-            .scope(BudgetScope::all().tenant("t1").model(STRESS_MODEL)),
+        Budget::new("t0-hourly", 1 << 40, BudgetPeriod::Hourly, BudgetAction::Alert)
+            .scope(BudgetScope::all().tenant("t0")),
+        Budget::new(
+            "t1-throttle",
+            2_000_000,
+            BudgetPeriod::Monthly,
+            BudgetAction::Throttle { permille: 500 },
+        )
+        .scope(BudgetScope::all().tenant("t1").model(STRESS_MODEL)),
         Budget::new("t2-halt", 500_000, BudgetPeriod::Daily, BudgetAction::Halt).scope(BudgetScope::all().tenant("t2")),
         Budget::new(
             "rolling",
@@ -103,7 +109,10 @@ async fn one(ledger: &LedgerHandle, rng: &mut StdRng, worker: u64) -> Vec<Ack> {
                 Err(_) => Ok(Vec::new()),
             }
         }
-        1 => ledger.track_usage(ResourceKind::LlmRequests, 1, meta).await.map(|a| vec![a]),
+        1 => ledger
+            .track_usage(ResourceKind::LlmRequests, 1, meta)
+            .await
+            .map(|a| vec![a]),
         _ => ledger
             .track_usage(ResourceKind::Cpu, rng.random_range(1..5000), meta)
             .await
@@ -126,7 +135,9 @@ pub fn run(args: StressArgs) -> anyhow::Result<ExitCode> {
         ledger
             .set_model_price(STRESS_MODEL, ModelRates::new(150_000, 600_000, 100)?)
             .await?;
-        ledger.set_kind_price(ResourceKind::Cpu, Rate::per_cpu_second(20)?).await?;
+        ledger
+            .set_kind_price(ResourceKind::Cpu, Rate::per_cpu_second(20)?)
+            .await?;
         for b in stress_budgets() {
             // Only define what is absent: a restart must find the stored spend.
             if ledger.budget_status(&b.id).is_err() {

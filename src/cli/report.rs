@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::actors::cost_ledger::{
-    BudgetScope, Clock, Field, ReportQuery, RedbStore, STORE_FILE, SystemClock, TimeRange, build_report,
+    BudgetScope, Clock, Field, RedbStore, ReportQuery, STORE_FILE, SystemClock, TimeRange, build_report,
 };
 use crate::runtime::config::NexusConfig;
 
@@ -65,7 +65,9 @@ pub struct ReportArgs {
 
 fn parse_time(text: &str) -> anyhow::Result<u64> {
     let t = humantime::parse_rfc3339_weak(text).with_context(|| format!("`{text}` is not an RFC 3339 time"))?;
-    let d = t.duration_since(UNIX_EPOCH).context("times before 1970 are not supported")?;
+    let d = t
+        .duration_since(UNIX_EPOCH)
+        .context("times before 1970 are not supported")?;
     Ok(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
 }
 

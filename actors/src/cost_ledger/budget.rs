@@ -457,7 +457,12 @@ impl BudgetCounters {
 
     /// Reserves `estimate` micro-dollars, or refuses if this is a hard
     /// budget that is halted or that the estimate would cross.
-    pub fn try_reserve(&mut self, estimate: u64, now_us: u64, events: &mut Vec<BudgetEvent>) -> Result<(), SpendRefused> {
+    pub fn try_reserve(
+        &mut self,
+        estimate: u64,
+        now_us: u64,
+        events: &mut Vec<BudgetEvent>,
+    ) -> Result<(), SpendRefused> {
         self.roll(now_us, events);
         if self.budget.is_hard() {
             let over = self

@@ -53,6 +53,9 @@ pub(crate) struct BudgetCell {
 /// Spend in flight charged to one budget, to uncharge at commit.
 pub(crate) type Charges = Vec<(Arc<BudgetCell>, u64)>;
 
+/// Committed spend to apply to budgets: (budget, usage time, cost).
+pub(crate) type Applied = Vec<(Arc<BudgetCell>, u64, u64)>;
+
 /// Spend to add to one budget's bucket, in the same transaction as records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpendDelta {
@@ -305,7 +308,7 @@ impl BudgetBook {
 
     /// The spend deltas of records about to be committed, with the cells
     /// they apply to. Called by the writer only.
-    pub(crate) fn spend_of(&self, records: &[NewRecord]) -> (Vec<SpendDelta>, Vec<(Arc<BudgetCell>, u64, u64)>) {
+    pub(crate) fn spend_of(&self, records: &[NewRecord]) -> (Vec<SpendDelta>, Applied) {
         let cells = self.cells.load();
         let mut deltas: Vec<SpendDelta> = Vec::new();
         let mut applied = Vec::new();
@@ -327,7 +330,7 @@ impl BudgetBook {
 
     /// Applies committed spend, then releases the records' in-flight
     /// charges (in that order, so used never dips in between).
-    pub(crate) fn apply_commit(&self, applied: Vec<(Arc<BudgetCell>, u64, u64)>, charges: Charges) {
+    pub(crate) fn apply_commit(&self, applied: Applied, charges: Charges) {
         let now = self.now_us();
         let mut events = Vec::new();
         for (cell, at_us, cost) in applied {
@@ -437,15 +440,11 @@ impl BudgetBook {
         }
         if actual > 0 && !h.cells.is_empty() {
             let expires_us = self.now_us().saturating_add(self.settle_grace_us);
-            self.awaiting
-                .lock()
-                .entry(h.meta)
-                .or_default()
-                .push_back(Awaiting {
-                    remaining: actual,
-                    cells: h.cells,
-                    expires_us,
-                });
+            self.awaiting.lock().entry(h.meta).or_default().push_back(Awaiting {
+                remaining: actual,
+                cells: h.cells,
+                expires_us,
+            });
             self.awaiting_count.fetch_add(1, Ordering::AcqRel);
         }
     }

@@ -171,10 +171,7 @@ impl Optimizer {
             m.cost = m.cost.saturating_add(row.cost_micro_usd);
         }
         if let Some(hash) = row.meta.labels.get(PROMPT_HASH_LABEL) {
-            let p = self
-                .prompts
-                .entry((row.meta.model.clone(), hash.clone()))
-                .or_default();
+            let p = self.prompts.entry((row.meta.model.clone(), hash.clone())).or_default();
             match row.kind {
                 ResourceKind::LlmRequests => p.requests = p.requests.saturating_add(row.amount),
                 ResourceKind::InputTokens => p.input_records += row.records,
@@ -258,7 +255,7 @@ impl Optimizer {
                 });
             }
         }
-        out.sort_by(|a, b| b.estimated_savings_micro_usd.cmp(&a.estimated_savings_micro_usd));
+        out.sort_by_key(|o| std::cmp::Reverse(o.estimated_savings_micro_usd));
         out
     }
 }

@@ -120,14 +120,13 @@ impl ModelRates {
         };
         check(self.input_per_million, Rate::per_million)?;
         check(self.output_per_million, Rate::per_million)?;
-        check(self.per_request, Rate::per_unit)
-            .map_err(|e| match e {
-                LedgerError::InvalidPrice { reason, .. } => LedgerError::InvalidPrice {
-                    what: format!("model `{model}`"),
-                    reason,
-                },
-                e => e,
-            })
+        check(self.per_request, Rate::per_unit).map_err(|e| match e {
+            LedgerError::InvalidPrice { reason, .. } => LedgerError::InvalidPrice {
+                what: format!("model `{model}`"),
+                reason,
+            },
+            e => e,
+        })
     }
 
     /// The rate this model charges for a kind, if it prices that kind.

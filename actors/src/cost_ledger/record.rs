@@ -133,14 +133,18 @@ pub fn validate_meta(meta: &UsageMeta) -> Result<(), LedgerError> {
         if let Some(v) = value
             && !valid_value(v)
         {
-            return Err(LedgerError::InvalidUsage(format!("{field} `{v}` is empty, too long or unprintable")));
+            return Err(LedgerError::InvalidUsage(format!(
+                "{field} `{v}` is empty, too long or unprintable"
+            )));
         }
     }
     for (key, value) in &meta.labels {
         if !valid_key(key) || !valid_value(value) || value.contains(',') || value.contains('=') {
             return Err(LedgerError::BadLabels {
                 input: format!("{key}={value}"),
-                reason: "label keys start with a letter or `_`; values are non-empty, without `,` `=` or control characters".into(),
+                reason:
+                    "label keys start with a letter or `_`; values are non-empty, without `,` `=` or control characters"
+                        .into(),
             });
         }
     }

@@ -30,7 +30,7 @@ use super::error::LedgerError;
 use super::gate::SpendDelta;
 use super::pricing::PriceTable;
 use super::record::{LedgerRecord, NewRecord, RecordId};
-use super::store::{CompactionStats, LedgerStore, UsageRow};
+use super::store::{CompactionStats, LedgerStore, StoredBudget, UsageRow};
 
 /// The store's file name inside the data directory.
 pub const STORE_FILE: &str = "ledger.redb";
@@ -338,7 +338,7 @@ impl LedgerStore for RedbStore {
         Ok(existed)
     }
 
-    fn load_budgets(&self) -> Result<Vec<(Budget, Vec<(u64, u64)>)>, LedgerError> {
+    fn load_budgets(&self) -> Result<Vec<StoredBudget>, LedgerError> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
         let defs = read.open_table(BUDGETS).map_err(|e| self.err(e))?;
         let sp = read.open_table(SPEND).map_err(|e| self.err(e))?;
@@ -386,14 +386,16 @@ impl LedgerStore for RedbStore {
                 let mut daily = txn.open_table(DAILY).map_err(|e| self.err(e))?;
                 let mut keys = Vec::new();
                 let mut sums: BTreeMap<(u64, Vec<u8>), (u64, u64, u64)> = BTreeMap::new();
-                for item in records.range((0, 0)..(before_us, 0)).map_err(|e| self.err(e))?.take(chunk) {
+                for item in records
+                    .range((0, 0)..(before_us, 0))
+                    .map_err(|e| self.err(e))?
+                    .take(chunk)
+                {
                     let (k, v) = item.map_err(|e| self.err(e))?;
                     let (at_us, id) = k.value();
                     let body: RecordBody = self.decode(v.value(), "record")?;
                     let group = encode(&(&body.kind, &body.meta));
-                    let s = sums
-                        .entry((super::clock::day_start(at_us), group))
-                        .or_insert((0, 0, 0));
+                    let s = sums.entry((super::clock::day_start(at_us), group)).or_insert((0, 0, 0));
                     *s = (s.0.saturating_add(body.amount), s.1.saturating_add(body.cost), s.2 + 1);
                     keys.push((at_us, id));
                 }

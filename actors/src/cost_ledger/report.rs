@@ -229,7 +229,11 @@ impl Report {
             cells.push(row.cost_micro_usd.to_string());
             cells.push(format_usd(row.cost_micro_usd));
             cells.push(row.records.to_string());
-            cells.extend(kinds.iter().map(|k| row.amounts.get(k).copied().unwrap_or(0).to_string()));
+            cells.extend(
+                kinds
+                    .iter()
+                    .map(|k| row.amounts.get(k).copied().unwrap_or(0).to_string()),
+            );
             out.push_str(&cells.join(","));
             out.push('\n');
         }

@@ -52,6 +52,9 @@ impl From<&LedgerRecord> for UsageRow {
     }
 }
 
+/// A stored budget with its spend buckets (bucket start, micro-dollars).
+pub type StoredBudget = (Budget, Vec<(u64, u64)>);
+
 /// What a compaction did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CompactionStats {
@@ -92,7 +95,7 @@ pub trait LedgerStore: Send + Sync + fmt::Debug + 'static {
     fn remove_budget(&self, id: &str) -> Result<bool, LedgerError>;
 
     /// Every budget with its spend buckets (bucket start, micro-dollars).
-    fn load_budgets(&self) -> Result<Vec<(Budget, Vec<(u64, u64)>)>, LedgerError>;
+    fn load_budgets(&self) -> Result<Vec<StoredBudget>, LedgerError>;
 
     /// Stores the price table.
     fn put_prices(&self, prices: &PriceTable) -> Result<(), LedgerError>;

@@ -32,12 +32,18 @@ fn rates_round_up_and_reject_negative_zero_sized_and_absurd_prices() {
     assert_eq!(Rate::per_cpu_second(20).unwrap().cost(1500).unwrap(), 30);
     assert!(matches!(Rate::per_million(-1), Err(LedgerError::InvalidPrice { .. })));
     assert!(matches!(Rate::new(5, 0), Err(LedgerError::InvalidPrice { .. })));
-    assert!(matches!(Rate::per_unit(1_000_000_001), Err(LedgerError::InvalidPrice { .. })));
+    assert!(matches!(
+        Rate::per_unit(1_000_000_001),
+        Err(LedgerError::InvalidPrice { .. })
+    ));
     assert!(matches!(
         Rate::per_million(10_000_000_001),
         Err(LedgerError::InvalidPrice { .. })
     ));
-    assert!(matches!(ModelRates::new(1, -2, 0), Err(LedgerError::InvalidPrice { .. })));
+    assert!(matches!(
+        ModelRates::new(1, -2, 0),
+        Err(LedgerError::InvalidPrice { .. })
+    ));
     let big = Rate::per_unit(1_000_000_000).unwrap();
     assert_eq!(big.cost(u64::MAX), Err(LedgerError::Overflow));
 }
@@ -49,11 +55,21 @@ fn model_rates_override_kind_rates_and_unpriced_kinds_are_errors() {
         .unwrap();
     t.set_model("small", ModelRates::new(100_000, 400_000, 10).unwrap())
         .unwrap();
-    assert_eq!(t.cost(&ResourceKind::InputTokens, 1_000_000, Some("small")).unwrap(), 100_000);
-    assert_eq!(t.cost(&ResourceKind::InputTokens, 1_000_000, Some("other")).unwrap(), 1_000_000);
+    assert_eq!(
+        t.cost(&ResourceKind::InputTokens, 1_000_000, Some("small")).unwrap(),
+        100_000
+    );
+    assert_eq!(
+        t.cost(&ResourceKind::InputTokens, 1_000_000, Some("other")).unwrap(),
+        1_000_000
+    );
     assert_eq!(t.cost(&ResourceKind::InputTokens, 1_000_000, None).unwrap(), 1_000_000);
     assert_eq!(t.cost(&ResourceKind::LlmRequests, 3, Some("small")).unwrap(), 30);
-    assert_eq!(t.cost(&ResourceKind::Cost, 77, None).unwrap(), 77, "money is its own cost");
+    assert_eq!(
+        t.cost(&ResourceKind::Cost, 77, None).unwrap(),
+        77,
+        "money is its own cost"
+    );
     assert!(matches!(
         t.cost(&ResourceKind::OutputTokens, 5, Some("other")),
         Err(LedgerError::NoPrice { .. })
@@ -76,7 +92,9 @@ fn labels_parse_and_malformed_sets_are_typed_errors() {
     assert_eq!(l.get("env").map(String::as_str), Some("prod"));
     assert_eq!(l.len(), 2);
     assert!(parse_labels("").unwrap().is_empty());
-    for bad in ["env", "env=", "=x", "1env=x", "a=1,a=2", "a=1,,b=2", "a=b=c", "sp ace=x"] {
+    for bad in [
+        "env", "env=", "=x", "1env=x", "a=1,a=2", "a=1,,b=2", "a=b=c", "sp ace=x",
+    ] {
         assert!(
             matches!(parse_labels(bad), Err(LedgerError::BadLabels { .. })),
             "{bad} should not parse"
@@ -104,11 +122,17 @@ fn calendar_periods_start_on_utc_boundaries() {
     assert_eq!(BudgetPeriod::Daily.bucket_start(at), LEAP_DAY_US);
     let feb_1 = days_from_civil(2024, 2, 1) as u64 * MICROS_PER_DAY;
     assert_eq!(BudgetPeriod::Monthly.bucket_start(at), feb_1);
-    assert_eq!(BudgetPeriod::Monthly.bucket_start(LEAP_DAY_US + MICROS_PER_DAY), LEAP_DAY_US + MICROS_PER_DAY);
+    assert_eq!(
+        BudgetPeriod::Monthly.bucket_start(LEAP_DAY_US + MICROS_PER_DAY),
+        LEAP_DAY_US + MICROS_PER_DAY
+    );
     assert_eq!(format_day(at), "2024-02-29");
     let rolling = BudgetPeriod::Rolling(Duration::from_secs(3600));
     assert_eq!(rolling.bucket_start(at), at - at % (60 * MICROS_PER_SEC));
-    assert_eq!(rolling.window_start(at), rolling.bucket_start(at) - 59 * 60 * MICROS_PER_SEC);
+    assert_eq!(
+        rolling.window_start(at),
+        rolling.bucket_start(at) - 59 * 60 * MICROS_PER_SEC
+    );
 }
 
 fn halt(limit: u64) -> BudgetCounters {
@@ -137,7 +161,10 @@ fn a_hard_budget_refuses_the_crossing_reservation_and_everything_after_until_rol
     assert!(c.try_reserve(1, now + 1, &mut ev).is_err());
     ev.clear();
     c.try_reserve(1000, now + HOUR_US, &mut ev).unwrap();
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![BudgetEventKind::Resumed]);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![BudgetEventKind::Resumed]
+    );
     assert_eq!(c.spent(), 0, "the new period starts from zero");
 }
 
@@ -182,7 +209,10 @@ fn a_throttle_budget_is_throttled_while_over_and_released_at_rollover() {
     let mut ev = Vec::new();
     c.commit(LEAP_DAY_US, 100, LEAP_DAY_US, &mut ev);
     assert_eq!(c.throttle_factor(), Some(250));
-    assert!(ev.iter().any(|e| e.kind == BudgetEventKind::Throttled { permille: 250 }));
+    assert!(
+        ev.iter()
+            .any(|e| e.kind == BudgetEventKind::Throttled { permille: 250 })
+    );
     ev.clear();
     c.roll(LEAP_DAY_US + HOUR_US, &mut ev);
     assert_eq!(c.throttle_factor(), None);
@@ -212,7 +242,12 @@ fn budgets_are_validated() {
         Budget::new("sp ace", 1, BudgetPeriod::Daily, BudgetAction::Alert),
         Budget::new("zero", 0, BudgetPeriod::Daily, BudgetAction::Alert),
         Budget::new("t", 1, BudgetPeriod::Daily, BudgetAction::Throttle { permille: 1000 }),
-        Budget::new("w", 1, BudgetPeriod::Rolling(Duration::from_secs(10)), BudgetAction::Halt),
+        Budget::new(
+            "w",
+            1,
+            BudgetPeriod::Rolling(Duration::from_secs(10)),
+            BudgetAction::Halt,
+        ),
         Budget::new("s", 1, BudgetPeriod::Daily, BudgetAction::Halt).scope(BudgetScope::all().tenant(" ")),
     ];
     for b in bad {
@@ -342,8 +377,10 @@ fn optimize_finds_underused_pools_cheaper_models_and_repeated_prompts() {
             recommended_workers: 2
         }
         && o.estimated_savings_micro_usd == 8_000));
-    assert!(ops.iter().any(|o| matches!(&o.kind, OpportunityKind::CacheRepeatedPrompt { requests: 4, .. })
-        && o.estimated_savings_micro_usd == 750));
+    assert!(ops.iter().any(
+        |o| matches!(&o.kind, OpportunityKind::CacheRepeatedPrompt { requests: 4, .. })
+            && o.estimated_savings_micro_usd == 750
+    ));
 }
 
 #[test]
@@ -375,10 +412,7 @@ fn a_truncated_store_file_is_a_typed_error() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     let err = RedbStore::open(dir.path()).unwrap_err();
-    assert!(
-        matches!(err, LedgerError::Corrupt { .. } | LedgerError::Io(_)),
-        "{err}"
-    );
+    assert!(matches!(err, LedgerError::Corrupt { .. } | LedgerError::Io(_)), "{err}");
     assert_eq!(std::fs::read(&path).unwrap().len(), bytes.len() / 3, "never replaced");
 }
 

@@ -81,7 +81,9 @@ pub(crate) enum WriteJob {
 /// Records compacted per transaction.
 const COMPACTION_CHUNK: usize = 10_000;
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static) -> Result<T, LedgerError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, LedgerError> + Send + 'static,
+) -> Result<T, LedgerError> {
     tokio::task::spawn_blocking(f)
         .await
         .unwrap_or_else(|e| Err(LedgerError::Store(format!("ledger store task failed: {e}"))))
@@ -149,7 +151,9 @@ pub(crate) async fn run(
             WriteJob::SetPrices { prices, reply } => {
                 let s = store.clone();
                 let stored = prices.clone();
-                let r = blocking(move || s.put_prices(&stored)).await.map(|()| book.set_prices(prices));
+                let r = blocking(move || s.put_prices(&stored))
+                    .await
+                    .map(|()| book.set_prices(prices));
                 let _ = reply.send(r);
             }
             WriteJob::Compact {
@@ -197,7 +201,12 @@ async fn commit(store: &Arc<dyn LedgerStore>, book: &Arc<BudgetBook>, batch: Bat
             }
         }
         Ok((_, Err(e))) => fail(book, charges, replies, e),
-        Err(e) => fail(book, charges, replies, LedgerError::Store(format!("ledger store task failed: {e}"))),
+        Err(e) => fail(
+            book,
+            charges,
+            replies,
+            LedgerError::Store(format!("ledger store task failed: {e}")),
+        ),
     }
 }
 
