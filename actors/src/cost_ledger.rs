@@ -44,7 +44,7 @@
 //!   is the [`SpendGate`](nexus_swarm_runtime::usage::SpendGate) the LLM
 //!   gateway reserves with before a call and settles after, without an
 //!   actor round trip; [`LedgerHandle`] is its
-//!   [`UsageSink`](nexus_swarm_runtime::usage::UsageSink).
+//!   `UsageSink`.
 //! - Control plane: the [`CostLedger`] actor owns prices, budget
 //!   definitions, reports, optimization and retention. Its tick rolls
 //!   budget periods (restoring throttled rates, lifting halts) and compacts
