@@ -6,3 +6,9 @@
 //!
 //! One actor per module, named after it; decisions live in plain synchronous
 //! types beside the actor so that they are tested without a runtime.
+//!
+//! | module | actor | what it owns |
+//! |---|---|---|
+//! | [`router`] | `Router` / `RouterHandle` | members, weights, health, admission |
+
+pub mod router;
