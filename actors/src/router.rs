@@ -5,7 +5,7 @@
 //! # Two planes
 //!
 //! * Control plane: the `Router` actor owns membership, weights and health.
-//!   Every change ([`RouterMsg`]) rebuilds a [`Snapshot`](snapshot) (the
+//!   Every change ([`RouterMsg`]) rebuilds a snapshot (the
 //!   members, and the strategy, e.g. the consistent-hash ring, built over the
 //!   healthy ones) and publishes it in an `ArcSwap`. A restarted router
 //!   recovers its members from the last published snapshot.
@@ -275,7 +275,7 @@ pub struct MemberMetrics {
     pub asks_in_flight: u64,
     /// Messages waiting in its lanes (from any sender).
     pub queued: u64,
-    /// Messages the router admitted to its lanes.
+    /// Messages the router admitted to its lanes, and asks it answered.
     pub sent: u64,
     /// Routed messages its lanes refused, and routed asks that failed.
     pub failures: u64,

@@ -18,7 +18,8 @@ use super::MemberId;
 pub(crate) struct MemberStats {
     /// Asks sent to the member whose reply has not arrived (nor timed out).
     pub(crate) asks_in_flight: AtomicU64,
-    /// Messages admitted to the member's lanes through the router.
+    /// Messages admitted to the member's lanes through the router, and
+    /// asks it answered.
     pub(crate) sent: AtomicU64,
     /// Sends refused by the member's lanes (full, timed out, closed) and
     /// asks that failed after being routed to it.
