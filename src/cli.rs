@@ -23,6 +23,18 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the load benchmark: our data plane against bare ractor, the seeds' targets, scale.
+    Bench {
+        /// Smaller workloads (under a minute on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report as one JSON object to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Tiny workloads that only prove the harness runs (for tests).
+        #[arg(long, hide = true)]
+        smoke: bool,
+    },
 }
 
 /// `nexus config ...`
@@ -43,6 +55,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Defaults) => {
             let text = NexusConfig::default().to_toml_string();
             std::io::stdout().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench { quick, json, smoke } => {
+            crate::bench::run(&crate::bench::BenchOptions { quick, smoke, json })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check { file }) => match NexusConfig::from_file(&file) {
