@@ -6,3 +6,5 @@
 //!
 //! One actor per module, named after it; decisions live in plain synchronous
 //! types beside the actor so that they are tested without a runtime.
+
+pub mod cost_ledger;
