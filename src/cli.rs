@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 use crate::runtime::config::NexusConfig;
 
+pub mod ledger_stress;
+pub mod report;
+
 /// Nexus Swarm: an actor-based multi-agent runtime.
 #[derive(Debug, Parser)]
 #[command(name = "nexus", version, about)]
@@ -35,6 +38,11 @@ pub enum Command {
         #[arg(long, hide = true)]
         smoke: bool,
     },
+    /// Print a cost report (total or grouped, table/JSON/CSV) from a ledger's data directory.
+    Report(report::ReportArgs),
+    /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
+    #[command(hide = true)]
+    LedgerStress(ledger_stress::StressArgs),
 }
 
 /// `nexus config ...`
@@ -71,5 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Report(args) => report::run(args),
+        Command::LedgerStress(args) => ledger_stress::run(args),
     }
 }

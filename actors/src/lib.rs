@@ -9,6 +9,8 @@
 //!
 //! | module | actor | what it owns |
 //! |---|---|---|
+//! | [`cost_ledger`] | `CostLedger` | usage records, budgets, reports |
 //! | [`router`] | `Router` / `RouterHandle` | members, weights, health, admission |
 
+pub mod cost_ledger;
 pub mod router;
