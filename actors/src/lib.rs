@@ -6,5 +6,11 @@
 //!
 //! One actor per module, named after it; decisions live in plain synchronous
 //! types beside the actor so that they are tested without a runtime.
+//!
+//! | module | actor | what it owns |
+//! |---|---|---|
+//! | [`cost_ledger`] | `CostLedger` | usage records, budgets, reports |
+//! | [`router`] | `Router` / `RouterHandle` | members, weights, health, admission |
 
 pub mod cost_ledger;
+pub mod router;

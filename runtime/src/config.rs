@@ -478,7 +478,8 @@ impl Default for RouterConfig {
 }
 
 impl RouterConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks ranges; errors name `router.<field>`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         in_range("router.virtual_nodes", self.virtual_nodes.into(), 1, 65_536)?;
         nonzero_duration("router.health.interval", self.health.interval)?;
         nonzero_duration("router.health.timeout", self.health.timeout)?;
