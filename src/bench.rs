@@ -6,6 +6,7 @@
 //! seeds' targets and the team's goals are printed beside them.
 
 mod lanes;
+mod micro;
 mod probe;
 mod raw;
 
@@ -104,6 +105,8 @@ pub struct BenchReport {
     pub raw_spawn_100k_ms: f64,
     /// Resident bytes per idle bare ractor actor.
     pub bytes_per_raw_actor: f64,
+    /// Consistent-hash lookup on a 1,000-member ring with 160 virtual nodes each.
+    pub ring_lookup_ns: f64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -169,6 +172,7 @@ struct Sizes {
     scenario: Duration,
     spawn: usize,
     workers: usize,
+    lookups: u64,
 }
 
 impl Sizes {
@@ -182,6 +186,7 @@ impl Sizes {
                 scenario: Duration::from_millis(100),
                 spawn: 1_000,
                 workers: 2,
+                lookups: 100_000,
             }
         } else if quick {
             Sizes {
@@ -192,6 +197,7 @@ impl Sizes {
                 scenario: Duration::from_secs(2),
                 spawn: 100_000,
                 workers: 2,
+                lookups: 10_000_000,
             }
         } else {
             Sizes {
@@ -202,6 +208,7 @@ impl Sizes {
                 scenario: Duration::from_secs(10),
                 spawn: 100_000,
                 workers: 2,
+                lookups: 10_000_000,
             }
         }
     }
@@ -211,7 +218,7 @@ impl Sizes {
 /// and written as JSON when asked).
 pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let sizes = Sizes::new(opts.quick, opts.smoke);
-    let mut progress = Progress::new(8);
+    let mut progress = Progress::new(9);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -222,8 +229,8 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let raw_cast = rt.block_on(raw::cast_throughput(sizes.casts))?;
     progress.start("bare ractor call round trips");
     let raw_call = rt.block_on(raw::call_latency(sizes.calls))?;
-    progress.start("data plane cast throughput");
-    let routed_cast = rt.block_on(lanes::pool_cast_throughput(sizes.casts, sizes.workers))?;
+    progress.start("data plane: router + admission into a pool's lanes");
+    let routed_cast = rt.block_on(lanes::routed_cast_throughput(sizes.casts, sizes.workers))?;
     progress.start("asks under steady load at half the maximum");
     let load = routed_cast / 2.0;
     let asks = rt.block_on(lanes::ask_under_steady_load(load, sizes.ask_window, sizes.workers))?;
@@ -238,6 +245,8 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let raw_probe = probe::probe_in_child("raw", sizes.spawn)?;
     progress.start("scale: spawning idle supervised agents (child process)");
     let agent_probe = probe::probe_in_child("agents", sizes.spawn)?;
+    progress.start("hash ring lookups");
+    let ring_lookup = micro::ring_lookup_ns(sizes.lookups)?;
     progress.finish();
 
     let report = BenchReport {
@@ -270,6 +279,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         bytes_per_idle_agent: agent_probe.bytes_per_actor as f64,
         raw_spawn_100k_ms: raw_probe.spawn_ms as f64,
         bytes_per_raw_actor: raw_probe.bytes_per_actor as f64,
+        ring_lookup_ns: (ring_lookup * 10.0).round() / 10.0,
     };
     print_table(&report, started.elapsed());
     if let Some(path) = &opts.json {
@@ -292,7 +302,7 @@ fn print_table(r: &BenchReport, took: Duration) {
             "floor".into(),
         ),
         (
-            "our cast into a pool's lanes".into(),
+            "our cast: router + admission -> pool lanes".into(),
             format!("{:.2} M msgs/s", r.routed_cast_msgs_per_s / 1e6),
             "".into(),
         ),
@@ -348,6 +358,11 @@ fn print_table(r: &BenchReport, took: Duration) {
                 r.bytes_per_raw_actor,
                 r.bytes_per_idle_agent / r.bytes_per_raw_actor.max(1.0)
             ),
+        ),
+        (
+            "hash ring lookup (1,000 members x 160)".into(),
+            format!("{:.1} ns", r.ring_lookup_ns),
+            "<= 100 ns".into(),
         ),
     ];
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

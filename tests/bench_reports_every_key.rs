@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "spawn_100k_ms",
     "bytes_per_idle_agent",
     "bytes_per_raw_actor",
+    "ring_lookup_ns",
 ];
 
 #[test]

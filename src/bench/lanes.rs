@@ -5,6 +5,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use nexus_swarm_actors::router::{Router, RouterHandle};
+use nexus_swarm_runtime::config::RouterConfig;
 use nexus_swarm_runtime::prelude::*;
 use tokio::sync::oneshot;
 
@@ -99,19 +101,31 @@ fn node_config() -> NexusConfig {
     }
 }
 
-/// Casts `n` messages from one task through a pool of `workers` agents'
-/// lanes; msgs/s until all are handled.
-pub(crate) async fn pool_cast_throughput(n: u64, workers: usize) -> anyhow::Result<f64> {
+/// A round-robin router over a pool of `workers` agents, with admission
+/// enabled at a rate far above what the benchmark can offer: every message
+/// pays for the admission decision, none is refused or delayed by it.
+async fn routed_pool(node: &Node, agent: BenchAgent, workers: usize) -> anyhow::Result<RouterHandle<BenchMsg>> {
+    let pool = node.spawn_pool("bench", workers, agent).await?;
+    let mut cfg = RouterConfig::default();
+    cfg.admission.rate_per_sec = 1_000_000_000;
+    cfg.admission.burst = 1_000_000;
+    let router = Router::spawn(node, "bench-router", cfg).await?;
+    router.add_pool(&pool).await?;
+    Ok(router)
+}
+
+/// Casts `n` messages from one task through a router (admission, pick) into
+/// a pool of `workers` agents' lanes; msgs/s until all are handled.
+pub(crate) async fn routed_cast_throughput(n: u64, workers: usize) -> anyhow::Result<f64> {
     let node = Node::start(node_config()).await?;
     let (agent, done) = BenchAgent::counting(n);
-    let pool = node.spawn_pool("bench", workers, agent).await?;
+    let router = routed_pool(&node, agent, workers).await?;
     let started = Instant::now();
     for _ in 0..n {
-        if let Err(e) = pool.try_send(BenchMsg::Hit, Priority::Normal) {
-            pool.send(e.into_inner(), Priority::Normal)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
+        router
+            .send(BenchMsg::Hit, Priority::Normal, None)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     done.await?;
     let rate = n as f64 / started.elapsed().as_secs_f64();
@@ -119,17 +133,18 @@ pub(crate) async fn pool_cast_throughput(n: u64, workers: usize) -> anyhow::Resu
     Ok(rate)
 }
 
-/// Asks through the pool while a paced load of `rate` msgs/s runs.
+/// Asks through the router while a paced load of `rate` msgs/s runs
+/// through it too.
 pub(crate) async fn ask_under_steady_load(
     rate: f64,
     duration: Duration,
     workers: usize,
 ) -> anyhow::Result<Histogram<u64>> {
     let node = Node::start(node_config()).await?;
-    let pool = node.spawn_pool("bench", workers, BenchAgent::idle()).await?;
+    let router = routed_pool(&node, BenchAgent::idle(), workers).await?;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = {
-        let (pool, stop) = (pool.clone(), Arc::clone(&stop));
+        let (router, stop) = (router.clone(), Arc::clone(&stop));
         tokio::spawn(async move {
             // Paced in small chunks: send what the rate allows since the
             // start, at most 32 at a time, then yield. (Timer ticks are 1 ms,
@@ -141,10 +156,8 @@ pub(crate) async fn ask_under_steady_load(
                 tokio::task::yield_now().await;
                 let due = ((started.elapsed().as_secs_f64() * rate) as u64).min(sent + 32);
                 while sent < due {
-                    if let Err(e) = pool.try_send(BenchMsg::Hit, Priority::Normal) {
-                        if pool.send(e.into_inner(), Priority::Normal).await.is_err() {
-                            return;
-                        }
+                    if router.send(BenchMsg::Hit, Priority::Normal, None).await.is_err() {
+                        return;
                     }
                     sent += 1;
                 }
@@ -155,7 +168,8 @@ pub(crate) async fn ask_under_steady_load(
     let end = Instant::now() + duration;
     while Instant::now() < end {
         let t = Instant::now();
-        pool.ask(BenchMsg::Ask, Priority::Normal, Duration::from_secs(10))
+        router
+            .ask(BenchMsg::Ask, Priority::Normal, None, Duration::from_secs(10))
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         super::record(&mut hist, t.elapsed());
