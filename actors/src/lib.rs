@@ -6,3 +6,6 @@
 //!
 //! One actor per module, named after it; decisions live in plain synchronous
 //! types beside the actor so that they are tested without a runtime.
+
+pub mod llm;
+pub mod llm_gateway;
