@@ -34,7 +34,7 @@ pub mod tokens;
 pub mod types;
 
 pub use catalogue::{DeploymentSpec, ModelCatalogue, ModelSpec};
-pub use error::{CacheError, CatalogueError, GatewayError, ProviderError, RateLimitError};
+pub use error::{CacheError, CatalogueError, GatewayBuildError, GatewayError, ProviderError, RateLimitError};
 pub use limiter::RateLimits;
 pub use provider::{LlmProvider, ProviderResult};
 pub use simulated::{SimulatedConfig, SimulatedProvider};

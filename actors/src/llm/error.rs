@@ -225,3 +225,24 @@ pub enum GatewayError {
     #[error("gateway stopped")]
     Stopped,
 }
+
+/// The gateway could not be built from its arguments.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayBuildError {
+    /// The catalogue is inconsistent or names an unknown provider.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// A rate limit is invalid.
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
+    /// The cache could not be opened.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Two providers share an id.
+    #[error("duplicate provider id `{0}`")]
+    DuplicateProvider(String),
+    /// The actor failed to start.
+    #[error("gateway actor failed to start: {0}")]
+    Spawn(String),
+}

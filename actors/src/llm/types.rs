@@ -119,8 +119,10 @@ pub struct LlmRequest {
     pub temperature_milli: u16,
     /// Queue priority while waiting for rate-limit capacity.
     pub priority: Priority,
-    /// How long the caller waits at most, from submission (queueing,
-    /// retries and fallbacks included).
+    /// The request's deadline, from submission: it waits for rate-limit
+    /// capacity, retries and falls back only until then. A call already
+    /// sent is not abandoned at the deadline (the provider counts it
+    /// anyway); it is bounded by `llm.timeout`.
     pub timeout: Duration,
     /// Whether the response cache may answer (and store) this request.
     pub cacheable: bool,
