@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use nexus_swarm::runtime::resources::{ResourceKind, ResourceVector};
-use nexus_swarm::runtime::usage::{SpendGate, SpendHold, SpendRefused, UsageMeta, UsageRecord, UsageSink, UsageSinkError};
+use nexus_swarm::runtime::usage::{
+    SpendGate, SpendHold, SpendRefused, UsageMeta, UsageRecord, UsageSink, UsageSinkError,
+};
 use parking_lot::Mutex;
 
 #[derive(Debug, Default)]
@@ -24,37 +26,37 @@ struct Budget {
 
 /// A hard budget in micro-dollars over the `Cost` of each request.
 #[derive(Debug)]
-pub struct BudgetGate {
+pub(crate) struct BudgetGate {
     limit: u64,
     // One lock: reserve must check and add atomically.
     state: Mutex<Budget>,
 }
 
 impl BudgetGate {
-    pub fn new(limit: u64) -> Arc<Self> {
+    pub(crate) fn new(limit: u64) -> Arc<Self> {
         Arc::new(Self {
             limit,
             state: Mutex::new(Budget::default()),
         })
     }
 
-    pub fn limit(&self) -> u64 {
+    pub(crate) fn limit(&self) -> u64 {
         self.limit
     }
 
-    pub fn spent(&self) -> u64 {
+    pub(crate) fn spent(&self) -> u64 {
         self.state.lock().spent
     }
 
-    pub fn reserved(&self) -> u64 {
+    pub(crate) fn reserved(&self) -> u64 {
         self.state.lock().reserved
     }
 
-    pub fn open_holds(&self) -> usize {
+    pub(crate) fn open_holds(&self) -> usize {
         self.state.lock().holds.len()
     }
 
-    pub fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.state.lock().refused
     }
 }
@@ -97,20 +99,20 @@ impl SpendGate for BudgetGate {
 /// A usage sink that prices tokens per model (micro-dollars per million)
 /// and keeps every record.
 #[derive(Debug, Default)]
-pub struct RecordingSink {
+pub(crate) struct RecordingSink {
     prices: HashMap<String, (u64, u64)>,
     records: Mutex<Vec<UsageRecord>>,
 }
 
 impl RecordingSink {
-    pub fn new(prices: impl IntoIterator<Item = (String, (u64, u64))>) -> Arc<Self> {
+    pub(crate) fn new(prices: impl IntoIterator<Item = (String, (u64, u64))>) -> Arc<Self> {
         Arc::new(Self {
             prices: prices.into_iter().collect(),
             records: Mutex::new(Vec::new()),
         })
     }
 
-    pub fn records(&self) -> Vec<UsageRecord> {
+    pub(crate) fn records(&self) -> Vec<UsageRecord> {
         self.records.lock().clone()
     }
 }
