@@ -641,10 +641,15 @@ impl Core {
         let req = ctx.req;
         let demand = Demand::call(ctx.input, u64::from(req.max_tokens));
         let mut retry = 0u32;
+        let mut last: Option<ProviderError> = None;
         loop {
             let grant = match self.acquire(model, demand, ctx).await {
                 Ok(g) => g,
-                Err(GatewayError::NoDeployment(_)) => return Err(ModelFailure::NoDeployment),
+                // Its deployments cooled down while it was retrying: the
+                // model failed with its last error.
+                Err(GatewayError::NoDeployment(_)) => {
+                    return Err(last.map_or(ModelFailure::NoDeployment, ModelFailure::Provider));
+                }
                 Err(GatewayError::DeadlineExceeded(_)) => {
                     return Err(ModelFailure::Fatal(GatewayError::DeadlineExceeded(req.timeout)));
                 }
@@ -693,6 +698,7 @@ impl Core {
             }
             retry += 1;
             bump(&self.stats.retries);
+            last = Some(err);
             tokio::time::sleep(delay).await;
         }
     }
