@@ -547,12 +547,11 @@ impl Core {
             let mut s = self.sched.lock();
             let now = self.now();
             let Sched { lim, queue } = &mut *s;
-            let scan = queue.scan(
+            queue.scan(
                 now,
                 |w| w.payload.tx.is_closed(),
                 |w| self.try_admit(lim, now, w.group, w.payload.demand),
-            );
-            scan
+            )
         };
         for (w, grant) in scan.admitted {
             if let Err(Ok(grant)) = w.payload.tx.send(Ok(grant)) {

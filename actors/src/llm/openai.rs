@@ -335,12 +335,11 @@ pub fn status_error(status: u16, headers: &HeaderMap, body: &[u8], snapshot: Rat
         429 => ProviderError::RateLimited {
             retry_after: retry_after(headers).or_else(|| {
                 let exhausted_requests = snapshot.remaining_requests == Some(0);
-                let reset = if exhausted_requests {
+                if exhausted_requests {
                     snapshot.reset_requests
                 } else {
                     snapshot.reset_tokens.or(snapshot.reset_requests)
-                };
-                reset
+                }
             }),
             snapshot,
         },
