@@ -46,6 +46,29 @@
 //! (stats, cache flush, and completions for callers that only hold an
 //! `ActorRef`).
 //!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use nexus_swarm_actors::llm::{DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, SimulatedConfig, SimulatedProvider};
+//! use nexus_swarm_actors::llm_gateway::{LlmGateway, LlmGatewayArgs, ProviderEntry};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(7));
+//! let catalogue = ModelCatalogue::new(vec![
+//!     // $0.15 / $0.60 per million tokens, in micro-dollars per million.
+//!     ModelSpec::new("small", 8_000, 150_000, 600_000).deployment(DeploymentSpec::new("small@sim", "sim")),
+//! ])?;
+//! let args = LlmGatewayArgs::new(catalogue, vec![ProviderEntry::new("sim", Arc::new(sim))]);
+//! let (gateway, _actor, _join) = LlmGateway::spawn(args).await?;
+//! let answer = gateway.complete(LlmRequest::user("Plan the survey.").max_tokens(64)).await?;
+//! assert_eq!(answer.model, "small");
+//! assert!(answer.cost_micro_usd > 0);
+//! let again = gateway.complete(LlmRequest::user("Plan the survey.").max_tokens(64)).await?;
+//! assert_eq!(again.cost_micro_usd, 0); // served by the cache
+//! # Ok(()) }
+//! ```
+//!
 //! [`limiter`]: crate::llm::limiter
 //! [`admission`]: crate::llm::admission
 
