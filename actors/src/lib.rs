@@ -10,7 +10,10 @@
 //! | module | actor | what it owns |
 //! |---|---|---|
 //! | [`cost_ledger`] | `CostLedger` | usage records, budgets, reports |
+//! | [`llm_gateway`] (+ [`llm`]) | `LlmGateway` / `LlmGatewayHandle` | providers, rate limits, cache, retries, model choice |
 //! | [`router`] | `Router` / `RouterHandle` | members, weights, health, admission |
 
 pub mod cost_ledger;
+pub mod llm;
+pub mod llm_gateway;
 pub mod router;
