@@ -1,87 +1,153 @@
-//! A first swarm: a planner splits tasks into subtasks, a pool of workers
-//! processes them, a reviewer assembles the results per task and reports to
-//! a collector. Every hop goes through `AgentRef`/`PoolRef` lanes, so a slow
-//! stage pushes back on the one before it instead of growing a backlog.
+//! A research swarm: a planner splits each task into research questions,
+//! a pool of workers asks the LLM gateway about each, a pool of reviewers
+//! (one per task, by consistent hashing on the task id) has the findings
+//! reviewed by a stronger model, and a collector counts finished tasks.
 //!
-//! It finishes by itself and prints a summary; with `--json` the last line of
-//! stdout is one JSON object (`agents`, `messages_handled`, `elapsed_ms`,
-//! `msgs_per_sec`, `p50_us`, `p99_us`: end-to-end subtask latency from the
-//! planner to the reviewer).
+//! Everything that costs is governed by the runtime: the gateway enforces
+//! the provider's requests- and tokens-per-minute limits over every sliding
+//! minute (so the simulated provider never answers 429), reserves each
+//! request's worst-case cost against a hard budget in the cost ledger
+//! before sending it, serves repeated questions from its cache for free,
+//! and writes the actual usage into the ledger. When the budget is spent,
+//! further requests are refused before they are sent and their tasks are
+//! reported as halted, so spend never exceeds the budget.
+//!
+//! It finishes by itself (within 30 s with the defaults) and prints a
+//! summary; with `--json` the last line of stdout is one JSON object.
 //!
 //! ```text
 //! cargo run --release --example swarm
-//! cargo run --release --example swarm -- --tasks 20000 --workers 8 --json
+//! cargo run --release --example swarm -- --tasks 40 --rpm 600 --tpm 20000 --budget 30000 --json
 //! ```
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use hdrhistogram::Histogram;
+use nexus_swarm::actors::cost_ledger::{
+    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates,
+};
+use nexus_swarm::actors::llm::{
+    Capability, DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig,
+    SimulatedProvider,
+};
+use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::router::{Router, RouterHandle};
 use nexus_swarm::prelude::*;
+use nexus_swarm::runtime::config::{RouterConfig, RoutingStrategyKind};
+use nexus_swarm::runtime::routing::RoutingKey;
+use nexus_swarm::runtime::usage::{SpendRefused, UsageMeta};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 #[derive(Debug, Parser)]
-#[command(about = "Run a planner / workers / reviewer swarm and report throughput and latency")]
+#[command(about = "Run a research swarm against a simulated LLM under rate limits and a budget")]
 struct Args {
-    /// Tasks the planner splits.
-    #[arg(long, default_value_t = 20_000)]
+    /// Research tasks.
+    #[arg(long, default_value_t = 24)]
     tasks: u64,
-    /// Subtasks per task.
-    #[arg(long, default_value_t = 8)]
+    /// Questions per task.
+    #[arg(long, default_value_t = 3)]
     fanout: u32,
-    /// Workers in the pool.
+    /// Worker agents (each asks the LLM one question at a time).
     #[arg(long, default_value_t = 8)]
-    workers: usize,
-    /// Hashing rounds per subtask (simulated work).
-    #[arg(long, default_value_t = 64)]
-    work: u32,
-    /// Give up after this many seconds.
-    #[arg(long, default_value_t = 30)]
+    agents: usize,
+    /// Provider limit: requests per minute (seed default 3500).
+    #[arg(long, default_value_t = 3500)]
+    rpm: u64,
+    /// Provider limit: tokens per minute (seed default 90000).
+    #[arg(long, default_value_t = 90_000)]
+    tpm: u64,
+    /// Hard budget in micro-dollars (1,000,000 = $1).
+    #[arg(long, default_value_t = 100_000)]
+    budget: u64,
+    /// Seed of the simulated provider and of the task mix.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Median latency of the simulated provider, in milliseconds.
+    #[arg(long, default_value_t = 150)]
+    latency_ms: u64,
+    /// Every task's deadline, in seconds from the start: LLM requests still
+    /// waiting for rate-limit capacity then give up and their tasks are
+    /// reported as expired, so the swarm always finishes by itself.
+    #[arg(long, default_value_t = 25)]
     deadline_secs: u64,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
 }
 
-/// A subtask as it travels planner -> worker -> reviewer.
-struct Subtask {
-    task: u64,
-    part: u32,
-    created: Instant,
+const WORKER_MODEL_PRICES: (u64, u64) = (500_000, 1_500_000); // $0.50 / $1.50 per million tokens
+const REVIEW_MODEL_PRICES: (u64, u64) = (5_000_000, 15_000_000); // $5 / $15 per million tokens
+const TENANT: &str = "research";
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Done,
+    /// A request was refused by the hard budget.
+    Halted,
+    /// The LLM failed after retries and fallbacks.
+    Failed,
+    /// The task's deadline passed before its requests could be sent.
+    Expired,
+}
+
+fn outcome_of(e: &GatewayError) -> Outcome {
+    match e {
+        GatewayError::SpendRefused(SpendRefused::BudgetExceeded { .. }) => Outcome::Halted,
+        GatewayError::DeadlineExceeded(_) => Outcome::Expired,
+        _ => Outcome::Failed,
+    }
 }
 
 // ---- planner ----
 
-enum PlannerMsg {
-    Plan(u64),
+struct Task {
+    id: u64,
+    topic: u32,
+    started: Instant,
+    deadline: Instant,
+}
+
+impl Task {
+    /// Time left before the task's deadline.
+    fn left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
 }
 
 struct Planner {
-    workers: PoolRef<WorkerMsg>,
+    workers: RouterHandle<WorkerMsg>,
     fanout: u32,
 }
 
 impl Agent for Planner {
-    type Msg = PlannerMsg;
+    type Msg = Task;
     type State = ();
 
-    async fn init(&self, _ctx: &AgentContext<PlannerMsg>) -> Result<(), HandlerError> {
+    async fn init(&self, _ctx: &AgentContext<Task>) -> Result<(), HandlerError> {
         Ok(())
     }
 
-    async fn handle(&self, _ctx: &AgentContext<PlannerMsg>, msg: PlannerMsg, _: &mut ()) -> Result<(), HandlerError> {
-        let PlannerMsg::Plan(task) = msg;
-        for part in 0..self.fanout {
-            let sub = Subtask {
-                task,
-                part,
-                created: Instant::now(),
+    async fn handle(&self, _ctx: &AgentContext<Task>, task: Task, _: &mut ()) -> Result<(), HandlerError> {
+        let task = Arc::new(task);
+        for aspect in 0..self.fanout {
+            let question = format!(
+                "Summarize what is known about topic {} from angle {} in three sentences.",
+                task.topic, aspect
+            );
+            let msg = WorkerMsg {
+                task: Arc::clone(&task),
+                question,
             };
             // Waits while the workers are saturated: backpressure, not loss.
             self.workers
-                .send(WorkerMsg(sub), Priority::Normal)
+                .send(msg, Priority::Normal, None)
                 .await
-                .map_err(|e| format!("worker pool refused a subtask: {e}"))?;
+                .map_err(|e| format!("workers refused a question: {e}"))?;
         }
         Ok(())
     }
@@ -89,11 +155,14 @@ impl Agent for Planner {
 
 // ---- workers ----
 
-struct WorkerMsg(Subtask);
+struct WorkerMsg {
+    task: Arc<Task>,
+    question: String,
+}
 
 struct Worker {
-    reviewer: AgentRef<ReviewerMsg>,
-    work: u32,
+    gateway: LlmGatewayHandle,
+    reviewers: RouterHandle<ReviewerMsg>,
 }
 
 impl Agent for Worker {
@@ -104,78 +173,113 @@ impl Agent for Worker {
         Ok(())
     }
 
-    async fn handle(
-        &self,
-        _ctx: &AgentContext<WorkerMsg>,
-        WorkerMsg(sub): WorkerMsg,
-        _: &mut (),
-    ) -> Result<(), HandlerError> {
-        // Simulated work: a few rounds of FNV-1a over the subtask's id.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for round in 0..self.work {
-            for b in (sub.task ^ u64::from(sub.part) ^ u64::from(round)).to_le_bytes() {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-            }
-        }
-        self.reviewer
-            .send(ReviewerMsg::Result { sub, digest: h }, Priority::Normal)
+    async fn handle(&self, ctx: &AgentContext<WorkerMsg>, msg: WorkerMsg, _: &mut ()) -> Result<(), HandlerError> {
+        let meta = UsageMeta::default()
+            .tenant(TENANT)
+            .workflow("research")
+            .agent(format!("worker-{}", ctx.worker()));
+        let request = LlmRequest::user(msg.question)
+            .max_tokens(64)
+            .meta(meta)
+            .timeout(msg.task.left());
+        let finding = match self.gateway.complete(request).await {
+            Ok(resp) => Ok(resp.content),
+            Err(e) => Err(outcome_of(&e)),
+        };
+        let key = RoutingKey::from_id(msg.task.id);
+        self.reviewers
+            .send(
+                ReviewerMsg::Finding {
+                    task: msg.task,
+                    finding,
+                },
+                Priority::Normal,
+                Some(&key),
+            )
             .await
-            .map_err(|e| format!("reviewer refused a result: {e}"))?;
+            .map_err(|e| format!("reviewers refused a finding: {e}"))?;
         Ok(())
     }
 }
 
-// ---- reviewer ----
+// ---- reviewers ----
 
 enum ReviewerMsg {
-    Result { sub: Subtask, digest: u64 },
-    Report(Reply<Histogram<u64>>),
+    Finding {
+        task: Arc<Task>,
+        finding: Result<String, Outcome>,
+    },
 }
 
 struct Reviewer {
-    fanout: u32,
+    gateway: LlmGatewayHandle,
     collector: AgentRef<CollectorMsg>,
+    fanout: u32,
 }
 
-struct ReviewerState {
-    open: HashMap<u64, (u32, u64)>,
-    latency: Histogram<u64>,
-}
+/// Findings gathered per task: (answers so far, first problem).
+type Open = HashMap<u64, (u32, Vec<String>, Option<Outcome>)>;
 
 impl Agent for Reviewer {
     type Msg = ReviewerMsg;
-    type State = ReviewerState;
+    type State = Open;
 
-    async fn init(&self, _ctx: &AgentContext<ReviewerMsg>) -> Result<ReviewerState, HandlerError> {
-        Ok(ReviewerState {
-            open: HashMap::new(),
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3)?,
-        })
+    async fn init(&self, _ctx: &AgentContext<ReviewerMsg>) -> Result<Open, HandlerError> {
+        Ok(HashMap::new())
     }
 
     async fn handle(
         &self,
-        _ctx: &AgentContext<ReviewerMsg>,
+        ctx: &AgentContext<ReviewerMsg>,
         msg: ReviewerMsg,
-        st: &mut ReviewerState,
+        open: &mut Open,
     ) -> Result<(), HandlerError> {
-        match msg {
-            ReviewerMsg::Result { sub, digest } => {
-                let micros = sub.created.elapsed().as_micros().max(1);
-                st.latency.saturating_record(u64::try_from(micros).unwrap_or(u64::MAX));
-                let entry = st.open.entry(sub.task).or_insert((0, 0));
-                entry.0 += 1;
-                entry.1 ^= digest;
-                if entry.0 == self.fanout {
-                    let (_, digest) = st.open.remove(&sub.task).unwrap_or_default();
-                    self.collector
-                        .send(CollectorMsg::Done { task: sub.task, digest }, Priority::Normal)
-                        .await
-                        .map_err(|e| format!("collector refused: {e}"))?;
+        let ReviewerMsg::Finding { task, finding } = msg;
+        let entry = open.entry(task.id).or_insert_with(|| (0, Vec::new(), None));
+        entry.0 += 1;
+        match finding {
+            Ok(text) => entry.1.push(text),
+            Err(outcome) => {
+                entry.2.get_or_insert(outcome);
+            }
+        }
+        if entry.0 < self.fanout {
+            return Ok(());
+        }
+        let (_, findings, problem) = open.remove(&task.id).unwrap_or_default();
+        let outcome = match problem {
+            Some(outcome) => outcome,
+            None => {
+                let meta = UsageMeta::default()
+                    .tenant(TENANT)
+                    .workflow("review")
+                    .agent(format!("reviewer-{}", ctx.worker()));
+                let prompt = format!(
+                    "Review these findings for task {} and list open questions:\n{}",
+                    task.id,
+                    findings.join("\n")
+                );
+                let request = LlmRequest::user(prompt)
+                    .needs([Capability::Reasoning])
+                    .max_tokens(96)
+                    .meta(meta)
+                    .timeout(task.left());
+                match self.gateway.complete(request).await {
+                    Ok(_) => Outcome::Done,
+                    Err(e) => outcome_of(&e),
                 }
             }
-            ReviewerMsg::Report(reply) => reply.send(st.latency.clone()),
-        }
+        };
+        self.collector
+            .send(
+                CollectorMsg::Finished {
+                    outcome,
+                    latency: task.started.elapsed(),
+                },
+                Priority::Normal,
+            )
+            .await
+            .map_err(|e| format!("collector refused: {e}"))?;
         Ok(())
     }
 }
@@ -183,17 +287,30 @@ impl Agent for Reviewer {
 // ---- collector ----
 
 enum CollectorMsg {
-    Done { task: u64, digest: u64 },
-    WaitFor(u64, Reply<u64>),
+    Finished { outcome: Outcome, latency: Duration },
+    WaitFor(u64, Reply<CollectorReport>),
+}
+
+#[derive(Debug, Clone)]
+struct CollectorReport {
+    done: u64,
+    halted: u64,
+    failed: u64,
+    expired: u64,
+    latency: Histogram<u64>,
+}
+
+impl CollectorReport {
+    fn finished(&self) -> u64 {
+        self.done + self.halted + self.failed + self.expired
+    }
 }
 
 struct Collector;
 
-#[derive(Default)]
 struct CollectorState {
-    done: u64,
-    checksum: u64,
-    waiter: Option<(u64, Reply<u64>)>,
+    report: CollectorReport,
+    waiter: Option<(u64, Reply<CollectorReport>)>,
 }
 
 impl Agent for Collector {
@@ -201,7 +318,16 @@ impl Agent for Collector {
     type State = CollectorState;
 
     async fn init(&self, _ctx: &AgentContext<CollectorMsg>) -> Result<CollectorState, HandlerError> {
-        Ok(CollectorState::default())
+        Ok(CollectorState {
+            report: CollectorReport {
+                done: 0,
+                halted: 0,
+                failed: 0,
+                expired: 0,
+                latency: Histogram::new_with_bounds(1, 600_000_000, 3)?,
+            },
+            waiter: None,
+        })
     }
 
     async fn handle(
@@ -211,19 +337,54 @@ impl Agent for Collector {
         st: &mut CollectorState,
     ) -> Result<(), HandlerError> {
         match msg {
-            CollectorMsg::Done { task, digest } => {
-                st.done += 1;
-                st.checksum ^= digest.rotate_left((task % 64) as u32);
+            CollectorMsg::Finished { outcome, latency } => {
+                let r = &mut st.report;
+                match outcome {
+                    Outcome::Done => r.done += 1,
+                    Outcome::Halted => r.halted += 1,
+                    Outcome::Failed => r.failed += 1,
+                    Outcome::Expired => r.expired += 1,
+                }
+                r.latency
+                    .saturating_record(u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1));
             }
             CollectorMsg::WaitFor(n, reply) => st.waiter = Some((n, reply)),
         }
-        if st.waiter.as_ref().is_some_and(|(n, _)| st.done >= *n) {
+        let r = &st.report;
+        if st.waiter.as_ref().is_some_and(|(n, _)| r.finished() >= *n) {
             if let Some((_, reply)) = st.waiter.take() {
-                reply.send(st.checksum);
+                reply.send(r.clone());
             }
         }
         Ok(())
     }
+}
+
+fn catalogue() -> anyhow::Result<ModelCatalogue> {
+    Ok(ModelCatalogue::new(vec![
+        ModelSpec::new("swift-small", 16_000, WORKER_MODEL_PRICES.0, WORKER_MODEL_PRICES.1)
+            .deployment(DeploymentSpec::new("swift-small@sim", "sim")),
+        ModelSpec::new("sage-large", 128_000, REVIEW_MODEL_PRICES.0, REVIEW_MODEL_PRICES.1)
+            .capabilities([Capability::Reasoning])
+            .deployment(DeploymentSpec::new("sage-large@sim", "sim")),
+    ])?)
+}
+
+/// The cost ledger, priced from the catalogue, with the hard budget.
+async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
+    let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
+    for m in &catalogue.models {
+        ledger
+            .set_model_price(
+                m.name.clone(),
+                ModelRates::new(i64::try_from(m.input_price)?, i64::try_from(m.output_price)?, 0)?,
+            )
+            .await?;
+    }
+    let hard = Budget::new("swarm-daily", budget, BudgetPeriod::Daily, BudgetAction::Halt)
+        .scope(BudgetScope::all().tenant(TENANT));
+    ledger.put_budget(hard).await?;
+    Ok(ledger)
 }
 
 #[tokio::main]
@@ -231,31 +392,69 @@ async fn main() -> anyhow::Result<()> {
     nexus_swarm::runtime::telemetry::init_tracing();
     let args = Args::parse();
     anyhow::ensure!(
-        args.tasks > 0 && args.fanout > 0 && args.workers > 0,
-        "tasks, fanout and workers must be positive"
+        args.tasks > 0 && args.fanout > 0 && args.agents > 0 && args.rpm > 0 && args.tpm > 0,
+        "tasks, fanout, agents, rpm and tpm must be positive"
     );
 
+    // A fresh data directory per run, so the daily budget starts unspent.
+    let data = tempfile::tempdir()?;
     let node = Node::start(NexusConfig::default()).await?;
+    let catalogue = catalogue()?;
+    let ledger = ledger(data.path(), &catalogue, args.budget).await?;
+
+    let sim = SimulatedProvider::new(
+        "sim",
+        SimulatedConfig {
+            latency_median: Duration::from_millis(args.latency_ms),
+            requests_per_minute: Some(args.rpm),
+            tokens_per_minute: Some(args.tpm),
+            ..SimulatedConfig::instant(args.seed)
+        },
+    );
+    let mut gw_args = LlmGatewayArgs::new(
+        catalogue,
+        vec![ProviderEntry::new("sim", Arc::new(sim.clone())).limits(RateLimits::rpm_tpm(args.rpm, args.tpm))],
+    )
+    .gate(Arc::new(ledger.budgets()))
+    .sink(Arc::new(ledger.clone()));
+    gw_args.seed = args.seed;
+    gw_args.cache_dir = Some(data.path().join("llm-cache"));
+    let (gateway, _gw_actor, _gw_join) = LlmGateway::spawn(gw_args).await?;
+
     let collector = node.spawn_agent("collector", Collector).await?;
-    let reviewer = node
-        .spawn_agent(
-            "reviewer",
+    let reviewer_pool = node
+        .spawn_pool(
+            "reviewers",
+            4,
             Reviewer {
-                fanout: args.fanout,
+                gateway: gateway.clone(),
                 collector: collector.clone(),
+                fanout: args.fanout,
             },
         )
         .await?;
-    let workers = node
+    let mut by_task = RouterConfig::default();
+    by_task.strategy = RoutingStrategyKind::ConsistentHash;
+    by_task.admission.enabled = false;
+    let reviewers = Router::spawn(&node, "reviewers", by_task).await?;
+    reviewers.add_pool(&reviewer_pool).await?;
+
+    let worker_pool = node
         .spawn_pool(
             "workers",
-            args.workers,
+            args.agents,
             Worker {
-                reviewer: reviewer.clone(),
-                work: args.work,
+                gateway: gateway.clone(),
+                reviewers: reviewers.clone(),
             },
         )
         .await?;
+    let mut least_busy = RouterConfig::default();
+    least_busy.strategy = RoutingStrategyKind::LeastConnections;
+    least_busy.admission.enabled = false;
+    let workers = Router::spawn(&node, "workers", least_busy).await?;
+    workers.add_pool(&worker_pool).await?;
+
     let planner = node
         .spawn_agent(
             "planner",
@@ -265,52 +464,96 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
-    let agents = 3 + args.workers;
+    let reviewer_count = reviewer_pool.size();
+    let agents = 2 + args.agents + reviewer_count;
 
+    // Some topics repeat, so some questions are answered from the cache.
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let topics = (args.tasks * 3 / 4).max(1) as u32;
     let deadline = Duration::from_secs(args.deadline_secs);
     let started = Instant::now();
-    let done = tokio::time::timeout(deadline, async {
-        for task in 0..args.tasks {
-            planner.send(PlannerMsg::Plan(task), Priority::Normal).await?;
+    let ends = started + deadline;
+    // Requests give up at the deadline; calls already sent finish within the
+    // provider timeout, so the whole run ends within deadline + that.
+    let limit = deadline + Duration::from_secs(30);
+    let finished = tokio::time::timeout(limit, async {
+        for id in 0..args.tasks {
+            let task = Task {
+                id,
+                topic: rng.random_range(0..topics),
+                started: Instant::now(),
+                deadline: ends,
+            };
+            planner.send(task, Priority::Normal).await?;
         }
-        let checksum = collector
-            .ask(|r| CollectorMsg::WaitFor(args.tasks, r), Priority::High, deadline)
+        let report = collector
+            .ask(|r| CollectorMsg::WaitFor(args.tasks, r), Priority::High, limit)
             .await?;
-        anyhow::Ok(checksum)
+        anyhow::Ok(report)
     })
     .await;
     let elapsed = started.elapsed();
-    let checksum = match done {
+    let report = match finished {
         Ok(result) => result?,
-        Err(_) => anyhow::bail!("swarm did not finish within {deadline:?}"),
+        Err(_) => anyhow::bail!("swarm did not finish within {limit:?}"),
     };
 
-    let latency = reviewer
-        .ask(ReviewerMsg::Report, Priority::High, Duration::from_secs(5))
-        .await?;
-    let handled = planner.handled() + workers.handled() + reviewer.handled() + collector.handled();
+    let stats = gateway.stats();
+    let sim_counts = sim.counters();
+    let budget = ledger.budget_status("swarm-daily")?;
+    let handled = planner.handled() + worker_pool.handled() + reviewer_pool.handled() + collector.handled();
     node.shutdown(Duration::from_secs(10)).await;
 
     let msgs_per_sec = handled as f64 / elapsed.as_secs_f64();
-    let (p50, p99) = (latency.value_at_quantile(0.50), latency.value_at_quantile(0.99));
-    println!(
-        "swarm: {agents} agents ({} workers), {} tasks x {} subtasks",
-        args.workers, args.tasks, args.fanout
+    let (p50, p99) = (
+        report.latency.value_at_quantile(0.50),
+        report.latency.value_at_quantile(0.99),
     );
-    println!("  messages handled  {handled}");
-    println!("  elapsed           {:.1} ms", elapsed.as_secs_f64() * 1e3);
-    println!("  throughput        {msgs_per_sec:.0} msgs/s");
-    println!("  subtask latency   p50 {p50} us, p99 {p99} us (planner -> worker -> reviewer)");
-    println!("  result checksum   {checksum:016x}");
+    let cache_hits = stats.cache.memory_hits + stats.cache.disk_hits;
+    println!(
+        "research swarm: {agents} agents ({} workers, {} reviewers), {} tasks x {} questions",
+        args.agents, reviewer_count, args.tasks, args.fanout
+    );
+    println!(
+        "  tasks             {} done, {} halted by the budget, {} expired at the deadline, {} failed",
+        report.done, report.halted, report.expired, report.failed
+    );
+    println!(
+        "  messages handled  {handled} in {:.2} s ({msgs_per_sec:.0} msgs/s)",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  task latency      p50 {:.1} ms, p99 {:.1} ms",
+        p50 as f64 / 1e3,
+        p99 as f64 / 1e3
+    );
+    println!(
+        "  LLM               {} requests, {} provider calls, {} cache hits, {} x 429 from the provider (limits {} rpm / {} tpm)",
+        stats.requests, sim_counts.requests, cache_hits, sim_counts.rate_limited, args.rpm, args.tpm
+    );
+    println!(
+        "  spend             {} of {} micro-dollars committed in the ledger ({} refused before sending)",
+        budget.spent_micro_usd, args.budget, stats.spend_refused
+    );
     if args.json {
         let json = serde_json::json!({
             "agents": agents,
             "tasks": args.tasks,
+            "tasks_done": report.done,
+            "tasks_halted": report.halted,
+            "tasks_failed": report.failed,
+            "tasks_expired": report.expired,
             "messages_handled": handled,
             "elapsed_ms": elapsed.as_millis() as u64,
             "msgs_per_sec": msgs_per_sec.round() as u64,
             "p50_us": p50,
             "p99_us": p99,
+            "llm_requests": stats.requests,
+            "provider_calls": sim_counts.requests,
+            "provider_429s": sim_counts.rate_limited,
+            "spent_micro_usd": budget.spent_micro_usd,
+            "budget_micro_usd": args.budget,
+            "cache_hits": cache_hits,
         });
         println!("{json}");
     }

@@ -913,7 +913,10 @@ impl Core {
         self.stats.worst.fetch_max(cost, Ordering::Relaxed);
         let model_name = self.catalogue.models[model].name.clone();
         if let Some(sink) = &self.sink {
-            let meta = meta.clone().label("deployment", dep.id.clone());
+            // The same metadata the holds were reserved with: the ledger
+            // matches settled holds to their records by it, so a record with
+            // extra labels would be counted twice until the hold expired.
+            let meta = meta.clone();
             let records = vec![
                 UsageRecord {
                     kind: ResourceKind::InputTokens,
