@@ -149,7 +149,7 @@ impl<M: Send + 'static> PoolRef<M> {
 
     /// Admits `msg` to some worker, waiting for room up to `timeout`.
     pub async fn send_timeout(&self, msg: M, priority: Priority, timeout: Duration) -> Result<(), SendError<M>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::mailbox::deadline_after(timeout);
         let mut msg = match self.try_send(msg, priority) {
             Err(SendError::Full(m)) => m,
             other => return other,
