@@ -144,3 +144,34 @@ async fn a_second_waiter_keeps_waiting_while_the_node_runs() {
     assert_eq!(node.shutdown(TIMEOUT).await, NodeExit::Shutdown);
     assert_eq!(first.await.unwrap(), NodeExit::Shutdown);
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_retires_a_pool_whose_workers_hold_queued_messages() {
+    let node = Arc::new(Node::start(NexusConfig::default()).await.unwrap());
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pool = node
+        .spawn_pool("held", 3, Recorder::new(tx).gated(Arc::clone(&gate)))
+        .await
+        .unwrap();
+    for id in 0..30 {
+        pool.try_send(tagged(id, Priority::Normal), Priority::Normal).unwrap();
+    }
+    let shutdown = {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move { node.shutdown(TIMEOUT).await })
+    };
+    tokio::task::yield_now().await;
+    node.children().await;
+    // The pool answers in order: once stats return, it has closed its workers.
+    let _ = pool.stats().await;
+    assert!(matches!(
+        pool.try_send(tagged(99, Priority::Normal), Priority::Normal),
+        Err(SendError::Closed(_))
+    ));
+    gate.add_permits(30);
+    let mut ids: Vec<u64> = collect(&mut rx, 30).await.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..30).collect::<Vec<_>>());
+    assert_eq!(shutdown.await.unwrap(), NodeExit::Shutdown);
+}
