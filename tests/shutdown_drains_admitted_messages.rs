@@ -50,6 +50,12 @@ async fn shutdown_handles_what_was_admitted_and_a_stuck_agent_is_killed_at_the_t
     stuck.try_send(tagged(1, Priority::Normal), Priority::Normal).unwrap();
     let exit = tokio::time::timeout(TIMEOUT, node.shutdown(Duration::from_millis(200))).await;
     assert_eq!(exit.expect("shutdown must not hang"), NodeExit::Shutdown);
+    // It never read its retire request, yet its lanes are closed: the killed
+    // node will not handle anything sent to it.
+    assert!(matches!(
+        stuck.try_send(tagged(2, Priority::Normal), Priority::Normal),
+        Err(SendError::Closed(_))
+    ));
 }
 
 #[tokio::test(start_paused = true)]

@@ -397,7 +397,15 @@ impl<M> Mailbox<M> {
     /// then re-checks. Returns true if the actor must keep draining (it has
     /// re-set the flag itself).
     pub(crate) fn idle(&self) -> bool {
+        self.idle_with(|| ())
+    }
+
+    /// [`Self::idle`] with `between` run between its two steps, where a
+    /// concurrent sender may land: tests use it to pin the step order
+    /// deterministically (the stress tests only hit that window by luck).
+    fn idle_with(&self, between: impl FnOnce()) -> bool {
         self.clear_scheduled();
+        between();
         self.recheck()
     }
 
