@@ -28,9 +28,13 @@
 //!   its capacity, so a parked sender wakes to a batch of room, not to one
 //!   slot at a time. Whenever the actor stops draining with room in a lane
 //!   (its handler awaits: a slow agent, an agent waiting on another), it
-//!   wakes a parked sender at once ([`Mailbox::offer_room`]): otherwise a
+//!   wakes a parked sender at once (`Mailbox::offer_room`): otherwise a
 //!   sender could wait out its whole timeout beside free slots, because a
-//!   slow lane may take longer than that timeout to reach half.
+//!   slow lane may take longer than that timeout to reach half. (A handler
+//!   that blocks its thread without awaiting gives no such signal; tokio
+//!   wants blocking work in `spawn_blocking`, which awaits.) There is no
+//!   FIFO hand-off: a newcomer that finds a free slot takes it even while
+//!   others are parked.
 //! * A parked sender stays counted as a waiter only while its future lives
 //!   (a drop guard), so a send cancelled while parked (a caller's timeout or
 //!   `select!`, an `ask` whose deadline fires) is not counted forever.
