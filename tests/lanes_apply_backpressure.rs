@@ -187,5 +187,79 @@ async fn ask_answers_and_reports_deadline_and_dropped_replies() {
     gate.add_permits(1);
     // The agent is still alive and answering after the abandoned ask.
     assert_eq!(a.ask(|r| Q::Square(3, r), Priority::Normal, TIMEOUT).await, Ok(9));
+    // The `is_closed` assertion inside the handler panics the agent if it
+    // fails, which only shows here: the agent would have been restarted.
+    assert_eq!(a.restarts(), 0, "the handler saw an open reply port after the deadline");
+    node.shutdown(TIMEOUT).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_send_takes_a_slot_freed_by_an_agent_that_then_blocks() {
+    // The agent frees one slot of a deep lane and then blocks in its next
+    // handler: the lane will not drain further for now, so the parked sender
+    // must get that slot at once, not wait for the lane to drain to half its
+    // capacity (which would take until its 30 s timeout here).
+    let node = Node::start(config(4)).await.unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let (a, mut rx) = parked_recorder(&node, &gate).await;
+    for id in 1..=4 {
+        a.try_send(tagged(id, Priority::Normal), Priority::Normal).unwrap();
+    }
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move { a.send(tagged(5, Priority::Normal), Priority::Normal).await })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!sender.is_finished(), "the lane is full: send must wait");
+
+    // Message 0 finishes; the agent takes message 1 (one slot free) and
+    // blocks in its handler.
+    gate.add_permits(1);
+    let sent = tokio::time::timeout(Duration::from_secs(1), sender)
+        .await
+        .expect("the parked sender must take the freed slot, not time out")
+        .unwrap();
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(a.depth(Priority::Normal), 4);
+
+    gate.add_permits(5);
+    let ids: Vec<u64> = collect(&mut rx, 6).await.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![0, 1, 2, 3, 4, 5]);
+    node.shutdown(TIMEOUT).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_with_an_unbounded_timeout_waits_instead_of_panicking() {
+    // `Duration::MAX` is how callers say "no time limit"; it must not
+    // overflow the deadline computation.
+    let node = Node::start(config(1)).await.unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let (a, mut rx) = parked_recorder(&node, &gate).await;
+    a.try_send(tagged(1, Priority::Low), Priority::Low).unwrap();
+    let sender = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.send_timeout(tagged(2, Priority::Low), Priority::Low, Duration::MAX)
+                .await
+        })
+    };
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!sender.is_finished(), "the lane is full: send must wait");
+    gate.add_permits(3);
+    tokio::time::timeout(TIMEOUT, sender).await.unwrap().unwrap().unwrap();
+    let ids: Vec<u64> = collect(&mut rx, 3).await.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![0, 1, 2]);
+
+    // Same through a pool, whose send and ask compute their own deadline.
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let pool = node.spawn_pool("unbounded", 2, Recorder::new(tx)).await.unwrap();
+    pool.send_timeout(tagged(3, Priority::Low), Priority::Low, Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(collect(&mut rx, 1).await[0].id, 3);
     node.shutdown(TIMEOUT).await;
 }

@@ -106,3 +106,55 @@ async fn a_panicking_pool_worker_is_restarted_with_its_lanes() {
     assert_eq!(pool.stats().await.unwrap().restarts, 1);
     node.shutdown(TIMEOUT).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_that_fails_before_reading_its_retire_request_still_retires() {
+    // Worker 1 is parked in message 10 with 11..=13 behind it when the pool
+    // shrinks to one; message 11 panics before the worker reads the retire
+    // request. The restarted worker must keep retiring: handle 12 and 13,
+    // stop, and let the resize return.
+    let node = Node::start(NexusConfig::default()).await.unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let pool = node
+        .spawn_pool(
+            "shrinking",
+            2,
+            Recorder::new(tx)
+                .gated(Arc::clone(&gate))
+                .panicking_on(&[11])
+                .signal_entry(entered_tx),
+        )
+        .await
+        .unwrap();
+    let worker1 = pool.members()[1].clone();
+    worker1
+        .try_send(tagged(10, Priority::Normal), Priority::Normal)
+        .unwrap();
+    tokio::time::timeout(TIMEOUT, entered_rx).await.unwrap().unwrap();
+    for id in 11..=13 {
+        worker1
+            .try_send(tagged(id, Priority::Normal), Priority::Normal)
+            .unwrap();
+    }
+    let resize = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.resize(1).await })
+    };
+    tokio::task::yield_now().await;
+    // Stats are answered in order, so the shrink has been handled.
+    assert_eq!(pool.stats().await.unwrap().retiring, 1);
+    gate.add_permits(4);
+    let resized = tokio::time::timeout(TIMEOUT, resize)
+        .await
+        .expect("the resize must return once the retired worker has drained")
+        .unwrap()
+        .unwrap();
+    assert_eq!(resized, 1);
+    let ids: Vec<u64> = collect(&mut rx, 3).await.iter().map(|m| m.id).collect();
+    assert_eq!(ids, vec![10, 12, 13]);
+    assert_eq!(pool.stats().await.unwrap().retiring, 0);
+    assert!(worker1.is_closed());
+    node.shutdown(TIMEOUT).await;
+}

@@ -91,3 +91,41 @@ async fn two_failures_inside_the_window_escalate_with_intensity_one() {
     let exit = tokio::time::timeout(TIMEOUT, node.wait()).await.unwrap();
     assert!(matches!(exit, NodeExit::Escalated(_)), "{exit:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn after_an_escalation_handles_refuse_messages_instead_of_losing_them() {
+    // Once the node has given up, nothing will ever drain these lanes: a
+    // send must say `Closed`, not report success for a message nobody handles.
+    let node = Node::start(config(0, Duration::from_secs(60))).await.unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let doomed = node
+        .spawn_agent("doomed", Recorder::new(tx.clone()).panicking_on(&[1]))
+        .await
+        .unwrap();
+    let bystander = node.spawn_agent("bystander", Recorder::new(tx.clone())).await.unwrap();
+    let pool = node.spawn_pool("pool", 2, Recorder::new(tx)).await.unwrap();
+    doomed.try_send(tagged(1, Priority::Normal), Priority::Normal).unwrap();
+    let exit = tokio::time::timeout(TIMEOUT, node.wait()).await.unwrap();
+    assert!(matches!(exit, NodeExit::Escalated(_)), "{exit:?}");
+
+    for (name, agent) in [("doomed", &doomed), ("bystander", &bystander)] {
+        assert!(agent.is_closed(), "{name} is gone for good");
+        assert!(
+            matches!(
+                agent.try_send(tagged(2, Priority::Normal), Priority::Normal),
+                Err(SendError::Closed(_))
+            ),
+            "{name} admitted a message after the escalation"
+        );
+    }
+    assert!(matches!(
+        pool.try_send(tagged(3, Priority::Normal), Priority::Normal),
+        Err(SendError::Closed(_))
+    ));
+    assert!(matches!(
+        tokio::time::timeout(TIMEOUT, pool.send(tagged(4, Priority::Normal), Priority::Normal))
+            .await
+            .unwrap(),
+        Err(SendError::Closed(_))
+    ));
+}

@@ -73,11 +73,13 @@ impl<A: Agent> AgentHost<A> {
             // actor never yields and latency for everyone else suffers.
             tokio::task::consume_budget().await;
             let span = tracing::debug_span!("agent.handle", agent = %self.name, worker = self.worker);
-            let result = self
+            let handling = self
                 .agent
                 .handle(&state.ctx, msg, &mut state.agent_state)
-                .instrument(span)
-                .await;
+                .instrument(span);
+            // A handler that awaits stops the drain: parked senders get the
+            // room freed so far now (see `Mailbox::offer_room_while`).
+            let result = self.mailbox.offer_room_while(handling).await;
             self.mailbox.counters.handled.fetch_add(1, Ordering::Relaxed);
             result?;
         }

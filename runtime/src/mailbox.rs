@@ -24,8 +24,20 @@
 //!   [`Notify`] *before* re-checking the lane, so a slot freed between the
 //!   check and the wait is not missed. The actor notifies only when the
 //!   waiter count is non-zero (the uncontended path pays one atomic load),
-//!   and only once the lane has drained to half its capacity, so a parked
-//!   sender wakes to a batch of room, not to one slot at a time.
+//!   and, while it keeps draining, only once the lane has drained to half
+//!   its capacity, so a parked sender wakes to a batch of room, not to one
+//!   slot at a time. Whenever the actor stops draining with room in a lane
+//!   (its handler awaits: a slow agent, an agent waiting on another), it
+//!   wakes a parked sender at once (`Mailbox::offer_room`): otherwise a
+//!   sender could wait out its whole timeout beside free slots, because a
+//!   slow lane may take longer than that timeout to reach half. (A handler
+//!   that blocks its thread without awaiting gives no such signal; tokio
+//!   wants blocking work in `spawn_blocking`, which awaits.) There is no
+//!   FIFO hand-off: a newcomer that finds a free slot takes it even while
+//!   others are parked.
+//! * A parked sender stays counted as a waiter only while its future lives
+//!   (a drop guard), so a send cancelled while parked (a caller's timeout or
+//!   `select!`, an `ask` whose deadline fires) is not counted forever.
 //! * Closing (a pool retiring a worker, a node shutting down) sets a bit in
 //!   every lane's counter: reservations fail with `Closed` from then on, and
 //!   the counter still says exactly how many admitted messages remain, so
@@ -90,7 +102,14 @@ impl<M> Lane<M> {
 
     #[inline]
     fn try_reserve(&self) -> Result<(), Refused> {
-        let mut cur = self.len.load(Ordering::Relaxed);
+        // SeqCst loads, not Relaxed: a parked sender increments `waiters`
+        // and then re-checks `len` here, while the actor decrements `len`
+        // and then reads `waiters` (a Dekker pair). Only if both re-reads
+        // are SeqCst is one side guaranteed to see the other; a Relaxed
+        // load may return a stale "full" after the actor saw no waiter
+        // (possible on weakly ordered CPUs), and the sender would sleep
+        // beside free room. On x86 a SeqCst load costs the same as Relaxed.
+        let mut cur = self.len.load(Ordering::SeqCst);
         loop {
             if cur & CLOSED != 0 {
                 return Err(Refused::Closed);
@@ -100,7 +119,7 @@ impl<M> Lane<M> {
             }
             match self
                 .len
-                .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::Relaxed)
+                .compare_exchange_weak(cur, cur + 1, Ordering::SeqCst, Ordering::SeqCst)
             {
                 Ok(_) => return Ok(()),
                 Err(actual) => cur = actual,
@@ -118,9 +137,11 @@ impl<M> Lane<M> {
     /// freed slot: waking a parked sender per message would make it push
     /// one message and park again, a context switch per message that
     /// floods the runtime's run queues (and delays everyone else, high
-    /// priority asks included). The lane is drained continuously while it
-    /// holds messages, so it always crosses the mark again; a woken sender
-    /// that leaves room passes the wake-up on ([`Self::pass_on`]).
+    /// priority asks included). That alone is not enough: a lane drained
+    /// slowly (or not at all while the handler waits) may not reach half
+    /// before a parked sender's timeout, so the actor also offers the room
+    /// whenever it blocks ([`Mailbox::offer_room`]). A woken sender that
+    /// leaves room passes the wake-up on ([`Self::pass_on`]).
     #[inline]
     fn pop(&self) -> Option<M> {
         let msg = self.queue.pop()?;
@@ -131,14 +152,44 @@ impl<M> Lane<M> {
         Some(msg)
     }
 
-    /// Called by a sender that was woken and got a slot: if room is left
-    /// and others wait, wake the next one.
+    /// If room is left and senders wait, wakes one. Called by a sender
+    /// that was woken and got a slot (to pass the wake-up on) and by the
+    /// actor when it stops draining for a while ([`Mailbox::offer_room`]).
     #[inline]
     fn pass_on(&self) {
         if self.depth() < self.capacity && self.waiters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
         }
     }
+}
+
+/// Counts a parked sender in its lane's `waiters` for exactly as long as
+/// the guard lives: the count is dropped with the sender's future even
+/// when that future is cancelled while parked.
+struct Parked<'a>(&'a AtomicUsize);
+
+impl<'a> Parked<'a> {
+    fn new(waiters: &'a AtomicUsize) -> Self {
+        waiters.fetch_add(1, Ordering::SeqCst);
+        Self(waiters)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Beyond this a timeout means "no limit": `Instant + Duration::MAX`
+/// overflows (and panics), so deadlines are capped here, as tokio caps
+/// its own timers (30 years).
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// `now + timeout`, without overflowing for huge timeouts such as
+/// `Duration::MAX` (which callers use to mean "wait as long as it takes").
+pub(crate) fn deadline_after(timeout: Duration) -> tokio::time::Instant {
+    tokio::time::Instant::now() + timeout.min(FAR_FUTURE)
 }
 
 /// Per-mailbox counters, readable at any time.
@@ -253,17 +304,17 @@ impl<M> Mailbox<M> {
             Err(SendError::Full(m)) => m,
             other => return other,
         };
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = deadline_after(timeout);
         let lane = self.lane(p);
         loop {
             // Register before re-checking, or a slot freed in between is missed.
             let notified = lane.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            lane.waiters.fetch_add(1, Ordering::SeqCst);
+            let parked = Parked::new(&lane.waiters);
             let reserved = lane.try_reserve();
             if reserved != Err(Refused::Full) {
-                lane.waiters.fetch_sub(1, Ordering::SeqCst);
+                drop(parked);
                 return match reserved {
                     Ok(()) => {
                         lane.queue.push(msg);
@@ -275,7 +326,7 @@ impl<M> Mailbox<M> {
                 };
             }
             let woke = tokio::time::timeout_at(deadline, notified).await;
-            lane.waiters.fetch_sub(1, Ordering::SeqCst);
+            drop(parked);
             if woke.is_err() {
                 return Err(SendError::Timeout(msg));
             }
@@ -319,11 +370,46 @@ impl<M> Mailbox<M> {
         self.lane(p).pop()
     }
 
+    /// Runs one handler call. If it does not finish at once (it awaits),
+    /// the lanes will not drain until it does, so room freed so far is
+    /// offered to parked senders now rather than when the lane next drains
+    /// to half (see [`Lane::pop`]). Costs nothing for handlers that finish
+    /// on their first poll.
+    pub(crate) async fn offer_room_while<F: Future>(&self, handling: F) -> F::Output {
+        let mut handling = std::pin::pin!(handling);
+        let mut offered = false;
+        std::future::poll_fn(|cx| {
+            let poll = handling.as_mut().poll(cx);
+            if poll.is_pending() && !offered {
+                offered = true;
+                self.offer_room();
+            }
+            poll
+        })
+        .await
+    }
+
+    /// Wakes a parked sender on every lane that has room (each passes the
+    /// wake-up on while room is left).
+    pub(crate) fn offer_room(&self) {
+        for lane in &self.lanes {
+            lane.pass_on();
+        }
+    }
+
     /// Called by the actor when it found the lanes empty: clears the flag,
     /// then re-checks. Returns true if the actor must keep draining (it has
     /// re-set the flag itself).
     pub(crate) fn idle(&self) -> bool {
+        self.idle_with(|| ())
+    }
+
+    /// [`Self::idle`] with `between` run between its two steps, where a
+    /// concurrent sender may land: tests use it to pin the step order
+    /// deterministically (the stress tests only hit that window by luck).
+    fn idle_with(&self, between: impl FnOnce()) -> bool {
         self.clear_scheduled();
+        between();
         self.recheck()
     }
 

@@ -1,11 +1,18 @@
 //! [`Node`]: one node's supervision tree and the entry point for spawning
 //! agents and pools.
+//!
+//! The `ChildSpec` of an agent or a pool owns a guard that closes its lanes
+//! when dropped. The supervisor holds the spec for as long as it may
+//! (re)start the child, so the lanes close exactly when the child is gone
+//! for good: it stopped, supervision gave up (escalation), or the tree was
+//! killed. From then on senders get `Closed` rather than having messages
+//! admitted that nothing will ever handle.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parking_lot::Mutex;
 use ractor::{Actor, ActorCell, ActorRef};
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::agent::Agent;
@@ -14,7 +21,7 @@ use crate::config::{MailboxConfig, NexusConfig};
 use crate::error::{Error, SpawnError};
 use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
-use crate::pool::{AgentPool, PoolMsg, PoolRef};
+use crate::pool::{AgentPool, PoolMsg, PoolRef, PoolShared};
 use crate::supervisor::{
     ChildInfo, ChildSpec, NodeExit, NodeSupervisor, NodeSupervisorArgs, RetireFn, StartFn, SupervisorMsg,
 };
@@ -45,8 +52,32 @@ use crate::supervisor::{
 pub struct Node {
     config: Arc<NexusConfig>,
     supervisor: ActorRef<SupervisorMsg>,
+    /// The supervisor's task. An async mutex held while awaiting it, so
+    /// that concurrent [`Node::wait`]s all wait for the end (with a plain
+    /// take-and-await, every waiter but the first returned at once, while
+    /// the node still ran).
     join: Mutex<Option<JoinHandle<()>>>,
     exit: Arc<OnceLock<NodeExit>>,
+}
+
+/// Closes one agent's lanes when dropped; owned by the agent's `ChildSpec`
+/// (see the module docs).
+struct CloseLanesOnDrop<M>(Arc<Mailbox<M>>);
+
+impl<M> Drop for CloseLanesOnDrop<M> {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
+/// Closes every lane of a pool when dropped; owned by the pool's
+/// `ChildSpec` (see the module docs).
+struct ClosePoolOnDrop<A: Agent>(Arc<PoolShared<A::Msg>>);
+
+impl<A: Agent> Drop for ClosePoolOnDrop<A> {
+    fn drop(&mut self) {
+        AgentPool::<A>::close_all(&self.0);
+    }
 }
 
 impl std::fmt::Debug for Node {
@@ -120,7 +151,10 @@ impl Node {
             drain_batch: mailbox.drain_batch,
             aging_after: mailbox.aging_after,
         };
+        let lanes = CloseLanesOnDrop(Arc::clone(&shared));
         let start: StartFn = Arc::new(move |sup: ActorCell, restarts: u32| {
+            // The spec owns the guard: the lanes close when it is dropped.
+            let _owner = &lanes;
             let host = host.clone();
             Box::pin(async move {
                 if restarts > 0 {
@@ -182,11 +216,22 @@ impl Node {
             // Already stopping if this fails; its termination is reported anyway.
             let _ = cell.send_message(PoolMsg::Retire);
         });
-        let spec = ChildSpec {
+        let lanes = ClosePoolOnDrop::<A>(Arc::clone(&shared));
+        let start: StartFn = Arc::new(move |sup: ActorCell, _restarts: u32| {
+            // The spec owns the guard: the lanes close when it is dropped.
+            let _owner = &lanes;
+            let pool = pool.clone();
+            Box::pin(async move {
+                let (r, _) = Actor::spawn_linked(None, pool, (), sup).await?;
+                Ok(r.get_cell())
+            })
+        });
+        self.start_child(ChildSpec {
+            name: name.to_string(),
+            start,
             retire,
-            ..ChildSpec::for_actor(name, pool, ())
-        };
-        self.start_child(spec).await?;
+        })
+        .await?;
         Ok(AgentPool::<A>::handle(shared))
     }
 
@@ -215,10 +260,12 @@ impl Node {
 
     /// Waits until the supervisor has stopped, and says how it ended.
     pub async fn wait(&self) -> NodeExit {
-        let join = self.join.lock().take();
-        if let Some(join) = join {
+        let mut join = self.join.lock().await;
+        if let Some(handle) = join.as_mut() {
             // A panic inside the supervisor task shows up as an escalation below.
-            let _ = join.await;
+            let _ = handle.await;
+            // Only now: a wait cancelled above leaves the handle for the next.
+            *join = None;
         }
         self.exit
             .get()

@@ -149,7 +149,7 @@ impl<M: Send + 'static> PoolRef<M> {
 
     /// Admits `msg` to some worker, waiting for room up to `timeout`.
     pub async fn send_timeout(&self, msg: M, priority: Priority, timeout: Duration) -> Result<(), SendError<M>> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = crate::mailbox::deadline_after(timeout);
         let mut msg = match self.try_send(msg, priority) {
             Err(SendError::Full(m)) => m,
             other => return other,
@@ -286,6 +286,17 @@ impl<A: Agent> AgentPool<A> {
         })
     }
 
+    /// The pool is gone for good (its supervisor forgot it): nothing will
+    /// host these lanes again, so empty the snapshot and close every
+    /// worker's lanes; senders then get `Closed` instead of having messages
+    /// admitted that nobody will handle.
+    pub(crate) fn close_all(shared: &PoolShared<A::Msg>) {
+        let members = shared.members.swap(Arc::new(Vec::new()));
+        for agent in members.iter().chain(shared.retiring.lock().iter()) {
+            agent.mailbox.close();
+        }
+    }
+
     pub(crate) fn handle(shared: Arc<PoolShared<A::Msg>>) -> PoolRef<A::Msg> {
         PoolRef { shared }
     }
@@ -377,7 +388,16 @@ impl<A: Agent> AgentPool<A> {
         // Out of the snapshot first, so that new sends go elsewhere...
         self.publish(state);
         self.shared.retiring.lock().extend(retired.iter().cloned());
-        // ...then close and drain.
+        // ...then close, here and not only when the worker reads `Retire`:
+        // a worker that fails before reading it loses the request with its
+        // ractor mailbox, and its restarted instance then knows it is
+        // retiring only from the closed lanes (see `AgentHost::post_start`).
+        // Without this it would live on as a normal worker outside the
+        // snapshot, and the resize would wait for it forever...
+        for agent in &retired {
+            agent.mailbox.close();
+        }
+        // ...and have each one drain what it admitted, then stop.
         for cell in myself.get_children() {
             if state.workers.get(&cell.get_id()).is_some_and(|w| w.retiring) {
                 // A worker that is already gone will be accounted for by its

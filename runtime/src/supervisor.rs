@@ -10,7 +10,10 @@
 //!
 //! A child that stops normally is not restarted. Agents' lanes live outside
 //! their actors, so what was admitted before a failure is handled by the
-//! restarted instance.
+//! restarted instance. That holds during a shutdown too: a child that fails
+//! while retiring is restarted (within the intensity) and asked to retire
+//! again, so an agent that panics while draining at shutdown still handles
+//! the rest of what it admitted.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
@@ -180,7 +183,11 @@ struct Child {
 pub struct SupervisorState {
     intensity: RestartIntensity,
     children: HashMap<ActorId, Child>,
-    shutdown: Option<RpcReplyPort<()>>,
+    /// Set once a shutdown is asked for: everyone waiting for it. A list,
+    /// because a second `Shutdown` must wait with the first, not replace
+    /// (and so drop) the first caller's reply port, which made that caller
+    /// see a failed shutdown and kill the tree mid-drain.
+    shutdown: Option<Vec<RpcReplyPort<()>>>,
     exit: Arc<OnceLock<NodeExit>>,
 }
 
@@ -195,11 +202,12 @@ impl std::fmt::Debug for SupervisorState {
 
 impl NodeSupervisor {
     /// Restarts a failed child, retrying failed starts, within the intensity.
+    /// Returns the new instance's cell.
     async fn restart(
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         mut child: Child,
-    ) -> Result<(), SupervisionError> {
+    ) -> Result<ActorCell, SupervisionError> {
         loop {
             if let Err(restarts) = state.intensity.record(Instant::now()) {
                 return Err(SupervisionError::IntensityExceeded {
@@ -213,7 +221,7 @@ impl NodeSupervisor {
                 Ok(cell) => {
                     tracing::info!(child = %child.spec.name, restarts = child.restarts, "child restarted");
                     state.children.insert(cell.get_id(), child);
-                    return Ok(());
+                    return Ok(cell);
                 }
                 Err(e) => {
                     tracing::warn!(child = %child.spec.name, error = %e, "child failed to restart");
@@ -224,10 +232,12 @@ impl NodeSupervisor {
 
     fn finish_shutdown_if_done(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
         if state.children.is_empty() {
-            if let Some(reply) = state.shutdown.take() {
+            if let Some(replies) = state.shutdown.take() {
                 let _ = state.exit.set(NodeExit::Shutdown);
-                // The caller may have stopped waiting; shutting down is still right.
-                let _ = reply.send(());
+                for reply in replies {
+                    // The caller may have stopped waiting; shutting down is still right.
+                    let _ = reply.send(());
+                }
                 myself.stop(Some("shutdown".into()));
             }
         }
@@ -290,7 +300,12 @@ impl Actor for NodeSupervisor {
                 let _ = reply.send(list);
             }
             SupervisorMsg::Shutdown(reply) => {
-                state.shutdown = Some(reply);
+                if let Some(waiting) = &mut state.shutdown {
+                    // Already retiring everyone: wait with the first caller.
+                    waiting.push(reply);
+                    return Ok(());
+                }
+                state.shutdown = Some(vec![reply]);
                 for cell in myself.get_children() {
                     if let Some(child) = state.children.get(&cell.get_id()) {
                         (child.spec.retire)(&cell);
@@ -316,16 +331,27 @@ impl Actor for NodeSupervisor {
                     return Ok(());
                 };
                 tracing::warn!(child = %child.spec.name, error = %err, "child failed");
-                if state.shutdown.is_some() {
-                    Self::finish_shutdown_if_done(&myself, state);
-                    return Ok(());
-                }
-                if let Err(e) = Self::restart(&myself, state, child).await {
-                    tracing::error!(error = %e, "supervisor escalates");
-                    let _ = state.exit.set(NodeExit::Escalated(e.to_string()));
-                    state.children.clear();
-                    myself.stop_children(Some("supervisor escalated".into()));
-                    return Err(Box::new(e));
+                match Self::restart(&myself, state, child).await {
+                    Ok(cell) => {
+                        if state.shutdown.is_some() {
+                            // Failed while retiring (maybe before it even
+                            // read the request, which died with it): the
+                            // new instance retires in its place, handling
+                            // what its predecessor had admitted.
+                            if let Some(child) = state.children.get(&cell.get_id()) {
+                                (child.spec.retire)(&cell);
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "supervisor escalates");
+                        let _ = state.exit.set(NodeExit::Escalated(e.to_string()));
+                        // Dropping the specs closes the lanes of the agents
+                        // and pools they start (see `crate::node`).
+                        state.children.clear();
+                        myself.stop_children(Some("supervisor escalated".into()));
+                        return Err(Box::new(e));
+                    }
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {

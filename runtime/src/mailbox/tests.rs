@@ -167,3 +167,39 @@ fn an_idle_mailbox_goes_idle_and_the_next_push_rings() {
     mb.try_push(1, Priority::Low).unwrap();
     assert_eq!(rings(&mb), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_push_that_is_cancelled_is_no_longer_counted_as_a_waiter() {
+    // A `send` inside a caller's timeout or `select!`, or an `ask` whose
+    // deadline fires first, is dropped while parked on a full lane.
+    let mb = mailbox(1);
+    mb.try_push(1, Priority::Normal).unwrap();
+    let parked = tokio::time::timeout(
+        std::time::Duration::from_millis(10),
+        mb.push(2, Priority::Normal, std::time::Duration::from_secs(60)),
+    )
+    .await;
+    assert!(parked.is_err(), "the lane is full: the push was still waiting");
+    assert_eq!(
+        mb.lane(Priority::Normal).waiters.load(Ordering::SeqCst),
+        0,
+        "a dropped push must not stay registered as a waiter"
+    );
+}
+
+#[test]
+fn a_push_landing_inside_idle_is_either_found_or_rung() {
+    // The actor drained everything and goes idle; a sender admits a message
+    // right in the middle. Whatever the step order inside `idle`, that
+    // message must not be stranded: the actor keeps draining, or the sender
+    // rang the doorbell. (Checking, then clearing, fails this: the sender
+    // sees the flag still set and does not ring, then the flag is cleared.)
+    let mb = mailbox(8);
+    mb.force_scheduled();
+    let keeps_draining = mb.idle_with(|| mb.try_push(1, Priority::Normal).unwrap());
+    assert!(
+        keeps_draining || rings(&mb) == 1,
+        "stranded: the actor went idle and nobody rang"
+    );
+    assert_eq!(mb.pending(), 1);
+}
