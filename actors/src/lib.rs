@@ -6,3 +6,6 @@
 //!
 //! One actor per module, named after it; decisions live in plain synchronous
 //! types beside the actor so that they are tested without a runtime.
+
+mod named;
+pub mod quota_keeper;
