@@ -95,7 +95,9 @@ struct Hot {
     // the old or the new limit, either of which is a valid decision.
     limit: AtomicU64,
     ceiling: AtomicU64,
-    // Highest usage seen; written (fetch_max) only when a charge beats it.
+    // Highest usage recorded just before a decrease (release, undo, period
+    // reset); the peak reported is the max of this and the counter, so a
+    // charge, which only increases usage, never writes it.
     peak: AtomicU64,
     // Set by a child refused within its own share while siblings borrow;
     // advisory only (it steers who gets capacity, never the limits), so
@@ -211,10 +213,21 @@ impl QuotaNode {
         }
     }
 
+    /// Records `used` as a peak candidate before usage goes down.
     #[inline]
     fn note_peak(&self, used: u64) {
         if used > self.hot.peak.load(Ordering::Relaxed) {
             self.hot.peak.fetch_max(used, Ordering::Relaxed);
+        }
+    }
+
+    /// After a write in period `tag` replaced `old`: if `old` was an earlier
+    /// period's usage, it is dropped now, so it is recorded as a peak.
+    #[inline]
+    fn note_reset(&self, old: u64, tag: u16) {
+        let (old_tag, old_used) = unpack(old);
+        if old_tag != tag {
+            self.note_peak(old_used);
         }
     }
 
@@ -245,7 +258,7 @@ impl QuotaNode {
                 .compare_exchange_weak(state, pack(tag, new), Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    self.note_peak(new);
+                    self.note_reset(state, tag);
                     return Ok(Charged { tag, borrowing });
                 }
                 Err(actual) => state = actual,
@@ -267,7 +280,7 @@ impl QuotaNode {
                 .compare_exchange_weak(state, pack(tag, new), Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => {
-                    self.note_peak(new);
+                    self.note_reset(state, tag);
                     return;
                 }
                 Err(actual) => state = actual,
@@ -290,7 +303,7 @@ impl QuotaNode {
                 .state
                 .compare_exchange_weak(state, new, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return,
+                Ok(_) => return self.note_peak(used),
                 Err(actual) => state = actual,
             }
         }
@@ -312,7 +325,11 @@ impl QuotaNode {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    self.note_reset(state, tag);
+                    self.note_peak(used);
+                    return Ok(());
+                }
                 Err(actual) => state = actual,
             }
         }
@@ -331,7 +348,11 @@ impl QuotaNode {
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return,
+                Ok(_) => {
+                    self.note_reset(state, tag);
+                    self.note_peak(used);
+                    return;
+                }
                 Err(actual) => state = actual,
             }
         }
@@ -366,7 +387,10 @@ impl QuotaNode {
                 .state
                 .compare_exchange_weak(state, pack(cur, 0), Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return true,
+                Ok(_) => {
+                    self.note_reset(state, cur);
+                    return true;
+                }
                 Err(actual) => state = actual,
             }
         }
@@ -374,7 +398,10 @@ impl QuotaNode {
 
     /// This quota's usage report.
     pub(crate) fn report(&self, now: &mut Now<'_>) -> QuotaReport {
-        let current = self.used(now);
+        let raw = self.hot.state.load(Ordering::Relaxed);
+        let current = self.effective(raw, self.current_tag(now)).1;
+        // The raw counter is a real past usage even when its period ended.
+        let peak = self.hot.peak.load(Ordering::Relaxed).max(unpack(raw).1);
         let limit = self.limit();
         let resets_in = (self.hot.period != 0).then(|| {
             let into = now.get().saturating_sub(self.hot.start) % self.hot.period;
@@ -389,7 +416,7 @@ impl QuotaNode {
             period: self.period(),
             current,
             borrowed: current.saturating_sub(limit),
-            peak: self.hot.peak.load(Ordering::Relaxed),
+            peak,
             // current < 2^48 and * 1000 < 2^58: no overflow; limit >= 1.
             utilization_permille: current * 1000 / limit.max(1),
             recalling: self.recalling(),
