@@ -9,3 +9,4 @@
 
 mod named;
 pub mod quota_keeper;
+pub mod scheduler;
