@@ -171,7 +171,8 @@ impl QuotaKeeperArgs {
     }
 
     /// How often idle counters whose period ended are rewritten and repaid
-    /// recalls lifted.
+    /// recalls lifted. Keep it under 32768 times the shortest period (see
+    /// `QuotasConfig::sweep_interval`).
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.sweep_interval = every;
         self

@@ -223,9 +223,15 @@ pub enum SchedulerMsg {
 
 impl ractor::Message for SchedulerMsg {}
 
+/// Calls each notifier. A notifier is the requester's code: one that panics
+/// is logged and skipped, so it neither fails the scheduler nor keeps the
+/// other requesters from hearing of their events.
 fn deliver(notices: Vec<Notice<Notifier>>) {
     for n in notices {
-        n.to.notify(n.event);
+        let Notice { to, event } = n;
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| to.notify(event))).is_err() {
+            tracing::error!("a scheduler notifier panicked; its event is lost");
+        }
     }
 }
 

@@ -202,7 +202,10 @@ pub struct QuotaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QuotasConfig {
     /// How often the keeper normalizes idle counters whose period ended.
-    /// Default: 10 s.
+    /// Keep it under 32768 times the shortest period (32 s for 1 ms
+    /// periods): a counter idle for longer than that is otherwise read as
+    /// still holding its old usage (refusing, never overshooting) until
+    /// 65536 periods have passed. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// Quotas defined at start, in any order (parents may come after their
