@@ -19,9 +19,15 @@ async fn a_panicking_notifier_does_not_stop_the_scheduler() {
     scheduler.register_pool(PoolSpec::new("gpus", gpu(2))).await.unwrap();
 
     let bad = Notifier::new(|_| panic!("a buggy requester"));
-    scheduler.request(ResourceRequest::new(1, "bad", gpu(1)), bad).await.unwrap();
+    scheduler
+        .request(ResourceRequest::new(1, "bad", gpu(1)), bad)
+        .await
+        .unwrap();
     let (good, mut events) = Notifier::channel();
-    scheduler.request(ResourceRequest::new(2, "good", gpu(1)), good).await.unwrap();
+    scheduler
+        .request(ResourceRequest::new(2, "good", gpu(1)), good)
+        .await
+        .unwrap();
 
     let urgent = ResourceRequest::new(3, "urgent", gpu(2)).qos(QosClass::Guaranteed);
     let Decision::Allocated(grant) = scheduler.request(urgent, Notifier::ignore()).await.unwrap() else {

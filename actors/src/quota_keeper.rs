@@ -18,7 +18,7 @@
 //!
 //! # Semantics
 //!
-//! - **Hierarchy.** Each quota has a [`ResourceKind`], a limit and an
+//! - **Hierarchy.** Each quota has a [`ResourceKind`](nexus_swarm_runtime::resources::ResourceKind), a limit and an
 //!   optional parent of the same kind. Charging a quota charges every
 //!   ancestor; a charge succeeds only if every level admits it.
 //! - **Periods.** A quota with a period has its usage reset to zero at each
