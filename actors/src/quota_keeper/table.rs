@@ -143,7 +143,9 @@ impl Shared {
     }
 
     /// Runs `f` on the current snapshot, from this thread's cache when it is
-    /// current (no shared write, no reference count touched).
+    /// current (no shared write, no reference count touched). A thread keeps
+    /// the last snapshot it read of up to four trees alive until it next
+    /// reads them.
     #[inline]
     pub(crate) fn with_snapshot<R>(&self, f: impl FnOnce(&Snapshot) -> R) -> R {
         let version = self.version.load(Ordering::Acquire);
