@@ -8,6 +8,9 @@ use clap::{Parser, Subcommand};
 
 use crate::runtime::config::NexusConfig;
 
+pub mod ledger_stress;
+pub mod report;
+
 /// Nexus Swarm: an actor-based multi-agent runtime.
 #[derive(Debug, Parser)]
 #[command(name = "nexus", version, about)]
@@ -23,6 +26,23 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run the load benchmark: our data plane against bare ractor, the seeds' targets, scale.
+    Bench {
+        /// Smaller workloads (under a minute on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Also write the report as one JSON object to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Tiny workloads that only prove the harness runs (for tests).
+        #[arg(long, hide = true)]
+        smoke: bool,
+    },
+    /// Print a cost report (total or grouped, table/JSON/CSV) from a ledger's data directory.
+    Report(report::ReportArgs),
+    /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
+    #[command(hide = true)]
+    LedgerStress(ledger_stress::StressArgs),
 }
 
 /// `nexus config ...`
@@ -45,6 +65,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench { quick, json, smoke } => {
+            crate::bench::run(&crate::bench::BenchOptions { quick, smoke, json })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config(ConfigCommand::Check { file }) => match NexusConfig::from_file(&file) {
             Ok(_) => {
                 println!("{}: ok", file.display());
@@ -55,5 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Report(args) => report::run(args),
+        Command::LedgerStress(args) => ledger_stress::run(args),
     }
 }

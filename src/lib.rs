@@ -9,6 +9,7 @@
 //! | [`runtime`] (`nexus-swarm-runtime`) | agents, lanes, supervision, pools, config |
 //! | [`actors`] (`nexus-swarm-actors`) | router, scheduler, quotas, ledger, gateway, monitor, scaler |
 //! | [`prelude`] | the names needed to write and run agents |
+//! | [`bench`](mod@bench) | the load benchmark behind `nexus bench` and `cargo bench --bench swarm` |
 //! | [`cli`] | the `nexus` command line |
 //!
 //! # Example
@@ -46,9 +47,15 @@
 pub use nexus_swarm_actors as actors;
 pub use nexus_swarm_runtime as runtime;
 
+pub mod bench;
 pub mod cli;
 
 /// Everything needed to write and run agents.
 pub mod prelude {
     pub use nexus_swarm_runtime::prelude::*;
 }
+
+/// The README's code blocks, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

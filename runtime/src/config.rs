@@ -490,7 +490,8 @@ impl Default for RouterConfig {
 }
 
 impl RouterConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks ranges; errors name `router.<field>`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         in_range("router.virtual_nodes", self.virtual_nodes.into(), 1, 65_536)?;
         nonzero_duration("router.health.interval", self.health.interval)?;
         nonzero_duration("router.health.timeout", self.health.timeout)?;
@@ -650,6 +651,39 @@ pub struct LlmConfig {
     pub retry: RetryConfig,
     /// Request batching.
     pub batch: BatchConfig,
+    /// Prompt tokens per minute per provider; 0 = no separate limit. Default: 0.
+    pub input_tokens_per_minute: u32,
+    /// Completion tokens per minute per provider; 0 = no separate limit. Default: 0.
+    pub output_tokens_per_minute: u32,
+    /// GCRA burst of every rate limit, in percent of the limit: how much is
+    /// admitted at once after idleness (the sliding-window cap holds
+    /// regardless). Default: 10.
+    pub burst_percent: u8,
+    /// How a deployment is picked within a model group. Default: `weighted_shuffle`.
+    pub routing: DeploymentRouting,
+    /// Consecutive failures (5xx, timeouts, garbled replies) that put a
+    /// deployment in cooldown. Default: 3.
+    pub allowed_fails: u32,
+    /// How long a deployment in cooldown receives nothing. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub cooldown: Duration,
+}
+
+/// How the LLM gateway picks a deployment within a model group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeploymentRouting {
+    /// Random order weighted by each deployment's weight. Default.
+    #[default]
+    WeightedShuffle,
+    /// Fewest requests in flight first.
+    LeastBusy,
+    /// Lowest recent latency first.
+    LowestLatency,
+    /// Lowest use of its rate limits in the current window first.
+    LowestUsage,
+    /// Cheapest for the request first.
+    LowestCost,
 }
 
 impl Default for LlmConfig {
@@ -664,6 +698,12 @@ impl Default for LlmConfig {
             max_concurrent_per_agent: 50,
             retry: RetryConfig::default(),
             batch: BatchConfig::default(),
+            input_tokens_per_minute: 0,
+            output_tokens_per_minute: 0,
+            burst_percent: 10,
+            routing: DeploymentRouting::WeightedShuffle,
+            allowed_fails: 3,
+            cooldown: Duration::from_secs(30),
         }
     }
 }
@@ -696,6 +736,10 @@ impl LlmConfig {
             ));
         }
         in_range("llm.batch.max_size", self.batch.max_size.into(), 1, 10_000)?;
+        nonzero_duration("llm.batch.max_wait", self.batch.max_wait)?;
+        in_range("llm.burst_percent", self.burst_percent.into(), 1, 100)?;
+        at_least("llm.allowed_fails", self.allowed_fails.into(), 1)?;
+        nonzero_duration("llm.cooldown", self.cooldown)?;
         Ok(())
     }
 }

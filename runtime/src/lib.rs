@@ -21,6 +21,8 @@
 //! | [`config`] | the TOML configuration with the seeds' defaults |
 //! | [`resources`] | integer resource vectors, QoS classes, profiles |
 //! | [`priority`] | the three priorities |
+//! | [`routing`] | routing strategies and the consistent-hash ring |
+//! | [`admission`] | token-bucket (GCRA) admission for routers |
 //! | [`error`] | typed errors per concern |
 //! | [`telemetry`] | `tracing` set-up for binaries |
 //!
@@ -55,6 +57,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod agent;
 pub mod agent_ref;
 pub mod config;
@@ -65,6 +68,7 @@ pub mod node;
 pub mod pool;
 pub mod priority;
 pub mod resources;
+pub mod routing;
 pub mod supervisor;
 pub mod telemetry;
 pub mod usage;

@@ -23,7 +23,9 @@
 //! * A sender that finds its lane full registers as a waiter on the lane's
 //!   [`Notify`] *before* re-checking the lane, so a slot freed between the
 //!   check and the wait is not missed. The actor notifies only when the
-//!   waiter count is non-zero, so the uncontended path pays one atomic load.
+//!   waiter count is non-zero (the uncontended path pays one atomic load),
+//!   and only once the lane has drained to half its capacity, so a parked
+//!   sender wakes to a batch of room, not to one slot at a time.
 //! * Closing (a pool retiring a worker, a node shutting down) sets a bit in
 //!   every lane's counter: reservations fail with `Closed` from then on, and
 //!   the counter still says exactly how many admitted messages remain, so
@@ -111,15 +113,31 @@ impl<M> Lane<M> {
         self.len.load(Ordering::SeqCst) & !CLOSED
     }
 
-    /// Takes one message and frees its slot, waking a waiting sender.
+    /// Takes one message and frees its slot. Waiting senders are woken
+    /// only once the lane has drained to half its capacity, not on every
+    /// freed slot: waking a parked sender per message would make it push
+    /// one message and park again, a context switch per message that
+    /// floods the runtime's run queues (and delays everyone else, high
+    /// priority asks included). The lane is drained continuously while it
+    /// holds messages, so it always crosses the mark again; a woken sender
+    /// that leaves room passes the wake-up on ([`Self::pass_on`]).
     #[inline]
     fn pop(&self) -> Option<M> {
         let msg = self.queue.pop()?;
-        self.len.fetch_sub(1, Ordering::SeqCst);
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+        let before = self.len.fetch_sub(1, Ordering::SeqCst) & !CLOSED;
+        if before - 1 <= self.capacity / 2 && self.waiters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
         }
         Some(msg)
+    }
+
+    /// Called by a sender that was woken and got a slot: if room is left
+    /// and others wait, wake the next one.
+    #[inline]
+    fn pass_on(&self) {
+        if self.depth() < self.capacity && self.waiters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
     }
 }
 
@@ -130,6 +148,8 @@ pub(crate) struct MailboxCounters {
     pub(crate) handled: AtomicU64,
     /// Times the hosting actor was restarted.
     pub(crate) restarts: AtomicU32,
+    /// Doorbells rung by senders (one per burst, not per message).
+    pub(crate) rings: AtomicU64,
 }
 
 /// The shared part of an agent: its lanes, its doorbell flag and the
@@ -199,6 +219,7 @@ impl<M> Mailbox<M> {
         // Correctness only needs the SeqCst swap when the load saw `false`
         // (see the module docs).
         if !self.scheduled.load(Ordering::SeqCst) && !self.scheduled.swap(true, Ordering::SeqCst) {
+            self.counters.rings.fetch_add(1, Ordering::Relaxed);
             self.wake_actor();
         }
     }
@@ -247,6 +268,7 @@ impl<M> Mailbox<M> {
                     Ok(()) => {
                         lane.queue.push(msg);
                         self.ring();
+                        lane.pass_on();
                         Ok(())
                     }
                     Err(_) => Err(SendError::Closed(msg)),
@@ -301,11 +323,20 @@ impl<M> Mailbox<M> {
     /// then re-checks. Returns true if the actor must keep draining (it has
     /// re-set the flag itself).
     pub(crate) fn idle(&self) -> bool {
+        self.clear_scheduled();
+        self.recheck()
+    }
+
+    /// First half of [`Self::idle`]: from here on, senders ring.
+    fn clear_scheduled(&self) {
         self.scheduled.store(false, Ordering::SeqCst);
-        if self.pending() > 0 && !self.scheduled.swap(true, Ordering::SeqCst) {
-            return true;
-        }
-        false
+    }
+
+    /// Second half of [`Self::idle`]: work admitted before the clear (whose
+    /// sender saw the flag still set and did not ring) is found here. If a
+    /// sender rang in between, its doorbell covers the work instead.
+    fn recheck(&self) -> bool {
+        self.pending() > 0 && !self.scheduled.swap(true, Ordering::SeqCst)
     }
 
     /// Marks a wake-up as pending (a starting actor does this, since the flag

@@ -192,15 +192,24 @@ impl Node {
 
     /// Retires every child (agents handle what they admitted), waits up to
     /// `timeout`, then stops the supervisor. Returns how the node ended.
+    ///
+    /// Agents still busy at the timeout are killed with the supervisor (a
+    /// kill terminates the whole tree); what they had not handled is lost,
+    /// which is what a timeout means.
     pub async fn shutdown(&self, timeout: Duration) -> NodeExit {
-        // Past the timeout the node is stopped regardless; nothing to wait for.
-        let _ = tokio::time::timeout(timeout, async {
+        let graceful = tokio::time::timeout(timeout, async {
             ractor::call!(self.supervisor, SupervisorMsg::Shutdown)
         })
-        .await;
+        .await
+        .is_ok_and(|r| r.is_ok());
         // Records a shutdown unless the supervisor already recorded how it ended.
         let _ = self.exit.set(NodeExit::Shutdown);
-        self.supervisor.stop(Some("shutdown".into()));
+        if graceful {
+            self.supervisor.stop(Some("shutdown".into()));
+        } else {
+            tracing::warn!(?timeout, "graceful shutdown timed out; killing the node");
+            self.supervisor.kill();
+        }
         self.wait().await
     }
 

@@ -7,7 +7,7 @@
 //! single actor), and when that queue is full it discards jobs rather than
 //! making senders wait. Here each worker keeps its own bounded lanes (see
 //! [`crate::mailbox`]); [`PoolRef`] picks a worker from a published snapshot
-//! and pushes straight into its lanes, and the [`AgentPool`] actor is only
+//! and pushes straight into its lanes, and the `AgentPool` actor is only
 //! the control plane: it supervises workers (restarting them with their
 //! lanes intact, as the factory does), resizes the pool and reports stats.
 //!
@@ -221,7 +221,7 @@ pub struct PoolStats {
     pub restarts: u64,
 }
 
-/// Control messages to an [`AgentPool`].
+/// Control messages to a pool's actor.
 #[derive(Debug)]
 pub enum PoolMsg {
     /// Resize to the given number of workers.

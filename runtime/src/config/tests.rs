@@ -99,3 +99,18 @@ fn unknown_strategy_is_rejected() {
     let err = parse_err("[router]\nstrategy = \"random\"\n");
     assert_eq!(err.field(), "router.strategy", "{err}");
 }
+
+#[test]
+fn llm_gateway_fields_have_defaults_and_are_validated() {
+    let c = NexusConfig::default();
+    assert_eq!(c.llm.burst_percent, 10);
+    assert_eq!(c.llm.allowed_fails, 3);
+    assert_eq!(c.llm.cooldown.as_secs(), 30);
+    assert_eq!(c.llm.routing, DeploymentRouting::WeightedShuffle);
+    let c = NexusConfig::from_toml_str("[llm]\nrouting = \"lowest_cost\"\ncooldown = \"5s\"\n").unwrap();
+    assert_eq!(c.llm.routing, DeploymentRouting::LowestCost);
+    assert_eq!(parse_err("[llm]\nburst_percent = 0\n").field(), "llm.burst_percent");
+    assert_eq!(parse_err("[llm]\nallowed_fails = 0\n").field(), "llm.allowed_fails");
+    assert_eq!(parse_err("[llm]\ncooldown = \"0s\"\n").field(), "llm.cooldown");
+    assert_eq!(parse_err("[llm]\nrouting = \"fastest\"\n").field(), "llm.routing");
+}

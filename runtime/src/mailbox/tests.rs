@@ -1,3 +1,5 @@
+use std::sync::atomic::Ordering;
+
 use super::*;
 
 #[test]
@@ -124,4 +126,44 @@ fn idle_reschedules_when_work_arrived_after_the_drain() {
     let mut p = DrainPolicy::new(8);
     assert_eq!(mb.pop(&mut p), Some(5));
     assert!(!mb.idle());
+}
+
+fn rings(mb: &Mailbox<u32>) -> u64 {
+    mb.counters.rings.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_push_between_drain_and_clear_is_found_by_the_recheck() {
+    // Actor drained everything (flag still set); a sender pushes and, seeing
+    // the flag set, does not ring; then the actor clears and re-checks.
+    let mb = mailbox(8);
+    mb.force_scheduled();
+    mb.try_push(1, Priority::Normal).unwrap();
+    assert_eq!(rings(&mb), 0, "flag was set: no doorbell");
+    mb.clear_scheduled();
+    assert!(mb.recheck(), "the re-check after the clear must find the message");
+}
+
+#[test]
+fn a_push_between_clear_and_recheck_rings_exactly_once() {
+    // Actor clears; a sender pushes and rings (flag was clear); the actor's
+    // re-check then sees the flag taken and leaves the work to the doorbell.
+    let mb = mailbox(8);
+    mb.force_scheduled();
+    mb.clear_scheduled();
+    mb.try_push(1, Priority::Normal).unwrap();
+    assert_eq!(rings(&mb), 1);
+    assert!(!mb.recheck(), "the doorbell already covers it: no second wake-up");
+    // Further pushes while scheduled do not ring again.
+    mb.try_push(2, Priority::Normal).unwrap();
+    assert_eq!(rings(&mb), 1);
+}
+
+#[test]
+fn an_idle_mailbox_goes_idle_and_the_next_push_rings() {
+    let mb = mailbox(8);
+    mb.force_scheduled();
+    assert!(!mb.idle());
+    mb.try_push(1, Priority::Low).unwrap();
+    assert_eq!(rings(&mb), 1);
 }

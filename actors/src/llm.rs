@@ -1,0 +1,43 @@
+//! The LLM layer under the [`LlmGateway`](crate::llm_gateway::LlmGateway):
+//! providers and the plain synchronous decisions the gateway makes.
+//!
+//! # Layout
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`types`] | requests, responses, messages, capabilities |
+//! | [`error`] | `ProviderError`, `GatewayError`, `RateLimitError`, `CatalogueError`, `CacheError` |
+//! | [`provider`] | the `LlmProvider` trait |
+//! | [`simulated`] | `SimulatedProvider`: seeded, rate-limited, fault-injecting |
+//! | [`openai`] | `OpenAiCompatible`: chat completions over HTTP |
+//! | [`limiter`] | GCRA + sliding-window limits with refund and resync |
+//! | [`backoff`] | exponential backoff with full jitter honouring retry-after |
+//! | [`catalogue`] | models, prices, deployments, fallbacks; model choice |
+//! | [`routing`] | deployment ordering strategies and cooldown |
+//! | [`admission`] | the priority queue of requests waiting for rate-limit capacity |
+//! | [`batch`] | grouping of calls to one deployment |
+//! | [`cache`] | the response cache: memory (moka) and disk (redb) tiers |
+//! | [`tokens`] | token counting (tiktoken) and context pruning |
+
+pub mod admission;
+pub mod backoff;
+pub mod batch;
+pub mod cache;
+pub mod catalogue;
+pub mod error;
+pub mod limiter;
+pub mod openai;
+pub mod provider;
+pub mod routing;
+pub mod simulated;
+pub mod tokens;
+pub mod types;
+
+pub use catalogue::{DeploymentSpec, ModelCatalogue, ModelSpec};
+pub use error::{CacheError, CatalogueError, GatewayBuildError, GatewayError, ProviderError, RateLimitError};
+pub use limiter::RateLimits;
+pub use provider::{LlmProvider, ProviderResult};
+pub use simulated::{SimulatedConfig, SimulatedProvider};
+pub use types::{
+    Capability, LlmRequest, LlmResponse, Message, ModelChoice, ProviderRequest, ProviderResponse, ResponseSource, Role,
+};

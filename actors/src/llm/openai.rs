@@ -1,0 +1,436 @@
+//! [`OpenAiCompatible`]: chat completions over HTTP, for OpenAI and the
+//! servers that speak its API (vLLM, Ollama, LiteLLM, llama.cpp...).
+//!
+//! - `POST {base_url}/chat/completions` with `model`, `messages`,
+//!   `max_tokens`, `temperature`; the reply's `choices[0].message.content`,
+//!   `finish_reason` and `usage` are read, anything else missing or
+//!   unparsable is [`ProviderError::Malformed`].
+//! - The API key is read from the environment variable named in the config
+//!   (none for local servers) and sent as a bearer token.
+//! - `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` are parsed on
+//!   every reply (resets in OpenAI's `6m0s` / `1.5s` / `20ms` form) and
+//!   handed to the gateway, which resynchronises its limits; on 429,
+//!   `retry-after-ms` or `retry-after` (seconds) becomes the retry-after,
+//!   else the reset of the exhausted window.
+//! - Statuses map to typed errors: 429 rate limited, 401/403 auth, 5xx
+//!   server, 400/413/422 `context_length_exceeded` context window, other 4xx
+//!   rejected; timeouts and connection failures have their own variants.
+//!   Nothing a server sends makes it panic.
+//! - Connections: `reqwest`'s pool keeps at most `max_connections_per_host`
+//!   idle connections per host, and two semaphores bound the requests in
+//!   flight to `max_connections` in all (shared by the providers built from
+//!   one [`HttpPool`]) and `max_connections_per_host` per provider, since
+//!   reqwest itself has no cap on open connections.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use nexus_swarm_runtime::config::LlmConfig;
+use reqwest::header::HeaderMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use super::error::ProviderError;
+use super::provider::{LlmProvider, ProviderResult};
+use super::types::{ProviderRequest, ProviderResponse, RateLimitSnapshot};
+
+/// Settings of one OpenAI-compatible endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenAiConfig {
+    /// The API root, e.g. `https://api.openai.com/v1` or `http://127.0.0.1:8000/v1`.
+    pub base_url: String,
+    /// The environment variable holding the API key; none sends no key.
+    /// Default: none.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Whole-request timeout. Default: 60 s (seed; `llm.timeout`).
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Connection timeout. Default: 10 s.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl OpenAiConfig {
+    /// An endpoint at `base_url` with the default timeouts and no key.
+    pub fn new(base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: base_url.into(),
+            api_key_env: None,
+            timeout: default_timeout(),
+            connect_timeout: default_connect_timeout(),
+        }
+    }
+
+    /// Builder-style: the key's environment variable.
+    pub fn api_key_env(mut self, var: impl Into<String>) -> Self {
+        self.api_key_env = Some(var.into());
+        self
+    }
+
+    /// Builder-style: the request timeout.
+    pub fn timeout(mut self, t: Duration) -> Self {
+        self.timeout = t;
+        self
+    }
+}
+
+/// An HTTP client and the cap on requests in flight shared by the
+/// providers built from it.
+#[derive(Debug, Clone)]
+pub struct HttpPool {
+    client: reqwest::Client,
+    total: Arc<Semaphore>,
+    per_host: usize,
+}
+
+impl HttpPool {
+    /// A pool sized by `llm.max_connections` and `llm.max_connections_per_host`
+    /// (seed: 50 and 10), with `llm.timeout` as the request timeout.
+    pub fn new(config: &LlmConfig) -> Result<Self, ProviderError> {
+        let per_host = config.max_connections_per_host.max(1) as usize;
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(per_host)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| ProviderError::Config(format!("http client: {e}")))?;
+        Ok(Self {
+            client,
+            total: Arc::new(Semaphore::new(config.max_connections.max(1) as usize)),
+            per_host,
+        })
+    }
+
+    /// Requests that may be in flight through the pool now.
+    pub fn available(&self) -> usize {
+        self.total.available_permits()
+    }
+}
+
+/// An OpenAI-compatible chat-completions provider.
+#[derive(Debug, Clone)]
+pub struct OpenAiCompatible {
+    name: String,
+    url: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    pool: HttpPool,
+    host: Arc<Semaphore>,
+}
+
+impl OpenAiCompatible {
+    /// A provider named `name` for the endpoint, with the key read from the
+    /// process environment.
+    pub fn new(name: impl Into<String>, config: &OpenAiConfig, pool: &HttpPool) -> Result<Self, ProviderError> {
+        Self::with_env(name, config, pool, |var| std::env::var(var).ok())
+    }
+
+    /// As [`Self::new`], reading the key's variable through `env`.
+    pub fn with_env(
+        name: impl Into<String>,
+        config: &OpenAiConfig,
+        pool: &HttpPool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ProviderError> {
+        let base = config.base_url.trim_end_matches('/');
+        let parsed = reqwest::Url::parse(base)
+            .map_err(|e| ProviderError::Config(format!("base_url `{}`: {e}", config.base_url)))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ProviderError::Config(format!(
+                "base_url `{}`: scheme must be http or https",
+                config.base_url
+            )));
+        }
+        let api_key = match &config.api_key_env {
+            None => None,
+            Some(var) => Some(
+                env(var)
+                    .filter(|k| !k.trim().is_empty())
+                    .ok_or_else(|| ProviderError::Config(format!("environment variable {var} is not set")))?,
+            ),
+        };
+        Ok(Self {
+            name: name.into(),
+            url: format!("{base}/chat/completions"),
+            api_key,
+            timeout: config.timeout,
+            pool: pool.clone(),
+            host: Arc::new(Semaphore::new(pool.per_host)),
+        })
+    }
+
+    async fn call(self, request: ProviderRequest) -> ProviderResult {
+        // Both permits are held for the whole exchange; the semaphores are
+        // never closed, so acquiring only fails if that changes.
+        let _total = self
+            .pool
+            .total
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::Connect("pool closed".into()))?;
+        let _host = self
+            .host
+            .acquire()
+            .await
+            .map_err(|_| ProviderError::Connect("pool closed".into()))?;
+        let body = WireRequest {
+            model: &request.model,
+            messages: request
+                .messages
+                .iter()
+                .map(|m| WireMessage {
+                    role: m.role.as_str(),
+                    content: &m.content,
+                })
+                .collect(),
+            max_tokens: request.max_tokens,
+            temperature: f64::from(request.temperature_milli) / 1000.0,
+        };
+        let mut builder = self.pool.client.post(&self.url).timeout(self.timeout).json(&body);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder.send().await.map_err(|e| self.transport_error(&e))?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let snapshot = parse_rate_limit_headers(&headers);
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        if (200..300).contains(&status) {
+            return parse_completion(&bytes, snapshot);
+        }
+        Err(status_error(status, &headers, &bytes, snapshot))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> ProviderError {
+        if e.is_timeout() {
+            ProviderError::Timeout(self.timeout)
+        } else if e.is_decode() || e.is_body() {
+            ProviderError::Malformed(format!("body: {e}"))
+        } else {
+            ProviderError::Connect(e.to_string())
+        }
+    }
+}
+
+impl LlmProvider for OpenAiCompatible {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn complete(&self, request: ProviderRequest) -> BoxFuture<'static, ProviderResult> {
+        Box::pin(self.clone().call(request))
+    }
+}
+
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: Vec<WireMessage<'a>>,
+    max_tokens: u32,
+    temperature: f64,
+}
+
+#[derive(Serialize)]
+struct WireMessage<'a> {
+    role: &'a str,
+    content: &'a str,
+}
+
+#[derive(Deserialize)]
+struct WireResponse {
+    choices: Option<Vec<WireChoice>>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireChoice {
+    message: Option<WireReplyMessage>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireReplyMessage {
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireErrorBody {
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct WireError {
+    message: Option<String>,
+    code: Option<serde_json::Value>,
+}
+
+fn truncate(text: &str) -> String {
+    const MAX: usize = 200;
+    if text.len() <= MAX {
+        return text.to_string();
+    }
+    let mut end = MAX;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end])
+}
+
+/// Parses a successful chat-completion body.
+pub fn parse_completion(body: &[u8], rate_limit: RateLimitSnapshot) -> ProviderResult {
+    let wire: WireResponse =
+        serde_json::from_slice(body).map_err(|e| ProviderError::Malformed(format!("not a completion: {e}")))?;
+    let choice = wire
+        .choices
+        .and_then(|c| c.into_iter().next())
+        .ok_or_else(|| ProviderError::Malformed("no choices".into()))?;
+    let content = choice
+        .message
+        .and_then(|m| m.content)
+        .ok_or_else(|| ProviderError::Malformed("choice has no message content".into()))?;
+    let usage = wire.usage.ok_or_else(|| ProviderError::Malformed("no usage".into()))?;
+    let (Some(input_tokens), Some(output_tokens)) = (usage.prompt_tokens, usage.completion_tokens) else {
+        return Err(ProviderError::Malformed("usage lacks token counts".into()));
+    };
+    Ok(ProviderResponse {
+        content,
+        input_tokens,
+        output_tokens,
+        finish_reason: choice.finish_reason.unwrap_or_default(),
+        rate_limit,
+    })
+}
+
+/// Maps a non-2xx reply to its typed error.
+pub fn status_error(status: u16, headers: &HeaderMap, body: &[u8], snapshot: RateLimitSnapshot) -> ProviderError {
+    let parsed: Option<WireError> = serde_json::from_slice::<WireErrorBody>(body).ok().and_then(|b| b.error);
+    let message = parsed
+        .as_ref()
+        .and_then(|e| e.message.clone())
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned());
+    let code = parsed
+        .as_ref()
+        .and_then(|e| e.code.as_ref())
+        .map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_string))
+        .unwrap_or_default();
+    match status {
+        429 => ProviderError::RateLimited {
+            retry_after: retry_after(headers).or_else(|| {
+                let exhausted_requests = snapshot.remaining_requests == Some(0);
+                if exhausted_requests {
+                    snapshot.reset_requests
+                } else {
+                    snapshot.reset_tokens.or(snapshot.reset_requests)
+                }
+            }),
+            snapshot,
+        },
+        401 | 403 => ProviderError::Auth { status },
+        400 | 413 | 422
+            if code == "context_length_exceeded"
+                || message.contains("maximum context length")
+                || message.contains("context window") =>
+        {
+            ProviderError::ContextWindowExceeded { limit: 0, requested: 0 }
+        }
+        500..=599 => ProviderError::Server {
+            status,
+            message: truncate(&message),
+        },
+        _ => ProviderError::Rejected {
+            status,
+            message: truncate(&message),
+        },
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    header_str(headers, name).and_then(|v| v.parse().ok())
+}
+
+/// The retry-after of a reply: `retry-after-ms`, else `retry-after` in
+/// (possibly fractional) seconds. HTTP dates are not used (clocks differ).
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return secs_checked(ms / 1000.0);
+    }
+    header_str(headers, "retry-after")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(secs_checked)
+}
+
+fn secs_checked(s: f64) -> Option<Duration> {
+    (s.is_finite() && (0.0..=86_400.0).contains(&s)).then(|| Duration::from_secs_f64(s))
+}
+
+/// The `x-ratelimit-*` headers of a reply.
+pub fn parse_rate_limit_headers(headers: &HeaderMap) -> RateLimitSnapshot {
+    RateLimitSnapshot {
+        remaining_requests: header_u64(headers, "x-ratelimit-remaining-requests"),
+        remaining_tokens: header_u64(headers, "x-ratelimit-remaining-tokens"),
+        reset_requests: header_str(headers, "x-ratelimit-reset-requests").and_then(parse_reset),
+        reset_tokens: header_str(headers, "x-ratelimit-reset-tokens").and_then(parse_reset),
+        limit_requests: header_u64(headers, "x-ratelimit-limit-requests"),
+        limit_tokens: header_u64(headers, "x-ratelimit-limit-tokens"),
+    }
+}
+
+/// Parses a reset time such as `6m0s`, `1.5s`, `20ms`, `1h2m` or a bare
+/// number of seconds. `None` for anything else.
+pub fn parse_reset(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return secs_checked(secs);
+    }
+    let mut total = 0.0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        if num_end == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let factor = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += value * factor;
+        rest = &rest[unit_end..];
+    }
+    secs_checked(total)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1140 @@
+//! [`LlmGateway`]: the actor in front of every LLM call, and
+//! [`LlmGatewayHandle`], the cloneable handle agents call it through.
+//!
+//! # Per request, in order
+//!
+//! 1. **Cache**: a hit (memory, then disk) answers at once and costs
+//!    nothing: no spend is reserved, no usage recorded.
+//! 2. **Model choice**: the named model, or the cheapest catalogue model
+//!    with the capabilities asked for whose window holds the prompt
+//!    (counted with the tokenizer) plus `max_tokens`.
+//! 3. **Spend reservation**: the worst-case cost (the model's priciest
+//!    deployment at `max_tokens`) and tokens are reserved with every
+//!    [`SpendGate`] (budgets, quotas); one refusal refuses the request with
+//!    [`GatewayError::SpendRefused`] and releases the others.
+//! 4. **Rate limits**: the estimated request and tokens are reserved in the
+//!    provider's and the deployment's limits ([`limiter`]: GCRA pacing and
+//!    a sliding-window cap, so every 60 s window holds). A deployment is
+//!    chosen by the routing strategy among those not cooling down; if none
+//!    fits now, the request waits in a priority queue ([`admission`]) until
+//!    one does or its deadline passes.
+//! 5. **Batching** (optional): calls to the same deployment are grouped.
+//! 6. **The call**, under `llm.timeout`. Errors that may pass (429, 5xx,
+//!    timeouts, garbled replies) are retried with exponential backoff and
+//!    full jitter, waiting at least the provider's retry-after (which also
+//!    holds back the deployment's limiter). Each retry re-enters step 4.
+//! 7. **Fallback**: when a model fails for good, its `fallbacks` are tried in
+//!    order; when the request exceeds its context window, its
+//!    `context_window_fallbacks` (larger models) first. Each model gets its
+//!    own reservation in step 3.
+//! 8. **Settle**: the limits get the actual tokens (over-estimates refunded;
+//!    the provider's remaining-headers resynchronise them), the gates get
+//!    the actual cost, the [`UsageSink`] records the tokens (awaited until
+//!    committed), the cache stores the answer.
+//!
+//! A deployment that fails `llm.allowed_fails` times in a row is taken out
+//! of picks for `llm.cooldown`.
+//!
+//! # Planes
+//!
+//! The pipeline runs on the caller's task through the handle (the data
+//! plane): no request queues behind the actor. Shared state is one short
+//! critical section ([`parking_lot::Mutex`]) over the limits, deployment
+//! health and the wait queue, which must change together for a
+//! multi-limit admission to be atomic. The actor owns the task that admits
+//! waiting requests when capacity frees and answers control messages
+//! (stats, cache flush, and completions for callers that only hold an
+//! `ActorRef`).
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use nexus_swarm_actors::llm::{DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, SimulatedConfig, SimulatedProvider};
+//! use nexus_swarm_actors::llm_gateway::{LlmGateway, LlmGatewayArgs, ProviderEntry};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(7));
+//! let catalogue = ModelCatalogue::new(vec![
+//!     // $0.15 / $0.60 per million tokens, in micro-dollars per million.
+//!     ModelSpec::new("small", 8_000, 150_000, 600_000).deployment(DeploymentSpec::new("small@sim", "sim")),
+//! ])?;
+//! let args = LlmGatewayArgs::new(catalogue, vec![ProviderEntry::new("sim", Arc::new(sim))]);
+//! let (gateway, _actor, _join) = LlmGateway::spawn(args).await?;
+//! let answer = gateway.complete(LlmRequest::user("Plan the survey.").max_tokens(64)).await?;
+//! assert_eq!(answer.model, "small");
+//! assert!(answer.cost_micro_usd > 0);
+//! let again = gateway.complete(LlmRequest::user("Plan the survey.").max_tokens(64)).await?;
+//! assert_eq!(again.cost_micro_usd, 0); // served by the cache
+//! # Ok(()) }
+//! ```
+//!
+//! [`limiter`]: crate::llm::limiter
+//! [`admission`]: crate::llm::admission
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nexus_swarm_runtime::config::{CacheConfig, LlmConfig, NexusConfig};
+use nexus_swarm_runtime::resources::{ResourceKind, ResourceVector};
+use nexus_swarm_runtime::usage::{SpendGate, SpendHold, SpendRefused, UsageMeta, UsageRecord, UsageSink};
+use parking_lot::Mutex;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::llm::admission::{Attempt, WaitQueue, Waiter};
+use crate::llm::backoff::Backoff;
+use crate::llm::batch::Batcher;
+use crate::llm::cache::{CacheKey, CacheStats, CacheTier, CachedResponse, ResponseCache};
+use crate::llm::catalogue::{ModelCatalogue, cost_micro_usd};
+use crate::llm::error::{CatalogueError, GatewayBuildError, GatewayError, ProviderError};
+use crate::llm::limiter::{Demand, LimitSet, RateLimits, SetGrant};
+use crate::llm::provider::LlmProvider;
+use crate::llm::routing::{self, Candidate, DeploymentHealth};
+use crate::llm::tokens::TokenCounter;
+use crate::llm::types::{LlmRequest, LlmResponse, ProviderRequest, ProviderResponse, ResponseSource};
+
+/// A provider the gateway may call, with its own limits.
+#[derive(Debug, Clone)]
+pub struct ProviderEntry {
+    /// The id deployments name it by.
+    pub id: String,
+    /// The provider.
+    pub provider: Arc<dyn LlmProvider>,
+    /// Its limits; `None` takes `llm.requests_per_minute`,
+    /// `llm.tokens_per_minute` and the optional input/output limits.
+    pub limits: Option<RateLimits>,
+}
+
+impl ProviderEntry {
+    /// A provider with the configured default limits.
+    pub fn new(id: impl Into<String>, provider: Arc<dyn LlmProvider>) -> Self {
+        Self {
+            id: id.into(),
+            provider,
+            limits: None,
+        }
+    }
+
+    /// Builder-style: its own limits.
+    pub fn limits(mut self, limits: RateLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+}
+
+/// The provider limits that `llm.*_per_minute` configure (0 = none for the
+/// input/output ones).
+pub fn default_provider_limits(llm: &LlmConfig) -> RateLimits {
+    let opt = |v: u32| (v > 0).then_some(u64::from(v));
+    RateLimits {
+        requests_per_minute: opt(llm.requests_per_minute),
+        input_tokens_per_minute: opt(llm.input_tokens_per_minute),
+        output_tokens_per_minute: opt(llm.output_tokens_per_minute),
+        tokens_per_minute: opt(llm.tokens_per_minute),
+    }
+}
+
+/// Everything the gateway is built from.
+#[derive(Clone)]
+pub struct LlmGatewayArgs {
+    /// Limits, retries, timeouts, batching, routing, cooldown.
+    pub llm: LlmConfig,
+    /// The response cache.
+    pub cache: CacheConfig,
+    /// Where the disk cache lives; `None` keeps the cache in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// The models.
+    pub catalogue: ModelCatalogue,
+    /// The providers deployments name.
+    pub providers: Vec<ProviderEntry>,
+    /// Budgets and quotas reserved before each call.
+    pub gates: Vec<Arc<dyn SpendGate>>,
+    /// Where actual usage is recorded.
+    pub sink: Option<Arc<dyn UsageSink>>,
+    /// Seed of routing shuffles and backoff jitter.
+    pub seed: u64,
+}
+
+impl std::fmt::Debug for LlmGatewayArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LlmGatewayArgs")
+            .field("llm", &self.llm)
+            .field("cache", &self.cache)
+            .field("cache_dir", &self.cache_dir)
+            .field("models", &self.catalogue.models.len())
+            .field("providers", &self.providers.iter().map(|p| &p.id).collect::<Vec<_>>())
+            .field("gates", &self.gates.len())
+            .field("sink", &self.sink.is_some())
+            .finish()
+    }
+}
+
+impl LlmGatewayArgs {
+    /// Default configuration, memory-only cache, no gates, no sink.
+    pub fn new(catalogue: ModelCatalogue, providers: Vec<ProviderEntry>) -> Self {
+        Self {
+            llm: LlmConfig::default(),
+            cache: CacheConfig::default(),
+            cache_dir: None,
+            catalogue,
+            providers,
+            gates: Vec::new(),
+            sink: None,
+            seed: 0,
+        }
+    }
+
+    /// The node's `llm` and `cache` sections, with the disk cache under
+    /// `<node.data_dir>/llm-cache`.
+    pub fn from_config(config: &NexusConfig, catalogue: ModelCatalogue, providers: Vec<ProviderEntry>) -> Self {
+        Self {
+            llm: config.llm.clone(),
+            cache: config.cache.clone(),
+            cache_dir: Some(config.node.data_dir.join("llm-cache")),
+            ..Self::new(catalogue, providers)
+        }
+    }
+
+    /// Builder-style: adds a spend gate.
+    pub fn gate(mut self, gate: Arc<dyn SpendGate>) -> Self {
+        self.gates.push(gate);
+        self
+    }
+
+    /// Builder-style: the usage sink.
+    pub fn sink(mut self, sink: Arc<dyn UsageSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+}
+
+/// Counts of what the gateway did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GatewayStats {
+    /// Requests submitted.
+    pub requests: u64,
+    /// Requests answered (cache hits included).
+    pub completed: u64,
+    /// Requests that ended in an error.
+    pub failed: u64,
+    /// Provider calls made (retries included).
+    pub provider_calls: u64,
+    /// Retries after a failed call.
+    pub retries: u64,
+    /// Switches to a fallback model.
+    pub fallbacks: u64,
+    /// 429s received from providers.
+    pub provider_429s: u64,
+    /// Requests refused by a spend gate.
+    pub spend_refused: u64,
+    /// Requests whose deadline passed.
+    pub deadline_exceeded: u64,
+    /// Requests refused because the wait queue was full.
+    pub overloaded: u64,
+    /// Cooldowns started.
+    pub cooldowns: u64,
+    /// Usage records the sink failed to commit.
+    pub sink_errors: u64,
+    /// Cost of the answered calls, micro-dollars (catalogue prices).
+    pub spent_micro_usd: u64,
+    /// The most one answered call cost, micro-dollars.
+    pub worst_request_micro_usd: u64,
+    /// Requests waiting for rate-limit capacity now.
+    pub queued: u64,
+    /// The response cache.
+    pub cache: CacheStats,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    // Statistics only: Relaxed atomics, nothing is ordered by them.
+    requests: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    provider_calls: AtomicU64,
+    retries: AtomicU64,
+    fallbacks: AtomicU64,
+    provider_429s: AtomicU64,
+    spend_refused: AtomicU64,
+    deadline_exceeded: AtomicU64,
+    overloaded: AtomicU64,
+    cooldowns: AtomicU64,
+    sink_errors: AtomicU64,
+    spent: AtomicU64,
+    worst: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Debug)]
+struct ProviderRt {
+    id: String,
+    provider: Arc<dyn LlmProvider>,
+}
+
+#[derive(Debug)]
+struct DeploymentRt {
+    id: String,
+    provider: usize,
+    upstream: String,
+    weight: u32,
+    input_price: u64,
+    output_price: u64,
+}
+
+#[derive(Debug)]
+struct Grant {
+    deployment: usize,
+    provider: SetGrant,
+    own: SetGrant,
+}
+
+#[derive(Debug)]
+struct Pending {
+    demand: Demand,
+    tx: oneshot::Sender<Result<Grant, GatewayError>>,
+}
+
+#[derive(Debug)]
+struct LimitState {
+    provider_limits: Vec<LimitSet>,
+    deployment_limits: Vec<LimitSet>,
+    health: Vec<DeploymentHealth>,
+    rng: StdRng,
+}
+
+#[derive(Debug)]
+struct Sched {
+    lim: LimitState,
+    queue: WaitQueue<Pending>,
+}
+
+/// The shared state of a gateway (data plane).
+struct Core {
+    llm: LlmConfig,
+    catalogue: ModelCatalogue,
+    deployments: Vec<DeploymentRt>,
+    by_model: Vec<Vec<usize>>,
+    providers: Vec<ProviderRt>,
+    cache: ResponseCache,
+    gates: Vec<Arc<dyn SpendGate>>,
+    sink: Option<Arc<dyn UsageSink>>,
+    counter: TokenCounter,
+    backoff: Backoff,
+    batcher: Option<Batcher>,
+    epoch: Instant,
+    // Limits, health and the wait queue change together (a multi-limit
+    // admission is atomic); critical sections are short and never await.
+    sched: Mutex<Sched>,
+    // Wakes the admission task when capacity may have freed.
+    wake: Notify,
+    // Whether the actor (and so the admission task) runs; SeqCst so a
+    // request never queues after the stop was seen by the actor.
+    running: AtomicBool,
+    stats: Counters,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("models", &self.catalogue.models.len())
+            .field("deployments", &self.deployments.len())
+            .field("providers", &self.providers.len())
+            .field("gates", &self.gates.len())
+            .field("sink", &self.sink.is_some())
+            .field("running", &self.running)
+            .finish()
+    }
+}
+
+enum ModelFailure {
+    /// Every deployment of the model is cooling down.
+    NoDeployment,
+    /// The model failed for good with this provider error.
+    Provider(ProviderError),
+    /// The request cannot go on (deadline, overload, stop, too large).
+    Fatal(GatewayError),
+}
+
+struct Ctx<'a> {
+    req: &'a LlmRequest,
+    input: u64,
+    deadline: Duration,
+    attempts: u32,
+}
+
+impl Core {
+    fn build(args: LlmGatewayArgs) -> Result<Self, GatewayBuildError> {
+        args.catalogue.validate()?;
+        let mut providers = Vec::new();
+        let mut provider_limits = Vec::new();
+        for p in &args.providers {
+            if providers.iter().any(|x: &ProviderRt| x.id == p.id) {
+                return Err(GatewayBuildError::DuplicateProvider(p.id.clone()));
+            }
+            let limits = p.limits.unwrap_or_else(|| default_provider_limits(&args.llm));
+            provider_limits.push(LimitSet::new(&limits, args.llm.burst_percent)?);
+            providers.push(ProviderRt {
+                id: p.id.clone(),
+                provider: Arc::clone(&p.provider),
+            });
+        }
+        let mut deployments = Vec::new();
+        let mut deployment_limits = Vec::new();
+        let mut by_model = Vec::new();
+        for m in &args.catalogue.models {
+            let mut ids = Vec::new();
+            for d in &m.deployments {
+                let provider = providers.iter().position(|p| p.id == d.provider).ok_or_else(|| {
+                    CatalogueError::UnknownProvider {
+                        model: m.name.clone(),
+                        provider: d.provider.clone(),
+                    }
+                })?;
+                let (input_price, output_price) = m.prices_of(d);
+                ids.push(deployments.len());
+                deployment_limits.push(LimitSet::new(&d.limits, args.llm.burst_percent)?);
+                deployments.push(DeploymentRt {
+                    id: d.id.clone(),
+                    provider,
+                    upstream: d.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
+                    weight: d.weight,
+                    input_price,
+                    output_price,
+                });
+            }
+            by_model.push(ids);
+        }
+        let cache = ResponseCache::open(&args.cache, args.cache_dir.as_deref())?;
+        let batcher = args
+            .llm
+            .batch
+            .enabled
+            .then(|| Batcher::new(args.llm.batch.max_size as usize, args.llm.batch.max_wait));
+        let health = vec![DeploymentHealth::default(); deployments.len()];
+        Ok(Self {
+            backoff: Backoff::new(args.llm.retry.base_backoff, args.llm.retry.max_backoff),
+            sched: Mutex::new(Sched {
+                lim: LimitState {
+                    provider_limits,
+                    deployment_limits,
+                    health,
+                    rng: StdRng::seed_from_u64(args.seed),
+                },
+                queue: WaitQueue::new(args.llm.max_concurrent as usize),
+            }),
+            llm: args.llm,
+            catalogue: args.catalogue,
+            deployments,
+            by_model,
+            providers,
+            cache,
+            gates: args.gates,
+            sink: args.sink,
+            counter: TokenCounter::new(),
+            batcher,
+            epoch: Instant::now(),
+            wake: Notify::new(),
+            running: AtomicBool::new(false),
+            stats: Counters::default(),
+        })
+    }
+
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
+    }
+
+    fn instant(&self, at: Duration) -> Instant {
+        self.epoch + at
+    }
+
+    /// Tries to admit a call of `demand` to a deployment of `model` that
+    /// is not cooling down.
+    fn try_admit(
+        &self,
+        lim: &mut LimitState,
+        now: Duration,
+        model: usize,
+        demand: Demand,
+    ) -> Attempt<Grant, GatewayError> {
+        let available: Vec<usize> = self.by_model[model]
+            .iter()
+            .copied()
+            .filter(|&d| lim.health[d].available(now))
+            .collect();
+        if available.is_empty() {
+            return Attempt::Refused(GatewayError::NoDeployment(vec![
+                self.catalogue.models[model].name.clone(),
+            ]));
+        }
+        let candidates: Vec<Candidate> = available
+            .iter()
+            .map(|&d| {
+                let dep = &self.deployments[d];
+                Candidate {
+                    index: d,
+                    weight: dep.weight,
+                    in_flight: lim.health[d].in_flight,
+                    latency_micros: lim.health[d].latency_micros(),
+                    usage_permille: lim.deployment_limits[d]
+                        .usage_permille(now)
+                        .max(lim.provider_limits[dep.provider].usage_permille(now)),
+                    cost_micro_usd: cost_micro_usd(
+                        demand.input_tokens,
+                        demand.output_tokens,
+                        dep.input_price,
+                        dep.output_price,
+                    ),
+                }
+            })
+            .collect();
+        let order = routing::order(self.llm.routing, &candidates, &mut lim.rng);
+        let mut earliest: Option<Duration> = None;
+        let mut too_large = None;
+        for d in order {
+            let p = self.deployments[d].provider;
+            let t = lim.provider_limits[p]
+                .earliest(now, &demand)
+                .and_then(|a| lim.deployment_limits[d].earliest(now, &demand).map(|b| a.max(b)));
+            match t {
+                Ok(t) if t <= now => {
+                    let provider = lim.provider_limits[p].commit(now, demand);
+                    let own = lim.deployment_limits[d].commit(now, demand);
+                    lim.health[d].in_flight += 1;
+                    return Attempt::Admitted(Grant {
+                        deployment: d,
+                        provider,
+                        own,
+                    });
+                }
+                Ok(t) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
+                Err(e) => too_large = Some(e),
+            }
+        }
+        match (earliest, too_large) {
+            (Some(t), _) => Attempt::NotBefore(t),
+            (None, Some(e)) => Attempt::Refused(GatewayError::RateLimit(e)),
+            (None, None) => Attempt::NotBefore(now),
+        }
+    }
+
+    async fn acquire(&self, model: usize, demand: Demand, ctx: &Ctx<'_>) -> Result<Grant, GatewayError> {
+        let mut rx = {
+            let mut s = self.sched.lock();
+            let now = self.now();
+            if !s.queue.has_waiters_at_or_above(ctx.req.priority) {
+                match self.try_admit(&mut s.lim, now, model, demand) {
+                    Attempt::Admitted(g) => return Ok(g),
+                    Attempt::Refused(e) => return Err(e),
+                    Attempt::NotBefore(_) => {}
+                }
+            }
+            let (tx, rx) = oneshot::channel();
+            let waiter = Waiter {
+                group: model,
+                deadline: ctx.deadline,
+                payload: Pending { demand, tx },
+            };
+            if s.queue.push(ctx.req.priority, waiter).is_err() {
+                bump(&self.stats.overloaded);
+                return Err(GatewayError::Overloaded { queued: s.queue.len() });
+            }
+            rx
+        };
+        self.wake.notify_one();
+        match tokio::time::timeout_at(self.instant(ctx.deadline), &mut rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(GatewayError::Stopped),
+            Err(_) => {
+                rx.close();
+                if let Ok(Ok(grant)) = rx.try_recv() {
+                    self.cancel(grant);
+                }
+                Err(GatewayError::DeadlineExceeded(ctx.req.timeout))
+            }
+        }
+    }
+
+    /// Admits waiting requests that fit now; returns when to look again.
+    fn scan(&self) -> Option<Duration> {
+        let scan = {
+            let mut s = self.sched.lock();
+            let now = self.now();
+            let Sched { lim, queue } = &mut *s;
+            queue.scan(
+                now,
+                |w| w.payload.tx.is_closed(),
+                |w| self.try_admit(lim, now, w.group, w.payload.demand),
+            )
+        };
+        for (w, grant) in scan.admitted {
+            if let Err(Ok(grant)) = w.payload.tx.send(Ok(grant)) {
+                self.cancel(grant);
+            }
+        }
+        for (w, e) in scan.refused {
+            let _ = w.payload.tx.send(Err(e)); // the caller may have left
+        }
+        scan.next
+    }
+
+    /// Gives back a grant whose call never happened.
+    fn cancel(&self, grant: Grant) {
+        {
+            let mut s = self.sched.lock();
+            let d = grant.deployment;
+            let p = self.deployments[d].provider;
+            s.lim.provider_limits[p].settle(&grant.provider, &Demand::default());
+            s.lim.deployment_limits[d].settle(&grant.own, &Demand::default());
+            s.lim.health[d].in_flight -= 1;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Settles a grant after its call.
+    fn finish(&self, grant: Grant, outcome: &Result<ProviderResponse, ProviderError>, latency: Duration) {
+        {
+            let mut s = self.sched.lock();
+            let now = self.now();
+            let d = grant.deployment;
+            let p = self.deployments[d].provider;
+            let lim = &mut s.lim;
+            lim.health[d].in_flight -= 1;
+            match outcome {
+                Ok(resp) => {
+                    let actual = Demand::call(resp.input_tokens, resp.output_tokens);
+                    lim.provider_limits[p].settle(&grant.provider, &actual);
+                    lim.deployment_limits[d].settle(&grant.own, &actual);
+                    if !resp.rate_limit.is_empty() {
+                        lim.deployment_limits[d].resync(now, &resp.rate_limit);
+                    }
+                    lim.health[d].on_success(latency);
+                }
+                Err(e) => {
+                    // What the provider may have counted stays counted. A
+                    // refusal before any work (429, window, rejected, auth)
+                    // costs the request and its prompt; anything else (a
+                    // timeout, a 5xx, a garbled reply) may have produced the
+                    // whole completion, so the whole estimate stays.
+                    let reserved = grant.provider.reserved();
+                    let refused_early = matches!(
+                        e,
+                        ProviderError::RateLimited { .. }
+                            | ProviderError::ContextWindowExceeded { .. }
+                            | ProviderError::Rejected { .. }
+                            | ProviderError::Auth { .. }
+                    );
+                    let kept = Demand {
+                        requests: 1,
+                        input_tokens: reserved.input_tokens,
+                        output_tokens: if refused_early { 0 } else { reserved.output_tokens },
+                    };
+                    lim.provider_limits[p].settle(&grant.provider, &kept);
+                    lim.deployment_limits[d].settle(&grant.own, &kept);
+                    if let ProviderError::RateLimited { retry_after, snapshot } = e {
+                        bump(&self.stats.provider_429s);
+                        if let Some(ra) = retry_after {
+                            lim.deployment_limits[d].block_until(now + *ra);
+                        }
+                        lim.deployment_limits[d].resync(now, snapshot);
+                    }
+                    if e.counts_against_deployment()
+                        && lim.health[d].on_failure(now, self.llm.allowed_fails, self.llm.cooldown)
+                    {
+                        bump(&self.stats.cooldowns);
+                        tracing::warn!(deployment = %self.deployments[d].id, error = %e, cooldown = ?self.llm.cooldown, "deployment cooling down");
+                    }
+                }
+            }
+        }
+        self.wake.notify_one();
+    }
+
+    async fn call_once(&self, model: usize, ctx: &mut Ctx<'_>) -> Result<(ProviderResponse, usize), ModelFailure> {
+        let req = ctx.req;
+        let demand = Demand::call(ctx.input, u64::from(req.max_tokens));
+        let mut retry = 0u32;
+        let mut last: Option<ProviderError> = None;
+        loop {
+            let grant = match self.acquire(model, demand, ctx).await {
+                Ok(g) => g,
+                // Its deployments cooled down while it was retrying: the
+                // model failed with its last error.
+                Err(GatewayError::NoDeployment(_)) => {
+                    return Err(last.map_or(ModelFailure::NoDeployment, ModelFailure::Provider));
+                }
+                Err(GatewayError::DeadlineExceeded(_)) => {
+                    return Err(ModelFailure::Fatal(GatewayError::DeadlineExceeded(req.timeout)));
+                }
+                Err(e) => return Err(ModelFailure::Fatal(e)),
+            };
+            let d = grant.deployment;
+            let dep = &self.deployments[d];
+            let provider = Arc::clone(&self.providers[dep.provider].provider);
+            let preq = ProviderRequest {
+                model: dep.upstream.clone(),
+                messages: req.messages.clone(),
+                max_tokens: req.max_tokens,
+                temperature_milli: req.temperature_milli,
+            };
+            ctx.attempts += 1;
+            bump(&self.stats.provider_calls);
+            let started = Instant::now();
+            let limit = self.llm.timeout;
+            let call = async {
+                match &self.batcher {
+                    Some(b) => b.submit(d, provider, preq).await,
+                    None => provider.complete(preq).await,
+                }
+            };
+            let outcome = tokio::time::timeout(limit, call)
+                .await
+                .unwrap_or(Err(ProviderError::Timeout(limit)));
+            self.finish(grant, &outcome, started.elapsed());
+            let err = match outcome {
+                Ok(resp) => return Ok((resp, d)),
+                Err(e) => e,
+            };
+            tracing::debug!(deployment = %dep.id, error = %err, retry, "provider call failed");
+            if self.now() >= ctx.deadline {
+                return Err(ModelFailure::Fatal(GatewayError::DeadlineExceeded(req.timeout)));
+            }
+            if !err.is_retryable() || retry >= self.llm.retry.max_retries {
+                return Err(ModelFailure::Provider(err));
+            }
+            let delay = {
+                let mut s = self.sched.lock();
+                self.backoff.delay(retry, err.retry_after(), &mut s.lim.rng)
+            };
+            if self.now() + delay >= ctx.deadline {
+                return Err(ModelFailure::Fatal(GatewayError::DeadlineExceeded(req.timeout)));
+            }
+            retry += 1;
+            bump(&self.stats.retries);
+            last = Some(err);
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<Vec<SpendHold>, SpendRefused> {
+        let mut holds = Vec::with_capacity(self.gates.len());
+        for gate in &self.gates {
+            match gate.reserve(meta, estimate) {
+                Ok(h) => holds.push(h),
+                Err(e) => {
+                    for (g, h) in self.gates.iter().zip(holds) {
+                        g.release(h);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(holds)
+    }
+
+    fn release(&self, holds: Vec<SpendHold>) {
+        for (g, h) in self.gates.iter().zip(holds) {
+            g.release(h);
+        }
+    }
+
+    async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, GatewayError> {
+        bump(&self.stats.requests);
+        let result = self.pipeline(&req).await;
+        match &result {
+            Ok(_) => bump(&self.stats.completed),
+            Err(e) => {
+                bump(&self.stats.failed);
+                match e {
+                    GatewayError::SpendRefused(_) => bump(&self.stats.spend_refused),
+                    GatewayError::DeadlineExceeded(_) => bump(&self.stats.deadline_exceeded),
+                    _ => {}
+                }
+            }
+        }
+        result
+    }
+
+    async fn pipeline(&self, req: &LlmRequest) -> Result<LlmResponse, GatewayError> {
+        if !self.running.load(Ordering::SeqCst) {
+            return Err(GatewayError::Stopped);
+        }
+        if req.messages.is_empty() {
+            return Err(GatewayError::InvalidRequest("no messages".into()));
+        }
+        if req.max_tokens == 0 {
+            return Err(GatewayError::InvalidRequest("max_tokens must be at least 1".into()));
+        }
+        if req.timeout.is_zero() {
+            return Err(GatewayError::InvalidRequest("timeout must be longer than zero".into()));
+        }
+        if req.temperature_milli > 2000 {
+            return Err(GatewayError::InvalidRequest(format!(
+                "temperature_milli {} is above 2000",
+                req.temperature_milli
+            )));
+        }
+        let deadline = self.now() + req.timeout;
+        // 1. Cache.
+        let key = (req.cacheable && self.cache.is_enabled())
+            .then(|| CacheKey::new(&req.model, &req.messages, req.max_tokens, req.temperature_milli));
+        if let Some((hit, tier)) = key.as_ref().and_then(|k| self.cache.get(k)) {
+            return Ok(LlmResponse {
+                content: hit.content.clone(),
+                model: hit.model.clone(),
+                deployment: String::new(),
+                input_tokens: 0,
+                output_tokens: 0,
+                cost_micro_usd: 0,
+                source: match tier {
+                    CacheTier::Memory => ResponseSource::MemoryCache,
+                    CacheTier::Disk => ResponseSource::DiskCache,
+                },
+                attempts: 0,
+            });
+        }
+        // 2. Model choice.
+        let input = self.counter.count_messages(&req.messages);
+        let max_out = u64::from(req.max_tokens);
+        let first = self.catalogue.choose(&req.model, input, max_out)?;
+        let mut ctx = Ctx {
+            req,
+            input,
+            deadline,
+            attempts: 0,
+        };
+        let mut queue: std::collections::VecDeque<usize> = [first].into();
+        let mut visited = vec![false; self.catalogue.models.len()];
+        let mut tried = Vec::new();
+        let mut last: Option<ProviderError> = None;
+        let mut cooling = Vec::new();
+        while let Some(m) = queue.pop_front() {
+            if std::mem::replace(&mut visited[m], true) {
+                continue;
+            }
+            if !tried.is_empty() {
+                bump(&self.stats.fallbacks);
+            }
+            let spec = &self.catalogue.models[m];
+            tried.push(spec.name.clone());
+            let enqueue_general = |queue: &mut std::collections::VecDeque<usize>| {
+                for f in &spec.fallbacks {
+                    if let Some(i) = self.catalogue.index_of(f) {
+                        queue.push_back(i);
+                    }
+                }
+            };
+            let enqueue_context = |queue: &mut std::collections::VecDeque<usize>| {
+                for f in spec.context_window_fallbacks.iter().rev() {
+                    if let Some(i) = self.catalogue.index_of(f) {
+                        queue.push_front(i);
+                    }
+                }
+            };
+            if !spec.fits(input, max_out) {
+                last = Some(ProviderError::ContextWindowExceeded {
+                    limit: spec.context_window,
+                    requested: input + max_out,
+                });
+                enqueue_context(&mut queue);
+                continue;
+            }
+            // 3. Spend reservation.
+            let estimate = ResourceVector::new()
+                .with(ResourceKind::LlmRequests, 1)
+                .with(ResourceKind::InputTokens, input)
+                .with(ResourceKind::OutputTokens, max_out)
+                .with(ResourceKind::Cost, spec.worst_cost(input, max_out));
+            let mut meta = req.meta.clone();
+            if meta.model.is_none() {
+                meta.model = Some(spec.name.clone());
+            }
+            let holds = self.reserve(&meta, &estimate)?;
+            // 4-6. Rate limits, batching, the call with retries.
+            match self.call_once(m, &mut ctx).await {
+                Ok((resp, d)) => return Ok(self.settle(key, &meta, holds, m, d, resp, ctx.attempts).await),
+                Err(failure) => {
+                    self.release(holds);
+                    match failure {
+                        ModelFailure::Fatal(e) => return Err(e),
+                        ModelFailure::NoDeployment => {
+                            cooling.push(spec.name.clone());
+                            enqueue_general(&mut queue);
+                        }
+                        ModelFailure::Provider(e) => {
+                            if matches!(e, ProviderError::ContextWindowExceeded { .. }) {
+                                enqueue_context(&mut queue);
+                            } else {
+                                enqueue_general(&mut queue);
+                            }
+                            last = Some(e);
+                        }
+                    }
+                }
+            }
+        }
+        match last {
+            Some(last) => Err(GatewayError::Exhausted { tried, last }),
+            None => Err(GatewayError::NoDeployment(cooling)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        key: Option<CacheKey>,
+        meta: &UsageMeta,
+        holds: Vec<SpendHold>,
+        model: usize,
+        d: usize,
+        resp: ProviderResponse,
+        attempts: u32,
+    ) -> LlmResponse {
+        let dep = &self.deployments[d];
+        let cost = cost_micro_usd(resp.input_tokens, resp.output_tokens, dep.input_price, dep.output_price);
+        let actual = ResourceVector::new()
+            .with(ResourceKind::LlmRequests, 1)
+            .with(ResourceKind::InputTokens, resp.input_tokens)
+            .with(ResourceKind::OutputTokens, resp.output_tokens)
+            .with(ResourceKind::Cost, cost);
+        for (g, h) in self.gates.iter().zip(holds) {
+            g.settle(h, &actual);
+        }
+        self.stats.spent.fetch_add(cost, Ordering::Relaxed);
+        self.stats.worst.fetch_max(cost, Ordering::Relaxed);
+        let model_name = self.catalogue.models[model].name.clone();
+        if let Some(sink) = &self.sink {
+            let meta = meta.clone().label("deployment", dep.id.clone());
+            let records = vec![
+                UsageRecord {
+                    kind: ResourceKind::InputTokens,
+                    amount: resp.input_tokens,
+                    meta: meta.clone(),
+                },
+                UsageRecord {
+                    kind: ResourceKind::OutputTokens,
+                    amount: resp.output_tokens,
+                    meta,
+                },
+            ];
+            if let Err(e) = sink.record(records).await {
+                bump(&self.stats.sink_errors);
+                tracing::warn!(error = %e, deployment = %dep.id, "usage not recorded");
+            }
+        }
+        if let Some(k) = key {
+            self.cache.insert(
+                k,
+                CachedResponse {
+                    content: resp.content.clone(),
+                    model: model_name.clone(),
+                },
+            );
+        }
+        LlmResponse {
+            content: resp.content,
+            model: model_name,
+            deployment: dep.id.clone(),
+            input_tokens: resp.input_tokens,
+            output_tokens: resp.output_tokens,
+            cost_micro_usd: cost,
+            source: ResponseSource::Provider,
+            attempts,
+        }
+    }
+
+    fn stats(&self) -> GatewayStats {
+        let c = &self.stats;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        GatewayStats {
+            requests: l(&c.requests),
+            completed: l(&c.completed),
+            failed: l(&c.failed),
+            provider_calls: l(&c.provider_calls),
+            retries: l(&c.retries),
+            fallbacks: l(&c.fallbacks),
+            provider_429s: l(&c.provider_429s),
+            spend_refused: l(&c.spend_refused),
+            deadline_exceeded: l(&c.deadline_exceeded),
+            overloaded: l(&c.overloaded),
+            cooldowns: l(&c.cooldowns),
+            sink_errors: l(&c.sink_errors),
+            spent_micro_usd: l(&c.spent),
+            worst_request_micro_usd: l(&c.worst),
+            queued: self.sched.lock().queue.len() as u64,
+            cache: self.cache.stats(),
+        }
+    }
+}
+
+async fn admission_loop(core: Arc<Core>) {
+    loop {
+        let next = core.scan();
+        match next {
+            Some(t) => {
+                tokio::select! {
+                    _ = core.wake.notified() => {}
+                    _ = tokio::time::sleep_until(core.instant(t)) => {}
+                }
+            }
+            None => core.wake.notified().await,
+        }
+    }
+}
+
+/// The cloneable data-plane handle: requests run on the caller's task.
+#[derive(Debug, Clone)]
+pub struct LlmGatewayHandle {
+    core: Arc<Core>,
+}
+
+impl LlmGatewayHandle {
+    /// Runs a request through the whole pipeline.
+    pub async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, GatewayError> {
+        self.core.complete(request).await
+    }
+
+    /// Counts so far.
+    pub fn stats(&self) -> GatewayStats {
+        self.core.stats()
+    }
+
+    /// Waits until every cached answer so far is on disk.
+    pub async fn flush_cache(&self) {
+        self.core.cache.flush().await;
+    }
+
+    /// Prompt tokens of a conversation, as the gateway estimates them.
+    pub fn count_tokens(&self, messages: &[crate::llm::Message]) -> u64 {
+        self.core.counter.count_messages(messages)
+    }
+
+    /// The catalogue the gateway was built with.
+    pub fn catalogue(&self) -> &ModelCatalogue {
+        &self.core.catalogue
+    }
+
+    /// Whether the actor (and so the admission of waiting requests) runs.
+    pub fn is_running(&self) -> bool {
+        self.core.running.load(Ordering::SeqCst)
+    }
+}
+
+/// The gateway actor. `self` is its configuration: the shared core, which
+/// outlives restarts so that limits and reservations are never forgotten.
+#[derive(Debug, Clone)]
+pub struct LlmGateway {
+    core: Arc<Core>,
+}
+
+/// The actor's state: the task that admits waiting requests.
+#[derive(Debug)]
+pub struct LlmGatewayState {
+    admission: JoinHandle<()>,
+}
+
+/// Messages of the gateway actor.
+#[derive(Debug)]
+pub enum LlmGatewayMsg {
+    /// Runs a request (on its own task) and replies with the result.
+    Complete(Box<LlmRequest>, RpcReplyPort<Result<LlmResponse, GatewayError>>),
+    /// Replies with the counts so far.
+    Stats(RpcReplyPort<GatewayStats>),
+    /// Replies once the cache's disk tier has every answer so far.
+    FlushCache(RpcReplyPort<()>),
+}
+
+impl ractor::Message for LlmGatewayMsg {}
+
+impl LlmGateway {
+    /// Builds the gateway and its handle (not started yet: start the actor
+    /// with [`Self::spawn`], or under a supervisor with
+    /// `ChildSpec::for_actor(name, gateway, ())`).
+    pub fn build(args: LlmGatewayArgs) -> Result<(LlmGateway, LlmGatewayHandle), GatewayBuildError> {
+        let core = Arc::new(Core::build(args)?);
+        Ok((
+            LlmGateway {
+                core: Arc::clone(&core),
+            },
+            LlmGatewayHandle { core },
+        ))
+    }
+
+    /// Builds and starts an unsupervised gateway.
+    pub async fn spawn(
+        args: LlmGatewayArgs,
+    ) -> Result<(LlmGatewayHandle, ActorRef<LlmGatewayMsg>, JoinHandle<()>), GatewayBuildError> {
+        let (gateway, handle) = Self::build(args)?;
+        let (actor, join) = Actor::spawn(None, gateway, ())
+            .await
+            .map_err(|e| GatewayBuildError::Spawn(e.to_string()))?;
+        Ok((handle, actor, join))
+    }
+}
+
+impl Actor for LlmGateway {
+    type Msg = LlmGatewayMsg;
+    type State = LlmGatewayState;
+    type Arguments = ();
+
+    async fn pre_start(&self, _me: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
+        self.core.running.store(true, Ordering::SeqCst);
+        let admission = tokio::spawn(admission_loop(Arc::clone(&self.core)));
+        Ok(LlmGatewayState { admission })
+    }
+
+    #[tracing::instrument(skip_all, name = "llm_gateway")]
+    async fn handle(
+        &self,
+        _me: ActorRef<Self::Msg>,
+        msg: Self::Msg,
+        _state: &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            LlmGatewayMsg::Complete(req, reply) => {
+                let core = Arc::clone(&self.core);
+                tokio::spawn(async move {
+                    let result = core.complete(*req).await;
+                    let _ = reply.send(result); // the caller may have stopped waiting
+                });
+            }
+            LlmGatewayMsg::Stats(reply) => {
+                let _ = reply.send(self.core.stats()); // the caller may have stopped waiting
+            }
+            LlmGatewayMsg::FlushCache(reply) => {
+                let core = Arc::clone(&self.core);
+                tokio::spawn(async move {
+                    core.cache.flush().await;
+                    let _ = reply.send(()); // the caller may have stopped waiting
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _me: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+        self.core.running.store(false, Ordering::SeqCst);
+        state.admission.abort();
+        // Wait for the task to be gone so that it no longer holds the core
+        // (and the cache's files) once the actor has stopped.
+        let _ = (&mut state.admission).await; // cancelled on purpose
+        // Waiters are answered `Stopped` (their senders are dropped); their
+        // grants were never made, so nothing is held.
+        let drained = {
+            let mut s = self.core.sched.lock();
+            let far = Duration::MAX;
+            s.queue.scan(far, |_| true, |_| Attempt::<(), ()>::NotBefore(far))
+        };
+        drop(drained);
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! `nexus ledger-stress` (hidden): records usage into a ledger as fast as it
+//! can and prints the id of every acknowledged record on stdout, one per
+//! line, only after its commit. The crash test kills it with SIGKILL and
+//! checks that every printed id survived.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use clap::Args;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::actors::cost_ledger::{
+    Ack, Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates, Rate,
+};
+use crate::runtime::resources::{ResourceKind, ResourceVector};
+use crate::runtime::usage::{SpendGate, UsageMeta, UsageRecord};
+
+/// The model the stress run prices and uses.
+pub const STRESS_MODEL: &str = "stress-small";
+
+/// `nexus ledger-stress ...`
+#[derive(Debug, Args)]
+pub struct StressArgs {
+    /// The data directory of the ledger.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Concurrent trackers.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: u64,
+    /// Seed of the trackers' choices.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stop after about this many acknowledged records (0: run until killed).
+    #[arg(long, default_value_t = 0)]
+    pub records: u64,
+}
+
+/// The budgets a stress run defines (if absent): one per action and period
+/// kind, over different scopes.
+pub fn stress_budgets() -> Vec<Budget> {
+    vec![
+        Budget::new("all-daily", 1 << 50, BudgetPeriod::Daily, BudgetAction::Alert),
+        Budget::new("t0-hourly", 1 << 40, BudgetPeriod::Hourly, BudgetAction::Alert)
+            .scope(BudgetScope::all().tenant("t0")),
+        Budget::new(
+            "t1-throttle",
+            2_000_000,
+            BudgetPeriod::Monthly,
+            BudgetAction::Throttle { permille: 500 },
+        )
+        .scope(BudgetScope::all().tenant("t1").model(STRESS_MODEL)),
+        Budget::new("t2-halt", 500_000, BudgetPeriod::Daily, BudgetAction::Halt).scope(BudgetScope::all().tenant("t2")),
+        Budget::new(
+            "rolling",
+            1 << 40,
+            BudgetPeriod::Rolling(std::time::Duration::from_secs(600)),
+            BudgetAction::Alert,
+        ),
+    ]
+}
+
+fn print_acks(acks: &[Ack]) {
+    let mut out = std::io::stdout().lock();
+    for a in acks {
+        // Stdout closed means the test stopped listening; keep going until killed.
+        let _ = writeln!(out, "{}", a.id);
+    }
+}
+
+async fn one(ledger: &LedgerHandle, rng: &mut StdRng, worker: u64) -> Vec<Ack> {
+    let tenant = ["t0", "t1", "t2"][rng.random_range(0..3)];
+    let meta = UsageMeta::default()
+        .tenant(tenant)
+        .workflow("stress")
+        .agent(format!("a{worker}"))
+        .model(STRESS_MODEL);
+    let input = rng.random_range(100..2000u64);
+    let output = rng.random_range(10..500u64);
+    let result = match rng.random_range(0..3) {
+        0 => {
+            let gate = ledger.budgets();
+            let estimate = ResourceVector::new()
+                .with(ResourceKind::InputTokens, 2000)
+                .with(ResourceKind::OutputTokens, 500);
+            match gate.reserve(&meta, &estimate) {
+                Ok(hold) => {
+                    let actual = ResourceVector::new()
+                        .with(ResourceKind::InputTokens, input)
+                        .with(ResourceKind::OutputTokens, output);
+                    gate.settle(hold, &actual);
+                    let records = vec![
+                        UsageRecord {
+                            kind: ResourceKind::InputTokens,
+                            amount: input,
+                            meta: meta.clone(),
+                        },
+                        UsageRecord {
+                            kind: ResourceKind::OutputTokens,
+                            amount: output,
+                            meta,
+                        },
+                    ];
+                    ledger.track_many(records).await
+                }
+                Err(_) => Ok(Vec::new()),
+            }
+        }
+        1 => ledger
+            .track_usage(ResourceKind::LlmRequests, 1, meta)
+            .await
+            .map(|a| vec![a]),
+        _ => ledger
+            .track_usage(ResourceKind::Cpu, rng.random_range(1..5000), meta)
+            .await
+            .map(|a| vec![a]),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("ledger-stress: {e}");
+        Vec::new()
+    })
+}
+
+/// Runs the stress loop.
+pub fn run(args: StressArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (actor, ledger) = CostLedger::start(LedgerOptions::new(&args.data_dir)).await?;
+        ledger
+            .set_model_price(STRESS_MODEL, ModelRates::new(150_000, 600_000, 100)?)
+            .await?;
+        ledger
+            .set_kind_price(ResourceKind::Cpu, Rate::per_cpu_second(20)?)
+            .await?;
+        for b in stress_budgets() {
+            // Only define what is absent: a restart must find the stored spend.
+            if ledger.budget_status(&b.id).is_err() {
+                ledger.put_budget(b).await?;
+            }
+        }
+        let done = Arc::new(AtomicU64::new(0));
+        let mut tasks = tokio::task::JoinSet::new();
+        for worker in 0..args.concurrency {
+            let ledger = ledger.clone();
+            let done = done.clone();
+            let limit = args.records;
+            let mut rng = StdRng::seed_from_u64(args.seed.wrapping_mul(1000).wrapping_add(worker));
+            tasks.spawn(async move {
+                while limit == 0 || done.load(Ordering::Relaxed) < limit {
+                    let acks = one(&ledger, &mut rng, worker).await;
+                    print_acks(&acks);
+                    done.fetch_add(acks.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        actor.stop_and_wait(None, None).await?;
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,69 @@
+//! `nexus config defaults` prints a complete, valid configuration;
+//! `nexus config check` accepts it and names the field of an invalid one.
+
+use std::process::Command;
+
+fn nexus(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(args)
+        .output()
+        .expect("run nexus")
+}
+
+fn check(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nexus.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = nexus(&["config", "check", path.to_str().unwrap()]);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn the_printed_defaults_pass_the_check() {
+    let out = nexus(&["config", "defaults"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for section in [
+        "[node]",
+        "[mailbox.high]",
+        "[router.admission]",
+        "[llm]",
+        "[cache]",
+        "[ledger]",
+    ] {
+        assert!(text.contains(section), "defaults lack {section}:\n{text}");
+    }
+    assert!(
+        text.contains("timeout = \"10s\""),
+        "the seed's high-lane timeout is printed"
+    );
+    let (ok, stderr) = check(&text);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn invalid_files_fail_naming_the_field() {
+    let cases = [
+        ("[mailbox.normal]\ncapacity = 0\n", "mailbox.normal.capacity"),
+        ("[mailbox.low]\ncapacity = -3\n", "mailbox.low.capacity"),
+        ("[router.admission]\nburst = 0\n", "router.admission.burst"),
+        ("[router]\nfanout = 2\n", "fanout"),
+        ("[mailbox.high]\ntimeout = \"whenever\"\n", "mailbox.high.timeout"),
+        ("[router.health]\ninterval = \"0s\"\n", "router.health.interval"),
+    ];
+    for (text, field) in cases {
+        let (ok, stderr) = check(text);
+        assert!(!ok, "{text:?} should be rejected");
+        assert!(
+            stderr.contains(field),
+            "{text:?}: message does not name {field}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let out = nexus(&["config", "check", "/nonexistent/nexus.toml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
