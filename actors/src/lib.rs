@@ -12,8 +12,13 @@
 //! | [`cost_ledger`] | `CostLedger` | usage records, budgets, reports |
 //! | [`llm_gateway`] (+ [`llm`]) | `LlmGateway` / `LlmGatewayHandle` | providers, rate limits, cache, retries, model choice |
 //! | [`router`] | `Router` / `RouterHandle` | members, weights, health, admission |
+//! | [`quota_keeper`] | `QuotaKeeper` / `QuotaHandle` | hierarchical quotas, periods, borrowing; the spend gate |
+//! | [`scheduler`] | `Scheduler` | resource pools, reservations, strategies, QoS preemption |
 
 pub mod cost_ledger;
 pub mod llm;
 pub mod llm_gateway;
+mod named;
+pub mod quota_keeper;
 pub mod router;
+pub mod scheduler;

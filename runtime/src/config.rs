@@ -27,6 +27,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::priority::Priority;
 
+mod scheduling;
+pub use scheduling::{
+    AllocationStrategy, MAX_QUOTA_AMOUNT, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig, QuotaSelectorConfig, QuotasConfig,
+    SchedulerConfig,
+};
+
 /// Largest lane capacity accepted. The lane counter keeps flag bits above it.
 pub const MAX_LANE_CAPACITY: usize = 1 << 24;
 
@@ -103,6 +109,10 @@ pub struct NexusConfig {
     pub ledger: LedgerConfig,
     /// System monitoring and pressure detection.
     pub monitor: MonitorConfig,
+    /// The resource scheduler: pools, strategy, aging.
+    pub scheduler: SchedulerConfig,
+    /// The quota keeper: the quota tree defined at start.
+    pub quotas: QuotasConfig,
 }
 
 impl NexusConfig {
@@ -148,6 +158,8 @@ impl NexusConfig {
         self.cache.validate()?;
         self.ledger.validate()?;
         self.monitor.validate()?;
+        self.scheduler.validate()?;
+        self.quotas.validate()?;
         Ok(())
     }
 }

@@ -1,0 +1,43 @@
+//! Registered (named) system actors, found by name on every call so that a
+//! client keeps working across a supervisor's restart of the actor.
+
+use std::sync::Arc;
+
+use nexus_swarm_runtime::supervisor::{ChildSpec, StartFn};
+use ractor::{Actor, ActorCell, ActorRef, SpawnErr};
+
+/// A supervisor child spec that (re)starts `actor` registered as `name`.
+/// ractor unregisters a stopping actor's name before its supervisor hears
+/// of the failure, so the restarted instance can take the name again.
+pub(crate) fn child_spec<A>(name: &str, actor: A, args: A::Arguments) -> ChildSpec
+where
+    A: Actor + Clone,
+    A::Arguments: Clone + Sync,
+{
+    let registered = name.to_string();
+    let start: StartFn = Arc::new(move |sup: ActorCell, _restarts: u32| {
+        let actor = actor.clone();
+        let args = args.clone();
+        let name = registered.clone();
+        Box::pin(async move {
+            let (r, _) = Actor::spawn_linked(Some(name), actor, args, sup).await?;
+            Ok(r.get_cell())
+        })
+    });
+    ChildSpec::new(name, start)
+}
+
+/// Spawns `actor` unsupervised, registered as `name`.
+pub(crate) async fn spawn<A: Actor>(
+    name: &str,
+    actor: A,
+    args: A::Arguments,
+) -> Result<(ActorRef<A::Msg>, tokio::task::JoinHandle<()>), SpawnErr> {
+    Actor::spawn(Some(name.to_string()), actor, args).await
+}
+
+/// The actor currently registered as `name`, typed by the caller (each
+/// client only ever registers one actor type under its name).
+pub(crate) fn lookup<M: ractor::Message>(name: &str) -> Option<ActorRef<M>> {
+    ractor::registry::where_is(name).map(ActorRef::from)
+}

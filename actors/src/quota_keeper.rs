@@ -1,0 +1,416 @@
+//! [`QuotaKeeper`]: hierarchical quotas (e.g. system > tenant > workflow >
+//! agent), with periods, borrowing, run-time adjustment and usage reports.
+//!
+//! # Two planes
+//!
+//! - Control plane: the [`QuotaKeeper`] actor owns the tree's structure.
+//!   Defining quotas, adjusting limits and ceilings, and the periodic sweep
+//!   are messages to it ([`QuotaKeeperMsg`]), decided by the plain
+//!   synchronous [`QuotaTable`].
+//! - Data plane: [`QuotaHandle`] (cloneable) charges and releases on the
+//!   quotas' atomic counters directly: no lock, no allocation, no actor
+//!   round trip. A charge of `n` to a quota is one compare-and-swap per
+//!   level from the quota up to its root, all or nothing.
+//!
+//! The tree and its counters live in an `Arc` held by the keeper's
+//! arguments, so a keeper restarted by its supervisor resumes with every
+//! definition and every unit in use.
+//!
+//! # Semantics
+//!
+//! - **Hierarchy.** Each quota has a [`ResourceKind`](nexus_swarm_runtime::resources::ResourceKind), a limit and an
+//!   optional parent of the same kind. Charging a quota charges every
+//!   ancestor; a charge succeeds only if every level admits it.
+//! - **Periods.** A quota with a period has its usage reset to zero at each
+//!   period boundary counted from its definition (lazily and exactly: see
+//!   the counters' docs). Time comes from a [`QuotaClock`], by default
+//!   tokio's, so paused test time drives resets.
+//! - **Borrowing.** A quota with a borrow ceiling `c` may go up to `c` above
+//!   its own limit, taking its parent's idle capacity: the parent is charged
+//!   too, so a loan exists only while the parent has room. The part of a
+//!   quota's usage above its limit is its `borrowed` amount.
+//! - **Reclaiming.** When a charge *within its own share* (not borrowing at
+//!   the level below) is refused at a quota because it is full while some
+//!   of its children are borrowing, that quota recalls its loans: from then
+//!   on no child may borrow from it ([`QuotaError::BorrowRecalled`]), so
+//!   every unit its borrowers release or lose to a period reset comes back
+//!   to the lenders instead of being lent again. The recall ends once no
+//!   child is above its limit. Limits are never exceeded to make room.
+//! - **Adjustment.** [`QuotaKeeperMsg::Adjust`] sets a limit at run time;
+//!   charges see it at once. Usage above a lowered limit stays until it is
+//!   released or reset.
+//! - **Reports.** Per quota ([`QuotaReport`]: current, borrowed, peak,
+//!   utilization in permille, time to reset) and as trees
+//!   ([`QuotaTreeReport`]), from the keeper or lock-free from a handle.
+//! - **Invalid input** (unknown quota or parent, zero or too large amounts,
+//!   a cycle, a kind differing from the parent's, a root with a ceiling, a
+//!   release of more than is in use) is a typed [`QuotaError`] and changes
+//!   nothing.
+//!
+//! # Mapping usage to quotas
+//!
+//! [`QuotaHandle`] is a [`SpendGate`](nexus_swarm_runtime::usage::SpendGate)
+//! so that the LLM gateway reserves token, request and cost quotas through
+//! it. A quota takes part when it is defined with a [`QuotaSelector`]
+//! (tenant, workflow, agent, model; unset fields match anything): for each
+//! kind in an estimate, the most specific matching quotas of that kind and
+//! all their ancestors are charged, each once. So a tree
+//! `system (selector {})` > `tenant acme (selector {tenant: acme})` >
+//! `workflow acme/triage (selector {tenant: acme, workflow: triage})`
+//! charges all three levels for a call from acme's triage workflow, and
+//! `system` and `acme` for any other acme call.
+//!
+//! # Layout
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `quota_keeper.rs` | the actor, its arguments, messages and client |
+//! | `quota_keeper/model.rs` | ids, specs, selectors, reports, errors |
+//! | `quota_keeper/table.rs` | [`QuotaTable`]: validation, publication, reports |
+//! | `quota_keeper/cell.rs` | one quota's atomic counters |
+//! | `quota_keeper/handle.rs` | [`QuotaHandle`], [`QuotaRef`], the spend gate |
+//! | `quota_keeper/clock.rs` | [`QuotaClock`] |
+//!
+//! # Example
+//!
+//! ```
+//! use nexus_swarm_actors::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaSpec};
+//! use nexus_swarm_runtime::resources::ResourceKind::Cost;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let args = QuotaKeeperArgs::default().with_quotas(vec![
+//!     QuotaSpec::root("system", Cost, 1_000_000),
+//!     QuotaSpec::child("acme", "system", Cost, 200_000).borrow_ceiling(100_000),
+//! ])?;
+//! let (keeper, _join) = QuotaKeeper::spawn("quota-keeper-doc", args).await?;
+//! let quotas = keeper.handle().clone();
+//!
+//! quotas.try_consume("acme", 250_000)?; // 50_000 borrowed from system
+//! assert!(matches!(quotas.try_consume("acme", 60_000), Err(QuotaError::Exhausted { .. })));
+//!
+//! keeper.adjust("acme", 400_000).await?;
+//! quotas.try_consume("acme", 60_000)?;
+//! let tree = keeper.tree().await?;
+//! assert_eq!(tree[0].quota.current, 310_000);
+//! assert_eq!(tree[0].children[0].quota.borrowed, 0);
+//! # Ok(()) }
+//! ```
+
+mod cell;
+mod clock;
+mod handle;
+mod model;
+mod table;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_swarm_runtime::config::QuotasConfig;
+use nexus_swarm_runtime::error::SpawnError;
+use nexus_swarm_runtime::node::Node;
+use nexus_swarm_runtime::supervisor::ChildSpec;
+use ractor::concurrency::JoinHandle;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
+
+pub use clock::{ManualClock, QuotaClock};
+pub use handle::{QuotaHandle, QuotaRef};
+pub use model::{
+    MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD, QuotaError, QuotaId, QuotaReport, QuotaSelector, QuotaSpec,
+    QuotaTreeReport,
+};
+pub use table::QuotaTable;
+
+use table::Shared;
+
+/// The quota keeper actor (control plane of the quota tree). Stateless as
+/// configuration: the tree lives in [`QuotaKeeperArgs`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuotaKeeper;
+
+/// What a keeper starts from: the shared tree (with any quotas defined at
+/// start) and the sweep interval. Cloning shares the tree, which is how a
+/// restarted keeper finds its state again.
+#[derive(Debug, Clone)]
+pub struct QuotaKeeperArgs {
+    shared: Arc<Shared>,
+    sweep_interval: Duration,
+}
+
+impl Default for QuotaKeeperArgs {
+    /// An empty tree on tokio's clock, swept every 10 s.
+    fn default() -> Self {
+        Self::new(QuotaClock::tokio())
+    }
+}
+
+impl QuotaKeeperArgs {
+    /// An empty tree whose periods follow `clock`, swept every 10 s.
+    pub fn new(clock: QuotaClock) -> Self {
+        Self {
+            shared: Arc::new(Shared::new(clock)),
+            sweep_interval: QuotasConfig::default().sweep_interval,
+        }
+    }
+
+    /// The `[quotas]` section: its quotas defined, its sweep interval.
+    pub fn from_config(config: &QuotasConfig) -> Result<Self, QuotaError> {
+        let specs = config.quotas.iter().cloned().map(QuotaSpec::from).collect();
+        Ok(Self::default()
+            .with_quotas(specs)?
+            .sweep_interval(config.sweep_interval))
+    }
+
+    /// Defines `specs` (in any order) before the keeper starts; all or
+    /// nothing.
+    pub fn with_quotas(self, specs: Vec<QuotaSpec>) -> Result<Self, QuotaError> {
+        QuotaTable::from_shared(Arc::clone(&self.shared)).define_all(specs)?;
+        Ok(self)
+    }
+
+    /// How often idle counters whose period ended are rewritten and repaid
+    /// recalls lifted. Keep it under 32768 times the shortest period (see
+    /// `QuotasConfig::sweep_interval`).
+    pub fn sweep_interval(mut self, every: Duration) -> Self {
+        self.sweep_interval = every;
+        self
+    }
+
+    /// A data-plane handle on the tree.
+    pub fn handle(&self) -> QuotaHandle {
+        QuotaHandle::new(Arc::clone(&self.shared))
+    }
+}
+
+/// The keeper's state: the writer of the tree and its sweep timer.
+#[derive(Debug)]
+pub struct QuotaKeeperState {
+    table: QuotaTable,
+    sweep: Option<JoinHandle<()>>,
+}
+
+/// Messages to the quota keeper.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum QuotaKeeperMsg {
+    /// Defines one quota (its parent must exist).
+    Define(QuotaSpec, RpcReplyPort<Result<(), QuotaError>>),
+    /// Defines a batch of quotas in any order, all or nothing.
+    DefineAll(Vec<QuotaSpec>, RpcReplyPort<Result<(), QuotaError>>),
+    /// Sets a quota's limit; answers the previous limit.
+    Adjust {
+        /// The quota.
+        quota: QuotaId,
+        /// The new limit.
+        limit: u64,
+        /// The previous limit, or why not.
+        reply: RpcReplyPort<Result<u64, QuotaError>>,
+    },
+    /// Sets a quota's borrow ceiling; answers the previous one.
+    SetBorrowCeiling {
+        /// The quota.
+        quota: QuotaId,
+        /// The new ceiling.
+        ceiling: u64,
+        /// The previous ceiling, or why not.
+        reply: RpcReplyPort<Result<u64, QuotaError>>,
+    },
+    /// One quota's usage.
+    Report(QuotaId, RpcReplyPort<Result<QuotaReport, QuotaError>>),
+    /// Every tree's usage.
+    Tree(RpcReplyPort<Vec<QuotaTreeReport>>),
+    /// Rewrites idle counters whose period ended (sent by the keeper's own
+    /// timer).
+    Sweep,
+}
+
+impl ractor::Message for QuotaKeeperMsg {}
+
+impl Actor for QuotaKeeper {
+    type Msg = QuotaKeeperMsg;
+    type State = QuotaKeeperState;
+    type Arguments = QuotaKeeperArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        args: QuotaKeeperArgs,
+    ) -> Result<QuotaKeeperState, ActorProcessingErr> {
+        let sweep = myself.send_interval(args.sweep_interval, || QuotaKeeperMsg::Sweep);
+        Ok(QuotaKeeperState {
+            table: QuotaTable::from_shared(args.shared),
+            sweep: Some(sweep),
+        })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        state: &mut QuotaKeeperState,
+    ) -> Result<(), ActorProcessingErr> {
+        if let Some(sweep) = state.sweep.take() {
+            sweep.abort();
+        }
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        message: QuotaKeeperMsg,
+        state: &mut QuotaKeeperState,
+    ) -> Result<(), ActorProcessingErr> {
+        // A caller that stopped waiting dropped its reply port; the change
+        // is made either way, so a failed reply is ignored on purpose.
+        match message {
+            QuotaKeeperMsg::Define(spec, reply) => {
+                let id = spec.id.clone();
+                let result = state.table.define(spec);
+                log_change("define", &id, &result);
+                let _ = reply.send(result);
+            }
+            QuotaKeeperMsg::DefineAll(specs, reply) => {
+                let n = specs.len();
+                let result = state.table.define_all(specs);
+                match &result {
+                    Ok(()) => tracing::info!(quotas = n, "quotas defined"),
+                    Err(e) => tracing::warn!(error = %e, "quota batch refused"),
+                }
+                let _ = reply.send(result);
+            }
+            QuotaKeeperMsg::Adjust { quota, limit, reply } => {
+                let result = state.table.adjust(&quota, limit);
+                log_change("adjust", &quota, &result);
+                let _ = reply.send(result);
+            }
+            QuotaKeeperMsg::SetBorrowCeiling { quota, ceiling, reply } => {
+                let result = state.table.set_borrow_ceiling(&quota, ceiling);
+                log_change("set_borrow_ceiling", &quota, &result);
+                let _ = reply.send(result);
+            }
+            QuotaKeeperMsg::Report(quota, reply) => {
+                let _ = reply.send(state.table.report(&quota));
+            }
+            QuotaKeeperMsg::Tree(reply) => {
+                let _ = reply.send(state.table.tree());
+            }
+            QuotaKeeperMsg::Sweep => {
+                let rewritten = state.table.sweep();
+                if rewritten > 0 {
+                    tracing::debug!(rewritten, "idle quota periods reset");
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn log_change<T: std::fmt::Debug>(op: &str, quota: &QuotaId, result: &Result<T, QuotaError>) {
+    match result {
+        Ok(v) => tracing::info!(op, quota = %quota, result = ?v, "quota changed"),
+        Err(e) => tracing::warn!(op, quota = %quota, error = %e, "quota change refused"),
+    }
+}
+
+impl QuotaKeeper {
+    /// Spawns an unsupervised keeper registered as `name`.
+    pub async fn spawn(name: &str, args: QuotaKeeperArgs) -> Result<(QuotaKeeperRef, JoinHandle<()>), SpawnErr> {
+        let handle = args.handle();
+        let (_, join) = crate::named::spawn(name, QuotaKeeper, args).await?;
+        Ok((QuotaKeeperRef::new(name, handle), join))
+    }
+
+    /// A supervisor child spec for a keeper registered as `name`; restarts
+    /// resume the same tree.
+    pub fn child_spec(name: &str, args: QuotaKeeperArgs) -> ChildSpec {
+        crate::named::child_spec(name, QuotaKeeper, args)
+    }
+
+    /// Starts a keeper under `node`'s supervisor, registered as `name`.
+    pub async fn start(node: &Node, name: &str, args: QuotaKeeperArgs) -> Result<QuotaKeeperRef, SpawnError> {
+        let handle = args.handle();
+        node.start_child(Self::child_spec(name, args)).await?;
+        Ok(QuotaKeeperRef::new(name, handle))
+    }
+}
+
+/// A client of a registered keeper: its control-plane calls find the
+/// keeper by name each time (so they reach a restarted keeper), and its
+/// [`QuotaHandle`] is the data plane.
+#[derive(Debug, Clone)]
+pub struct QuotaKeeperRef {
+    name: Arc<str>,
+    handle: QuotaHandle,
+}
+
+impl QuotaKeeperRef {
+    fn new(name: &str, handle: QuotaHandle) -> Self {
+        Self {
+            name: Arc::from(name),
+            handle,
+        }
+    }
+
+    /// The keeper's registered name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The lock-free data-plane handle.
+    pub fn handle(&self) -> &QuotaHandle {
+        &self.handle
+    }
+
+    /// The keeper's actor, if it is running.
+    pub fn actor(&self) -> Option<ActorRef<QuotaKeeperMsg>> {
+        crate::named::lookup(&self.name)
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        msg: impl FnOnce(RpcReplyPort<T>) -> QuotaKeeperMsg,
+    ) -> Result<T, QuotaError> {
+        let actor = self.actor().ok_or(QuotaError::Unavailable)?;
+        match actor.call(msg, None).await {
+            Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
+            _ => Err(QuotaError::Unavailable),
+        }
+    }
+
+    /// Defines one quota.
+    pub async fn define(&self, spec: QuotaSpec) -> Result<(), QuotaError> {
+        self.call(|r| QuotaKeeperMsg::Define(spec, r)).await?
+    }
+
+    /// Defines a batch of quotas, all or nothing.
+    pub async fn define_all(&self, specs: Vec<QuotaSpec>) -> Result<(), QuotaError> {
+        self.call(|r| QuotaKeeperMsg::DefineAll(specs, r)).await?
+    }
+
+    /// Sets a quota's limit; returns the previous one.
+    pub async fn adjust(&self, quota: impl Into<QuotaId>, limit: u64) -> Result<u64, QuotaError> {
+        let quota = quota.into();
+        self.call(|reply| QuotaKeeperMsg::Adjust { quota, limit, reply })
+            .await?
+    }
+
+    /// Sets a quota's borrow ceiling; returns the previous one.
+    pub async fn set_borrow_ceiling(&self, quota: impl Into<QuotaId>, ceiling: u64) -> Result<u64, QuotaError> {
+        let quota = quota.into();
+        self.call(|reply| QuotaKeeperMsg::SetBorrowCeiling { quota, ceiling, reply })
+            .await?
+    }
+
+    /// One quota's usage.
+    pub async fn report(&self, quota: impl Into<QuotaId>) -> Result<QuotaReport, QuotaError> {
+        let quota = quota.into();
+        self.call(|r| QuotaKeeperMsg::Report(quota, r)).await?
+    }
+
+    /// Every tree's usage.
+    pub async fn tree(&self) -> Result<Vec<QuotaTreeReport>, QuotaError> {
+        self.call(QuotaKeeperMsg::Tree).await
+    }
+}

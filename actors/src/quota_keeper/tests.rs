@@ -1,0 +1,539 @@
+use std::time::Duration;
+
+use nexus_swarm_runtime::resources::ResourceKind::{self, Cost, InputTokens, LlmRequests, OutputTokens};
+use nexus_swarm_runtime::resources::ResourceVector;
+use nexus_swarm_runtime::usage::{SpendGate, SpendRefused, UsageMeta};
+use proptest::prelude::*;
+
+use super::*;
+
+/// system (100) > tenant (60) > agent (40), no periods, no borrowing.
+fn three_levels() -> (QuotaTable, QuotaHandle, ManualClock) {
+    let (clock, hand) = QuotaClock::manual();
+    let mut table = QuotaTable::new(clock);
+    table
+        .define_all(vec![
+            QuotaSpec::child("agent", "tenant", InputTokens, 40),
+            QuotaSpec::root("system", InputTokens, 100),
+            QuotaSpec::child("tenant", "system", InputTokens, 60),
+        ])
+        .unwrap();
+    let handle = table.handle();
+    (table, handle, hand)
+}
+
+fn used(h: &QuotaHandle, q: &str) -> u64 {
+    h.report(q).unwrap().current
+}
+
+fn usage(h: &QuotaHandle) -> Vec<(QuotaId, u64, u64, u64, bool)> {
+    h.reports()
+        .into_iter()
+        .map(|r| (r.id, r.current, r.limit, r.borrow_ceiling, r.recalling))
+        .collect()
+}
+
+#[test]
+fn a_charge_goes_to_every_level() {
+    let (_t, h, _) = three_levels();
+    h.try_consume("agent", 30).unwrap();
+    h.try_consume("tenant", 10).unwrap();
+    assert_eq!(
+        (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
+        (30, 40, 40)
+    );
+    h.release("agent", 5).unwrap();
+    assert_eq!(
+        (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
+        (25, 35, 35)
+    );
+}
+
+#[test]
+fn a_refusal_at_any_level_charges_no_level() {
+    let (mut t, h, _) = three_levels();
+    // Refused at the leaf.
+    h.try_consume("agent", 30).unwrap();
+    let before = usage(&h);
+    let err = h.try_consume("agent", 11).unwrap_err();
+    assert!(
+        matches!(err, QuotaError::Exhausted { ref quota, used: 30, requested: 11, .. } if quota.as_str() == "agent")
+    );
+    assert_eq!(usage(&h), before);
+
+    // Refused at the root after the two lower levels admitted it.
+    t.adjust("system", 35).unwrap();
+    let before = usage(&h);
+    let err = h.try_consume("agent", 6).unwrap_err();
+    assert!(matches!(err, QuotaError::Exhausted { ref quota, limit: 35, used: 30, .. } if quota.as_str() == "system"));
+    assert_eq!(usage(&h), before);
+    h.try_consume("agent", 5).unwrap();
+    assert_eq!(used(&h, "system"), 35);
+}
+
+#[test]
+fn invalid_input_is_a_typed_error_and_changes_nothing() {
+    let (mut t, h, _) = three_levels();
+    h.try_consume("agent", 10).unwrap();
+    let before = usage(&h);
+    let tree_before = h.tree();
+
+    assert!(matches!(h.try_consume("agent", 0), Err(QuotaError::ZeroAmount(_))));
+    assert!(matches!(
+        h.try_consume("agent", MAX_QUOTA_AMOUNT + 1),
+        Err(QuotaError::AmountTooLarge { .. })
+    ));
+    assert!(matches!(h.try_consume("nobody", 1), Err(QuotaError::UnknownQuota(_))));
+    assert!(matches!(h.release("nobody", 1), Err(QuotaError::UnknownQuota(_))));
+    assert!(matches!(h.release("agent", 0), Err(QuotaError::ZeroAmount(_))));
+    assert!(matches!(
+        h.release("agent", 11),
+        Err(QuotaError::ReleaseExceedsUsage {
+            used: 10,
+            amount: 11,
+            ..
+        })
+    ));
+    assert!(matches!(h.resolve("nobody"), Err(QuotaError::UnknownQuota(_))));
+
+    assert!(matches!(t.adjust("nobody", 5), Err(QuotaError::UnknownQuota(_))));
+    assert!(matches!(t.adjust("agent", 0), Err(QuotaError::ZeroAmount(_))));
+    assert!(matches!(
+        t.adjust("agent", MAX_QUOTA_AMOUNT + 1),
+        Err(QuotaError::AmountTooLarge { .. })
+    ));
+    assert!(matches!(
+        t.set_borrow_ceiling("system", 5),
+        Err(QuotaError::RootCannotBorrow(_))
+    ));
+    assert!(matches!(
+        t.set_borrow_ceiling("nobody", 5),
+        Err(QuotaError::UnknownQuota(_))
+    ));
+
+    type Expect = fn(&QuotaError) -> bool;
+    let bad_batches: Vec<(Vec<QuotaSpec>, Expect)> = vec![
+        (vec![QuotaSpec::child("x", "ghost", InputTokens, 5)], |e| {
+            matches!(e, QuotaError::UnknownParent { .. })
+        }),
+        (vec![QuotaSpec::root("system", InputTokens, 5)], |e| {
+            matches!(e, QuotaError::AlreadyDefined(_))
+        }),
+        (
+            vec![
+                QuotaSpec::root("y", InputTokens, 5),
+                QuotaSpec::root("y", InputTokens, 6),
+            ],
+            |e| matches!(e, QuotaError::AlreadyDefined(_)),
+        ),
+        (vec![QuotaSpec::root("", InputTokens, 5)], |e| {
+            matches!(e, QuotaError::EmptyId)
+        }),
+        (vec![QuotaSpec::root("z", InputTokens, 0)], |e| {
+            matches!(e, QuotaError::ZeroAmount(_))
+        }),
+        (vec![QuotaSpec::root("z", InputTokens, MAX_QUOTA_AMOUNT + 1)], |e| {
+            matches!(e, QuotaError::AmountTooLarge { .. })
+        }),
+        (vec![QuotaSpec::root("z", InputTokens, 5).borrow_ceiling(1)], |e| {
+            matches!(e, QuotaError::RootCannotBorrow(_))
+        }),
+        (vec![QuotaSpec::child("z", "tenant", Cost, 5)], |e| {
+            matches!(e, QuotaError::KindMismatch { .. })
+        }),
+        (
+            vec![QuotaSpec::root("z", InputTokens, 5).period(Duration::from_micros(10))],
+            |e| matches!(e, QuotaError::PeriodTooShort { .. }),
+        ),
+        (
+            vec![QuotaSpec::child("self", "self", InputTokens, 5)],
+            |e| matches!(e, QuotaError::Cycle(p) if p.len() == 2),
+        ),
+        // A valid quota first, then a cycle a -> b -> c -> a: none is defined.
+        (
+            vec![
+                QuotaSpec::child("fine", "system", InputTokens, 5),
+                QuotaSpec::child("a", "c", InputTokens, 5),
+                QuotaSpec::child("b", "a", InputTokens, 5),
+                QuotaSpec::child("c", "b", InputTokens, 5),
+            ],
+            |e| matches!(e, QuotaError::Cycle(p) if p.len() == 4 && p.first() == p.last()),
+        ),
+    ];
+    for (batch, expected) in bad_batches {
+        let err = t.define_all(batch.clone()).unwrap_err();
+        assert!(expected(&err), "unexpected error {err:?} for {batch:?}");
+    }
+
+    // Too deep: a chain of MAX_QUOTA_DEPTH + 1 levels.
+    let mut chain = vec![QuotaSpec::root("d0", LlmRequests, 5)];
+    for i in 1..=MAX_QUOTA_DEPTH {
+        chain.push(QuotaSpec::child(format!("d{i}"), format!("d{}", i - 1), LlmRequests, 5));
+    }
+    assert!(matches!(t.define_all(chain), Err(QuotaError::TooDeep { .. })));
+
+    assert_eq!(usage(&h), before);
+    assert_eq!(h.tree(), tree_before);
+    assert_eq!(t.reports().len(), 3);
+}
+
+#[test]
+fn periods_reset_usage_and_keep_the_peak() {
+    let (clock, hand) = QuotaClock::manual();
+    let mut t = QuotaTable::new(clock);
+    t.define_all(vec![
+        QuotaSpec::root("per-minute", OutputTokens, 100).period(Duration::from_secs(60)),
+        QuotaSpec::child("per-second", "per-minute", OutputTokens, 10).period(Duration::from_secs(1)),
+    ])
+    .unwrap();
+    let h = t.handle();
+    h.try_consume("per-second", 10).unwrap();
+    assert!(matches!(
+        h.try_consume("per-second", 1),
+        Err(QuotaError::Exhausted { .. })
+    ));
+    assert_eq!(h.report("per-second").unwrap().resets_in, Some(Duration::from_secs(1)));
+
+    hand.advance(Duration::from_millis(999));
+    assert!(h.try_consume("per-second", 1).is_err());
+    hand.advance(Duration::from_millis(1));
+    for _ in 0..9 {
+        h.try_consume("per-second", 10).unwrap();
+        hand.advance(Duration::from_secs(1));
+    }
+    // 100 in the minute so far: the minute refuses though the second is fresh.
+    assert!(matches!(
+        h.try_consume("per-second", 1),
+        Err(QuotaError::Exhausted { ref quota, .. }) if quota.as_str() == "per-minute"
+    ));
+    assert_eq!(used(&h, "per-second"), 0);
+    hand.advance(Duration::from_secs(50));
+    h.try_consume("per-second", 7).unwrap();
+    let minute = h.report("per-minute").unwrap();
+    assert_eq!((minute.current, minute.peak), (7, 100));
+    // A release after its period ended has nothing to give back.
+    hand.advance(Duration::from_secs(1));
+    assert!(matches!(
+        h.release("per-second", 7),
+        Err(QuotaError::ReleaseExceedsUsage { used: 0, .. })
+    ));
+    assert_eq!(used(&h, "per-minute"), 7);
+}
+
+#[test]
+fn a_sweep_rewrites_idle_counters_to_the_current_period() {
+    let (clock, hand) = QuotaClock::manual();
+    let mut t = QuotaTable::new(clock);
+    t.define(QuotaSpec::root("q", Cost, 10).period(Duration::from_millis(1)))
+        .unwrap();
+    let h = t.handle();
+    h.try_consume("q", 10).unwrap();
+    assert_eq!(t.sweep(), 0);
+    hand.advance(Duration::from_millis(20_000));
+    assert_eq!(t.sweep(), 1);
+    assert_eq!(t.sweep(), 0);
+    // 2^16 periods later the 16-bit tag is the same again: the sweep is what
+    // keeps an idle counter from looking current.
+    hand.advance(Duration::from_millis(65_536));
+    assert_eq!(used(&h, "q"), 0);
+    h.try_consume("q", 10).unwrap();
+}
+
+/// parent (100) with children a (50, may borrow 30) and b (50).
+fn lending() -> (QuotaTable, QuotaHandle) {
+    let (clock, _) = QuotaClock::manual();
+    let mut t = QuotaTable::new(clock);
+    t.define_all(vec![
+        QuotaSpec::root("parent", Cost, 100),
+        QuotaSpec::child("a", "parent", Cost, 50).borrow_ceiling(30),
+        QuotaSpec::child("b", "parent", Cost, 50),
+    ])
+    .unwrap();
+    let h = t.handle();
+    (t, h)
+}
+
+#[test]
+fn borrowing_takes_idle_parent_capacity_up_to_the_ceiling() {
+    let (_t, h) = lending();
+    h.try_consume("a", 80).unwrap();
+    let a = h.report("a").unwrap();
+    assert_eq!((a.current, a.borrowed, a.utilization_permille), (80, 30, 1600));
+    assert!(matches!(
+        h.try_consume("a", 1),
+        Err(QuotaError::Exhausted { ref quota, borrow_ceiling: 30, .. }) if quota.as_str() == "a"
+    ));
+    // b may not borrow at all.
+    h.try_consume("b", 20).unwrap();
+    assert!(matches!(
+        h.try_consume("b", 1),
+        Err(QuotaError::Exhausted { ref quota, .. }) if quota.as_str() == "parent"
+    ));
+}
+
+#[test]
+fn borrowing_needs_idle_capacity_in_the_parent() {
+    let (_t, h) = lending();
+    h.try_consume("b", 50).unwrap();
+    // a may borrow 30 by its ceiling, but the parent has nothing idle.
+    let err = h.try_consume("a", 60).unwrap_err();
+    assert!(matches!(err, QuotaError::Exhausted { ref quota, .. } if quota.as_str() == "parent"));
+    assert_eq!(used(&h, "a"), 0);
+    // A borrower refused is not a lender in need: no recall.
+    assert!(!h.report("parent").unwrap().recalling);
+    h.try_consume("a", 50).unwrap();
+}
+
+#[test]
+fn a_lender_in_need_recalls_its_loans() {
+    let (_t, h) = lending();
+    h.try_consume("a", 80).unwrap(); // borrows 30
+    h.try_consume("b", 20).unwrap(); // parent full
+    // b is within its own 50 but the parent is full because of a's loan.
+    assert!(matches!(
+        h.try_consume("b", 10),
+        Err(QuotaError::Exhausted { ref quota, .. }) if quota.as_str() == "parent"
+    ));
+    assert!(h.report("parent").unwrap().recalling);
+
+    // a releases 10 and may not borrow it again: it goes to b.
+    h.release("a", 10).unwrap();
+    assert!(matches!(
+        h.try_consume("a", 5),
+        Err(QuotaError::BorrowRecalled { ref quota, ref lender }) if quota.as_str() == "a" && lender.as_str() == "parent"
+    ));
+    h.try_consume("b", 10).unwrap();
+    // Within its own limit a is still served (the recall is about loans).
+    h.release("a", 25).unwrap(); // a at 45, b at 30
+    h.try_consume("a", 5).unwrap();
+    // Every loan is repaid: the next borrow lifts the recall.
+    assert!(h.report("parent").unwrap().recalling);
+    h.try_consume("a", 15).unwrap(); // a at 65: borrows 15
+    let parent = h.report("parent").unwrap();
+    assert!(!parent.recalling);
+    assert_eq!((parent.current, used(&h, "a"), used(&h, "b")), (95, 65, 30));
+}
+
+#[test]
+fn the_sweep_lifts_a_recall_once_loans_are_repaid() {
+    let (mut t, h) = lending();
+    h.try_consume("a", 80).unwrap();
+    h.try_consume("b", 20).unwrap();
+    assert!(h.try_consume("b", 1).is_err());
+    assert!(h.report("parent").unwrap().recalling);
+    t.sweep();
+    assert!(h.report("parent").unwrap().recalling, "a still borrows");
+    h.release("a", 30).unwrap();
+    t.sweep();
+    assert!(!h.report("parent").unwrap().recalling);
+}
+
+#[test]
+fn adjust_takes_effect_at_once_and_keeps_usage() {
+    let (mut t, h, _) = three_levels();
+    h.try_consume("agent", 40).unwrap();
+    assert_eq!(t.adjust("agent", 50).unwrap(), 40);
+    h.try_consume("agent", 10).unwrap();
+    assert_eq!(t.adjust("agent", 20).unwrap(), 50);
+    assert_eq!(used(&h, "agent"), 50);
+    assert!(h.try_consume("agent", 1).is_err());
+    h.release("agent", 31).unwrap();
+    h.try_consume("agent", 1).unwrap();
+    assert_eq!(t.set_borrow_ceiling("agent", 10).unwrap(), 0);
+    h.try_consume("agent", 10).unwrap();
+    assert_eq!(h.report("agent").unwrap().borrowed, 10);
+}
+
+#[test]
+fn reports_form_a_tree_with_peaks_and_utilization() {
+    let (t, h, _) = three_levels();
+    let agent = h.resolve("agent").unwrap();
+    agent.try_consume(30).unwrap();
+    agent.release(20).unwrap();
+    let tree = t.tree();
+    assert_eq!(tree.len(), 1);
+    let ids: Vec<&str> = tree[0].iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["system", "tenant", "agent"]);
+    let system = &tree[0].quota;
+    assert_eq!(
+        (system.current, system.peak, system.utilization_permille),
+        (10, 30, 100)
+    );
+    let leaf = &tree[0].children[0].children[0].quota;
+    assert_eq!(
+        (leaf.limit, leaf.current, leaf.peak, leaf.utilization_permille),
+        (40, 10, 30, 250)
+    );
+    assert_eq!(leaf.parent.as_ref().map(QuotaId::as_str), Some("tenant"));
+}
+
+/// system {} > acme {tenant} > triage {tenant, workflow}, plus a per-agent
+/// quota under acme and a cost quota for every request.
+fn gated() -> (QuotaTable, QuotaHandle) {
+    let (clock, _) = QuotaClock::manual();
+    let mut t = QuotaTable::new(clock);
+    t.define_all(vec![
+        QuotaSpec::root("system", InputTokens, 1000).selector(QuotaSelector::any()),
+        QuotaSpec::child("acme", "system", InputTokens, 500).selector(QuotaSelector::any().tenant("acme")),
+        QuotaSpec::child("triage", "acme", InputTokens, 300)
+            .selector(QuotaSelector::any().tenant("acme").workflow("triage")),
+        QuotaSpec::child("bot", "acme", InputTokens, 200).selector(QuotaSelector::any().tenant("acme").agent("bot")),
+        QuotaSpec::root("spend", Cost, 1_000).selector(QuotaSelector::any()),
+        // No selector: never charged by the gate.
+        QuotaSpec::child("manual", "system", InputTokens, 1),
+    ])
+    .unwrap();
+    let h = t.handle();
+    (t, h)
+}
+
+fn tokens(n: u64) -> ResourceVector {
+    ResourceVector::new().with(InputTokens, n)
+}
+
+#[test]
+fn the_gate_charges_the_most_specific_quotas_and_their_ancestors_once() {
+    let (_t, h) = gated();
+    let meta = UsageMeta::default().tenant("acme").workflow("triage").agent("bot");
+    let hold = h.reserve(&meta, &tokens(100).with(Cost, 40)).unwrap();
+    // triage and bot both match: acme and system are charged once.
+    let got: Vec<(String, u64)> = h.reports().into_iter().map(|r| (r.id.to_string(), r.current)).collect();
+    assert_eq!(
+        got,
+        [
+            ("acme".into(), 100),
+            ("bot".into(), 100),
+            ("manual".into(), 0),
+            ("spend".into(), 40),
+            ("system".into(), 100),
+            ("triage".into(), 100),
+        ]
+    );
+    assert_eq!(h.holds_in_flight(), 1);
+    h.settle(hold, &tokens(60).with(Cost, 25));
+    assert_eq!(
+        (
+            used(&h, "triage"),
+            used(&h, "bot"),
+            used(&h, "system"),
+            used(&h, "spend")
+        ),
+        (60, 60, 60, 25)
+    );
+    assert_eq!(h.holds_in_flight(), 0);
+
+    // Another tenant is charged only to the system-wide quotas.
+    let other = UsageMeta::default().tenant("globex");
+    let hold = h.reserve(&other, &tokens(10)).unwrap();
+    assert_eq!((used(&h, "system"), used(&h, "acme")), (70, 60));
+    SpendGate::release(&h, hold);
+    assert_eq!(used(&h, "system"), 60);
+}
+
+#[test]
+fn the_gate_refuses_all_or_nothing_and_names_the_quota() {
+    let (_t, h) = gated();
+    let meta = UsageMeta::default().tenant("acme").agent("bot");
+    let before = usage(&h);
+    let err = h.reserve(&meta, &tokens(201).with(Cost, 10)).unwrap_err();
+    assert!(matches!(
+        err,
+        SpendRefused::QuotaExceeded { ref quota, kind: ResourceKind::InputTokens, limit: 200, used: 0, requested: 201 }
+            if quota == "bot"
+    ));
+    assert_eq!(usage(&h), before);
+    assert_eq!(h.holds_in_flight(), 0);
+    // The cost quota refuses too, after tokens were charged: all given back.
+    let err = h.reserve(&meta, &tokens(10).with(Cost, 1_001)).unwrap_err();
+    assert!(matches!(err, SpendRefused::QuotaExceeded { ref quota, .. } if quota == "spend"));
+    assert_eq!(usage(&h), before);
+}
+
+#[test]
+fn settle_charges_actuals_above_the_estimate_and_unestimated_kinds() {
+    let (_t, h) = gated();
+    let meta = UsageMeta::default().tenant("acme");
+    let hold = h.reserve(&meta, &tokens(100)).unwrap();
+    // The spend happened: charged even past acme's limit.
+    h.settle(hold, &tokens(550).with(Cost, 7).with(OutputTokens, 3));
+    assert_eq!((used(&h, "acme"), used(&h, "system"), used(&h, "spend")), (550, 550, 7));
+    assert_eq!(h.report("acme").unwrap().borrowed, 50);
+    // Kinds no quota selects are not limited by the gate.
+    let hold = h
+        .reserve(&meta, &ResourceVector::new().with(OutputTokens, 1 << 40))
+        .unwrap();
+    SpendGate::release(&h, hold);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Consume(usize, u64),
+    Release(usize, u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (0usize..4, 1u64..40).prop_map(|(q, n)| Op::Consume(q, n)),
+        (0usize..4, 1u64..40).prop_map(|(q, n)| Op::Release(q, n)),
+    ]
+}
+
+proptest! {
+    /// Random charges and releases on root (100) > {a (50, borrows 30), b (40, borrows 10)},
+    /// a > leaf (30, borrows 20): each level's usage is exactly the sum of
+    /// the successful charges through it minus releases, never above its
+    /// limit plus ceiling, and a refused operation changes nothing.
+    #[test]
+    fn usage_is_the_sum_of_successful_charges(ops in proptest::collection::vec(op(), 1..200)) {
+        let (clock, _) = QuotaClock::manual();
+        let mut t = QuotaTable::new(clock);
+        t.define_all(vec![
+            QuotaSpec::root("root", Cost, 100),
+            QuotaSpec::child("a", "root", Cost, 50).borrow_ceiling(30),
+            QuotaSpec::child("b", "root", Cost, 40).borrow_ceiling(10),
+            QuotaSpec::child("leaf", "a", Cost, 30).borrow_ceiling(20),
+        ]).unwrap();
+        let h = t.handle();
+        let names = ["root", "a", "b", "leaf"];
+        let paths: [&[usize]; 4] = [&[0], &[1, 0], &[2, 0], &[3, 1, 0]];
+        let caps = [100u64, 80, 50, 50];
+        let mut model = [0u64; 4];
+        for op in ops {
+            let before: Vec<u64> = names.iter().map(|n| used(&h, n)).collect();
+            match op {
+                Op::Consume(q, n) => {
+                    let fits = paths[q].iter().all(|&l| model[l] + n <= caps[l]);
+                    match h.try_consume(names[q], n) {
+                        Ok(()) => {
+                            prop_assert!(fits);
+                            for &l in paths[q] { model[l] += n; }
+                        }
+                        Err(QuotaError::BorrowRecalled { .. }) => {}
+                        Err(e) => {
+                            prop_assert!(!fits, "refused {:?} though it fits", e);
+                            let exhausted = matches!(e, QuotaError::Exhausted { .. });
+                            prop_assert!(exhausted, "{:?}", e);
+                        }
+                    }
+                }
+                Op::Release(q, n) => {
+                    match h.release(names[q], n) {
+                        Ok(()) => {
+                            model[q] -= n;
+                            // Ancestors give back what they still count.
+                            for &l in &paths[q][1..] { model[l] = model[l].saturating_sub(n); }
+                        }
+                        Err(e) => {
+                            prop_assert!(model[q] < n);
+                            let exceeds = matches!(e, QuotaError::ReleaseExceedsUsage { .. });
+                            prop_assert!(exceeds, "{:?}", e);
+                        }
+                    }
+                }
+            }
+            let after: Vec<u64> = names.iter().map(|n| used(&h, n)).collect();
+            prop_assert_eq!(&after, &model.to_vec(), "before {:?}", before);
+            for l in 0..4 { prop_assert!(model[l] <= caps[l]); }
+        }
+    }
+}

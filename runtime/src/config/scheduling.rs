@@ -1,0 +1,258 @@
+//! The `[scheduler]` and `[quotas]` sections: resource pools, the allocation
+//! strategy, and the hierarchical quota tree declared at start.
+//!
+//! ```
+//! use nexus_swarm_runtime::config::{AllocationStrategy, NexusConfig};
+//!
+//! let cfg = NexusConfig::from_toml_str(
+//!     r#"
+//! [scheduler]
+//! strategy = "fair_share"
+//!
+//! [[scheduler.pools]]
+//! name = "gpu"
+//! capacity = { gpu = 4, memory = 68719476736 }
+//! max = { gpu = 8 }
+//! step = { gpu = 2 }
+//!
+//! [[quotas.quotas]]
+//! id = "system-tokens"
+//! kind = "input_tokens"
+//! limit = 90000
+//! period = "1m"
+//! selector = {}
+//!
+//! [[quotas.quotas]]
+//! id = "acme-tokens"
+//! parent = "system-tokens"
+//! kind = "input_tokens"
+//! limit = 30000
+//! borrow_ceiling = 10000
+//! selector = { tenant = "acme" }
+//! "#,
+//! )
+//! .unwrap();
+//! assert_eq!(cfg.scheduler.strategy, AllocationStrategy::FairShare);
+//! assert_eq!(cfg.scheduler.pools[0].capacity["gpu"], 4);
+//! assert_eq!(cfg.quotas.quotas[1].parent.as_deref(), Some("system-tokens"));
+//!
+//! let err = NexusConfig::from_toml_str("[[quotas.quotas]]\nid = \"q\"\nkind = \"cost\"\nlimit = 0\n").unwrap_err();
+//! assert_eq!(err.field(), "quotas.quotas[0].limit");
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, in_range, nonzero_duration};
+
+/// Largest amount a quota limit may have: quota counters keep a period tag
+/// in the top 16 bits of a 64-bit word (2^48 - 1, about 2.8e14: 281 million
+/// dollars in micro-dollars, 281 trillion tokens).
+pub const MAX_QUOTA_AMOUNT: u64 = (1 << 48) - 1;
+
+/// Shortest quota period accepted (a counter's 16-bit period tag then wraps
+/// after more than a minute, far longer than the keeper's sweep).
+pub const MIN_QUOTA_PERIOD: Duration = Duration::from_millis(1);
+
+/// How the scheduler orders waiting requests and picks a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AllocationStrategy {
+    /// Highest (aged) priority first, earliest deadline first within a
+    /// priority; the first pool in registration order that fits.
+    #[default]
+    Priority,
+    /// Dominant Resource Fairness across tenants: the tenant with the lowest
+    /// dominant share is served first; then as `priority`.
+    FairShare,
+    /// As `priority`, but the pool chosen is the one the request leaves least
+    /// fragmented (the smallest leftover, relative to capacity).
+    BestFit,
+}
+
+/// One resource pool of the scheduler. Amounts are keyed by resource kind
+/// name (`cpu` millicores, `memory` bytes, `gpu`, `llm_requests`,
+/// `input_tokens`, `output_tokens`, `cost` micro-dollars, or a custom name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// The pool's name, unique.
+    pub name: String,
+    /// What the pool holds at start.
+    pub capacity: BTreeMap<String, u64>,
+    /// How far the pool may grow when a request does not fit (per kind; an
+    /// empty map means the pool never grows). Default: empty.
+    #[serde(default)]
+    pub max: BTreeMap<String, u64>,
+    /// Growth step per kind (0 or absent: grow exactly as needed). Default: empty.
+    #[serde(default)]
+    pub step: BTreeMap<String, u64>,
+}
+
+/// The resource scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// The allocation strategy. Default: `priority` (seed allocator).
+    pub strategy: AllocationStrategy,
+    /// A waiting request rises one priority level per this much waiting,
+    /// so low priority is never starved. Default: 30 s.
+    #[serde(with = "humantime_serde")]
+    pub aging_interval: Duration,
+    /// Reservations waiting at most; more are rejected. Default: 10000.
+    pub max_waiting: u32,
+    /// Pools registered at start. Default: one pool `default` with 8 cores
+    /// (8000 millicores) and 16 GiB of memory (seed allocator).
+    pub pools: Vec<PoolConfig>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            strategy: AllocationStrategy::Priority,
+            aging_interval: Duration::from_secs(30),
+            max_waiting: 10_000,
+            pools: vec![PoolConfig {
+                name: "default".into(),
+                capacity: BTreeMap::from([("cpu".to_string(), 8000), ("memory".to_string(), 16 << 30)]),
+                max: BTreeMap::new(),
+                step: BTreeMap::new(),
+            }],
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        nonzero_duration("scheduler.aging_interval", self.aging_interval)?;
+        in_range("scheduler.max_waiting", self.max_waiting.into(), 1, 1 << 24)?;
+        for (i, pool) in self.pools.iter().enumerate() {
+            let at = |f: &str| format!("scheduler.pools[{i}].{f}");
+            if pool.name.trim().is_empty() {
+                return Err(ConfigError::invalid(at("name"), "\"\"", "must not be empty"));
+            }
+            if self.pools[..i].iter().any(|p| p.name == pool.name) {
+                return Err(ConfigError::invalid(at("name"), &pool.name, "is used by another pool"));
+            }
+            if pool.capacity.values().all(|&v| v == 0) {
+                return Err(ConfigError::invalid(at("capacity"), "{}", "must hold some resource"));
+            }
+            for (kind, &max) in &pool.max {
+                let cap = pool.capacity.get(kind).copied().unwrap_or(0);
+                if max < cap {
+                    return Err(ConfigError::invalid(
+                        at(&format!("max.{kind}")),
+                        max,
+                        format!("must be at least the capacity ({cap})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which usage a quota applies to when the LLM gateway reserves through the
+/// quota keeper: every field given must equal the request's; absent fields
+/// match anything (an empty selector matches every request).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotaSelectorConfig {
+    /// The tenant. Default: any.
+    pub tenant: Option<String>,
+    /// The workflow. Default: any.
+    pub workflow: Option<String>,
+    /// The agent. Default: any.
+    pub agent: Option<String>,
+    /// The model. Default: any.
+    pub model: Option<String>,
+}
+
+/// One quota of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// The quota's id, unique.
+    pub id: String,
+    /// The parent quota's id; every charge to this quota is charged to the
+    /// parent too. Default: none (a root).
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// The resource kind (by name); a child has its parent's kind.
+    pub kind: String,
+    /// The limit, in the kind's unit (1 to 2^48 - 1).
+    pub limit: u64,
+    /// Usage resets after each period. Default: never.
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub period: Option<Duration>,
+    /// How far above its limit this quota may go by borrowing its parent's
+    /// idle capacity (a root cannot borrow). Default: 0.
+    #[serde(default)]
+    pub borrow_ceiling: u64,
+    /// Which requests' usage this quota applies to (see
+    /// [`QuotaSelectorConfig`]). Default: none (charged only by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<QuotaSelectorConfig>,
+}
+
+/// The quota keeper.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuotasConfig {
+    /// How often the keeper normalizes idle counters whose period ended.
+    /// Keep it under 32768 times the shortest period (32 s for 1 ms
+    /// periods): a counter idle for longer than that is otherwise read as
+    /// still holding its old usage (refusing, never overshooting) until
+    /// 65536 periods have passed. Default: 10 s.
+    #[serde(with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Quotas defined at start, in any order (parents may come after their
+    /// children). Default: none.
+    pub quotas: Vec<QuotaConfig>,
+}
+
+impl Default for QuotasConfig {
+    fn default() -> Self {
+        Self {
+            sweep_interval: Duration::from_secs(10),
+            quotas: Vec::new(),
+        }
+    }
+}
+
+impl QuotasConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        nonzero_duration("quotas.sweep_interval", self.sweep_interval)?;
+        for (i, q) in self.quotas.iter().enumerate() {
+            let at = |f: &str| format!("quotas.quotas[{i}].{f}");
+            if q.id.trim().is_empty() {
+                return Err(ConfigError::invalid(at("id"), "\"\"", "must not be empty"));
+            }
+            if self.quotas[..i].iter().any(|o| o.id == q.id) {
+                return Err(ConfigError::invalid(at("id"), &q.id, "is used by another quota"));
+            }
+            if q.kind.trim().is_empty() {
+                return Err(ConfigError::invalid(at("kind"), "\"\"", "must not be empty"));
+            }
+            in_range(&at("limit"), q.limit, 1, MAX_QUOTA_AMOUNT)?;
+            in_range(&at("borrow_ceiling"), q.borrow_ceiling, 0, MAX_QUOTA_AMOUNT)?;
+            if let Some(period) = q.period.filter(|p| *p < MIN_QUOTA_PERIOD) {
+                return Err(ConfigError::invalid(
+                    at("period"),
+                    format!("\"{}\"", humantime::format_duration(period)),
+                    "must be at least 1ms",
+                ));
+            }
+            if q.parent.is_none() && q.borrow_ceiling > 0 {
+                return Err(ConfigError::invalid(
+                    at("borrow_ceiling"),
+                    q.borrow_ceiling,
+                    "a root has no parent to borrow from",
+                ));
+            }
+        }
+        Ok(())
+    }
+}

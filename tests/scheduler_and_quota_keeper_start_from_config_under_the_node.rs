@@ -1,0 +1,114 @@
+//! The `[scheduler]` and `[quotas]` sections configure both actors, which
+//! run supervised under a node and are reached by name.
+
+use std::time::Duration;
+
+use nexus_swarm::actors::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs};
+use nexus_swarm::actors::scheduler::{
+    AllocationStrategy, Decision, Notifier, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
+};
+use nexus_swarm::runtime::prelude::*;
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+const CONFIG: &str = r#"
+[scheduler]
+strategy = "best_fit"
+
+[[scheduler.pools]]
+name = "large"
+capacity = { cpu = 8000, memory = 17179869184 }
+
+[[scheduler.pools]]
+name = "small"
+capacity = { cpu = 2000, memory = 4294967296 }
+max = { cpu = 4000 }
+step = { cpu = 1000 }
+
+[[quotas.quotas]]
+id = "acme-agent"
+parent = "acme"
+kind = "llm_requests"
+limit = 2
+borrow_ceiling = 1
+
+[[quotas.quotas]]
+id = "system"
+kind = "llm_requests"
+limit = 100
+
+[[quotas.quotas]]
+id = "acme"
+parent = "system"
+kind = "llm_requests"
+limit = 10
+"#;
+
+#[tokio::test]
+async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
+    let config = NexusConfig::from_toml_str(CONFIG).unwrap();
+    let node = Node::start(config.clone()).await.unwrap();
+    let keeper = QuotaKeeper::start(
+        &node,
+        "node-quota-keeper",
+        QuotaKeeperArgs::from_config(&config.quotas).unwrap(),
+    )
+    .await
+    .unwrap();
+    let scheduler = Scheduler::start(
+        &node,
+        "node-scheduler",
+        SchedulerArgs::from_config(&config.scheduler).unwrap(),
+    )
+    .await
+    .unwrap();
+    let children: Vec<String> = node.children().await.into_iter().map(|c| c.name).collect();
+    assert!(children.contains(&"node-quota-keeper".to_string()));
+    assert!(children.contains(&"node-scheduler".to_string()));
+
+    // The quota tree came from the file (its parents listed after the leaf).
+    let quotas = keeper.handle();
+    for _ in 0..3 {
+        quotas.try_consume("acme-agent", 1).unwrap();
+    }
+    assert!(matches!(
+        quotas.try_consume("acme-agent", 1),
+        Err(QuotaError::Exhausted { .. })
+    ));
+    let tree = tokio::time::timeout(TIMEOUT, keeper.tree()).await.unwrap().unwrap();
+    assert_eq!(tree[0].quota.id.as_str(), "system");
+    assert_eq!(tree[0].children[0].children[0].quota.borrowed, 1);
+
+    // Best fit: a small request goes to the small pool; one it cannot hold
+    // grows it by a step.
+    let cpu = |m| ResourceVector::new().with(ResourceKind::Cpu, m);
+    let placed = |d: Decision| match d {
+        Decision::Allocated(g) => g.pool.to_string(),
+        other => panic!("{other:?}"),
+    };
+    let d = scheduler
+        .request(ResourceRequest::new(1, "a", cpu(1500)), Notifier::ignore())
+        .await
+        .unwrap();
+    assert_eq!(placed(d), "small");
+    scheduler.set_strategy(AllocationStrategy::Priority).await.unwrap();
+    let d = scheduler
+        .request(
+            ResourceRequest::new(2, "a", cpu(1000)).pool("small"),
+            Notifier::ignore(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(placed(d), "small");
+    let pools = scheduler.pools().await.unwrap();
+    assert_eq!(pools[1].capacity.get(&ResourceKind::Cpu), 3000);
+    assert_eq!(scheduler.release(RequestId(2), "a").await.unwrap(), cpu(1000));
+    assert_eq!(
+        scheduler.pools().await.unwrap()[1].capacity.get(&ResourceKind::Cpu),
+        2000
+    );
+
+    node.shutdown(TIMEOUT).await;
+    assert!(keeper.actor().is_none());
+    assert!(matches!(keeper.report("system").await, Err(QuotaError::Unavailable)));
+}
