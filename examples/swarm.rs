@@ -433,8 +433,10 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
-    let mut by_task = RouterConfig::default();
-    by_task.strategy = RoutingStrategyKind::ConsistentHash;
+    let mut by_task = RouterConfig {
+        strategy: RoutingStrategyKind::ConsistentHash,
+        ..RouterConfig::default()
+    };
     by_task.admission.enabled = false;
     let reviewers = Router::spawn(&node, "reviewers", by_task).await?;
     reviewers.add_pool(&reviewer_pool).await?;
@@ -449,8 +451,10 @@ async fn main() -> anyhow::Result<()> {
             },
         )
         .await?;
-    let mut least_busy = RouterConfig::default();
-    least_busy.strategy = RoutingStrategyKind::LeastConnections;
+    let mut least_busy = RouterConfig {
+        strategy: RoutingStrategyKind::LeastConnections,
+        ..RouterConfig::default()
+    };
     least_busy.admission.enabled = false;
     let workers = Router::spawn(&node, "workers", least_busy).await?;
     workers.add_pool(&worker_pool).await?;
