@@ -178,13 +178,17 @@ impl Agent for Worker {
             .tenant(TENANT)
             .workflow("research")
             .agent(format!("worker-{}", ctx.worker()));
-        let request = LlmRequest::user(msg.question)
-            .max_tokens(64)
-            .meta(meta)
-            .timeout(msg.task.left());
-        let finding = match self.gateway.complete(request).await {
-            Ok(resp) => Ok(resp.content),
-            Err(e) => Err(outcome_of(&e)),
+        let finding = if msg.task.left().is_zero() {
+            Err(Outcome::Expired)
+        } else {
+            let request = LlmRequest::user(msg.question)
+                .max_tokens(64)
+                .meta(meta)
+                .timeout(msg.task.left());
+            match self.gateway.complete(request).await {
+                Ok(resp) => Ok(resp.content),
+                Err(e) => Err(outcome_of(&e)),
+            }
         };
         let key = RoutingKey::from_id(msg.task.id);
         self.reviewers
@@ -249,6 +253,7 @@ impl Agent for Reviewer {
         let (_, findings, problem) = open.remove(&task.id).unwrap_or_default();
         let outcome = match problem {
             Some(outcome) => outcome,
+            None if task.left().is_zero() => Outcome::Expired,
             None => {
                 let meta = UsageMeta::default()
                     .tenant(TENANT)

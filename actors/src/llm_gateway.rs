@@ -552,6 +552,7 @@ impl Core {
         };
         self.wake.notify_one();
         match tokio::time::timeout_at(self.instant(ctx.deadline), &mut rx).await {
+            Ok(Ok(Err(GatewayError::DeadlineExceeded(_)))) => Err(GatewayError::DeadlineExceeded(ctx.req.timeout)),
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(GatewayError::Stopped),
             Err(_) => {
@@ -583,6 +584,11 @@ impl Core {
         }
         for (w, e) in scan.refused {
             let _ = w.payload.tx.send(Err(e)); // the caller may have left
+        }
+        // Answer expired waiters rather than dropping their channels, which
+        // their callers would read as the gateway having stopped.
+        for w in scan.expired {
+            let _ = w.payload.tx.send(Err(GatewayError::DeadlineExceeded(Duration::ZERO))); // the caller may have left
         }
         scan.next
     }
