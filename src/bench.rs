@@ -67,7 +67,8 @@ pub struct BenchReport {
     pub raw_call_p50_us: f64,
     /// Bare ractor `call!` round trip, 99th percentile.
     pub raw_call_p99_us: f64,
-    /// Our data plane: one task casting into a pool of agents' lanes.
+    /// Our data plane: one task charging a quota and casting through a
+    /// router (admission, pick) into a pool of agents' lanes.
     pub routed_cast_msgs_per_s: f64,
     /// `routed_cast_msgs_per_s / raw_cast_msgs_per_s`.
     pub routed_to_raw_ratio: f64,
@@ -107,6 +108,8 @@ pub struct BenchReport {
     pub bytes_per_raw_actor: f64,
     /// Consistent-hash lookup on a 1,000-member ring with 160 virtual nodes each.
     pub ring_lookup_ns: f64,
+    /// Uncontended quota charge by name on a 3-level tree.
+    pub quota_charge_ns: f64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -229,7 +232,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let raw_cast = rt.block_on(raw::cast_throughput(sizes.casts))?;
     progress.start("bare ractor call round trips");
     let raw_call = rt.block_on(raw::call_latency(sizes.calls))?;
-    progress.start("data plane: router + admission into a pool's lanes");
+    progress.start("data plane: quota charge + router + admission into a pool's lanes");
     let routed_cast = rt.block_on(lanes::routed_cast_throughput(sizes.casts, sizes.workers))?;
     progress.start("asks under steady load at half the maximum");
     let load = routed_cast / 2.0;
@@ -245,8 +248,9 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let raw_probe = probe::probe_in_child("raw", sizes.spawn)?;
     progress.start("scale: spawning idle supervised agents (child process)");
     let agent_probe = probe::probe_in_child("agents", sizes.spawn)?;
-    progress.start("hash ring lookups");
+    progress.start("hash ring lookups and quota charges");
     let ring_lookup = micro::ring_lookup_ns(sizes.lookups)?;
+    let quota_charge = micro::quota_charge_ns(sizes.lookups)?;
     progress.finish();
 
     let report = BenchReport {
@@ -280,6 +284,7 @@ pub fn run(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
         raw_spawn_100k_ms: raw_probe.spawn_ms as f64,
         bytes_per_raw_actor: raw_probe.bytes_per_actor as f64,
         ring_lookup_ns: (ring_lookup * 10.0).round() / 10.0,
+        quota_charge_ns: (quota_charge * 10.0).round() / 10.0,
     };
     print_table(&report, started.elapsed());
     if let Some(path) = &opts.json {
@@ -302,7 +307,7 @@ fn print_table(r: &BenchReport, took: Duration) {
             "floor".into(),
         ),
         (
-            "our cast: router + admission -> pool lanes".into(),
+            "our cast: quota + router + admission -> lanes".into(),
             format!("{:.2} M msgs/s", r.routed_cast_msgs_per_s / 1e6),
             "".into(),
         ),
@@ -363,6 +368,11 @@ fn print_table(r: &BenchReport, took: Duration) {
             "hash ring lookup (1,000 members x 160)".into(),
             format!("{:.1} ns", r.ring_lookup_ns),
             "<= 100 ns".into(),
+        ),
+        (
+            "quota charge (3 levels, by name)".into(),
+            format!("{:.1} ns", r.quota_charge_ns),
+            "<= 50 ns".into(),
         ),
     ];
     let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);

@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "bytes_per_idle_agent",
     "bytes_per_raw_actor",
     "ring_lookup_ns",
+    "quota_charge_ns",
 ];
 
 #[test]

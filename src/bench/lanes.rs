@@ -114,14 +114,19 @@ async fn routed_pool(node: &Node, agent: BenchAgent, workers: usize) -> anyhow::
     Ok(router)
 }
 
-/// Casts `n` messages from one task through a router (admission, pick) into
-/// a pool of `workers` agents' lanes; msgs/s until all are handled.
+/// Casts `n` messages from one task through the data plane: a quota charge
+/// (one unit on a 3-level tree, every level), then a router (admission,
+/// pick) into a pool of `workers` agents' lanes; msgs/s until all are
+/// handled.
 pub(crate) async fn routed_cast_throughput(n: u64, workers: usize) -> anyhow::Result<f64> {
     let node = Node::start(node_config()).await?;
     let (agent, done) = BenchAgent::counting(n);
     let router = routed_pool(&node, agent, workers).await?;
+    let (_table, quotas) = super::micro::quota_tree()?;
+    let quota = quotas.resolve("agent")?;
     let started = Instant::now();
     for _ in 0..n {
+        quota.try_consume(1)?;
         router
             .send(BenchMsg::Hit, Priority::Normal, None)
             .await
