@@ -18,6 +18,7 @@
 //! ```text
 //! cargo run --release --example swarm
 //! cargo run --release --example swarm -- --tasks 40 --rpm 600 --tpm 20000 --budget 30000 --json
+//! cargo run --release --example swarm -- --data-dir ./nexus-data && cargo run --release --bin nexus -- report --group-by model
 //! ```
 
 use std::collections::HashMap;
@@ -74,6 +75,12 @@ struct Args {
     /// reported as expired, so the swarm always finishes by itself.
     #[arg(long, default_value_t = 25)]
     deadline_secs: u64,
+    /// Keep the ledger (and the LLM disk cache) in this directory, for
+    /// `nexus report --data-dir DIR` afterwards. The daily budget then
+    /// carries its spend over between runs on the same day. Default: a
+    /// fresh temporary directory, removed at the end.
+    #[arg(long)]
+    data_dir: Option<std::path::PathBuf>,
     /// Print one JSON object as the last line of stdout.
     #[arg(long)]
     json: bool,
@@ -401,11 +408,14 @@ async fn main() -> anyhow::Result<()> {
         "tasks, fanout, agents, rpm and tpm must be positive"
     );
 
-    // A fresh data directory per run, so the daily budget starts unspent.
-    let data = tempfile::tempdir()?;
+    // A fresh data directory per run unless one is given, so the daily
+    // budget starts unspent.
+    let temp = tempfile::tempdir()?;
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
+    std::fs::create_dir_all(&data_dir)?;
     let node = Node::start(NexusConfig::default()).await?;
     let catalogue = catalogue()?;
-    let ledger = ledger(data.path(), &catalogue, args.budget).await?;
+    let ledger = ledger(&data_dir, &catalogue, args.budget).await?;
 
     let sim = SimulatedProvider::new(
         "sim",
@@ -423,7 +433,7 @@ async fn main() -> anyhow::Result<()> {
     .gate(Arc::new(ledger.budgets()))
     .sink(Arc::new(ledger.clone()));
     gw_args.seed = args.seed;
-    gw_args.cache_dir = Some(data.path().join("llm-cache"));
+    gw_args.cache_dir = Some(data_dir.join("llm-cache"));
     let (gateway, _gw_actor, _gw_join) = LlmGateway::spawn(gw_args).await?;
 
     let collector = node.spawn_agent("collector", Collector).await?;
