@@ -113,7 +113,10 @@ pub use optimize::{
     ModelPrice, Opportunity, OpportunityKind, OptimizeInput, Optimizer, PoolUsage, TARGET_PERMILLE,
     UNDERUSED_BELOW_PERMILLE,
 };
-pub use pricing::{MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_MICRO_USD_PER_UNIT, ModelRates, PriceTable, Rate};
+pub use pricing::{
+    MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_MICRO_USD_PER_UNIT, ModelRates, PriceTable, Rate, cost_of_units,
+    tokens_cost_micro_usd,
+};
 pub use record::{
     Ack, Field, LedgerRecord, MAX_META_VALUE_LEN, NONE_VALUE, NewRecord, PROMPT_HASH_LABEL, RecordId, parse_labels,
     validate_meta,

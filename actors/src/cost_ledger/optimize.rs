@@ -18,7 +18,7 @@ use nexus_swarm_runtime::resources::ResourceKind;
 use serde::{Deserialize, Serialize};
 
 use super::error::LedgerError;
-use super::pricing::ModelRates;
+use super::pricing::{ModelRates, cost_of_units, tokens_cost_micro_usd};
 use super::record::PROMPT_HASH_LABEL;
 use super::report::TimeRange;
 use super::store::UsageRow;
@@ -182,13 +182,8 @@ impl Optimizer {
     }
 
     fn price(rates: &ModelRates, input: u64, output: u64, requests: u64) -> u64 {
-        let part = |amount: u64, micro: u64, per: u64| -> u64 {
-            let c = (u128::from(amount) * u128::from(micro)).div_ceil(u128::from(per));
-            u64::try_from(c).unwrap_or(u64::MAX)
-        };
-        part(input, rates.input_per_million, 1_000_000)
-            .saturating_add(part(output, rates.output_per_million, 1_000_000))
-            .saturating_add(part(requests, rates.per_request, 1))
+        tokens_cost_micro_usd(input, output, rates.input_per_million, rates.output_per_million)
+            .saturating_add(cost_of_units(requests, rates.per_request, 1).unwrap_or(u64::MAX))
     }
 
     /// The opportunities, largest savings first.

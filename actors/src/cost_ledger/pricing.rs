@@ -9,6 +9,12 @@
 //! input tokens, output tokens and requests for usage naming that model.
 //! Money itself ([`ResourceKind::Cost`]) is never priced: its amount *is*
 //! its cost.
+//!
+//! A call's tokens are recorded as one record per kind, each priced and
+//! rounded on its own; [`tokens_cost_micro_usd`] computes that same sum, and
+//! the LLM model catalogue prices its estimates and actuals with it, so what
+//! the gateway reserves and reports and what the ledger commits agree to the
+//! micro-dollar.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +27,26 @@ use super::error::LedgerError;
 pub const MAX_MICRO_USD_PER_UNIT: u64 = 1_000_000_000;
 /// Highest accepted price of a million tokens: $10,000.
 pub const MAX_MICRO_USD_PER_MILLION_TOKENS: u64 = 10_000_000_000;
+
+/// The cost of `amount` units at `micro_usd` per `per` units, rounded up to
+/// a whole micro-dollar; `None` if `per` is 0 or the cost does not fit a
+/// `u64`. Every price in the ledger is computed by this function.
+pub fn cost_of_units(amount: u64, micro_usd: u64, per: u64) -> Option<u64> {
+    if per == 0 {
+        return None;
+    }
+    let num = u128::from(amount) * u128::from(micro_usd);
+    u64::try_from(num.div_ceil(u128::from(per))).ok()
+}
+
+/// What `input` prompt and `output` completion tokens cost at prices in
+/// micro-dollars per million tokens, exactly as the ledger charges their
+/// records: each part rounded up to the micro-dollar on its own, then added
+/// (saturating at `u64::MAX`). No tokens of a kind cost nothing.
+pub fn tokens_cost_micro_usd(input: u64, output: u64, input_per_million: u64, output_per_million: u64) -> u64 {
+    let part = |tokens: u64, price: u64| cost_of_units(tokens, price, 1_000_000).unwrap_or(u64::MAX);
+    part(input, input_per_million).saturating_add(part(output, output_per_million))
+}
 
 /// A price: `micro_usd` for every `per` units, rounded up per usage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,9 +109,7 @@ impl Rate {
 
     /// The cost of `amount` units, rounded up to a whole micro-dollar.
     pub fn cost(&self, amount: u64) -> Result<u64, LedgerError> {
-        let num = u128::from(amount) * u128::from(self.micro_usd);
-        let cost = num.div_ceil(u128::from(self.per));
-        u64::try_from(cost).map_err(|_| LedgerError::Overflow)
+        cost_of_units(amount, self.micro_usd, self.per).ok_or(LedgerError::Overflow)
     }
 }
 

@@ -3,8 +3,12 @@
 //! choice of a model for a request.
 //!
 //! Prices are integers: micro-dollars per million tokens (so $0.15 per
-//! million input tokens is `150_000`). A request's cost is rounded *up* to
-//! the micro-dollar, for estimates and actuals alike.
+//! million input tokens is `150_000`). A request's cost is priced exactly as
+//! the cost ledger prices its usage records: the prompt tokens and the
+//! completion tokens are each rounded *up* to the micro-dollar, then added,
+//! for estimates and actuals alike (one function,
+//! [`tokens_cost_micro_usd`](crate::cost_ledger::tokens_cost_micro_usd)), so
+//! the cost a response reports is the cost its records commit.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -13,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use super::error::CatalogueError;
 use super::limiter::RateLimits;
 use super::types::{Capability, ModelChoice};
+use crate::cost_ledger::tokens_cost_micro_usd;
 
 /// One place a model is served: a model name at a provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,11 +200,10 @@ impl ModelSpec {
 }
 
 /// Cost of `input` and `output` tokens at prices in micro-dollars per
-/// million tokens, rounded up to the micro-dollar.
+/// million tokens: each part rounded up to the micro-dollar, as the cost
+/// ledger charges the input- and output-token records of a call.
 pub fn cost_micro_usd(input: u64, output: u64, input_price: u64, output_price: u64) -> u64 {
-    let total =
-        (u128::from(input) * u128::from(input_price)).saturating_add(u128::from(output) * u128::from(output_price));
-    u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    tokens_cost_micro_usd(input, output, input_price, output_price)
 }
 
 /// Every model the gateway knows.

@@ -109,3 +109,68 @@ fn catalogue_parses_from_toml() {
     assert_eq!(c.models[0].deployments[0].weight, 1);
     assert!(toml::from_str::<ModelCatalogue>("[[models]]\nname = \"x\"\nbogus = 1\n").is_err());
 }
+
+#[test]
+fn each_part_of_a_cost_is_rounded_up_on_its_own_like_the_ledgers_records() {
+    // 1 prompt token at 1.25 and 1 completion token at 3.75 micro-dollars:
+    // the ledger charges its two records 2 + 4, not ceil(5.0).
+    assert_eq!(cost_micro_usd(1, 1, 1_250_000, 3_750_000), 6);
+    assert_eq!(cost_micro_usd(0, 1, 1_250_000, 3_750_000), 4);
+}
+
+mod agreement_with_the_ledger {
+    use nexus_swarm_runtime::resources::ResourceKind;
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::cost_ledger::{MAX_MICRO_USD_PER_MILLION_TOKENS, ModelRates, PriceTable};
+
+    /// What the ledger commits for a call's records: one per kind of
+    /// token used (the gateway records no zero amounts).
+    fn ledger_cost(prices: &PriceTable, model: &str, input: u64, output: u64) -> u64 {
+        [(ResourceKind::InputTokens, input), (ResourceKind::OutputTokens, output)]
+            .into_iter()
+            .filter(|(_, amount)| *amount > 0)
+            .map(|(kind, amount)| prices.cost(&kind, amount, Some(model)).unwrap())
+            .sum()
+    }
+
+    fn price() -> impl Strategy<Value = u64> {
+        prop_oneof![
+            0..=MAX_MICRO_USD_PER_MILLION_TOKENS,
+            // Prices of real models, where fractions of a micro-dollar per
+            // token are the rule.
+            (1u64..=200).prop_map(|n| n * 12_500),
+            Just(150_000u64),
+            Just(2_500_000u64),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        #[test]
+        fn catalogue_and_ledger_price_the_same_usage_the_same(
+            input in prop_oneof![0u64..64, 0u64..2_000_000],
+            output in prop_oneof![0u64..64, 0u64..200_000],
+            input_price in price(),
+            output_price in price(),
+        ) {
+            let spec = ModelSpec::new("m", 4_000_000, input_price, output_price)
+                .deployment(DeploymentSpec::new("m@p", "p"));
+            let mut prices = PriceTable::new();
+            prices
+                .set_model(
+                    "m",
+                    ModelRates::new(i64::try_from(input_price).unwrap(), i64::try_from(output_price).unwrap(), 0)
+                        .unwrap(),
+                )
+                .unwrap();
+            let ledger = ledger_cost(&prices, "m", input, output);
+            prop_assert_eq!(spec.cost(input, output), ledger);
+            prop_assert_eq!(cost_micro_usd(input, output, input_price, output_price), ledger);
+            // The reservation prices the worst case the same way.
+            prop_assert_eq!(spec.worst_cost(input, output), ledger);
+        }
+    }
+}
