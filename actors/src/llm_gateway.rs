@@ -922,19 +922,21 @@ impl Core {
             // The same metadata the holds were reserved with: the ledger
             // matches settled holds to their records by it, so a record with
             // extra labels would be counted twice until the hold expired.
-            let meta = meta.clone();
-            let records = vec![
-                UsageRecord {
-                    kind: ResourceKind::InputTokens,
-                    amount: resp.input_tokens,
-                    meta: meta.clone(),
-                },
-                UsageRecord {
-                    kind: ResourceKind::OutputTokens,
-                    amount: resp.output_tokens,
-                    meta,
-                },
-            ];
+            // A kind with no tokens (an empty completion) gets no record: the
+            // ledger refuses zero amounts as bad input, and would then refuse
+            // the whole batch, leaving the prompt tokens uncharged.
+            let records: Vec<UsageRecord> = [
+                (ResourceKind::InputTokens, resp.input_tokens),
+                (ResourceKind::OutputTokens, resp.output_tokens),
+            ]
+            .into_iter()
+            .filter(|(_, amount)| *amount > 0)
+            .map(|(kind, amount)| UsageRecord {
+                kind,
+                amount,
+                meta: meta.clone(),
+            })
+            .collect();
             if let Err(e) = sink.record(records).await {
                 bump(&self.stats.sink_errors);
                 tracing::warn!(error = %e, deployment = %dep.id, "usage not recorded");
