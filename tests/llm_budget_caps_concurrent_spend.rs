@@ -1,26 +1,37 @@
 //! Budget: 1,000 concurrent requests against a hard budget worth 100 of
-//! them end at or below the budget plus one request's worst case, because
-//! every request reserves its worst-case cost before it is sent and settles
-//! the actual cost after.
-
-#[path = "support/budget_gate.rs"]
-mod budget_gate;
+//! them, in the real cost ledger (durable, in a temporary directory), end
+//! at or below the budget plus one request's worst case, because every
+//! request reserves its worst-case cost before it is sent and settles the
+//! actual cost after; and what the ledger commits is exactly what the
+//! answered requests report they cost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use budget_gate::{BudgetGate, RecordingSink};
+use nexus_swarm::actors::cost_ledger::{
+    Budget, BudgetAction, BudgetPeriod, CostLedger, LedgerOptions, ModelRates, TimeRange,
+};
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
 use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, ProviderEntry};
+use nexus_swarm::runtime::resources::ResourceKind;
 use nexus_swarm::runtime::usage::SpendRefused;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
-const PRICES: (u64, u64) = (2_500_000, 10_000_000);
+/// $0.27 / $1.10 per million tokens: fractions of a micro-dollar per token
+/// on both sides, so the records of a call are rounded up each.
+const PRICES: (u64, u64) = (270_000, 1_100_000);
 
 #[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_ledger_actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap();
+    ledger
+        .set_model_price("big", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .await
+        .unwrap();
+
     let sim = SimulatedProvider::new("sim", SimulatedConfig::default());
     let catalogue = ModelCatalogue::new(vec![
         ModelSpec::new("big", 128_000, PRICES.0, PRICES.1).deployment(DeploymentSpec::new("big@sim", "sim")),
@@ -40,9 +51,12 @@ async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() 
         h.count_tokens(&probe.messages)
     };
     let worst = catalogue.models[0].worst_cost(input, u64::from(max_tokens));
-    let budget = BudgetGate::new(100 * worst);
-    let sink = RecordingSink::new([("big".to_string(), PRICES)]);
-    let args = args.gate(budget.clone()).sink(sink.clone());
+    let limit = 100 * worst;
+    ledger
+        .put_budget(Budget::new("hard", limit, BudgetPeriod::Daily, BudgetAction::Halt))
+        .await
+        .unwrap();
+    let args = args.gate(Arc::new(ledger.budgets())).sink(Arc::new(ledger.clone()));
     let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
 
     let calls: Vec<_> = (0..1000)
@@ -58,53 +72,54 @@ async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() 
             })
         })
         .collect();
-    let (mut ok, mut refused) = (0u64, 0u64);
+    let (mut ok, mut refused, mut answered_cost) = (0u64, 0u64, 0u64);
     for c in calls {
         match c.await.unwrap() {
             Ok(r) => {
                 ok += 1;
                 assert!(r.cost_micro_usd <= worst);
+                answered_cost += r.cost_micro_usd;
             }
-            Err(GatewayError::SpendRefused(SpendRefused::BudgetExceeded { limit, .. })) => {
-                assert_eq!(limit, 100 * worst);
+            Err(GatewayError::SpendRefused(SpendRefused::BudgetExceeded { limit: l, .. })) => {
+                assert_eq!(l, limit);
                 refused += 1;
             }
             Err(e) => panic!("unexpected {e}"),
         }
     }
-    let spent = budget.spent();
-    assert!(
-        spent <= budget.limit() + worst,
-        "spent {spent} > budget {} + {worst}",
-        budget.limit()
-    );
-    // Reserve-then-settle makes it tighter still: never above the budget.
-    assert!(spent <= budget.limit());
     assert_eq!(ok + refused, 1000);
     assert!(ok >= 100, "the whole budget was usable: {ok} answered");
-    assert_eq!(budget.open_holds(), 0, "every hold settled or released");
-    assert_eq!(budget.reserved(), 0);
-    // What the gateway charged is what the budget saw and what the sink priced.
+
+    // The committed records: every answered call's usage, durable.
+    let records = ledger.records(TimeRange::all()).await.unwrap();
+    let spent: u64 = records.iter().map(|r| r.cost_micro_usd).sum();
+    assert!(spent > 0);
+    assert!(spent <= limit + worst, "spent {spent} > budget {limit} + {worst}");
+    // Reserve-then-settle makes it tighter still: never above the budget.
+    assert!(spent <= limit, "spent {spent} > budget {limit}");
+    assert_eq!(
+        spent, answered_cost,
+        "the ledger committed exactly what the answered requests cost"
+    );
+    let input_records = records.iter().filter(|r| r.kind == ResourceKind::InputTokens).count() as u64;
+    assert_eq!(input_records, ok, "one prompt record per answered request");
+
+    // The budget counts the same committed spend, and nothing is left held.
+    let status = ledger.budget_status("hard").unwrap();
+    assert_eq!(status.spent_micro_usd, spent);
+    assert_eq!(status.inflight_micro_usd, 0);
+    assert_eq!(status.reserved_micro_usd, 0);
+    assert!(status.halted);
+    assert_eq!(ledger.budgets().holds(), 0, "every hold settled or released");
+
+    // What the gateway charged is what the ledger committed.
     let stats = gw.stats();
     assert_eq!(stats.spent_micro_usd, spent);
+    assert_eq!(stats.sink_errors, 0);
     assert_eq!(stats.spend_refused, refused);
     assert_eq!(
         sim.counters().requests,
         ok,
         "refused requests never reached the provider"
     );
-    let recorded: u64 = sink
-        .records()
-        .iter()
-        .map(|r| {
-            let price = if r.kind == nexus_swarm::runtime::resources::ResourceKind::InputTokens {
-                PRICES.0
-            } else {
-                PRICES.1
-            };
-            r.amount * price
-        })
-        .sum::<u64>()
-        .div_ceil(1_000_000);
-    assert!(recorded <= spent, "the sink saw {recorded}, the budget {spent}");
 }
