@@ -6,9 +6,8 @@
 //! million input tokens is `150_000`). A request's cost is priced exactly as
 //! the cost ledger prices its usage records: the prompt tokens and the
 //! completion tokens are each rounded *up* to the micro-dollar, then added,
-//! for estimates and actuals alike (one function,
-//! [`tokens_cost_micro_usd`](crate::cost_ledger::tokens_cost_micro_usd)), so
-//! the cost a response reports is the cost its records commit.
+//! for estimates and actuals alike (one function, [`tokens_cost_micro_usd`]),
+//! so the cost a response reports is the cost its records commit.
 
 use std::collections::{BTreeSet, HashSet};
 
