@@ -175,6 +175,115 @@ fn a_reservation_past_its_deadline_expires_and_unblocks_the_queue() {
 }
 
 #[test]
+fn a_reservation_past_its_deadline_is_expired_not_served_late() {
+    let t0 = Instant::now();
+    let at = |s| t0 + Duration::from_secs(s);
+    let mut core = core_with(AllocationStrategy::Priority, &[("p", cpu(100))], t0);
+    core.request(req(1, "a", cpu(100)).qos(QosClass::Guaranteed), 1, t0)
+        .unwrap();
+    let (d, _) = core.request(req(2, "b", cpu(50)).deadline(at(10)), 2, t0).unwrap();
+    assert_eq!(d, Decision::Reserved { id: RequestId(2) });
+    // The release comes after the deadline, before the timer's wake-up:
+    // the reservation is answered Expired, not allocated.
+    let (_, notices) = core.release(RequestId(1), &"a".into(), at(15)).unwrap();
+    let events: Vec<(u64, &SchedulerEvent)> = notices.iter().map(|n| (n.to, &n.event)).collect();
+    assert!(
+        matches!(events[..], [(2, SchedulerEvent::Expired { id: RequestId(2) })]),
+        "{events:?}"
+    );
+    assert!(core.allocations().is_empty());
+    assert_eq!(core.pools()[0].allocated, ResourceVector::new());
+    assert!(core.waiting(at(15)).is_empty());
+
+    // An expired reservation holds nobody back either: a new request is
+    // served, and the expired one is answered with it.
+    core.request(req(3, "a", cpu(60)).qos(QosClass::Guaranteed), 3, at(15))
+        .unwrap();
+    core.request(
+        req(4, "b", cpu(100)).priority(Priority::High).deadline(at(20)),
+        4,
+        at(15),
+    )
+    .unwrap();
+    assert_eq!(core.waiting(at(19)), vec![RequestId(4)]);
+    assert!(
+        core.waiting(at(20)).is_empty(),
+        "past its deadline it would never be served"
+    );
+    let (d, notices) = core
+        .request(req(5, "c", cpu(30)).priority(Priority::Low), 5, at(25))
+        .unwrap();
+    assert!(matches!(d, Decision::Allocated(ref g) if g.id == RequestId(5)), "{d:?}");
+    assert!(
+        matches!(
+            notices[..],
+            [Notice {
+                to: 4,
+                event: SchedulerEvent::Expired { id: RequestId(4) }
+            }]
+        ),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn the_next_wakeup_is_the_earliest_deadline_or_aging_step() {
+    let t0 = Instant::now();
+    let at = |s| t0 + Duration::from_secs(s);
+    let mut core = Core::new(AllocationStrategy::Priority, Some(Duration::from_secs(10)), 100);
+    core.register_pool(PoolSpec::new("p", cpu(100)), t0).unwrap();
+    assert_eq!(core.next_wakeup(t0), None);
+    // A best-effort batch job holds the pool at normal priority.
+    let (d, _) = core.request(req(1, "batch", cpu(100)), 1, t0).unwrap();
+    assert!(matches!(d, Decision::Allocated(_)));
+    // A low one may not preempt it, so it waits.
+    let (d, _) = core
+        .request(req(2, "low", cpu(100)).priority(Priority::Low).deadline(at(600)), 2, t0)
+        .unwrap();
+    assert_eq!(d, Decision::Reserved { id: RequestId(2) });
+    assert_eq!(core.next_wakeup(t0), Some(at(10)));
+    // At 10 s it counts as normal: still no higher than the holder.
+    assert!(core.expire(at(10)).is_empty());
+    assert_eq!(core.next_wakeup(at(10)), Some(at(20)));
+    // At 20 s it counts as high: it preempts the batch job then, with no
+    // other event needed.
+    let notices = core.expire(at(20));
+    let events: Vec<(u64, &SchedulerEvent)> = notices.iter().map(|n| (n.to, &n.event)).collect();
+    assert!(
+        matches!(
+            events[..],
+            [(2, SchedulerEvent::Allocated(g)), (1, SchedulerEvent::Preempted(p))]
+                if g.id == RequestId(2) && p.id == RequestId(1)
+        ),
+        "{events:?}"
+    );
+    assert_eq!(core.next_wakeup(at(20)), None);
+
+    // A deadline before the next aging step comes first; a request at the
+    // top priority does not age.
+    let (d, _) = core
+        .request(req(3, "normal", cpu(10)).deadline(at(25)), 3, at(20))
+        .unwrap();
+    assert_eq!(d, Decision::Reserved { id: RequestId(3) });
+    assert_eq!(core.next_wakeup(at(20)), Some(at(25)));
+    core.request(
+        req(4, "high", cpu(10)).priority(Priority::High).deadline(at(900)),
+        4,
+        at(20),
+    )
+    .unwrap();
+    let notices = core.expire(at(25));
+    assert!(matches!(
+        notices[..],
+        [Notice {
+            to: 3,
+            event: SchedulerEvent::Expired { .. }
+        }]
+    ));
+    assert_eq!(core.next_wakeup(at(25)), Some(at(900)));
+}
+
+#[test]
 fn low_priority_ages_past_newer_higher_priority() {
     let t0 = Instant::now();
     let mut core = Core::new(AllocationStrategy::Priority, Some(Duration::from_secs(10)), 100);
