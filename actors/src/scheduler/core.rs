@@ -48,14 +48,38 @@ impl Share {
         u64::try_from(u128::from(self.num) * 1_000_000 / u128::from(self.den)).unwrap_or(u64::MAX)
     }
 
-    /// Whether `self <= a + b`, exactly; states DRF's bound "within one
-    /// request of the others".
+    /// Whether `self <= a + b`, exactly, for any values (no overflow);
+    /// states DRF's bound "within one request of the others".
     pub fn le_sum(&self, a: &Share, b: &Share) -> bool {
-        // self <= a + b  <=>  s.n * a.d * b.d <= (a.n * b.d + b.n * a.d) * s.d
-        let lhs = u128::from(self.num) * u128::from(a.den) * u128::from(b.den);
-        let rhs =
-            (u128::from(a.num) * u128::from(b.den) + u128::from(b.num) * u128::from(a.den)) * u128::from(self.den);
-        lhs <= rhs
+        if *self <= *a {
+            return true;
+        }
+        // self - a = (s.n * a.d - a.n * s.d) / (s.d * a.d): each product of
+        // two u64 fits in u128, and the difference is positive. Then
+        // self - a <= b is compared without multiplying further.
+        let num = u128::from(self.num) * u128::from(a.den) - u128::from(a.num) * u128::from(self.den);
+        let den = u128::from(self.den) * u128::from(a.den);
+        cmp_fractions(num, den, u128::from(b.num), u128::from(b.den)) != Ordering::Greater
+    }
+}
+
+/// Compares `a / b` with `c / d` (`b`, `d` > 0) exactly, by their continued
+/// fractions: integer parts first, then the reciprocals of the remainders,
+/// so nothing is multiplied and nothing overflows.
+fn cmp_fractions(mut a: u128, mut b: u128, mut c: u128, mut d: u128) -> Ordering {
+    loop {
+        let (qa, ra) = (a / b, a % b);
+        let (qc, rc) = (c / d, c % d);
+        if qa != qc {
+            return qa.cmp(&qc);
+        }
+        match (ra == 0, rc == 0) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            // ra/b vs rc/d, both in (0, 1), orders as d/rc vs b/ra.
+            (false, false) => (a, b, c, d) = (d, rc, b, ra),
+        }
     }
 }
 

@@ -577,6 +577,25 @@ fn fair_share_serves_the_tenant_with_the_lowest_dominant_share() {
     assert_eq!(core.dominant_share(&"A".into()).ppm(), 666_666);
 }
 
+#[test]
+fn le_sum_is_exact_for_the_largest_values() {
+    let max = u64::MAX;
+    // 1 <= 1/max + (max-1)/max, which is exactly 1.
+    let one = Share::new(max, max);
+    let a = Share::new(1, max);
+    let b = Share::new(max - 1, max);
+    assert!(one.le_sum(&a, &b));
+    assert!(one.le_sum(&b, &a));
+    // Just above 1 is not.
+    assert!(!Share::new(max, max - 1).le_sum(&a, &b));
+    // Large numerators and denominators on every side.
+    let big = Share::new(max, 1);
+    assert!(big.le_sum(&Share::new(max - 1, 1), &Share::new(max, max)));
+    assert!(!big.le_sum(&Share::new(max - 2, 1), &Share::new(max - 1, max)));
+    assert!(Share::new(max - 1, max).le_sum(&Share::new(max - 2, max - 1), &Share::new(1, max - 1)));
+    assert!(Share::ZERO.le_sum(&Share::ZERO, &Share::ZERO));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Request {
@@ -733,6 +752,25 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// `le_sum` agrees with exact arithmetic (small values, where the
+    /// products fit in u128) and is consistent at any size.
+    #[test]
+    fn le_sum_agrees_with_exact_arithmetic(
+        s in (0u64..1000, 1u64..1000), a in (0u64..1000, 1u64..1000), b in (0u64..1000, 1u64..1000),
+        big in (any::<u64>(), 1u64.., any::<u64>(), 1u64..),
+    ) {
+        let exact = u128::from(s.0) * u128::from(a.1) * u128::from(b.1)
+            <= (u128::from(a.0) * u128::from(b.1) + u128::from(b.0) * u128::from(a.1)) * u128::from(s.1);
+        let (ss, sa, sb) = (Share::new(s.0, s.1), Share::new(a.0, a.1), Share::new(b.0, b.1));
+        prop_assert_eq!(ss.le_sum(&sa, &sb), exact);
+        prop_assert_eq!(ss.le_sum(&sb, &sa), exact);
+        // Anything is at most itself plus something; a sum is at least each part.
+        let (x, y) = (Share::new(big.0, big.1), Share::new(big.2, big.3));
+        prop_assert!(x.le_sum(&x, &y));
+        prop_assert!(x.le_sum(&y, &x));
+        prop_assert!(x.le_sum(&Share::ZERO, &x));
     }
 
     /// All tenants backlogged with different demand vectors: after the
