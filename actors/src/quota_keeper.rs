@@ -42,6 +42,12 @@
 //! - **Reports.** Per quota ([`QuotaReport`]: current, borrowed, peak,
 //!   utilization in permille, time to reset) and as trees
 //!   ([`QuotaTreeReport`]), from the keeper or lock-free from a handle.
+//! - **Refusals change nothing.** A charge refused at some level gives
+//!   back what the levels below took, and that is not counted as their
+//!   peak. An amount more than some level can ever hold (its limit plus its
+//!   ceiling) is refused before anything is charged
+//!   ([`QuotaError::AboveCapacity`]; `QuotaExceeded` through the spend
+//!   gate), and starts no recall.
 //! - **Invalid input** (unknown quota or parent, zero or too large amounts,
 //!   a cycle, a kind differing from the parent's, a root with a ceiling, a
 //!   release of more than is in use) is a typed [`QuotaError`] and changes
