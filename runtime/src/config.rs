@@ -29,8 +29,8 @@ use crate::priority::Priority;
 
 mod scheduling;
 pub use scheduling::{
-    AllocationStrategy, MAX_QUOTA_AMOUNT, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig, QuotaSelectorConfig, QuotasConfig,
-    SchedulerConfig,
+    AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig,
+    QuotaSelectorConfig, QuotasConfig, SchedulerConfig,
 };
 
 /// Largest lane capacity accepted. The lane counter keeps flag bits above it.

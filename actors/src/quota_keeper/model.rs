@@ -419,6 +419,15 @@ pub enum QuotaError {
         /// The parent recalling.
         lender: QuotaId,
     },
+    /// The `[quotas]` configuration is invalid (a quota keeper's sweep
+    /// interval of zero, or longer than the shortest period allows).
+    #[error("invalid quota config at `{field}`: {message}")]
+    InvalidConfig {
+        /// Dotted path of the offending field, e.g. `quotas.sweep_interval`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The quota keeper actor is not running.
     #[error("quota keeper unavailable")]
     Unavailable,

@@ -605,3 +605,37 @@ proptest! {
         }
     }
 }
+
+#[tokio::test]
+async fn a_bad_sweep_interval_is_refused_naming_the_field() {
+    use nexus_swarm_runtime::config::{QuotaConfig, QuotasConfig};
+
+    let zero = QuotasConfig {
+        sweep_interval: Duration::ZERO,
+        quotas: Vec::new(),
+    };
+    assert!(matches!(
+        QuotaKeeperArgs::from_config(&zero),
+        Err(QuotaError::InvalidConfig { ref field, .. }) if field == "quotas.sweep_interval"
+    ));
+    let too_long = QuotasConfig {
+        sweep_interval: Duration::from_secs(60),
+        quotas: vec![QuotaConfig {
+            id: "per-ms".into(),
+            parent: None,
+            kind: "cost".into(),
+            limit: 5,
+            period: Some(Duration::from_millis(1)),
+            borrow_ceiling: 0,
+            selector: None,
+        }],
+    };
+    assert!(matches!(
+        QuotaKeeperArgs::from_config(&too_long),
+        Err(QuotaError::InvalidConfig { ref field, .. }) if field == "quotas.sweep_interval"
+    ));
+    // Built in code with a zero interval, the keeper refuses to start
+    // rather than run without sweeps.
+    let args = QuotaKeeperArgs::default().sweep_interval(Duration::ZERO);
+    assert!(QuotaKeeper::spawn("zero-sweep-keeper", args).await.is_err());
+}
