@@ -360,8 +360,9 @@ impl<T: Clone> SchedulerCore<T> {
     }
 
     /// Answers a request: allocated now, reserved until its deadline, or
-    /// rejected. The notices are for other requesters (allocations
-    /// preempted for this one).
+    /// rejected. The notices are for other requesters: allocations
+    /// preempted for this one, and reservations whose deadline had passed
+    /// (answered `Expired`) with any that their removal let through.
     pub fn request(
         &mut self,
         req: ResourceRequest,
