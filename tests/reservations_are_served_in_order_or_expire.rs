@@ -94,3 +94,36 @@ async fn reservations_are_served_in_order_or_expire() {
     assert!(scheduler.waiting().await.unwrap().is_empty());
     assert_eq!(scheduler.pools().await.unwrap()[0].allocated, mem(12));
 }
+
+/// Aging alone wakes the scheduler: a low reservation that ages above a
+/// best-effort holder preempts it at that aging step, with no release or
+/// request to prompt it.
+#[tokio::test(start_paused = true)]
+async fn an_aged_reservation_is_served_at_its_aging_step() {
+    let aging = Duration::from_secs(10);
+    let args = SchedulerArgs::new(SchedulerCore::new(AllocationStrategy::Priority, Some(aging), 100));
+    let (scheduler, _join) = Scheduler::spawn("aging-test-scheduler", args).await.unwrap();
+    scheduler.register_pool(PoolSpec::new("memory", mem(16))).await.unwrap();
+    let (notifier, mut batch) = Notifier::channel();
+    let holder = ResourceRequest::new(1, "batch", mem(16));
+    assert!(matches!(
+        scheduler.request(holder, notifier).await.unwrap(),
+        Decision::Allocated(_)
+    ));
+    let (notifier, mut low) = Notifier::channel();
+    let waiting = ResourceRequest::new(2, "low", mem(16))
+        .priority(Priority::Low)
+        .deadline(Instant::now() + Duration::from_secs(600));
+    assert_eq!(
+        scheduler.request(waiting, notifier).await.unwrap(),
+        Decision::Reserved { id: RequestId(2) }
+    );
+
+    // Two aging steps later it ranks above the normal holder.
+    tokio::time::advance(2 * aging).await;
+    assert!(
+        matches!(next(&mut low).await, SchedulerEvent::Allocated(g) if g.id == RequestId(2) && g.preempted == [RequestId(1)])
+    );
+    assert!(matches!(next(&mut batch).await, SchedulerEvent::Preempted(p) if p.id == RequestId(1)));
+    assert!(scheduler.waiting().await.unwrap().is_empty());
+}

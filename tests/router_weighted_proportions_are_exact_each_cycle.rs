@@ -10,6 +10,7 @@ use std::time::Duration;
 use nexus_swarm::actors::router::{MemberId, Router, RouterError};
 use nexus_swarm::runtime::config::RoutingStrategyKind;
 use nexus_swarm::runtime::prelude::*;
+use nexus_swarm::runtime::routing::RoutingError;
 use support::{Msg, Probe, strategy_config};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -61,5 +62,48 @@ async fn weighted_proportions_match_the_weights_exactly_over_each_cycle() {
         Err(RouterError::AlreadyMember(a))
     );
     assert_eq!(router.members().iter().map(|m| m.weight).collect::<Vec<_>>(), [5, 3, 2]);
+    node.shutdown(TIMEOUT).await;
+}
+
+/// Weights are checked with every member counted, ejected ones included:
+/// a weight whose cycle would be too long once the ejected member is back
+/// is refused with a typed error, and re-admission restores the exact
+/// proportions.
+#[tokio::test(start_paused = true)]
+async fn weights_are_checked_with_ejected_members_counted() {
+    let (node, pool, router) = support::router_over_pool(RoutingStrategyKind::Weighted, 2).await;
+    let ids: Vec<MemberId> = router.members().iter().map(|m| m.id).collect();
+    let release = support::stall(&pool.members()[1]).await;
+    for _ in 0..3 {
+        router.check_health().await.unwrap();
+    }
+    assert!(!router.metrics().member(ids[1]).unwrap().healthy);
+
+    for id in &ids {
+        assert!(
+            matches!(
+                router.set_weight(*id, u32::MAX).await,
+                Err(RouterError::Routing(RoutingError::WeightCycleTooLong {
+                    members: 2,
+                    ..
+                }))
+            ),
+            "weight of {id} accepted"
+        );
+    }
+    let extra = node.spawn_pool("extra", 1, Probe).await.unwrap();
+    assert!(matches!(
+        router.add_member(extra.members()[0].clone(), u32::MAX).await,
+        Err(RouterError::Routing(RoutingError::WeightCycleTooLong {
+            members: 3,
+            ..
+        }))
+    ));
+
+    release.notify_one();
+    assert_eq!(router.check_health().await.unwrap().readmitted, [ids[1]]);
+    let picks: Vec<MemberId> = (0..10).map(|_| router.pick(None).unwrap()).collect();
+    let n = counts(&picks);
+    assert_eq!((n[&ids[0]], n[&ids[1]]), (5, 5), "{picks:?}");
     node.shutdown(TIMEOUT).await;
 }

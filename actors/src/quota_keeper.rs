@@ -42,6 +42,12 @@
 //! - **Reports.** Per quota ([`QuotaReport`]: current, borrowed, peak,
 //!   utilization in permille, time to reset) and as trees
 //!   ([`QuotaTreeReport`]), from the keeper or lock-free from a handle.
+//! - **Refusals change nothing.** A charge refused at some level gives
+//!   back what the levels below took, and that is not counted as their
+//!   peak. An amount more than some level can ever hold (its limit plus its
+//!   ceiling) is refused before anything is charged
+//!   ([`QuotaError::AboveCapacity`]; `QuotaExceeded` through the spend
+//!   gate), and starts no recall.
 //! - **Invalid input** (unknown quota or parent, zero or too large amounts,
 //!   a cycle, a kind differing from the parent's, a root with a ceiling, a
 //!   release of more than is in use) is a typed [`QuotaError`] and changes
@@ -155,8 +161,14 @@ impl QuotaKeeperArgs {
         }
     }
 
-    /// The `[quotas]` section: its quotas defined, its sweep interval.
+    /// The `[quotas]` section: its quotas defined, its sweep interval. The
+    /// section is validated first ([`QuotaError::InvalidConfig`] names the
+    /// field).
     pub fn from_config(config: &QuotasConfig) -> Result<Self, QuotaError> {
+        config.validate().map_err(|e| QuotaError::InvalidConfig {
+            field: e.field().to_string(),
+            message: e.to_string(),
+        })?;
         let specs = config.quotas.iter().cloned().map(QuotaSpec::from).collect();
         Ok(Self::default()
             .with_quotas(specs)?
@@ -171,8 +183,9 @@ impl QuotaKeeperArgs {
     }
 
     /// How often idle counters whose period ended are rewritten and repaid
-    /// recalls lifted. Keep it under 32768 times the shortest period (see
-    /// `QuotasConfig::sweep_interval`).
+    /// recalls lifted. Keep it within 32767 times the shortest period (see
+    /// `QuotasConfig::sweep_interval`). A keeper refuses to start with a
+    /// zero interval.
     pub fn sweep_interval(mut self, every: Duration) -> Self {
         self.sweep_interval = every;
         self
@@ -238,6 +251,11 @@ impl Actor for QuotaKeeper {
         myself: ActorRef<Self::Msg>,
         args: QuotaKeeperArgs,
     ) -> Result<QuotaKeeperState, ActorProcessingErr> {
+        // A zero period would panic the interval's task and leave the keeper
+        // running without sweeps; refusing to start says so instead.
+        if args.sweep_interval.is_zero() {
+            return Err("quota keeper sweep interval must be longer than zero".into());
+        }
         let sweep = myself.send_interval(args.sweep_interval, || QuotaKeeperMsg::Sweep);
         Ok(QuotaKeeperState {
             table: QuotaTable::from_shared(args.shared),

@@ -147,8 +147,8 @@ pub enum RouterError {
     /// Weights are at least 1.
     #[error("weight must be at least 1, got 0")]
     ZeroWeight,
-    /// The strategy cannot be built with this change (weights' cycle too
-    /// long, ring too large).
+    /// The strategy cannot be built with this change over every member,
+    /// ejected ones included (weights' cycle too long, ring too large).
     #[error(transparent)]
     Routing(#[from] RoutingError),
     /// The router actor is not running.
@@ -747,7 +747,7 @@ impl<M: Send + 'static> RouterArgs<M> {
     ) -> Result<(Self, RouterHandle<M>), ConfigError> {
         config.validate()?;
         let admission = Admission::new(&config.admission, mailbox)?;
-        let empty = Snapshot::build(config.strategy, config.virtual_nodes, Vec::new())
+        let empty = Snapshot::build(config.strategy, config.virtual_nodes, Vec::new(), 0)
             .expect("a strategy over no members always builds");
         let (events, _) = broadcast::channel(HEALTH_EVENTS_CAPACITY);
         let shared = Arc::new(RouterShared {
@@ -830,12 +830,13 @@ impl<M> fmt::Debug for RouterState<M> {
 
 impl<M: Send + 'static> RouterState<M> {
     /// Builds the snapshot for `entries` and, if it builds, publishes it and
-    /// makes `entries` the state. Otherwise nothing changes.
-    fn publish(&mut self, entries: BTreeMap<MemberId, Entry<M>>) -> Result<(), RouterError> {
+    /// makes `entries` and `next_id` the state. Otherwise nothing changes.
+    fn publish(&mut self, entries: BTreeMap<MemberId, Entry<M>>, next_id: u64) -> Result<(), RouterError> {
         let list: Vec<Entry<M>> = entries.values().cloned().collect();
-        let snapshot = Snapshot::build(self.config.strategy, self.config.virtual_nodes, list)?;
+        let snapshot = Snapshot::build(self.config.strategy, self.config.virtual_nodes, list, next_id)?;
         self.shared.snapshot.store(Arc::new(snapshot));
         self.entries = entries;
+        self.next_id = next_id;
         Ok(())
     }
 
@@ -863,8 +864,7 @@ impl<M: Send + 'static> RouterState<M> {
                 healthy: true,
             },
         );
-        self.publish(entries)?;
-        self.next_id += 1;
+        self.publish(entries, self.next_id + 1)?;
         self.health.insert(id, true);
         Ok(id)
     }
@@ -872,7 +872,7 @@ impl<M: Send + 'static> RouterState<M> {
     fn remove(&mut self, id: MemberId) -> Result<(), RouterError> {
         let mut entries = self.entries.clone();
         entries.remove(&id).ok_or(RouterError::UnknownMember(id))?;
-        self.publish(entries)?;
+        self.publish(entries, self.next_id)?;
         self.health.remove(id);
         Ok(())
     }
@@ -883,7 +883,7 @@ impl<M: Send + 'static> RouterState<M> {
         }
         let mut entries = self.entries.clone();
         entries.get_mut(&id).ok_or(RouterError::UnknownMember(id))?.weight = weight;
-        self.publish(entries)
+        self.publish(entries, self.next_id)
     }
 
     /// Applies health changes to the entries and republishes if any.
@@ -908,9 +908,9 @@ impl<M: Send + 'static> RouterState<M> {
                 change: *change,
             });
         }
-        if let Err(error) = self.publish(entries) {
-            // Leaving members out never lengthens a weight cycle nor grows
-            // the ring, so this does not happen; keep the last snapshot.
+        if let Err(error) = self.publish(entries, self.next_id) {
+            // Every change was checked with all members healthy, so a
+            // health change always builds; keep the last snapshot if not.
             tracing::error!(router = %self.shared.name, %error, "could not publish health change");
         }
     }
@@ -955,7 +955,9 @@ impl<M: Send + 'static> Actor for Router<M> {
             health.insert(e.member.id, e.healthy);
             entries.insert(e.member.id, e.clone());
         }
-        let next_id = entries.keys().next_back().map_or(0, |id: &MemberId| id.0 + 1);
+        // Ids are never reused, not even those of members removed before
+        // the restart: a stale id must not name a new member.
+        let next_id = snapshot.next_id;
         args.shared.actor.store(Some(Arc::new(myself)));
         Ok(RouterState {
             config: args.config,

@@ -16,9 +16,13 @@
 //!   (fair share puts the tenant with the lowest dominant share first). A
 //!   reservation that cannot be served holds back every later one that
 //!   could use the same pool, so big requests are not starved by small
-//!   ones. A reservation whose deadline passes is answered `Expired`.
+//!   ones. A reservation whose deadline passes is answered `Expired` at
+//!   that deadline, by the scheduler's own timer, and is never served
+//!   after it.
 //! - **Aging**: a waiting request rises one priority level per
-//!   `aging_interval`, so low priority is never starved.
+//!   `aging_interval`, so low priority is never starved. The timer also
+//!   wakes the scheduler at each aging step, so a request that aged is
+//!   served (or preempts) then, not at the next unrelated event.
 //! - **Strategies** ([`AllocationStrategy`]): `priority` (first pool that
 //!   fits), `fair_share` (Dominant Resource Fairness across tenants),
 //!   `best_fit` (the pool left least fragmented).
@@ -171,7 +175,7 @@ impl SchedulerArgs {
 }
 
 /// The scheduler's state: its core and the timer armed for the next
-/// reservation deadline.
+/// reservation deadline or aging step.
 #[derive(Debug)]
 pub struct SchedulerState {
     core: Arc<Mutex<SchedulerCore<Notifier>>>,
@@ -216,9 +220,10 @@ pub enum SchedulerMsg {
     Allocations(RpcReplyPort<Vec<AllocationReport>>),
     /// Waiting reservations in service order.
     Waiting(RpcReplyPort<Vec<RequestId>>),
-    /// Expires reservations whose deadline passed (sent by the scheduler's
-    /// own timer).
-    Expire,
+    /// Time passed: expires reservations whose deadline passed and serves
+    /// those that aging raised (sent by the scheduler's own timer, at
+    /// [`SchedulerCore::next_wakeup`]).
+    Wake,
 }
 
 impl ractor::Message for SchedulerMsg {}
@@ -236,7 +241,7 @@ fn deliver(notices: Vec<Notice<Notifier>>) {
 }
 
 impl Scheduler {
-    /// Arms (or re-arms) the timer for the earliest reservation deadline.
+    /// Arms (or re-arms) the timer for the next deadline or aging step.
     fn arm(myself: &ActorRef<SchedulerMsg>, state: &mut SchedulerState, next: Option<Instant>) {
         if state.timer.as_ref().map(|(at, _)| *at) == next {
             return;
@@ -249,7 +254,7 @@ impl Scheduler {
             let task = tokio::spawn(async move {
                 tokio::time::sleep_until(at).await;
                 // A stopped scheduler has nothing to expire.
-                let _ = me.cast(SchedulerMsg::Expire);
+                let _ = me.cast(SchedulerMsg::Wake);
             });
             state.timer = Some((at, task));
         }
@@ -271,7 +276,7 @@ impl Actor for Scheduler {
             timer: None,
         };
         // A restarted scheduler may have reservations waiting.
-        let next = state.core.lock().next_deadline();
+        let next = state.core.lock().next_wakeup(Instant::now());
         Self::arm(&myself, &mut state, next);
         Ok(state)
     }
@@ -357,9 +362,9 @@ impl Actor for Scheduler {
                     let _ = reply.send(core.waiting(now));
                     Vec::new()
                 }
-                SchedulerMsg::Expire => core.expire(now),
+                SchedulerMsg::Wake => core.expire(now),
             };
-            (notices, core.next_deadline())
+            (notices, core.next_wakeup(now))
         };
         deliver(notices);
         Self::arm(&myself, state, next);

@@ -52,6 +52,13 @@ const NANOS_PER_SEC: u128 = 1_000_000_000;
 /// The rate factor that leaves the configured rate unchanged.
 pub const FULL_RATE_PERMILLE: u32 = 1000;
 
+/// Largest tolerance (`burst` x emission interval) a bucket may reach, in
+/// nanoseconds, at the slowest rate it can be throttled to (1 permille of
+/// the configured rate): 2^62 ns, about 146 years. Beyond it the tolerance
+/// and the theoretical arrival time would approach `u64::MAX`, where
+/// saturating arithmetic admits everything; such a burst is refused.
+pub const MAX_TOLERANCE_NS: u64 = 1 << 62;
+
 /// Why [`Gcra::acquire`] did not admit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
@@ -104,8 +111,27 @@ fn interval_for(rate_per_sec: u32, permille: u32) -> u64 {
 
 impl Gcra {
     /// A full bucket of `burst` tokens refilled at `rate_per_sec`. Both must
-    /// be at least 1.
+    /// be at least 1 (see [`check`](Self::check)).
     pub fn new(rate_per_sec: u32, burst: u32) -> Result<Self, ConfigError> {
+        Self::check(rate_per_sec, burst)?;
+        let interval = interval_for(rate_per_sec, FULL_RATE_PERMILLE);
+        Ok(Self {
+            tat: AtomicU64::new(0),
+            interval: AtomicU64::new(interval),
+            burst: u64::from(burst),
+            rate_per_sec,
+            control: Mutex::new(RateState {
+                permille: FULL_RATE_PERMILLE,
+                last_interval: interval,
+            }),
+        })
+    }
+
+    /// Whether [`new`](Self::new) accepts this rate and burst: both at
+    /// least 1, and a tolerance (`burst` x emission interval) within
+    /// [`MAX_TOLERANCE_NS`] even at the slowest rate factor, so that it
+    /// never saturates. Errors name the `router.admission` field.
+    pub fn check(rate_per_sec: u32, burst: u32) -> Result<(), ConfigError> {
         if rate_per_sec == 0 {
             return Err(ConfigError::Invalid {
                 field: "router.admission.rate_per_sec".into(),
@@ -120,17 +146,19 @@ impl Gcra {
                 reason: "must be at least 1".into(),
             });
         }
-        let interval = interval_for(rate_per_sec, FULL_RATE_PERMILLE);
-        Ok(Self {
-            tat: AtomicU64::new(0),
-            interval: AtomicU64::new(interval),
-            burst: u64::from(burst),
-            rate_per_sec,
-            control: Mutex::new(RateState {
-                permille: FULL_RATE_PERMILLE,
-                last_interval: interval,
-            }),
-        })
+        let slowest = interval_for(rate_per_sec, 1);
+        if u128::from(burst) * u128::from(slowest) > u128::from(MAX_TOLERANCE_NS) {
+            return Err(ConfigError::Invalid {
+                field: "router.admission.burst".into(),
+                value: burst.to_string(),
+                reason: format!(
+                    "a burst of {burst} at {rate_per_sec}/s throttled to 1 permille spans more than 2^62 ns; \
+                     at most {} at this rate",
+                    MAX_TOLERANCE_NS / slowest
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Takes a token at `now`, or reserves the next one if it is free within
@@ -143,6 +171,8 @@ impl Gcra {
         if t == 0 {
             return Err(Denied::Suspended);
         }
+        // At most MAX_TOLERANCE_NS (checked at construction for the
+        // slowest interval), so it does not saturate.
         let tolerance = t.saturating_mul(self.burst);
         let mut tat = self.tat.load(Ordering::Relaxed);
         loop {

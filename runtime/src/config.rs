@@ -29,8 +29,8 @@ use crate::priority::Priority;
 
 mod scheduling;
 pub use scheduling::{
-    AllocationStrategy, MAX_QUOTA_AMOUNT, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig, QuotaSelectorConfig, QuotasConfig,
-    SchedulerConfig,
+    AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig,
+    QuotaSelectorConfig, QuotasConfig, SchedulerConfig,
 };
 
 /// Largest lane capacity accepted. The lane counter keeps flag bits above it.
@@ -420,6 +420,9 @@ pub struct AdmissionConfig {
     /// Tokens added per second. Default: 1000 (seed).
     pub rate_per_sec: u32,
     /// Bucket size: messages admitted at once after idleness. Default: 100 (seed).
+    /// At most what the bucket refills in 2^62 ns at 1 permille of the rate
+    /// (the slowest a budget can throttle it to): about 4.6 million at 1/s,
+    /// any `u32` from 1000/s up.
     pub burst: u32,
     /// What to do per priority when no token is left.
     pub policy: AdmissionPolicies,
@@ -502,6 +505,7 @@ impl RouterConfig {
         )?;
         at_least("router.admission.rate_per_sec", self.admission.rate_per_sec.into(), 1)?;
         at_least("router.admission.burst", self.admission.burst.into(), 1)?;
+        crate::admission::Gcra::check(self.admission.rate_per_sec, self.admission.burst)?;
         Ok(())
     }
 }

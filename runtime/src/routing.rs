@@ -245,6 +245,27 @@ impl<L: Load> Strategy<L> {
         })
     }
 
+    /// Whether [`build`](Self::build) accepts `members`, without building:
+    /// the same errors, cheaply. A router checks every member, healthy or
+    /// not, so that re-admitting one can never fail to build.
+    pub fn check(
+        kind: RoutingStrategyKind,
+        members: &[StrategyMember<'_, L>],
+        virtual_nodes: u32,
+    ) -> Result<(), RoutingError> {
+        match kind {
+            RoutingStrategyKind::RoundRobin | RoutingStrategyKind::LeastConnections => Ok(()),
+            RoutingStrategyKind::Weighted => {
+                let weights: Vec<u32> = members.iter().map(|m| m.weight).collect();
+                SmoothWeighted::check(&weights)
+            }
+            RoutingStrategyKind::ConsistentHash => {
+                let names: Vec<&str> = members.iter().map(|m| m.name).collect();
+                HashRing::check(&names, virtual_nodes)
+            }
+        }
+    }
+
     /// Which kind of strategy this is.
     pub fn kind(&self) -> RoutingStrategyKind {
         match self {

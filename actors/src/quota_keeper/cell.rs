@@ -180,6 +180,13 @@ impl QuotaNode {
         self.hot.ceiling.swap(ceiling, Ordering::Relaxed)
     }
 
+    /// The most this quota may ever count at its current limit and
+    /// ceiling: its limit plus what it may borrow, within the counter.
+    pub(crate) fn capacity(&self) -> u64 {
+        // Both are at most MAX, so the sum cannot overflow.
+        (self.limit() + self.ceiling()).min(MAX_QUOTA_AMOUNT)
+    }
+
     pub(crate) fn recalling(&self) -> bool {
         self.hot.recall.load(Ordering::Relaxed)
     }
@@ -288,14 +295,30 @@ impl QuotaNode {
         }
     }
 
-    /// Takes back `amount` charged in period `tag`; nothing if that period
-    /// has been reset since (the reset already dropped it).
+    /// Takes back `amount` charged in period `tag`, usage that was held (a
+    /// spend-gate hold settled or released); nothing if that period has
+    /// been reset since (the reset already dropped it).
     pub(crate) fn undo(&self, amount: u64, tag: u16) {
+        if let Some(held) = self.take_back(amount, tag) {
+            self.note_peak(held);
+        }
+    }
+
+    /// Takes back `amount` charged in period `tag` by a charge that was
+    /// refused at another level: it never counted as usage, so it is not a
+    /// peak.
+    pub(crate) fn rollback(&self, amount: u64, tag: u16) {
+        self.take_back(amount, tag);
+    }
+
+    /// Subtracts `amount` if the counter is still in period `tag`; returns
+    /// the usage it held before.
+    fn take_back(&self, amount: u64, tag: u16) -> Option<u64> {
         let mut state = self.hot.state.load(Ordering::Relaxed);
         loop {
             let (t, used) = unpack(state);
             if self.hot.period != 0 && t != tag {
-                return;
+                return None;
             }
             let new = pack(t, used.saturating_sub(amount));
             match self
@@ -303,7 +326,7 @@ impl QuotaNode {
                 .state
                 .compare_exchange_weak(state, new, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => return self.note_peak(used),
+                Ok(_) => return Some(used),
                 Err(actual) => state = actual,
             }
         }

@@ -181,6 +181,14 @@ fn charge_boxed(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<(
     if amount == 0 || amount > MAX_QUOTA_AMOUNT {
         return Err(Box::new(bad_amount(&node.id, amount)));
     }
+    // An amount no level could ever hold changes nothing: no level is
+    // charged (and rolled back), and no lender recalls its loans for it.
+    if let Some(level) = std::iter::once(node)
+        .chain(node.path.iter())
+        .find(|l| amount > l.capacity())
+    {
+        return Err(Box::new(above_capacity(level, amount)));
+    }
     let mut retried = false;
     loop {
         let mut now = Now::new(&shared.clock);
@@ -203,6 +211,18 @@ fn charge_boxed(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<(
             Next::Retry => return Err(Box::new(recalled_error(node, at))),
             Next::Fail(e) => return Err(Box::new(e)),
         }
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn above_capacity(level: &QuotaNode, amount: u64) -> QuotaError {
+    QuotaError::AboveCapacity {
+        quota: level.id.clone(),
+        kind: level.kind.clone(),
+        limit: level.limit(),
+        borrow_ceiling: level.ceiling(),
+        requested: amount,
     }
 }
 
@@ -236,7 +256,7 @@ fn path_refused(
     now: &mut Now<'_>,
 ) -> Next {
     for (i, c) in charged.iter().enumerate() {
-        level_of(node, i).undo(amount, c.tag);
+        level_of(node, i).rollback(amount, c.tag);
     }
     let level = level_of(node, at);
     let snap = shared.snapshot.load();
@@ -358,30 +378,27 @@ impl SpendGate for QuotaHandle {
             let snap = shared.snapshot.load();
             let mut now = Now::new(&shared.clock);
             let plan = plan(&snap, meta, estimate.iter());
+            // An estimate that some quota could never hold is refused before
+            // anything is charged: no rollback, no peak, no recall.
+            if let Some((node, amount)) = plan.iter().find(|(n, a)| *a > n.capacity()) {
+                return Err(refused_spend(node, *amount, &mut now));
+            }
             let mut held: Vec<HeldCharge> = Vec::with_capacity(plan.len());
             for (node, amount) in &plan {
-                let refusal = if *amount > MAX_QUOTA_AMOUNT {
-                    Refusal::Exhausted {
-                        used: 0,
-                        limit: 0,
-                        ceiling: 0,
+                let refusal = match node.try_add(*amount, &mut now) {
+                    Ok(c) => {
+                        held.push(HeldCharge {
+                            node: Arc::clone(node),
+                            amount: *amount,
+                            tag: c.tag,
+                            borrowing: c.borrowing,
+                        });
+                        continue;
                     }
-                } else {
-                    match node.try_add(*amount, &mut now) {
-                        Ok(c) => {
-                            held.push(HeldCharge {
-                                node: Arc::clone(node),
-                                amount: *amount,
-                                tag: c.tag,
-                                borrowing: c.borrowing,
-                            });
-                            continue;
-                        }
-                        Err(r) => r,
-                    }
+                    Err(r) => r,
                 };
                 for h in &held {
-                    h.node.undo(h.amount, h.tag);
+                    h.node.rollback(h.amount, h.tag);
                 }
                 match refusal {
                     Refusal::Exhausted { .. } => {

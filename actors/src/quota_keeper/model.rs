@@ -392,6 +392,24 @@ pub enum QuotaError {
         /// The amount asked.
         requested: u64,
     },
+    /// The amount is more than this level can ever hold at its current
+    /// limit: above its limit plus its borrow ceiling. Refused before
+    /// anything is charged; no level, peak or recall changes.
+    #[error(
+        "{requested} is more than quota {quota} can ever hold for {kind}: limit {limit} (+{borrow_ceiling} borrowable)"
+    )]
+    AboveCapacity {
+        /// The level that can never hold it.
+        quota: QuotaId,
+        /// What it counts.
+        kind: ResourceKind,
+        /// Its limit.
+        limit: u64,
+        /// How far above the limit it may borrow.
+        borrow_ceiling: u64,
+        /// The amount asked.
+        requested: u64,
+    },
     /// The charge would borrow from a parent that is recalling its loans
     /// because another child needs its own share back.
     #[error("quota {quota} may not borrow: {lender} is reclaiming lent capacity")]
@@ -400,6 +418,15 @@ pub enum QuotaError {
         quota: QuotaId,
         /// The parent recalling.
         lender: QuotaId,
+    },
+    /// The `[quotas]` configuration is invalid (a quota keeper's sweep
+    /// interval of zero, or longer than the shortest period allows).
+    #[error("invalid quota config at `{field}`: {message}")]
+    InvalidConfig {
+        /// Dotted path of the offending field, e.g. `quotas.sweep_interval`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
     },
     /// The quota keeper actor is not running.
     #[error("quota keeper unavailable")]

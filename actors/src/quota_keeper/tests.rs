@@ -253,6 +253,74 @@ fn lending() -> (QuotaTable, QuotaHandle) {
     (t, h)
 }
 
+/// An amount larger than some level can ever hold (its limit plus its
+/// ceiling) is refused with a typed error before anything is charged: no
+/// level's usage or peak moves and no lender starts recalling. A refusal
+/// after lower levels admitted the charge leaves their peaks alone too.
+#[test]
+fn a_refused_charge_changes_no_usage_peak_or_recall() {
+    let (mut t, h) = lending();
+    t.define(QuotaSpec::child("big", "parent", Cost, 500)).unwrap();
+    h.try_consume("a", 70).unwrap(); // a borrows 20 of parent's 100
+    let before = h.reports();
+
+    // "big" alone could take 200, but its parent can never hold it.
+    let err = h.try_consume("big", 200).unwrap_err();
+    assert_eq!(
+        err,
+        QuotaError::AboveCapacity {
+            quota: "parent".into(),
+            kind: Cost,
+            limit: 100,
+            borrow_ceiling: 0,
+            requested: 200,
+        }
+    );
+    // Above a's own limit plus ceiling (80).
+    assert!(matches!(
+        h.try_consume("a", 81),
+        Err(QuotaError::AboveCapacity { ref quota, limit: 50, borrow_ceiling: 30, .. }) if quota.as_str() == "a"
+    ));
+    assert_eq!(h.reports(), before);
+    // a keeps its loan and may still borrow: nothing was recalled.
+    h.try_consume("a", 5).unwrap();
+    h.release("a", 5).unwrap();
+
+    // Fits every level's capacity, refused by the parent's usage: "big" is
+    // charged, then given back, and that is no peak of its own.
+    assert!(matches!(
+        h.try_consume("big", 40),
+        Err(QuotaError::Exhausted { ref quota, .. }) if quota.as_str() == "parent"
+    ));
+    assert_eq!(h.report("big").unwrap().peak, 0);
+
+    // Through the spend gate: refused for the leaf's capacity, or by a
+    // later quota after the others were charged; no peak either way.
+    let (_t, h) = gated();
+    let meta = UsageMeta::default().tenant("acme").agent("bot");
+    let before = h.reports();
+    assert!(matches!(
+        h.reserve(&meta, &tokens(10).with(Cost, 1_001)),
+        Err(SpendRefused::QuotaExceeded { ref quota, requested: 1_001, .. }) if quota == "spend"
+    ));
+    assert!(matches!(
+        h.reserve(&meta, &tokens(501)),
+        Err(SpendRefused::QuotaExceeded { ref quota, requested: 501, .. }) if quota == "bot"
+    ));
+    h.try_consume("spend", 995).unwrap();
+    let spent = h.reports();
+    assert!(matches!(
+        h.reserve(&meta, &tokens(10).with(Cost, 6)),
+        Err(SpendRefused::QuotaExceeded { ref quota, used: 995, .. }) if quota == "spend"
+    ));
+    assert_eq!(h.reports(), spent);
+    assert_eq!(
+        h.report("bot").unwrap().peak,
+        before.iter().find(|r| r.id.as_str() == "bot").unwrap().peak
+    );
+    assert_eq!(h.holds_in_flight(), 0);
+}
+
 #[test]
 fn borrowing_takes_idle_parent_capacity_up_to_the_ceiling() {
     let (_t, h) = lending();
@@ -536,4 +604,38 @@ proptest! {
             for l in 0..4 { prop_assert!(model[l] <= caps[l]); }
         }
     }
+}
+
+#[tokio::test]
+async fn a_bad_sweep_interval_is_refused_naming_the_field() {
+    use nexus_swarm_runtime::config::{QuotaConfig, QuotasConfig};
+
+    let zero = QuotasConfig {
+        sweep_interval: Duration::ZERO,
+        quotas: Vec::new(),
+    };
+    assert!(matches!(
+        QuotaKeeperArgs::from_config(&zero),
+        Err(QuotaError::InvalidConfig { ref field, .. }) if field == "quotas.sweep_interval"
+    ));
+    let too_long = QuotasConfig {
+        sweep_interval: Duration::from_secs(60),
+        quotas: vec![QuotaConfig {
+            id: "per-ms".into(),
+            parent: None,
+            kind: "cost".into(),
+            limit: 5,
+            period: Some(Duration::from_millis(1)),
+            borrow_ceiling: 0,
+            selector: None,
+        }],
+    };
+    assert!(matches!(
+        QuotaKeeperArgs::from_config(&too_long),
+        Err(QuotaError::InvalidConfig { ref field, .. }) if field == "quotas.sweep_interval"
+    ));
+    // Built in code with a zero interval, the keeper refuses to start
+    // rather than run without sweeps.
+    let args = QuotaKeeperArgs::default().sweep_interval(Duration::ZERO);
+    assert!(QuotaKeeper::spawn("zero-sweep-keeper", args).await.is_err());
 }

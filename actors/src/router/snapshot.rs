@@ -92,15 +92,33 @@ pub(crate) struct Snapshot<M> {
     /// The healthy members, by id: the strategy's indices point here.
     pub(crate) eligible: Vec<Arc<Member<M>>>,
     pub(crate) strategy: Strategy<Arc<Member<M>>>,
+    /// The id the next member added will get. Published with the members so
+    /// that a restarted router never gives a removed member's id again.
+    pub(crate) next_id: u64,
 }
 
 impl<M: Send + 'static> Snapshot<M> {
-    /// Builds the snapshot over `entries` (sorted by id by the caller).
+    /// Builds the snapshot over `entries` (sorted by id by the caller), the
+    /// strategy over the healthy ones. Refused if the strategy would not
+    /// build over every entry, healthy or not: otherwise a member's
+    /// re-admission could fail (weights whose cycle is too long, a ring too
+    /// large).
     pub(crate) fn build(
         kind: RoutingStrategyKind,
         virtual_nodes: u32,
         entries: Vec<Entry<M>>,
+        next_id: u64,
     ) -> Result<Self, RoutingError> {
+        let all: Vec<StrategyMember<'_, Arc<Member<M>>>> = entries
+            .iter()
+            .map(|e| StrategyMember {
+                name: &e.member.name,
+                weight: e.weight,
+                load: Arc::clone(&e.member),
+            })
+            .collect();
+        Strategy::check(kind, &all, virtual_nodes)?;
+        drop(all);
         let healthy: Vec<&Entry<M>> = entries.iter().filter(|e| e.healthy).collect();
         let eligible: Vec<Arc<Member<M>>> = healthy.iter().map(|e| Arc::clone(&e.member)).collect();
         let members = healthy
@@ -116,6 +134,7 @@ impl<M: Send + 'static> Snapshot<M> {
             entries,
             eligible,
             strategy,
+            next_id,
         })
     }
 

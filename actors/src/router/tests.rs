@@ -77,3 +77,61 @@ fn route_errors_give_the_message_back() {
     assert!(e.admission().is_some());
     assert_eq!(e.into_inner(), 3);
 }
+
+/// An agent that takes messages and does nothing with them.
+struct Sink;
+
+impl nexus_swarm_runtime::agent::Agent for Sink {
+    type Msg = ();
+    type State = ();
+
+    async fn init(
+        &self,
+        _ctx: &nexus_swarm_runtime::agent::AgentContext<()>,
+    ) -> Result<(), nexus_swarm_runtime::error::HandlerError> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _ctx: &nexus_swarm_runtime::agent::AgentContext<()>,
+        _msg: (),
+        _state: &mut (),
+    ) -> Result<(), nexus_swarm_runtime::error::HandlerError> {
+        Ok(())
+    }
+}
+
+/// A router restarted by its supervisor starts again from its arguments:
+/// a member added after the restart gets a fresh id, never that of a
+/// member removed before it, so a stale id names nobody.
+#[tokio::test]
+async fn a_restarted_router_never_reuses_a_removed_members_id() {
+    let node = Node::start(nexus_swarm_runtime::config::NexusConfig::default())
+        .await
+        .unwrap();
+    let workers = node.spawn_pool("sinks", 3, Sink).await.unwrap().members();
+    let (args, router) = RouterArgs::<()>::new("restart-ids", RouterConfig::default(), &node.config().mailbox).unwrap();
+    let (actor, join) = Actor::spawn(None, Router::new(), args.clone()).await.unwrap();
+    let a = router.add_member(workers[0].clone(), 1).await.unwrap();
+    let b = router.add_member(workers[1].clone(), 1).await.unwrap();
+    router.remove_member(b).await.unwrap();
+
+    // What a supervisor does on a failure: the actor stops, and a new one
+    // starts with the same arguments.
+    actor.stop(None);
+    join.await.unwrap();
+    let (actor, join) = Actor::spawn(None, Router::new(), args).await.unwrap();
+    let c = router.add_member(workers[2].clone(), 1).await.unwrap();
+    assert!(c > b, "member {c} added after the restart reuses the id of removed {b}");
+    assert_eq!(router.remove_member(b).await, Err(RouterError::UnknownMember(b)));
+    // A late closed-lanes report about the removed member ejects nobody.
+    router.report_closed(b);
+    router.set_weight(c, 2).await.unwrap(); // processed after the report
+    let members: Vec<(MemberId, bool)> = router.members().iter().map(|m| (m.id, m.healthy)).collect();
+    assert_eq!(members, [(a, true), (c, true)]);
+
+    actor.stop(None);
+    join.await.unwrap();
+    node.shutdown(Duration::from_secs(5)).await;
+}

@@ -48,14 +48,38 @@ impl Share {
         u64::try_from(u128::from(self.num) * 1_000_000 / u128::from(self.den)).unwrap_or(u64::MAX)
     }
 
-    /// Whether `self <= a + b`, exactly; states DRF's bound "within one
-    /// request of the others".
+    /// Whether `self <= a + b`, exactly, for any values (no overflow);
+    /// states DRF's bound "within one request of the others".
     pub fn le_sum(&self, a: &Share, b: &Share) -> bool {
-        // self <= a + b  <=>  s.n * a.d * b.d <= (a.n * b.d + b.n * a.d) * s.d
-        let lhs = u128::from(self.num) * u128::from(a.den) * u128::from(b.den);
-        let rhs =
-            (u128::from(a.num) * u128::from(b.den) + u128::from(b.num) * u128::from(a.den)) * u128::from(self.den);
-        lhs <= rhs
+        if *self <= *a {
+            return true;
+        }
+        // self - a = (s.n * a.d - a.n * s.d) / (s.d * a.d): each product of
+        // two u64 fits in u128, and the difference is positive. Then
+        // self - a <= b is compared without multiplying further.
+        let num = u128::from(self.num) * u128::from(a.den) - u128::from(a.num) * u128::from(self.den);
+        let den = u128::from(self.den) * u128::from(a.den);
+        cmp_fractions(num, den, u128::from(b.num), u128::from(b.den)) != Ordering::Greater
+    }
+}
+
+/// Compares `a / b` with `c / d` (`b`, `d` > 0) exactly, by their continued
+/// fractions: integer parts first, then the reciprocals of the remainders,
+/// so nothing is multiplied and nothing overflows.
+fn cmp_fractions(mut a: u128, mut b: u128, mut c: u128, mut d: u128) -> Ordering {
+    loop {
+        let (qa, ra) = (a / b, a % b);
+        let (qc, rc) = (c / d, c % d);
+        if qa != qc {
+            return qa.cmp(&qc);
+        }
+        match (ra == 0, rc == 0) {
+            (true, true) => return Ordering::Equal,
+            (true, false) => return Ordering::Less,
+            (false, true) => return Ordering::Greater,
+            // ra/b vs rc/d, both in (0, 1), orders as d/rc vs b/ra.
+            (false, false) => (a, b, c, d) = (d, rc, b, ra),
+        }
     }
 }
 
@@ -336,8 +360,9 @@ impl<T: Clone> SchedulerCore<T> {
     }
 
     /// Answers a request: allocated now, reserved until its deadline, or
-    /// rejected. The notices are for other requesters (allocations
-    /// preempted for this one).
+    /// rejected. The notices are for other requesters: allocations
+    /// preempted for this one, and reservations whose deadline had passed
+    /// (answered `Expired`) with any that their removal let through.
     pub fn request(
         &mut self,
         req: ResourceRequest,
@@ -345,8 +370,22 @@ impl<T: Clone> SchedulerCore<T> {
         now: Instant,
     ) -> Result<(Decision, Vec<Notice<T>>), SchedulerError> {
         self.validate(&req)?;
+        // Reservations past their deadline are answered first, so that none
+        // is ahead of this request nor served after its deadline.
+        let mut notices = self.expire_due(now);
+        if !notices.is_empty() {
+            notices.extend(self.serve_waiting(now));
+        }
+        let (decision, more) = self.decide(req, payload, now);
+        notices.extend(more);
+        Ok((decision, notices))
+    }
+
+    /// [`request`](Self::request) once the input is valid and expired
+    /// reservations are gone.
+    fn decide(&mut self, req: ResourceRequest, payload: T, now: Instant) -> (Decision, Vec<Notice<T>>) {
         let id = req.id;
-        let reject = |reason| Ok((Decision::Rejected { id, reason }, Vec::new()));
+        let reject = |reason| (Decision::Rejected { id, reason }, Vec::new());
         if req.deadline.is_some_and(|d| d <= now) {
             return reject(RejectReason::DeadlinePassed);
         }
@@ -378,7 +417,7 @@ impl<T: Clone> SchedulerCore<T> {
         let rank = self.aged(&req, now, now);
         if let Some(placement) = self.place(&req, rank, &open) {
             let (grant, notices) = self.apply(req, rank, placement, payload, seq);
-            return Ok((Decision::Allocated(grant), notices));
+            return (Decision::Allocated(grant), notices);
         }
         match req.deadline {
             None if open.len() < candidates.len() => reject(RejectReason::WaitingAhead { ahead }),
@@ -393,7 +432,7 @@ impl<T: Clone> SchedulerCore<T> {
                     seq,
                     payload,
                 });
-                Ok((Decision::Reserved { id }, Vec::new()))
+                (Decision::Reserved { id }, Vec::new())
             }
         }
     }
@@ -445,14 +484,52 @@ impl<T: Clone> SchedulerCore<T> {
         Ok(self.serve_waiting(now))
     }
 
-    /// Answers `Expired` to every reservation whose deadline is at or
-    /// before `now`, then serves those the removals unblock.
+    /// What the scheduler does when time passes (its timer calls it at
+    /// [`next_wakeup`](Self::next_wakeup)): answers `Expired` to every
+    /// reservation whose deadline is at or before `now`, then serves the
+    /// waiting requests that the removals unblock or that aging has raised
+    /// (an aged request may now preempt, or come before one that blocked
+    /// it).
     pub fn expire(&mut self, now: Instant) -> Vec<Notice<T>> {
+        self.serve_waiting(now)
+    }
+
+    /// The earliest deadline of a waiting request.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.iter().filter_map(|w| w.req.deadline).min()
+    }
+
+    /// When [`expire`](Self::expire) next has something to do: the earliest
+    /// deadline of a waiting request, or the earliest instant after `now`
+    /// at which a waiting request rises one priority level by aging.
+    pub fn next_wakeup(&self, now: Instant) -> Option<Instant> {
+        let aging = self.waiting.iter().filter_map(|w| self.next_aging_step(w, now)).min();
+        match (self.next_deadline(), aging) {
+            (Some(d), Some(a)) => Some(d.min(a)),
+            (d, a) => d.or(a),
+        }
+    }
+
+    /// When `w` next rises a level by aging, if it still can.
+    fn next_aging_step(&self, w: &Waiting<T>, now: Instant) -> Option<Instant> {
+        let every = self.aging.filter(|e| !e.is_zero())?;
+        let aged = self.aged(&w.req, w.since, now);
+        if aged >= 2 {
+            return None;
+        }
+        let steps = aged - rank(w.req.priority);
+        w.since.checked_add(every.checked_mul(u32::from(steps) + 1)?)
+    }
+
+    /// Removes every reservation whose deadline is at or before `now`,
+    /// answering each `Expired`.
+    fn expire_due(&mut self, now: Instant) -> Vec<Notice<T>> {
         let mut notices = Vec::new();
         let mut i = 0;
         while i < self.waiting.len() {
             if self.waiting[i].req.deadline.is_some_and(|d| d <= now) {
                 let w = self.waiting.swap_remove(i);
+                tracing::debug!(request = %w.req.id, "reservation expired");
                 notices.push(Notice {
                     to: w.payload,
                     event: SchedulerEvent::Expired { id: w.req.id },
@@ -461,15 +538,7 @@ impl<T: Clone> SchedulerCore<T> {
                 i += 1;
             }
         }
-        if !notices.is_empty() {
-            notices.extend(self.serve_waiting(now));
-        }
         notices
-    }
-
-    /// The earliest deadline of a waiting request.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.waiting.iter().filter_map(|w| w.req.deadline).min()
     }
 
     /// Every pool, in registration order.
@@ -586,13 +655,15 @@ impl<T: Clone> SchedulerCore<T> {
         }
     }
 
-    /// Waiting indices in service order at `now`.
+    /// Waiting indices in service order at `now` (without reservations
+    /// past their deadline: those are never served).
     fn order(&self, now: Instant) -> Vec<usize> {
         let mut shares = HashMap::new();
         let mut keyed: Vec<(OrderKey, usize)> = self
             .waiting
             .iter()
             .enumerate()
+            .filter(|(_, w)| w.req.deadline.is_none_or(|d| d > now))
             .map(|(i, w)| (self.key(&w.req, w.since, w.seq, now, &mut shares), i))
             .collect();
         keyed.sort_unstable();
@@ -801,10 +872,11 @@ impl<T: Clone> SchedulerCore<T> {
         }
     }
 
-    /// Serves waiting requests in order; a request that cannot be placed
-    /// blocks the pools it could use for every request after it.
+    /// Answers reservations past their deadline (never serving one late),
+    /// then serves waiting requests in order; a request that cannot be
+    /// placed blocks the pools it could use for every request after it.
     fn serve_waiting(&mut self, now: Instant) -> Vec<Notice<T>> {
-        let mut notices = Vec::new();
+        let mut notices = self.expire_due(now);
         loop {
             let order = self.order(now);
             let mut blocked = vec![false; self.pools.len()];

@@ -175,6 +175,115 @@ fn a_reservation_past_its_deadline_expires_and_unblocks_the_queue() {
 }
 
 #[test]
+fn a_reservation_past_its_deadline_is_expired_not_served_late() {
+    let t0 = Instant::now();
+    let at = |s| t0 + Duration::from_secs(s);
+    let mut core = core_with(AllocationStrategy::Priority, &[("p", cpu(100))], t0);
+    core.request(req(1, "a", cpu(100)).qos(QosClass::Guaranteed), 1, t0)
+        .unwrap();
+    let (d, _) = core.request(req(2, "b", cpu(50)).deadline(at(10)), 2, t0).unwrap();
+    assert_eq!(d, Decision::Reserved { id: RequestId(2) });
+    // The release comes after the deadline, before the timer's wake-up:
+    // the reservation is answered Expired, not allocated.
+    let (_, notices) = core.release(RequestId(1), &"a".into(), at(15)).unwrap();
+    let events: Vec<(u64, &SchedulerEvent)> = notices.iter().map(|n| (n.to, &n.event)).collect();
+    assert!(
+        matches!(events[..], [(2, SchedulerEvent::Expired { id: RequestId(2) })]),
+        "{events:?}"
+    );
+    assert!(core.allocations().is_empty());
+    assert_eq!(core.pools()[0].allocated, ResourceVector::new());
+    assert!(core.waiting(at(15)).is_empty());
+
+    // An expired reservation holds nobody back either: a new request is
+    // served, and the expired one is answered with it.
+    core.request(req(3, "a", cpu(60)).qos(QosClass::Guaranteed), 3, at(15))
+        .unwrap();
+    core.request(
+        req(4, "b", cpu(100)).priority(Priority::High).deadline(at(20)),
+        4,
+        at(15),
+    )
+    .unwrap();
+    assert_eq!(core.waiting(at(19)), vec![RequestId(4)]);
+    assert!(
+        core.waiting(at(20)).is_empty(),
+        "past its deadline it would never be served"
+    );
+    let (d, notices) = core
+        .request(req(5, "c", cpu(30)).priority(Priority::Low), 5, at(25))
+        .unwrap();
+    assert!(matches!(d, Decision::Allocated(ref g) if g.id == RequestId(5)), "{d:?}");
+    assert!(
+        matches!(
+            notices[..],
+            [Notice {
+                to: 4,
+                event: SchedulerEvent::Expired { id: RequestId(4) }
+            }]
+        ),
+        "{notices:?}"
+    );
+}
+
+#[test]
+fn the_next_wakeup_is_the_earliest_deadline_or_aging_step() {
+    let t0 = Instant::now();
+    let at = |s| t0 + Duration::from_secs(s);
+    let mut core = Core::new(AllocationStrategy::Priority, Some(Duration::from_secs(10)), 100);
+    core.register_pool(PoolSpec::new("p", cpu(100)), t0).unwrap();
+    assert_eq!(core.next_wakeup(t0), None);
+    // A best-effort batch job holds the pool at normal priority.
+    let (d, _) = core.request(req(1, "batch", cpu(100)), 1, t0).unwrap();
+    assert!(matches!(d, Decision::Allocated(_)));
+    // A low one may not preempt it, so it waits.
+    let (d, _) = core
+        .request(req(2, "low", cpu(100)).priority(Priority::Low).deadline(at(600)), 2, t0)
+        .unwrap();
+    assert_eq!(d, Decision::Reserved { id: RequestId(2) });
+    assert_eq!(core.next_wakeup(t0), Some(at(10)));
+    // At 10 s it counts as normal: still no higher than the holder.
+    assert!(core.expire(at(10)).is_empty());
+    assert_eq!(core.next_wakeup(at(10)), Some(at(20)));
+    // At 20 s it counts as high: it preempts the batch job then, with no
+    // other event needed.
+    let notices = core.expire(at(20));
+    let events: Vec<(u64, &SchedulerEvent)> = notices.iter().map(|n| (n.to, &n.event)).collect();
+    assert!(
+        matches!(
+            events[..],
+            [(2, SchedulerEvent::Allocated(g)), (1, SchedulerEvent::Preempted(p))]
+                if g.id == RequestId(2) && p.id == RequestId(1)
+        ),
+        "{events:?}"
+    );
+    assert_eq!(core.next_wakeup(at(20)), None);
+
+    // A deadline before the next aging step comes first; a request at the
+    // top priority does not age.
+    let (d, _) = core
+        .request(req(3, "normal", cpu(10)).deadline(at(25)), 3, at(20))
+        .unwrap();
+    assert_eq!(d, Decision::Reserved { id: RequestId(3) });
+    assert_eq!(core.next_wakeup(at(20)), Some(at(25)));
+    core.request(
+        req(4, "high", cpu(10)).priority(Priority::High).deadline(at(900)),
+        4,
+        at(20),
+    )
+    .unwrap();
+    let notices = core.expire(at(25));
+    assert!(matches!(
+        notices[..],
+        [Notice {
+            to: 3,
+            event: SchedulerEvent::Expired { .. }
+        }]
+    ));
+    assert_eq!(core.next_wakeup(at(25)), Some(at(900)));
+}
+
+#[test]
 fn low_priority_ages_past_newer_higher_priority() {
     let t0 = Instant::now();
     let mut core = Core::new(AllocationStrategy::Priority, Some(Duration::from_secs(10)), 100);
@@ -468,6 +577,25 @@ fn fair_share_serves_the_tenant_with_the_lowest_dominant_share() {
     assert_eq!(core.dominant_share(&"A".into()).ppm(), 666_666);
 }
 
+#[test]
+fn le_sum_is_exact_for_the_largest_values() {
+    let max = u64::MAX;
+    // 1 <= 1/max + (max-1)/max, which is exactly 1.
+    let one = Share::new(max, max);
+    let a = Share::new(1, max);
+    let b = Share::new(max - 1, max);
+    assert!(one.le_sum(&a, &b));
+    assert!(one.le_sum(&b, &a));
+    // Just above 1 is not.
+    assert!(!Share::new(max, max - 1).le_sum(&a, &b));
+    // Large numerators and denominators on every side.
+    let big = Share::new(max, 1);
+    assert!(big.le_sum(&Share::new(max - 1, 1), &Share::new(max, max)));
+    assert!(!big.le_sum(&Share::new(max - 2, 1), &Share::new(max - 1, max)));
+    assert!(Share::new(max - 1, max).le_sum(&Share::new(max - 2, max - 1), &Share::new(1, max - 1)));
+    assert!(Share::ZERO.le_sum(&Share::ZERO, &Share::ZERO));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Request {
@@ -624,6 +752,25 @@ proptest! {
                 }
             }
         }
+    }
+
+    /// `le_sum` agrees with exact arithmetic (small values, where the
+    /// products fit in u128) and is consistent at any size.
+    #[test]
+    fn le_sum_agrees_with_exact_arithmetic(
+        s in (0u64..1000, 1u64..1000), a in (0u64..1000, 1u64..1000), b in (0u64..1000, 1u64..1000),
+        big in (any::<u64>(), 1u64.., any::<u64>(), 1u64..),
+    ) {
+        let exact = u128::from(s.0) * u128::from(a.1) * u128::from(b.1)
+            <= (u128::from(a.0) * u128::from(b.1) + u128::from(b.0) * u128::from(a.1)) * u128::from(s.1);
+        let (ss, sa, sb) = (Share::new(s.0, s.1), Share::new(a.0, a.1), Share::new(b.0, b.1));
+        prop_assert_eq!(ss.le_sum(&sa, &sb), exact);
+        prop_assert_eq!(ss.le_sum(&sb, &sa), exact);
+        // Anything is at most itself plus something; a sum is at least each part.
+        let (x, y) = (Share::new(big.0, big.1), Share::new(big.2, big.3));
+        prop_assert!(x.le_sum(&x, &y));
+        prop_assert!(x.le_sum(&y, &x));
+        prop_assert!(x.le_sum(&Share::ZERO, &x));
     }
 
     /// All tenants backlogged with different demand vectors: after the

@@ -37,6 +37,30 @@ fn bad_rate_or_burst_is_refused_naming_the_field() {
 }
 
 #[test]
+fn a_burst_whose_tolerance_would_overflow_is_refused_naming_the_field() {
+    // At 1/s throttled to 1 permille a token takes 1000 s: u32::MAX of them
+    // span far more than u64 nanoseconds.
+    let err = Gcra::new(1, u32::MAX).unwrap_err();
+    assert_eq!(err.field(), "router.admission.burst");
+    let most = MAX_TOLERANCE_NS / (1000 * SEC);
+    let most = u32::try_from(most).unwrap();
+    assert!(Gcra::new(1, most + 1).is_err());
+    // The largest accepted burst keeps an exact bucket at the slowest rate.
+    let g = Gcra::new(1, most).unwrap();
+    g.set_rate_factor(1, 0);
+    assert_eq!(g.interval_ns(), Some(1000 * SEC));
+    assert_eq!(g.available(0), u64::from(most));
+    assert_eq!(g.acquire(0, 0), Ok(0));
+    assert_eq!(g.available(0), u64::from(most) - 1);
+    // Any u32 burst is fine at the default rate.
+    assert!(Gcra::new(1000, u32::MAX).is_ok());
+    // The configuration check says so too.
+    let err = crate::config::NexusConfig::from_toml_str("[router.admission]\nrate_per_sec = 1\nburst = 4294967295\n")
+        .unwrap_err();
+    assert_eq!(err.field(), "router.admission.burst");
+}
+
+#[test]
 fn a_refusal_consumes_nothing() {
     let g = Gcra::new(10, 1).unwrap();
     assert!(g.acquire(0, 0).is_ok());

@@ -56,6 +56,12 @@ pub const MAX_QUOTA_AMOUNT: u64 = (1 << 48) - 1;
 /// after more than a minute, far longer than the keeper's sweep).
 pub const MIN_QUOTA_PERIOD: Duration = Duration::from_millis(1);
 
+/// Most periods of the shortest quota period that `quotas.sweep_interval`
+/// may span: a counter's 16-bit period tag is compared as "newer by less
+/// than 32768 periods", and a sweep may find a counter written up to one
+/// period before the previous sweep.
+pub const MAX_SWEEP_PERIODS: u32 = 32_767;
+
 /// How the scheduler orders waiting requests and picks a pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -202,10 +208,10 @@ pub struct QuotaConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct QuotasConfig {
     /// How often the keeper normalizes idle counters whose period ended.
-    /// Keep it under 32768 times the shortest period (32 s for 1 ms
-    /// periods): a counter idle for longer than that is otherwise read as
-    /// still holding its old usage (refusing, never overshooting) until
-    /// 65536 periods have passed. Default: 10 s.
+    /// At most [`MAX_SWEEP_PERIODS`] times the shortest period (32.767 s for
+    /// 1 ms periods): a counter idle for longer than 32768 periods is
+    /// otherwise read as still holding its old usage (refusing, never
+    /// overshooting) until 65536 periods have passed. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// Quotas defined at start, in any order (parents may come after their
@@ -223,8 +229,21 @@ impl Default for QuotasConfig {
 }
 
 impl QuotasConfig {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the section alone; errors name `quotas.<field>`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         nonzero_duration("quotas.sweep_interval", self.sweep_interval)?;
+        let shortest = self.quotas.iter().filter_map(|q| q.period).min();
+        let limit = shortest.and_then(|p| p.checked_mul(MAX_SWEEP_PERIODS));
+        if let Some(limit) = limit.filter(|l| self.sweep_interval > *l) {
+            return Err(ConfigError::invalid(
+                "quotas.sweep_interval",
+                format!("\"{}\"", humantime::format_duration(self.sweep_interval)),
+                format!(
+                    "must be at most {MAX_SWEEP_PERIODS} times the shortest quota period ({})",
+                    humantime::format_duration(limit)
+                ),
+            ));
+        }
         for (i, q) in self.quotas.iter().enumerate() {
             let at = |f: &str| format!("quotas.quotas[{i}].{f}");
             if q.id.trim().is_empty() {

@@ -114,3 +114,23 @@ fn llm_gateway_fields_have_defaults_and_are_validated() {
     assert_eq!(parse_err("[llm]\ncooldown = \"0s\"\n").field(), "llm.cooldown");
     assert_eq!(parse_err("[llm]\nrouting = \"fastest\"\n").field(), "llm.routing");
 }
+
+#[test]
+fn the_quota_sweep_interval_is_validated_naming_the_field() {
+    assert_eq!(
+        parse_err("[quotas]\nsweep_interval = \"0s\"\n").field(),
+        "quotas.sweep_interval"
+    );
+    let err = parse_err("[quotas]\nsweep_interval = \"soon\"\n");
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+    assert_eq!(err.field(), "quotas.sweep_interval");
+    // Longer than 32767 of the shortest period: idle counters would be
+    // misread before a sweep rewrites them.
+    let quota = "[[quotas.quotas]]\nid = \"q\"\nkind = \"cost\"\nlimit = 5\nperiod = \"1ms\"\n";
+    let err = parse_err(&format!("[quotas]\nsweep_interval = \"40s\"\n{quota}"));
+    assert_eq!(err.field(), "quotas.sweep_interval", "{err}");
+    let ok = NexusConfig::from_toml_str(&format!("[quotas]\nsweep_interval = \"32767ms\"\n{quota}")).unwrap();
+    assert_eq!(ok.quotas.sweep_interval, Duration::from_millis(32_767));
+    // Without periods any sweep interval will do.
+    NexusConfig::from_toml_str("[quotas]\nsweep_interval = \"1day\"\n").unwrap();
+}

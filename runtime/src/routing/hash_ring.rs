@@ -57,23 +57,9 @@ impl HashRing {
     /// A ring over members with these (distinct) names, `virtual_nodes`
     /// points each. Member `i` of the ring is `names[i]`.
     pub fn new<S: AsRef<str>>(names: &[S], virtual_nodes: u32) -> Result<Self, RoutingError> {
-        if virtual_nodes == 0 {
-            return Err(RoutingError::ZeroVirtualNodes);
-        }
-        let total = names.len().saturating_mul(virtual_nodes as usize);
-        if total > MAX_RING_POINTS || names.len() > u32::MAX as usize {
-            return Err(RoutingError::RingTooLarge {
-                members: names.len(),
-                virtual_nodes,
-                max: MAX_RING_POINTS,
-            });
-        }
-        let mut seen = HashSet::with_capacity(names.len());
-        for name in names {
-            if !seen.insert(name.as_ref()) {
-                return Err(RoutingError::DuplicateName(name.as_ref().to_string()));
-            }
-        }
+        Self::check(names, virtual_nodes)?;
+        // Checked: at most MAX_RING_POINTS.
+        let total = names.len() * virtual_nodes as usize;
         // (point, owner's name hash, member): points that collide are
         // ordered by the owner's name hash, so ownership does not depend on
         // the order the members are given in.
@@ -145,6 +131,30 @@ impl HashRing {
     /// Virtual nodes per member.
     pub fn virtual_nodes(&self) -> u32 {
         self.virtual_nodes
+    }
+
+    /// Whether [`new`](Self::new) accepts these members, without building
+    /// the ring: at least one virtual node, at most [`MAX_RING_POINTS`]
+    /// points, distinct names.
+    pub fn check<S: AsRef<str>>(names: &[S], virtual_nodes: u32) -> Result<(), RoutingError> {
+        if virtual_nodes == 0 {
+            return Err(RoutingError::ZeroVirtualNodes);
+        }
+        let total = names.len().saturating_mul(virtual_nodes as usize);
+        if total > MAX_RING_POINTS || names.len() > u32::MAX as usize {
+            return Err(RoutingError::RingTooLarge {
+                members: names.len(),
+                virtual_nodes,
+                max: MAX_RING_POINTS,
+            });
+        }
+        let mut seen = HashSet::with_capacity(names.len());
+        for name in names {
+            if !seen.insert(name.as_ref()) {
+                return Err(RoutingError::DuplicateName(name.as_ref().to_string()));
+            }
+        }
+        Ok(())
     }
 }
 

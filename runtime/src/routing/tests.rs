@@ -362,3 +362,39 @@ fn strategy_build_dispatches_on_the_configured_kind() {
         RoutingError::ZeroWeight { member: 1 }
     );
 }
+
+#[test]
+fn check_refuses_exactly_what_build_refuses() {
+    let weights: [&[u32]; 5] = [&[5, 1, 1], &[3, 0], &[u32::MAX, u32::MAX - 1], &[], &[u32::MAX; 3]];
+    for w in weights {
+        assert_eq!(SmoothWeighted::check(w), SmoothWeighted::new(w).map(|_| ()), "{w:?}");
+    }
+    let rings: [(Vec<String>, u32); 4] = [
+        (names(3), 160),
+        (names(2), 0),
+        (vec!["a".into(), "a".into()], 4),
+        (names(1000), 1 << 20),
+    ];
+    for (members, vnodes) in &rings {
+        assert_eq!(
+            HashRing::check(members, *vnodes),
+            HashRing::new(members, *vnodes).map(|_| ())
+        );
+        let members: Vec<StrategyMember<'_, AtomicU64>> = members
+            .iter()
+            .map(|name| StrategyMember {
+                name,
+                weight: 1,
+                load: AtomicU64::new(0),
+            })
+            .collect();
+        assert_eq!(
+            Strategy::check(RoutingStrategyKind::ConsistentHash, &members, *vnodes),
+            HashRing::check(&names_of(&members), *vnodes)
+        );
+    }
+}
+
+fn names_of<'a>(members: &[StrategyMember<'a, AtomicU64>]) -> Vec<&'a str> {
+    members.iter().map(|m| m.name).collect()
+}

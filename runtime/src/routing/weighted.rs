@@ -35,21 +35,8 @@ impl SmoothWeighted {
     /// Errors, changing nothing: a zero weight, or a cycle so long that
     /// precomputing it would cost more than [`MAX_WEIGHT_SCHEDULE_WORK`].
     pub fn new(weights: &[u32]) -> Result<Self, RoutingError> {
-        if let Some(member) = weights.iter().position(|&w| w == 0) {
-            return Err(RoutingError::ZeroWeight { member });
-        }
-        let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w)));
-        let reduced: Vec<u64> = weights.iter().map(|&w| u64::from(w) / g.max(1)).collect();
-        let cycle: u64 = reduced.iter().sum();
-        let work = cycle.saturating_mul(weights.len() as u64);
-        if work > MAX_WEIGHT_SCHEDULE_WORK {
-            return Err(RoutingError::WeightCycleTooLong {
-                cycle,
-                members: weights.len(),
-                max: MAX_WEIGHT_SCHEDULE_WORK,
-            });
-        }
-        let schedule = nginx_sequence(&reduced, cycle as usize);
+        let (reduced, cycle) = reduce(weights)?;
+        let schedule = nginx_sequence(&reduced, cycle);
         Ok(Self {
             members: weights.len(),
             schedule: schedule.into_boxed_slice(),
@@ -61,6 +48,44 @@ impl SmoothWeighted {
     pub fn cycle(&self) -> &[u32] {
         &self.schedule
     }
+
+    /// Whether [`new`](Self::new) accepts these weights, without building
+    /// the schedule: the same errors, at the cost of a gcd and a sum.
+    pub fn check(weights: &[u32]) -> Result<(), RoutingError> {
+        cycle_of(weights).map(|_| ())
+    }
+}
+
+/// The weights divided by their gcd and the cycle's length, or why the
+/// weights are refused.
+fn reduce(weights: &[u32]) -> Result<(Vec<u64>, usize), RoutingError> {
+    let (g, cycle) = cycle_of(weights)?;
+    let reduced = weights.iter().map(|&w| u64::from(w) / g).collect();
+    // The cycle is at most MAX_WEIGHT_SCHEDULE_WORK, far below usize::MAX.
+    Ok((reduced, usize::try_from(cycle).unwrap_or(usize::MAX)))
+}
+
+/// The weights' gcd (at least 1) and cycle length (sum of the reduced
+/// weights), checked: no zero weight, and a schedule within
+/// [`MAX_WEIGHT_SCHEDULE_WORK`]. The sum saturates rather than overflow,
+/// and a saturated sum is refused as too long.
+fn cycle_of(weights: &[u32]) -> Result<(u64, u64), RoutingError> {
+    if let Some(member) = weights.iter().position(|&w| w == 0) {
+        return Err(RoutingError::ZeroWeight { member });
+    }
+    let g = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w))).max(1);
+    let cycle = weights
+        .iter()
+        .fold(0u64, |sum, &w| sum.saturating_add(u64::from(w) / g));
+    let members = u64::try_from(weights.len()).unwrap_or(u64::MAX);
+    if cycle.saturating_mul(members) > MAX_WEIGHT_SCHEDULE_WORK {
+        return Err(RoutingError::WeightCycleTooLong {
+            cycle,
+            members: weights.len(),
+            max: MAX_WEIGHT_SCHEDULE_WORK,
+        });
+    }
+    Ok((g, cycle))
 }
 
 /// `picks` steps of the nginx algorithm over `weights`.
