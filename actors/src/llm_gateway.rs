@@ -248,6 +248,8 @@ pub struct GatewayStats {
     pub worst_request_micro_usd: u64,
     /// Requests waiting for rate-limit capacity now.
     pub queued: u64,
+    /// Provider calls under way now (every deployment).
+    pub in_flight: u64,
     /// The response cache.
     pub cache: CacheStats,
 }
@@ -353,6 +355,77 @@ impl std::fmt::Debug for Core {
             .field("sink", &self.sink.is_some())
             .field("running", &self.running)
             .finish()
+    }
+}
+
+/// The spend holds of one model attempt. Released when dropped unless
+/// settled, so a caller that stops waiting (a timeout, a `select!`) leaves
+/// nothing reserved with the gates.
+struct Holds<'a> {
+    gates: &'a [Arc<dyn SpendGate>],
+    // One per gate, in the gates' order.
+    holds: Vec<SpendHold>,
+}
+
+impl Holds<'_> {
+    /// Replaces every hold by the actual amounts.
+    fn settle(mut self, actual: &ResourceVector) {
+        for (g, h) in self.gates.iter().zip(std::mem::take(&mut self.holds)) {
+            g.settle(h, actual);
+        }
+    }
+}
+
+impl Drop for Holds<'_> {
+    fn drop(&mut self) {
+        for (g, h) in self.gates.iter().zip(self.holds.drain(..)) {
+            g.release(h);
+        }
+    }
+}
+
+/// A request waiting in the admission queue. If the caller stops waiting,
+/// a grant already sent to it is given back (a grant sent later finds the
+/// channel closed and is given back by the scan).
+struct Waiting<'a> {
+    core: &'a Core,
+    rx: oneshot::Receiver<Result<Grant, GatewayError>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok(grant)) = self.rx.try_recv() {
+            self.core.cancel(grant);
+        }
+    }
+}
+
+/// A grant whose call may be under way. Finished by [`Core::finish`]; if
+/// the caller stops waiting first, it is abandoned on drop
+/// ([`Core::abandon`]) so the deployment's in-flight count is not leaked.
+struct InFlight<'a> {
+    core: &'a Core,
+    grant: Option<Grant>,
+}
+
+impl InFlight<'_> {
+    fn deployment(&self) -> usize {
+        self.grant.as_ref().map_or(0, |g| g.deployment)
+    }
+
+    fn finish(mut self, outcome: &Result<ProviderResponse, ProviderError>, latency: Duration) {
+        if let Some(grant) = self.grant.take() {
+            self.core.finish(grant, outcome, latency);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(grant) = self.grant.take() {
+            self.core.abandon(grant);
+        }
     }
 }
 
@@ -528,7 +601,7 @@ impl Core {
     }
 
     async fn acquire(&self, model: usize, demand: Demand, ctx: &Ctx<'_>) -> Result<Grant, GatewayError> {
-        let mut rx = {
+        let rx = {
             let mut s = self.sched.lock();
             let now = self.now();
             if !s.queue.has_waiters_at_or_above(ctx.req.priority) {
@@ -550,18 +623,15 @@ impl Core {
             }
             rx
         };
+        // From here on, dropping this (the deadline, or the caller giving
+        // up) gives back a grant that was already made.
+        let mut waiting = Waiting { core: self, rx };
         self.wake.notify_one();
-        match tokio::time::timeout_at(self.instant(ctx.deadline), &mut rx).await {
+        match tokio::time::timeout_at(self.instant(ctx.deadline), &mut waiting.rx).await {
             Ok(Ok(Err(GatewayError::DeadlineExceeded(_)))) => Err(GatewayError::DeadlineExceeded(ctx.req.timeout)),
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(GatewayError::Stopped),
-            Err(_) => {
-                rx.close();
-                if let Ok(Ok(grant)) = rx.try_recv() {
-                    self.cancel(grant);
-                }
-                Err(GatewayError::DeadlineExceeded(ctx.req.timeout))
-            }
+            Err(_) => Err(GatewayError::DeadlineExceeded(ctx.req.timeout)),
         }
     }
 
@@ -602,6 +672,19 @@ impl Core {
             s.lim.provider_limits[p].settle(&grant.provider, &Demand::default());
             s.lim.deployment_limits[d].settle(&grant.own, &Demand::default());
             s.lim.health[d].in_flight -= 1;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Gives up a grant whose call may have reached the provider (its
+    /// caller stopped waiting): the deployment no longer counts it in
+    /// flight, and its whole estimate stays in the limits, as for a timeout,
+    /// since the provider may count the call anyway.
+    fn abandon(&self, grant: Grant) {
+        {
+            let mut s = self.sched.lock();
+            let h = &mut s.lim.health[grant.deployment];
+            h.in_flight = h.in_flight.saturating_sub(1);
         }
         self.wake.notify_one();
     }
@@ -672,7 +755,10 @@ impl Core {
         let mut last: Option<ProviderError> = None;
         loop {
             let grant = match self.acquire(model, demand, ctx).await {
-                Ok(g) => g,
+                Ok(g) => InFlight {
+                    core: self,
+                    grant: Some(g),
+                },
                 // Its deployments cooled down while it was retrying: the
                 // model failed with its last error.
                 Err(GatewayError::NoDeployment(_)) => {
@@ -683,7 +769,7 @@ impl Core {
                 }
                 Err(e) => return Err(ModelFailure::Fatal(e)),
             };
-            let d = grant.deployment;
+            let d = grant.deployment();
             let dep = &self.deployments[d];
             let provider = Arc::clone(&self.providers[dep.provider].provider);
             let preq = ProviderRequest {
@@ -705,7 +791,7 @@ impl Core {
             let outcome = tokio::time::timeout(limit, call)
                 .await
                 .unwrap_or(Err(ProviderError::Timeout(limit)));
-            self.finish(grant, &outcome, started.elapsed());
+            grant.finish(&outcome, started.elapsed());
             let err = match outcome {
                 Ok(resp) => return Ok((resp, d)),
                 Err(e) => e,
@@ -731,26 +817,17 @@ impl Core {
         }
     }
 
-    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<Vec<SpendHold>, SpendRefused> {
-        let mut holds = Vec::with_capacity(self.gates.len());
+    /// Reserves `estimate` with every gate, or none (a refusal drops, and
+    /// so releases, the holds made before it).
+    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<Holds<'_>, SpendRefused> {
+        let mut holds = Holds {
+            gates: &self.gates,
+            holds: Vec::with_capacity(self.gates.len()),
+        };
         for gate in &self.gates {
-            match gate.reserve(meta, estimate) {
-                Ok(h) => holds.push(h),
-                Err(e) => {
-                    for (g, h) in self.gates.iter().zip(holds) {
-                        g.release(h);
-                    }
-                    return Err(e);
-                }
-            }
+            holds.holds.push(gate.reserve(meta, estimate)?);
         }
         Ok(holds)
-    }
-
-    fn release(&self, holds: Vec<SpendHold>) {
-        for (g, h) in self.gates.iter().zip(holds) {
-            g.release(h);
-        }
     }
 
     async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, GatewayError> {
@@ -869,7 +946,7 @@ impl Core {
             match self.call_once(m, &mut ctx).await {
                 Ok((resp, d)) => return Ok(self.settle(key, &meta, holds, m, d, resp, ctx.attempts).await),
                 Err(failure) => {
-                    self.release(holds);
+                    drop(holds); // released: nothing was spent
                     match failure {
                         ModelFailure::Fatal(e) => return Err(e),
                         ModelFailure::NoDeployment => {
@@ -899,7 +976,7 @@ impl Core {
         &self,
         key: Option<CacheKey>,
         meta: &UsageMeta,
-        holds: Vec<SpendHold>,
+        holds: Holds<'_>,
         model: usize,
         d: usize,
         resp: ProviderResponse,
@@ -912,9 +989,7 @@ impl Core {
             .with(ResourceKind::InputTokens, resp.input_tokens)
             .with(ResourceKind::OutputTokens, resp.output_tokens)
             .with(ResourceKind::Cost, cost);
-        for (g, h) in self.gates.iter().zip(holds) {
-            g.settle(h, &actual);
-        }
+        holds.settle(&actual);
         self.stats.spent.fetch_add(cost, Ordering::Relaxed);
         self.stats.worst.fetch_max(cost, Ordering::Relaxed);
         let model_name = self.catalogue.models[model].name.clone();
@@ -964,6 +1039,11 @@ impl Core {
     fn stats(&self) -> GatewayStats {
         let c = &self.stats;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (queued, in_flight) = {
+            let s = self.sched.lock();
+            let in_flight = s.lim.health.iter().map(|h| h.in_flight).sum();
+            (s.queue.len() as u64, in_flight)
+        };
         GatewayStats {
             requests: l(&c.requests),
             completed: l(&c.completed),
@@ -979,7 +1059,8 @@ impl Core {
             sink_errors: l(&c.sink_errors),
             spent_micro_usd: l(&c.spent),
             worst_request_micro_usd: l(&c.worst),
-            queued: self.sched.lock().queue.len() as u64,
+            queued,
+            in_flight,
             cache: self.cache.stats(),
         }
     }
