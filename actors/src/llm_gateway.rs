@@ -937,10 +937,11 @@ impl Core {
                 .with(ResourceKind::InputTokens, input)
                 .with(ResourceKind::OutputTokens, max_out)
                 .with(ResourceKind::Cost, spec.worst_cost(input, max_out));
+            // Spend and usage belong to the model that serves the request,
+            // priced at its prices: a fallback's own name replaces whatever
+            // model the caller's metadata named.
             let mut meta = req.meta.clone();
-            if meta.model.is_none() {
-                meta.model = Some(spec.name.clone());
-            }
+            meta.model = Some(spec.name.clone());
             let holds = self.reserve(&meta, &estimate)?;
             // 4-6. Rate limits, batching, the call with retries.
             match self.call_once(m, &mut ctx).await {
