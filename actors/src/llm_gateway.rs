@@ -19,6 +19,9 @@
 //!    fits now, the request waits in a priority queue ([`admission`]) until
 //!    one does or its deadline passes.
 //! 5. **Batching** (optional): calls to the same deployment are grouped.
+//!    A batch is sent up to `llm.batch.max_wait` after its first request
+//!    was admitted, so with batching on the limits count over
+//!    60 s + `max_wait`: every 60 s of sends stays within them.
 //! 6. **The call**, under `llm.timeout`. Errors that may pass (429, 5xx,
 //!    timeouts, garbled replies) are retried with exponential backoff and
 //!    full jitter, waiting at least the provider's retry-after (which also
@@ -94,7 +97,7 @@ use crate::llm::batch::Batcher;
 use crate::llm::cache::{CacheKey, CacheStats, CacheTier, CachedResponse, ResponseCache};
 use crate::llm::catalogue::{ModelCatalogue, cost_micro_usd};
 use crate::llm::error::{CatalogueError, GatewayBuildError, GatewayError, ProviderError};
-use crate::llm::limiter::{Demand, LimitSet, RateLimits, SetGrant};
+use crate::llm::limiter::{Demand, LimitSet, MINUTE, RateLimits, SetGrant};
 use crate::llm::provider::LlmProvider;
 use crate::llm::routing::{self, Candidate, DeploymentHealth};
 use crate::llm::tokens::TokenCounter;
@@ -448,6 +451,14 @@ struct Ctx<'a> {
 impl Core {
     fn build(args: LlmGatewayArgs) -> Result<Self, GatewayBuildError> {
         args.catalogue.validate()?;
+        // A batched request reaches the provider up to `max_wait` after its
+        // admission; counting over 60 s + `max_wait` keeps every minute of
+        // sends (which the provider counts) within the limits.
+        let window = if args.llm.batch.enabled {
+            MINUTE.saturating_add(args.llm.batch.max_wait)
+        } else {
+            MINUTE
+        };
         let mut providers = Vec::new();
         let mut provider_limits = Vec::new();
         for p in &args.providers {
@@ -455,7 +466,7 @@ impl Core {
                 return Err(GatewayBuildError::DuplicateProvider(p.id.clone()));
             }
             let limits = p.limits.unwrap_or_else(|| default_provider_limits(&args.llm));
-            provider_limits.push(LimitSet::new(&limits, args.llm.burst_percent)?);
+            provider_limits.push(LimitSet::with_window(&limits, args.llm.burst_percent, window)?);
             providers.push(ProviderRt {
                 id: p.id.clone(),
                 provider: Arc::clone(&p.provider),
@@ -475,7 +486,7 @@ impl Core {
                 })?;
                 let (input_price, output_price) = m.prices_of(d);
                 ids.push(deployments.len());
-                deployment_limits.push(LimitSet::new(&d.limits, args.llm.burst_percent)?);
+                deployment_limits.push(LimitSet::with_window(&d.limits, args.llm.burst_percent, window)?);
                 deployments.push(DeploymentRt {
                     id: d.id.clone(),
                     provider,

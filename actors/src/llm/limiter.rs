@@ -354,10 +354,22 @@ impl LimitSet {
     /// Limits per [`MINUTE`] with a GCRA burst of `burst_percent` % of each
     /// limit (at least one unit).
     pub fn new(limits: &RateLimits, burst_percent: u8) -> Result<Self, RateLimitError> {
+        Self::with_window(limits, burst_percent, MINUTE)
+    }
+
+    /// The per-minute `limits` counted over a longer `window` (at least
+    /// [`MINUTE`]): at most the limit in every `window`.
+    ///
+    /// A caller that sends an admitted request up to `d` after its
+    /// admission (a batch waiting to fill) counts over `MINUTE + d`: any
+    /// minute of sends then holds requests admitted within `MINUTE + d`, so
+    /// the provider's minute never carries more than the limit.
+    pub fn with_window(limits: &RateLimits, burst_percent: u8, window: Duration) -> Result<Self, RateLimitError> {
+        let window = window.max(MINUTE);
         let mut dims = Vec::new();
         for (dim, limit) in limits.entries() {
             let burst = (limit.saturating_mul(u64::from(burst_percent)) / 100).max(1);
-            let w = WindowLimit::new(limit, MINUTE, burst).map_err(|_| RateLimitError::ZeroLimit {
+            let w = WindowLimit::new(limit, window, burst).map_err(|_| RateLimitError::ZeroLimit {
                 what: dim.name().into(),
             })?;
             dims.push((dim, w));
