@@ -409,14 +409,12 @@ impl Drop for Waiting<'_> {
 /// ([`Core::abandon`]) so the deployment's in-flight count is not leaked.
 struct InFlight<'a> {
     core: &'a Core,
+    deployment: usize,
+    // `None` once finished.
     grant: Option<Grant>,
 }
 
 impl InFlight<'_> {
-    fn deployment(&self) -> usize {
-        self.grant.as_ref().map_or(0, |g| g.deployment)
-    }
-
     fn finish(mut self, outcome: &Result<ProviderResponse, ProviderError>, latency: Duration) {
         if let Some(grant) = self.grant.take() {
             self.core.finish(grant, outcome, latency);
@@ -768,6 +766,7 @@ impl Core {
             let grant = match self.acquire(model, demand, ctx).await {
                 Ok(g) => InFlight {
                     core: self,
+                    deployment: g.deployment,
                     grant: Some(g),
                 },
                 // Its deployments cooled down while it was retrying: the
@@ -780,7 +779,7 @@ impl Core {
                 }
                 Err(e) => return Err(ModelFailure::Fatal(e)),
             };
-            let d = grant.deployment();
+            let d = grant.deployment;
             let dep = &self.deployments[d];
             let provider = Arc::clone(&self.providers[dep.provider].provider);
             let preq = ProviderRequest {
