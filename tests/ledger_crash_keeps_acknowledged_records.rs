@@ -1,17 +1,20 @@
 //! Crash safety of the cost ledger: a child process (`nexus ledger-stress`)
 //! records usage as fast as it can and is killed with SIGKILL at a random,
-//! seeded moment, several times on the same data directory. Afterwards the
-//! ledger holds every record whose id the child printed (it prints only
-//! after the commit), none twice, and every budget's stored spend equals the
-//! sum of its records in the period.
+//! seeded moment, several times on the same data directory. The child
+//! prints each record only after its commit, with its id and its identity:
+//! the unique `op` label of the tracking call and the record's kind.
+//! Afterwards the ledger holds every printed record exactly once (under the
+//! printed id, and no record of the same identity besides), and every
+//! budget's stored spend equals the sum of its records in the period.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nexus_swarm::actors::cost_ledger::{CostLedger, LedgerOptions, TimeRange};
+use nexus_swarm::cli::ledger_stress::OP_LABEL;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -19,10 +22,39 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 const SEED: u64 = 0x1ed9e7;
 const ROUNDS: u64 = 3;
 
+/// One record the child acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Acked {
+    id: u64,
+    /// The tracking call's unique `op` label.
+    op: String,
+    /// The record's kind (one record per kind per call).
+    kind: String,
+}
+
+impl Acked {
+    fn identity(&self) -> (String, String) {
+        (self.op.clone(), self.kind.clone())
+    }
+}
+
+/// Parses `<id> <op> <kind>`.
+fn parse_ack(line: &str) -> Acked {
+    let mut parts = line.split_whitespace();
+    let (Some(id), Some(op), Some(kind), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        panic!("`{line}` is not `<id> <op> <kind>`");
+    };
+    Acked {
+        id: id.parse().unwrap_or_else(|_| panic!("`{line}` has no record id")),
+        op: op.to_string(),
+        kind: kind.to_string(),
+    }
+}
+
 /// Runs the child until it has acknowledged a random number of records
-/// (plus a random few milliseconds), kills it, and returns every id it
+/// (plus a random few milliseconds), kills it, and returns every record it
 /// printed.
-fn run_and_kill(dir: &std::path::Path, round: u64, rng: &mut StdRng) -> Vec<u64> {
+fn run_and_kill(dir: &std::path::Path, round: u64, rng: &mut StdRng) -> Vec<Acked> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_nexus"))
         .args(["ledger-stress", "--data-dir"])
         .arg(dir)
@@ -61,14 +93,7 @@ fn run_and_kill(dir: &std::path::Path, round: u64, rng: &mut StdRng) -> Vec<u64>
     assert!(!status.success(), "the child was killed, not finished");
     reader.join().expect("reader thread");
     lines.extend(rx.try_iter());
-    lines
-        .iter()
-        .map(|l| {
-            l.trim()
-                .parse::<u64>()
-                .unwrap_or_else(|_| panic!("`{l}` is not a record id"))
-        })
-        .collect()
+    lines.iter().map(|l| parse_ack(l)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +110,10 @@ async fn every_acknowledged_record_survives_sigkill_once_and_budgets_match_recor
         assert!(!ids.is_empty());
         acked.extend(ids);
     }
-    let unique: HashSet<u64> = acked.iter().copied().collect();
+    let unique: HashSet<u64> = acked.iter().map(|a| a.id).collect();
     assert_eq!(unique.len(), acked.len(), "the child acknowledged an id twice");
+    let identities: HashSet<(String, String)> = acked.iter().map(Acked::identity).collect();
+    assert_eq!(identities.len(), acked.len(), "the child acknowledged a record twice");
 
     let (actor, ledger) = tokio::time::timeout(TIMEOUT, CostLedger::start(LedgerOptions::new(dir.path())))
         .await
@@ -94,9 +121,30 @@ async fn every_acknowledged_record_survives_sigkill_once_and_budgets_match_recor
         .expect("the killed store reopens");
     let records = ledger.records(TimeRange::all()).await.unwrap();
     let stored: HashSet<u64> = records.iter().map(|r| r.id).collect();
-    assert_eq!(stored.len(), records.len(), "a record is stored twice");
-    let missing: Vec<u64> = acked.iter().filter(|id| !stored.contains(id)).copied().collect();
-    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    assert_eq!(stored.len(), records.len(), "two records share an id");
+    // Every stored record by identity: each must be there once.
+    let mut by_identity: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    for r in &records {
+        let op = r
+            .meta
+            .labels
+            .get(OP_LABEL)
+            .unwrap_or_else(|| panic!("record {} has no `{OP_LABEL}` label", r.id));
+        by_identity
+            .entry((op.clone(), r.kind.to_string()))
+            .or_default()
+            .push(r.id);
+    }
+    let twice: Vec<_> = by_identity.iter().filter(|(_, ids)| ids.len() > 1).collect();
+    assert!(twice.is_empty(), "records stored more than once: {twice:?}");
+    let missing: Vec<&Acked> = acked
+        .iter()
+        .filter(|a| by_identity.get(&a.identity()) != Some(&vec![a.id]))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but lost, or stored under another id: {missing:?}"
+    );
 
     let statuses = ledger.budget_statuses();
     assert_eq!(statuses.len(), 5, "every budget of the stress run survives");

@@ -183,7 +183,9 @@ async fn a_store_held_by_another_process_is_locked() {
         BufReader::new(stdout).read_line(&mut line).map(|_| line)
     });
     let line = tokio::time::timeout(TIMEOUT, first).await.unwrap().unwrap().unwrap();
-    assert!(line.trim().parse::<u64>().is_ok(), "{line}");
+    // `<id> <op> <kind>`: the record's id comes first.
+    let id = line.split_whitespace().next().unwrap_or_default();
+    assert!(id.parse::<u64>().is_ok(), "{line}");
     let err = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap_err();
     child.kill().unwrap();
     child.wait().unwrap();

@@ -3,7 +3,9 @@
 //! 60 s window, like the real ones) never answers 429, no sliding 60 s
 //! window carries more than the limit, and the gateway uses at least 95 %
 //! of what the limits allow, in requests when requests bind and in tokens
-//! when tokens bind.
+//! when tokens bind. With batching on, a batch reaches the provider up to
+//! `max_wait` after its requests were admitted; the limits still hold over
+//! every sliding window of what the provider receives.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,7 +57,7 @@ struct Outcome {
 
 /// Drives `rpm * 10` requests per minute of `max_tokens` output at a
 /// gateway and a provider that both have limits `rpm` / `tpm`.
-async fn run(rpm: u64, tpm: u64, max_tokens: u32, prompt_words: usize) -> Outcome {
+async fn run(rpm: u64, tpm: u64, max_tokens: u32, prompt_words: usize, batch: Option<(u32, Duration)>) -> Outcome {
     let mut sim_cfg = SimulatedConfig::instant(11).limits(Some(rpm), Some(tpm));
     sim_cfg.latency_median = Duration::from_millis(300);
     sim_cfg.record_log = true;
@@ -70,6 +72,11 @@ async fn run(rpm: u64, tpm: u64, max_tokens: u32, prompt_words: usize) -> Outcom
     );
     args.cache.enabled = false;
     args.llm.max_concurrent = 2_000;
+    if let Some((max_size, max_wait)) = batch {
+        args.llm.batch.enabled = true;
+        args.llm.batch.max_size = max_size;
+        args.llm.batch.max_wait = max_wait;
+    }
     let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
 
     let demand_per_sec = rpm * 10 / 60;
@@ -106,7 +113,7 @@ async fn run(rpm: u64, tpm: u64, max_tokens: u32, prompt_words: usize) -> Outcom
 async fn request_bound_load_uses_95_percent_of_rpm_without_a_429() {
     let (rpm, tpm) = (600, 60_000);
     // Short prompts and outputs: about 30 tokens a call, so requests bind.
-    let out = run(rpm, tpm, 20, 2).await;
+    let out = run(rpm, tpm, 20, 2, None).await;
     assert_eq!(out.provider_429s, 0);
     assert!(out.submitted >= rpm * 10 * 6 - 10);
     let (max_r, max_t) = max_window(&out.log);
@@ -126,7 +133,7 @@ async fn token_bound_load_uses_95_percent_of_tpm_without_a_429() {
     let (rpm, tpm) = (600, 30_000);
     // Up to 200 output tokens, a quarter to all of it used: tokens bind,
     // and every over-estimate is refunded on settle.
-    let out = run(rpm, tpm, 200, 12).await;
+    let out = run(rpm, tpm, 200, 12, None).await;
     assert_eq!(out.provider_429s, 0);
     let (max_r, max_t) = max_window(&out.log);
     eprintln!(
@@ -138,4 +145,76 @@ async fn token_bound_load_uses_95_percent_of_tpm_without_a_429() {
     for (minute, (_, t)) in per_minute(&out.log).into_iter().enumerate() {
         assert!(t * 100 >= tpm * 95, "minute {minute}: {t} tokens < 95 % of {tpm}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn batched_request_bound_load_stays_within_rpm_without_a_429() {
+    let (rpm, tpm) = (600, 60_000);
+    let out = run(rpm, tpm, 20, 2, Some((20, Duration::from_secs(1)))).await;
+    assert_eq!(out.provider_429s, 0);
+    let (max_r, max_t) = max_window(&out.log);
+    eprintln!(
+        "max sliding window: {max_r} requests, {max_t} tokens; per minute: {:?}",
+        per_minute(&out.log)
+    );
+    assert!(max_r <= rpm, "a sliding window carried {max_r} requests > {rpm}");
+    assert!(max_t <= tpm, "a sliding window carried {max_t} tokens > {tpm}");
+    // Counting over 61 s costs under 2 % of the limit.
+    for (minute, (r, _)) in per_minute(&out.log).into_iter().enumerate() {
+        assert!(r * 100 >= rpm * 95, "minute {minute}: {r} requests < 95 % of {rpm}");
+    }
+}
+
+/// A lone request's batch waits the whole `max_wait` before it is sent; a
+/// full batch admitted a minute after that request is sent at once. The
+/// gateway's minute no longer holds the lone request, the provider's still
+/// does: the limits must count over 60 s + `max_wait`.
+#[tokio::test(start_paused = true)]
+async fn a_late_batch_and_a_full_one_never_overfill_a_provider_minute() {
+    let rpm = 10;
+    let mut sim_cfg = SimulatedConfig::instant(5).limits(Some(rpm), None);
+    sim_cfg.record_log = true;
+    let sim = SimulatedProvider::new("sim", sim_cfg);
+    let catalogue = ModelCatalogue::new(vec![
+        ModelSpec::new("sim-model", 128_000, 150_000, 600_000).deployment(DeploymentSpec::new("sim-model@sim", "sim")),
+    ])
+    .unwrap();
+    let limits = RateLimits {
+        requests_per_minute: Some(rpm),
+        ..RateLimits::unlimited()
+    };
+    let mut args = LlmGatewayArgs::new(
+        catalogue,
+        vec![ProviderEntry::new("sim", Arc::new(sim.clone())).limits(limits)],
+    );
+    args.cache.enabled = false;
+    args.llm.burst_percent = 100;
+    args.llm.batch.enabled = true;
+    args.llm.batch.max_size = rpm as u32;
+    args.llm.batch.max_wait = Duration::from_secs(30);
+    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+
+    let ask = |text: String| {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            gw.complete(LlmRequest::user(text).max_tokens(20).timeout(TIMEOUT * 10))
+                .await
+        })
+    };
+    let lone = ask("alone".to_string());
+    tokio::time::sleep(MINUTE).await;
+    let burst: Vec<_> = (0..rpm).map(|i| ask(format!("burst {i}"))).collect();
+    lone.await.unwrap().unwrap();
+    for b in burst {
+        b.await.unwrap().unwrap();
+    }
+    let log = sim.accepted_log();
+    assert_eq!(log.len() as u64, rpm + 1);
+    let (max_r, _) = max_window(&log);
+    assert!(
+        max_r <= rpm,
+        "a provider minute carried {max_r} requests > {rpm}: {log:?}"
+    );
+    assert_eq!(sim.counters().rate_limited, 0);
+    assert_eq!(gw.stats().provider_429s, 0);
 }

@@ -104,8 +104,8 @@ pub use budget::{
     BudgetStatus, MAX_ROLLING_WINDOW, MIN_ROLLING_WINDOW,
 };
 pub use clock::{
-    Clock, MICROS_PER_DAY, MICROS_PER_SEC, ManualClock, SystemClock, TokioClock, civil_from_days, day_start,
-    days_from_civil, format_day, format_rfc3339,
+    Clock, MAX_RFC3339_US, MICROS_PER_DAY, MICROS_PER_SEC, ManualClock, SystemClock, TokioClock, civil_from_days,
+    day_start, days_from_civil, format_day, format_rfc3339,
 };
 pub use error::LedgerError;
 pub use gate::{BudgetHandle, SpendDelta};

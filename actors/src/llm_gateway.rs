@@ -19,6 +19,9 @@
 //!    fits now, the request waits in a priority queue ([`admission`]) until
 //!    one does or its deadline passes.
 //! 5. **Batching** (optional): calls to the same deployment are grouped.
+//!    A batch is sent up to `llm.batch.max_wait` after its first request
+//!    was admitted, so with batching on the limits count over
+//!    60 s + `max_wait`: every 60 s of sends stays within them.
 //! 6. **The call**, under `llm.timeout`. Errors that may pass (429, 5xx,
 //!    timeouts, garbled replies) are retried with exponential backoff and
 //!    full jitter, waiting at least the provider's retry-after (which also
@@ -94,7 +97,7 @@ use crate::llm::batch::Batcher;
 use crate::llm::cache::{CacheKey, CacheStats, CacheTier, CachedResponse, ResponseCache};
 use crate::llm::catalogue::{ModelCatalogue, cost_micro_usd};
 use crate::llm::error::{CatalogueError, GatewayBuildError, GatewayError, ProviderError};
-use crate::llm::limiter::{Demand, LimitSet, RateLimits, SetGrant};
+use crate::llm::limiter::{Demand, LimitSet, MINUTE, RateLimits, SetGrant};
 use crate::llm::provider::LlmProvider;
 use crate::llm::routing::{self, Candidate, DeploymentHealth};
 use crate::llm::tokens::TokenCounter;
@@ -248,6 +251,8 @@ pub struct GatewayStats {
     pub worst_request_micro_usd: u64,
     /// Requests waiting for rate-limit capacity now.
     pub queued: u64,
+    /// Provider calls under way now (every deployment).
+    pub in_flight: u64,
     /// The response cache.
     pub cache: CacheStats,
 }
@@ -356,6 +361,75 @@ impl std::fmt::Debug for Core {
     }
 }
 
+/// The spend holds of one model attempt. Released when dropped unless
+/// settled, so a caller that stops waiting (a timeout, a `select!`) leaves
+/// nothing reserved with the gates.
+struct Holds<'a> {
+    gates: &'a [Arc<dyn SpendGate>],
+    // One per gate, in the gates' order.
+    holds: Vec<SpendHold>,
+}
+
+impl Holds<'_> {
+    /// Replaces every hold by the actual amounts.
+    fn settle(mut self, actual: &ResourceVector) {
+        for (g, h) in self.gates.iter().zip(std::mem::take(&mut self.holds)) {
+            g.settle(h, actual);
+        }
+    }
+}
+
+impl Drop for Holds<'_> {
+    fn drop(&mut self) {
+        for (g, h) in self.gates.iter().zip(self.holds.drain(..)) {
+            g.release(h);
+        }
+    }
+}
+
+/// A request waiting in the admission queue. If the caller stops waiting,
+/// a grant already sent to it is given back (a grant sent later finds the
+/// channel closed and is given back by the scan).
+struct Waiting<'a> {
+    core: &'a Core,
+    rx: oneshot::Receiver<Result<Grant, GatewayError>>,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.rx.close();
+        if let Ok(Ok(grant)) = self.rx.try_recv() {
+            self.core.cancel(grant);
+        }
+    }
+}
+
+/// A grant whose call may be under way. Finished by [`Core::finish`]; if
+/// the caller stops waiting first, it is abandoned on drop
+/// ([`Core::abandon`]) so the deployment's in-flight count is not leaked.
+struct InFlight<'a> {
+    core: &'a Core,
+    deployment: usize,
+    // `None` once finished.
+    grant: Option<Grant>,
+}
+
+impl InFlight<'_> {
+    fn finish(mut self, outcome: &Result<ProviderResponse, ProviderError>, latency: Duration) {
+        if let Some(grant) = self.grant.take() {
+            self.core.finish(grant, outcome, latency);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(grant) = self.grant.take() {
+            self.core.abandon(grant);
+        }
+    }
+}
+
 enum ModelFailure {
     /// Every deployment of the model is cooling down.
     NoDeployment,
@@ -375,6 +449,14 @@ struct Ctx<'a> {
 impl Core {
     fn build(args: LlmGatewayArgs) -> Result<Self, GatewayBuildError> {
         args.catalogue.validate()?;
+        // A batched request reaches the provider up to `max_wait` after its
+        // admission; counting over 60 s + `max_wait` keeps every minute of
+        // sends (which the provider counts) within the limits.
+        let window = if args.llm.batch.enabled {
+            MINUTE.saturating_add(args.llm.batch.max_wait)
+        } else {
+            MINUTE
+        };
         let mut providers = Vec::new();
         let mut provider_limits = Vec::new();
         for p in &args.providers {
@@ -382,7 +464,7 @@ impl Core {
                 return Err(GatewayBuildError::DuplicateProvider(p.id.clone()));
             }
             let limits = p.limits.unwrap_or_else(|| default_provider_limits(&args.llm));
-            provider_limits.push(LimitSet::new(&limits, args.llm.burst_percent)?);
+            provider_limits.push(LimitSet::with_window(&limits, args.llm.burst_percent, window)?);
             providers.push(ProviderRt {
                 id: p.id.clone(),
                 provider: Arc::clone(&p.provider),
@@ -402,7 +484,7 @@ impl Core {
                 })?;
                 let (input_price, output_price) = m.prices_of(d);
                 ids.push(deployments.len());
-                deployment_limits.push(LimitSet::new(&d.limits, args.llm.burst_percent)?);
+                deployment_limits.push(LimitSet::with_window(&d.limits, args.llm.burst_percent, window)?);
                 deployments.push(DeploymentRt {
                     id: d.id.clone(),
                     provider,
@@ -528,7 +610,7 @@ impl Core {
     }
 
     async fn acquire(&self, model: usize, demand: Demand, ctx: &Ctx<'_>) -> Result<Grant, GatewayError> {
-        let mut rx = {
+        let rx = {
             let mut s = self.sched.lock();
             let now = self.now();
             if !s.queue.has_waiters_at_or_above(ctx.req.priority) {
@@ -550,18 +632,15 @@ impl Core {
             }
             rx
         };
+        // From here on, dropping this (the deadline, or the caller giving
+        // up) gives back a grant that was already made.
+        let mut waiting = Waiting { core: self, rx };
         self.wake.notify_one();
-        match tokio::time::timeout_at(self.instant(ctx.deadline), &mut rx).await {
+        match tokio::time::timeout_at(self.instant(ctx.deadline), &mut waiting.rx).await {
             Ok(Ok(Err(GatewayError::DeadlineExceeded(_)))) => Err(GatewayError::DeadlineExceeded(ctx.req.timeout)),
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(GatewayError::Stopped),
-            Err(_) => {
-                rx.close();
-                if let Ok(Ok(grant)) = rx.try_recv() {
-                    self.cancel(grant);
-                }
-                Err(GatewayError::DeadlineExceeded(ctx.req.timeout))
-            }
+            Err(_) => Err(GatewayError::DeadlineExceeded(ctx.req.timeout)),
         }
     }
 
@@ -602,6 +681,19 @@ impl Core {
             s.lim.provider_limits[p].settle(&grant.provider, &Demand::default());
             s.lim.deployment_limits[d].settle(&grant.own, &Demand::default());
             s.lim.health[d].in_flight -= 1;
+        }
+        self.wake.notify_one();
+    }
+
+    /// Gives up a grant whose call may have reached the provider (its
+    /// caller stopped waiting): the deployment no longer counts it in
+    /// flight, and its whole estimate stays in the limits, as for a timeout,
+    /// since the provider may count the call anyway.
+    fn abandon(&self, grant: Grant) {
+        {
+            let mut s = self.sched.lock();
+            let h = &mut s.lim.health[grant.deployment];
+            h.in_flight = h.in_flight.saturating_sub(1);
         }
         self.wake.notify_one();
     }
@@ -672,7 +764,11 @@ impl Core {
         let mut last: Option<ProviderError> = None;
         loop {
             let grant = match self.acquire(model, demand, ctx).await {
-                Ok(g) => g,
+                Ok(g) => InFlight {
+                    core: self,
+                    deployment: g.deployment,
+                    grant: Some(g),
+                },
                 // Its deployments cooled down while it was retrying: the
                 // model failed with its last error.
                 Err(GatewayError::NoDeployment(_)) => {
@@ -705,7 +801,7 @@ impl Core {
             let outcome = tokio::time::timeout(limit, call)
                 .await
                 .unwrap_or(Err(ProviderError::Timeout(limit)));
-            self.finish(grant, &outcome, started.elapsed());
+            grant.finish(&outcome, started.elapsed());
             let err = match outcome {
                 Ok(resp) => return Ok((resp, d)),
                 Err(e) => e,
@@ -731,26 +827,17 @@ impl Core {
         }
     }
 
-    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<Vec<SpendHold>, SpendRefused> {
-        let mut holds = Vec::with_capacity(self.gates.len());
+    /// Reserves `estimate` with every gate, or none (a refusal drops, and
+    /// so releases, the holds made before it).
+    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<Holds<'_>, SpendRefused> {
+        let mut holds = Holds {
+            gates: &self.gates,
+            holds: Vec::with_capacity(self.gates.len()),
+        };
         for gate in &self.gates {
-            match gate.reserve(meta, estimate) {
-                Ok(h) => holds.push(h),
-                Err(e) => {
-                    for (g, h) in self.gates.iter().zip(holds) {
-                        g.release(h);
-                    }
-                    return Err(e);
-                }
-            }
+            holds.holds.push(gate.reserve(meta, estimate)?);
         }
         Ok(holds)
-    }
-
-    fn release(&self, holds: Vec<SpendHold>) {
-        for (g, h) in self.gates.iter().zip(holds) {
-            g.release(h);
-        }
     }
 
     async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, GatewayError> {
@@ -860,16 +947,17 @@ impl Core {
                 .with(ResourceKind::InputTokens, input)
                 .with(ResourceKind::OutputTokens, max_out)
                 .with(ResourceKind::Cost, spec.worst_cost(input, max_out));
+            // Spend and usage belong to the model that serves the request,
+            // priced at its prices: a fallback's own name replaces whatever
+            // model the caller's metadata named.
             let mut meta = req.meta.clone();
-            if meta.model.is_none() {
-                meta.model = Some(spec.name.clone());
-            }
+            meta.model = Some(spec.name.clone());
             let holds = self.reserve(&meta, &estimate)?;
             // 4-6. Rate limits, batching, the call with retries.
             match self.call_once(m, &mut ctx).await {
                 Ok((resp, d)) => return Ok(self.settle(key, &meta, holds, m, d, resp, ctx.attempts).await),
                 Err(failure) => {
-                    self.release(holds);
+                    drop(holds); // released: nothing was spent
                     match failure {
                         ModelFailure::Fatal(e) => return Err(e),
                         ModelFailure::NoDeployment => {
@@ -899,7 +987,7 @@ impl Core {
         &self,
         key: Option<CacheKey>,
         meta: &UsageMeta,
-        holds: Vec<SpendHold>,
+        holds: Holds<'_>,
         model: usize,
         d: usize,
         resp: ProviderResponse,
@@ -912,9 +1000,7 @@ impl Core {
             .with(ResourceKind::InputTokens, resp.input_tokens)
             .with(ResourceKind::OutputTokens, resp.output_tokens)
             .with(ResourceKind::Cost, cost);
-        for (g, h) in self.gates.iter().zip(holds) {
-            g.settle(h, &actual);
-        }
+        holds.settle(&actual);
         self.stats.spent.fetch_add(cost, Ordering::Relaxed);
         self.stats.worst.fetch_max(cost, Ordering::Relaxed);
         let model_name = self.catalogue.models[model].name.clone();
@@ -966,6 +1052,11 @@ impl Core {
     fn stats(&self) -> GatewayStats {
         let c = &self.stats;
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (queued, in_flight) = {
+            let s = self.sched.lock();
+            let in_flight = s.lim.health.iter().map(|h| h.in_flight).sum();
+            (s.queue.len() as u64, in_flight)
+        };
         GatewayStats {
             requests: l(&c.requests),
             completed: l(&c.completed),
@@ -981,7 +1072,8 @@ impl Core {
             sink_errors: l(&c.sink_errors),
             spent_micro_usd: l(&c.spent),
             worst_request_micro_usd: l(&c.worst),
-            queued: self.sched.lock().queue.len() as u64,
+            queued,
+            in_flight,
             cache: self.cache.stats(),
         }
     }

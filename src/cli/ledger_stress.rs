@@ -1,7 +1,10 @@
 //! `nexus ledger-stress` (hidden): records usage into a ledger as fast as it
-//! can and prints the id of every acknowledged record on stdout, one per
-//! line, only after its commit. The crash test kills it with SIGKILL and
-//! checks that every printed id survived.
+//! can and prints every acknowledged record on stdout, one per line, only
+//! after its commit: `<id> <op> <kind>`. Each tracking call labels its
+//! records with a unique [`OP_LABEL`] (`s<seed>-w<worker>-<n>`) and no call
+//! records one kind twice, so `(op, kind)` names one record. The crash test
+//! kills the process with SIGKILL and checks that every printed record
+//! survived exactly once.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +24,10 @@ use crate::runtime::usage::{SpendGate, UsageMeta, UsageRecord};
 
 /// The model the stress run prices and uses.
 pub const STRESS_MODEL: &str = "stress-small";
+
+/// The label naming the tracking call a record came from, unique per call
+/// across runs with different seeds.
+pub const OP_LABEL: &str = "op";
 
 /// `nexus ledger-stress ...`
 #[derive(Debug, Args)]
@@ -63,21 +70,25 @@ pub fn stress_budgets() -> Vec<Budget> {
     ]
 }
 
-fn print_acks(acks: &[Ack]) {
+fn print_acks(op: &str, acks: &[(Ack, ResourceKind)]) {
     let mut out = std::io::stdout().lock();
-    for a in acks {
+    for (a, kind) in acks {
         // Stdout closed means the test stopped listening; keep going until killed.
-        let _ = writeln!(out, "{}", a.id);
+        let _ = writeln!(out, "{} {op} {kind}", a.id);
     }
 }
 
-async fn one(ledger: &LedgerHandle, rng: &mut StdRng, worker: u64) -> Vec<Ack> {
+/// One tracking call labelled `op`: the acknowledged records with their kinds.
+async fn one(ledger: &LedgerHandle, rng: &mut StdRng, worker: u64, op: &str) -> Vec<(Ack, ResourceKind)> {
     let tenant = ["t0", "t1", "t2"][rng.random_range(0..3)];
+    // The hold and its records carry the same metadata (the ledger matches
+    // settled holds to records by it), so the op label is per call.
     let meta = UsageMeta::default()
         .tenant(tenant)
         .workflow("stress")
         .agent(format!("a{worker}"))
-        .model(STRESS_MODEL);
+        .model(STRESS_MODEL)
+        .label(OP_LABEL, op);
     let input = rng.random_range(100..2000u64);
     let output = rng.random_range(10..500u64);
     let result = match rng.random_range(0..3) {
@@ -104,7 +115,11 @@ async fn one(ledger: &LedgerHandle, rng: &mut StdRng, worker: u64) -> Vec<Ack> {
                             meta,
                         },
                     ];
-                    ledger.track_many(records).await
+                    let kinds: Vec<ResourceKind> = records.iter().map(|r| r.kind.clone()).collect();
+                    ledger
+                        .track_many(records)
+                        .await
+                        .map(|acks| acks.into_iter().zip(kinds).collect())
                 }
                 Err(_) => Ok(Vec::new()),
             }
@@ -112,11 +127,11 @@ async fn one(ledger: &LedgerHandle, rng: &mut StdRng, worker: u64) -> Vec<Ack> {
         1 => ledger
             .track_usage(ResourceKind::LlmRequests, 1, meta)
             .await
-            .map(|a| vec![a]),
+            .map(|a| vec![(a, ResourceKind::LlmRequests)]),
         _ => ledger
             .track_usage(ResourceKind::Cpu, rng.random_range(1..5000), meta)
             .await
-            .map(|a| vec![a]),
+            .map(|a| vec![(a, ResourceKind::Cpu)]),
     };
     result.unwrap_or_else(|e| {
         eprintln!("ledger-stress: {e}");
@@ -150,11 +165,15 @@ pub fn run(args: StressArgs) -> anyhow::Result<ExitCode> {
             let ledger = ledger.clone();
             let done = done.clone();
             let limit = args.records;
-            let mut rng = StdRng::seed_from_u64(args.seed.wrapping_mul(1000).wrapping_add(worker));
+            let seed = args.seed;
+            let mut rng = StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(worker));
             tasks.spawn(async move {
+                let mut n = 0u64;
                 while limit == 0 || done.load(Ordering::Relaxed) < limit {
-                    let acks = one(&ledger, &mut rng, worker).await;
-                    print_acks(&acks);
+                    let op = format!("s{seed}-w{worker}-{n}");
+                    n += 1;
+                    let acks = one(&ledger, &mut rng, worker, &op).await;
+                    print_acks(&op, &acks);
                     done.fetch_add(acks.len() as u64, Ordering::Relaxed);
                 }
             });

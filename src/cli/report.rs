@@ -68,7 +68,8 @@ fn parse_time(text: &str) -> anyhow::Result<u64> {
     let d = t
         .duration_since(UNIX_EPOCH)
         .context("times before 1970 are not supported")?;
-    Ok(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    // RFC 3339 ends at the year 9999, well inside u64 microseconds.
+    u64::try_from(d.as_micros()).with_context(|| format!("`{text}` is out of range"))
 }
 
 impl ReportArgs {
@@ -135,7 +136,13 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let text = match args.format {
-        ReportFormat::Table => report.to_table(),
+        ReportFormat::Table => match report.to_table() {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("nexus report: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        },
         ReportFormat::Json => report.to_json() + "\n",
         ReportFormat::Csv => report.to_csv(),
     };

@@ -7,9 +7,11 @@
 //! `#[tokio::test(start_paused = true)]` rolls a period with
 //! `tokio::time::advance`.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::error::LedgerError;
 
 /// Microseconds in one second.
 pub const MICROS_PER_SEC: u64 = 1_000_000;
@@ -132,8 +134,23 @@ pub fn format_day(at_us: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// RFC 3339 text (UTC, second precision) of `at_us`.
-pub fn format_rfc3339(at_us: u64) -> String {
+/// The last microsecond RFC 3339 can write: 9999-12-31T23:59:59.999999Z
+/// (its years have four digits).
+pub const MAX_RFC3339_US: u64 = 253_402_300_800 * MICROS_PER_SEC - 1;
+
+/// RFC 3339 text (UTC, second precision) of `at_us`, or
+/// [`LedgerError::TimeOutOfRange`] past the year 9999.
+pub fn format_rfc3339(at_us: u64) -> Result<String, LedgerError> {
+    if at_us > MAX_RFC3339_US {
+        return Err(LedgerError::TimeOutOfRange { at_us });
+    }
     let secs = at_us / MICROS_PER_SEC;
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    let time = UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .ok_or(LedgerError::TimeOutOfRange { at_us })?;
+    // Below the year 10000 the formatter cannot fail; `write!` keeps that
+    // a value, not an assumption.
+    let mut out = String::new();
+    write!(out, "{}", humantime::format_rfc3339_seconds(time)).map_err(|_| LedgerError::TimeOutOfRange { at_us })?;
+    Ok(out)
 }

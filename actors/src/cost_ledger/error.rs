@@ -53,6 +53,12 @@ pub enum LedgerError {
     /// A time range, grouping field or other query parameter is invalid.
     #[error("invalid query: {0}")]
     InvalidQuery(String),
+    /// A time cannot be written as RFC 3339 (it is past the year 9999).
+    #[error("time {at_us} us since the Unix epoch is past 9999-12-31T23:59:59Z, the last RFC 3339 time")]
+    TimeOutOfRange {
+        /// The time, in microseconds since the Unix epoch.
+        at_us: u64,
+    },
     /// Another process holds the store open.
     #[error("ledger store {path} is locked by another process")]
     Locked {
@@ -91,6 +97,7 @@ impl LedgerError {
                 | LedgerError::UnknownBudget(_)
                 | LedgerError::InvalidBudget { .. }
                 | LedgerError::InvalidQuery(_)
+                | LedgerError::TimeOutOfRange { .. }
         )
     }
 }

@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
+use redb::{
+    Database, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use super::budget::Budget;
@@ -163,6 +165,57 @@ impl RedbStore {
         }
     }
 
+    fn records_in(
+        &self,
+        read: &ReadTransaction,
+        from_us: u64,
+        to_us: u64,
+        visit: &mut dyn FnMut(LedgerRecord) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let table = read.open_table(RECORDS).map_err(|e| self.err(e))?;
+        for item in table.range((from_us, 0)..(to_us, 0)).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (at_us, id) = k.value();
+            let body: RecordBody = self.decode(v.value(), "record")?;
+            visit(LedgerRecord {
+                id,
+                at_us,
+                kind: body.kind,
+                amount: body.amount,
+                cost_micro_usd: body.cost,
+                meta: body.meta,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn aggregates_in(
+        &self,
+        read: &ReadTransaction,
+        from_us: u64,
+        to_us: u64,
+        visit: &mut dyn FnMut(UsageRow) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        let table = read.open_table(DAILY).map_err(|e| self.err(e))?;
+        let empty: &[u8] = &[];
+        for item in table.range((from_us, empty)..(to_us, empty)).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let (day, group) = k.value();
+            let (kind, meta): (ResourceKind, UsageMeta) = self.decode(group, "aggregate key")?;
+            let (amount, cost, records) = v.value();
+            visit(UsageRow {
+                at_us: day,
+                kind,
+                amount,
+                cost_micro_usd: cost,
+                records,
+                meta,
+                compacted: true,
+            })?;
+        }
+        Ok(())
+    }
+
     /// Records in the store (committed, not compacted).
     pub fn record_count(&self) -> Result<u64, LedgerError> {
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
@@ -260,21 +313,7 @@ impl LedgerStore for RedbStore {
             return Ok(());
         }
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(RECORDS).map_err(|e| self.err(e))?;
-        for item in table.range((from_us, 0)..(to_us, 0)).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (at_us, id) = k.value();
-            let body: RecordBody = self.decode(v.value(), "record")?;
-            visit(LedgerRecord {
-                id,
-                at_us,
-                kind: body.kind,
-                amount: body.amount,
-                cost_micro_usd: body.cost,
-                meta: body.meta,
-            })?;
-        }
-        Ok(())
+        self.records_in(&read, from_us, to_us, visit)
     }
 
     fn visit_aggregates(
@@ -287,24 +326,24 @@ impl LedgerStore for RedbStore {
             return Ok(());
         }
         let read = self.db.begin_read().map_err(|e| self.err(e))?;
-        let table = read.open_table(DAILY).map_err(|e| self.err(e))?;
-        let empty: &[u8] = &[];
-        for item in table.range((from_us, empty)..(to_us, empty)).map_err(|e| self.err(e))? {
-            let (k, v) = item.map_err(|e| self.err(e))?;
-            let (day, group) = k.value();
-            let (kind, meta): (ResourceKind, UsageMeta) = self.decode(group, "aggregate key")?;
-            let (amount, cost, records) = v.value();
-            visit(UsageRow {
-                at_us: day,
-                kind,
-                amount,
-                cost_micro_usd: cost,
-                records,
-                meta,
-                compacted: true,
-            })?;
+        self.aggregates_in(&read, from_us, to_us, visit)
+    }
+
+    /// Both tables from one read transaction: a compaction committing
+    /// meanwhile moves records from `records` to `daily` in one write, so
+    /// one snapshot sees each record exactly once, raw or aggregated.
+    fn visit_usage(
+        &self,
+        from_us: u64,
+        to_us: u64,
+        visit: &mut dyn FnMut(UsageRow) -> Result<(), LedgerError>,
+    ) -> Result<(), LedgerError> {
+        if from_us >= to_us {
+            return Ok(());
         }
-        Ok(())
+        let read = self.db.begin_read().map_err(|e| self.err(e))?;
+        self.aggregates_in(&read, from_us, to_us, visit)?;
+        self.records_in(&read, from_us, to_us, &mut |r| visit(UsageRow::from(&r)))
     }
 
     fn put_budget(&self, budget: &Budget, buckets: &[(u64, u64)]) -> Result<(), LedgerError> {

@@ -240,8 +240,16 @@ impl Report {
         out
     }
 
-    /// The report as an aligned text table with a total line.
-    pub fn to_table(&self) -> String {
+    /// The report as an aligned text table with a total line, or
+    /// [`LedgerError::TimeOutOfRange`] if a bound of its range (other than
+    /// the open end `u64::MAX`) is past the year 9999.
+    pub fn to_table(&self) -> Result<String, LedgerError> {
+        let from = format_rfc3339(self.from_us)?;
+        let to = if self.to_us == u64::MAX {
+            "now".to_string()
+        } else {
+            format_rfc3339(self.to_us)?
+        };
         let mut header: Vec<String> = self.group_by.iter().map(|f| f.to_string()).collect();
         header.extend(["cost_usd", "records"].map(String::from));
         let mut lines: Vec<Vec<String>> = vec![header];
@@ -256,16 +264,7 @@ impl Report {
             .map(|c| lines.iter().map(|l| l[c].chars().count()).max().unwrap_or(0))
             .collect();
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "cost report {} .. {}",
-            format_rfc3339(self.from_us),
-            if self.to_us == u64::MAX {
-                "now".to_string()
-            } else {
-                format_rfc3339(self.to_us)
-            }
-        );
+        let _ = writeln!(out, "cost report {from} .. {to}");
         for l in &lines {
             let cells: Vec<String> = l.iter().zip(&widths).map(|(v, w)| format!("{v:<w$}")).collect();
             let _ = writeln!(out, "{}", cells.join("  ").trim_end());
@@ -276,6 +275,6 @@ impl Report {
             format_usd(self.total_cost_micro_usd),
             self.total_records
         );
-        out
+        Ok(out)
     }
 }

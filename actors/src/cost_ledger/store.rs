@@ -109,6 +109,12 @@ pub trait LedgerStore: Send + Sync + fmt::Debug + 'static {
     fn compact(&self, before_us: u64, buckets_before_us: u64, chunk: usize) -> Result<CompactionStats, LedgerError>;
 
     /// Visits records and daily aggregates in `[from_us, to_us)`.
+    ///
+    /// Reports read through this, while a compaction may be folding
+    /// records into aggregates: a store must read both from one consistent
+    /// snapshot so that each record counts exactly once, raw or aggregated.
+    /// The default (two separate reads) is only right for a store that
+    /// never compacts concurrently.
     fn visit_usage(
         &self,
         from_us: u64,

@@ -116,6 +116,26 @@ fn fields_parse_from_names() {
 }
 
 #[test]
+fn times_past_the_year_9999_are_typed_errors_not_panics() {
+    assert_eq!(format_rfc3339(LEAP_DAY_US + 1).unwrap(), "2024-02-29T00:00:00Z");
+    assert_eq!(format_rfc3339(0).unwrap(), "1970-01-01T00:00:00Z");
+    assert_eq!(format_rfc3339(MAX_RFC3339_US).unwrap(), "9999-12-31T23:59:59Z");
+    for at_us in [MAX_RFC3339_US + 1, u64::MAX] {
+        assert_eq!(format_rfc3339(at_us), Err(LedgerError::TimeOutOfRange { at_us }));
+    }
+    // A report over a range ending past the year 9999 says so instead of
+    // panicking in the table header; the open end still reads "now".
+    let far = ReportBuilder::new(ReportQuery::new(TimeRange::new(0, u64::MAX - 1).unwrap())).finish();
+    assert_eq!(far.to_table(), Err(LedgerError::TimeOutOfRange { at_us: u64::MAX - 1 }));
+    let open = ReportBuilder::new(ReportQuery::new(TimeRange::all())).finish();
+    assert!(
+        open.to_table()
+            .unwrap()
+            .starts_with("cost report 1970-01-01T00:00:00Z .. now\n")
+    );
+}
+
+#[test]
 fn calendar_periods_start_on_utc_boundaries() {
     let at = LEAP_DAY_US + 13 * HOUR_US + 5 * MICROS_PER_SEC;
     assert_eq!(BudgetPeriod::Hourly.bucket_start(at), LEAP_DAY_US + 13 * HOUR_US);
@@ -292,7 +312,7 @@ fn reports_group_filter_and_export() {
     assert!(csv.contains("a,input_tokens,7,0.000007,1,100,0\n"), "{csv}");
     let json: serde_json::Value = serde_json::from_str(&rep.to_json()).unwrap();
     assert_eq!(json["total_cost_micro_usd"], 15);
-    assert!(rep.to_table().contains("total: $0.000015 over 3 records"));
+    assert!(rep.to_table().unwrap().contains("total: $0.000015 over 3 records"));
 
     let q = ReportQuery::new(TimeRange::all())
         .filter(BudgetScope::all().tenant("b"))
@@ -437,6 +457,51 @@ fn a_foreign_redb_file_is_not_taken_for_a_ledger() {
         txn.commit().unwrap();
     }
     assert!(matches!(RedbStore::open(dir.path()), Err(LedgerError::Corrupt { .. })));
+}
+
+#[test]
+fn a_usage_visit_reads_one_snapshot_while_compaction_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = RedbStore::open(dir.path()).unwrap();
+    let meta = UsageMeta::default().tenant("t");
+    let recs: Vec<NewRecord> = (0..72u64)
+        .map(|i| NewRecord {
+            at_us: i * HOUR_US,
+            kind: ResourceKind::InputTokens,
+            amount: 1,
+            cost_micro_usd: i + 1,
+            meta: meta.clone(),
+        })
+        .collect();
+    s.append(&recs, &[]).unwrap();
+    // Day one is already aggregated, days two and three are raw.
+    s.compact(MICROS_PER_DAY, 0, 1000).unwrap();
+    let total_cost: u64 = (1..=72).sum();
+    let (mut records, mut cost, mut compacted_mid_visit) = (0u64, 0u64, false);
+    s.visit_usage(0, u64::MAX, &mut |row| {
+        if !compacted_mid_visit {
+            // Day two moves from raw records to an aggregate while the
+            // visit is under way.
+            compacted_mid_visit = true;
+            let stats = s.compact(2 * MICROS_PER_DAY, 0, 1000)?;
+            assert_eq!(stats.records_compacted, 24);
+        }
+        records += row.records;
+        cost += row.cost_micro_usd;
+        Ok(())
+    })
+    .unwrap();
+    assert!(compacted_mid_visit);
+    assert_eq!((records, cost), (72, total_cost), "each record counted exactly once");
+    // And after it, from the new snapshot, the same totals.
+    let (mut records, mut cost) = (0u64, 0u64);
+    s.visit_usage(0, u64::MAX, &mut |row| {
+        records += row.records;
+        cost += row.cost_micro_usd;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!((records, cost), (72, total_cost));
 }
 
 #[test]

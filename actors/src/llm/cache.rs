@@ -4,7 +4,9 @@
 //!
 //! The key is a SHA-256 of the model choice, the normalised conversation
 //! (roles and contents with whitespace runs collapsed and ends trimmed) and
-//! the parameters that change the answer (`max_tokens`, temperature).
+//! the parameters that change the answer (`max_tokens`, temperature),
+//! each variable-length field prefixed by its length so that two different
+//! requests never share an encoding.
 //!
 //! A lookup tries memory, then disk (a disk hit is promoted to memory).
 //! Inserts go to memory at once and to disk through a bounded queue drained
@@ -33,40 +35,57 @@ use sha2::{Digest, Sha256};
 use super::error::CacheError;
 use super::types::{Message, ModelChoice};
 
+/// The version of the key encoding, hashed first.
+const KEY_VERSION: &[u8] = b"nexus-cache-v2\0";
+
+/// Hashes one variable-length field: its length (8 bytes, little endian),
+/// then its bytes.
+fn hash_field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
 /// A cache key: SHA-256 of the normalised request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CacheKey([u8; 32]);
 
 impl CacheKey {
     /// The key of a request.
+    ///
+    /// Every variable-length field is written with its length in front
+    /// (and the messages with their count), so no two different requests
+    /// share an encoding: `["ab", "c"]` and `["a", "bc"]`, or a content that
+    /// contains the separators of another encoding, hash differently.
     pub fn new(model: &ModelChoice, messages: &[Message], max_tokens: u32, temperature_milli: u16) -> Self {
         let mut h = Sha256::new();
-        h.update(b"nexus-cache-v1\0");
+        // The version names the encoding: a new one never reads entries
+        // written under an old one (they age out of the disk tier).
+        h.update(KEY_VERSION);
         match model {
             ModelChoice::Named(name) => {
-                h.update(b"named\0");
-                h.update(name.as_bytes());
+                h.update([0u8]);
+                hash_field(&mut h, name.as_bytes());
             }
             ModelChoice::Cheapest(caps) => {
-                h.update(b"cheapest\0");
+                h.update([1u8]);
+                h.update((caps.len() as u64).to_le_bytes());
                 for c in caps {
-                    h.update(format!("{c:?},").as_bytes());
+                    hash_field(&mut h, format!("{c:?}").as_bytes());
                 }
             }
         }
-        h.update(b"\0");
+        h.update((messages.len() as u64).to_le_bytes());
+        let mut content = String::new();
         for m in messages {
-            h.update(m.role.as_str().as_bytes());
-            h.update(b"\0");
-            let mut first = true;
+            hash_field(&mut h, m.role.as_str().as_bytes());
+            content.clear();
             for word in m.content.split_whitespace() {
-                if !first {
-                    h.update(b" ");
+                if !content.is_empty() {
+                    content.push(' ');
                 }
-                first = false;
-                h.update(word.as_bytes());
+                content.push_str(word);
             }
-            h.update(b"\0");
+            hash_field(&mut h, content.as_bytes());
         }
         h.update(max_tokens.to_le_bytes());
         h.update(temperature_milli.to_le_bytes());

@@ -50,7 +50,9 @@ pub struct WindowLimit {
     /// that one unit advances it by exactly `window_nanos`.
     tat_scaled: u128,
     log: VecDeque<LogEntry>,
-    in_window: u64,
+    /// The sum of the log's units: `u128` so that no number of entries of
+    /// at most `limit` units each overflows it.
+    in_window: u128,
     next_seq: u64,
     blocked_until: Duration,
 }
@@ -89,10 +91,10 @@ impl WindowLimit {
         self.limit
     }
 
-    /// Units counted in the window ending at `now`.
+    /// Units counted in the window ending at `now` (`u64::MAX` at most).
     pub fn in_window(&mut self, now: Duration) -> u64 {
         self.evict(now);
-        self.in_window
+        u64::try_from(self.in_window).unwrap_or(u64::MAX)
     }
 
     fn evict(&mut self, now: Duration) {
@@ -101,7 +103,7 @@ impl WindowLimit {
             // An entry at `at` counts in windows (now - W, now], i.e. until
             // `at + W` (exclusive).
             if front.at.saturating_add(window) <= now {
-                self.in_window -= front.units;
+                self.in_window -= u128::from(front.units);
                 self.log.pop_front();
             } else {
                 break;
@@ -110,7 +112,7 @@ impl WindowLimit {
     }
 
     fn now_scaled(&self, now: Duration) -> u128 {
-        now.as_nanos() * u128::from(self.limit)
+        now.as_nanos().saturating_mul(u128::from(self.limit))
     }
 
     /// The earliest time at or after `now` at which `units` could be
@@ -128,7 +130,10 @@ impl WindowLimit {
         let mut at = now.max(self.blocked_until);
         // GCRA pacing.
         let now_s = self.now_scaled(now);
-        let new_tat = self.tat_scaled.max(now_s) + u128::from(units) * self.window_nanos;
+        let new_tat = self
+            .tat_scaled
+            .max(now_s)
+            .saturating_add(u128::from(units) * self.window_nanos);
         let allowance = u128::from(self.burst.max(units)) * self.window_nanos;
         if new_tat - now_s > allowance {
             let when_scaled = new_tat - allowance;
@@ -136,16 +141,17 @@ impl WindowLimit {
             at = at.max(nanos_to_duration(nanos));
         }
         // Sliding-window cap.
-        if self.in_window + units > self.limit {
-            let mut need = self.in_window + units - self.limit;
+        let limit = u128::from(self.limit);
+        if self.in_window + u128::from(units) > limit {
+            let mut need = self.in_window + u128::from(units) - limit;
             let window = nanos_to_duration(self.window_nanos);
             for e in &self.log {
-                if e.units >= need {
+                if u128::from(e.units) >= need {
                     at = at.max(e.at.saturating_add(window));
                     need = 0;
                     break;
                 }
-                need -= e.units;
+                need -= u128::from(e.units);
             }
             debug_assert_eq!(need, 0, "a request no larger than the limit always fits eventually");
         }
@@ -159,31 +165,45 @@ impl WindowLimit {
 
     /// Records `units` as admitted at `now` (after [`Self::earliest`] said
     /// so) and returns the reservation's sequence number for [`Self::adjust`].
+    /// More than the limit counts as the limit: the window is full either
+    /// way.
     pub fn commit(&mut self, now: Duration, units: u64) -> u64 {
         self.evict(now);
+        let units = units.min(self.limit);
         let now_s = self.now_scaled(now);
-        self.tat_scaled = self.tat_scaled.max(now_s) + u128::from(units) * self.window_nanos;
+        self.tat_scaled = self
+            .tat_scaled
+            .max(now_s)
+            .saturating_add(u128::from(units) * self.window_nanos);
         let seq = self.next_seq;
         self.next_seq += 1;
         // Keep the log ordered by time even if a caller's clock stepped back.
         let at = self.log.back().map_or(now, |b| b.at.max(now));
         self.log.push_back(LogEntry { seq, at, units });
-        self.in_window += units;
+        self.in_window += u128::from(units);
         seq
     }
 
     /// Replaces reservation `seq` of `reserved` units by `actual` units:
     /// refunds an over-estimate, adds an under-estimate.
+    ///
+    /// Both figures count as the limit at most, like [`Self::commit`]: an
+    /// absurd actual (a provider reporting `u64::MAX` tokens) fills the
+    /// window and delays pacing by one window, and never pushes the pacing
+    /// out for ages or overflows the count.
     pub fn adjust(&mut self, seq: u64, reserved: u64, actual: u64) {
+        let reserved = reserved.min(self.limit);
+        let actual = actual.min(self.limit);
         if actual < reserved {
             let refund = u128::from(reserved - actual) * self.window_nanos;
             self.tat_scaled = self.tat_scaled.saturating_sub(refund);
         } else {
-            self.tat_scaled += u128::from(actual - reserved) * self.window_nanos;
+            let extra = u128::from(actual - reserved) * self.window_nanos;
+            self.tat_scaled = self.tat_scaled.saturating_add(extra);
         }
         if let Ok(i) = self.log.binary_search_by_key(&seq, |e| e.seq) {
             let e = &mut self.log[i];
-            self.in_window = self.in_window - e.units + actual;
+            self.in_window = self.in_window - u128::from(e.units) + u128::from(actual);
             e.units = actual;
         }
     }
@@ -193,9 +213,10 @@ impl WindowLimit {
     /// when it did not say). Never lowers the count.
     pub fn resync(&mut self, now: Duration, remaining: u64, provider_limit: Option<u64>) {
         self.evict(now);
-        let used = provider_limit.unwrap_or(self.limit).saturating_sub(remaining);
+        let used = u128::from(provider_limit.unwrap_or(self.limit).saturating_sub(remaining));
         if used > self.in_window {
-            let missing = (used - self.in_window).min(self.limit);
+            // `commit` counts the limit at most.
+            let missing = u64::try_from(used - self.in_window).unwrap_or(u64::MAX);
             let _seq = self.commit(now, missing);
         }
     }
@@ -333,10 +354,22 @@ impl LimitSet {
     /// Limits per [`MINUTE`] with a GCRA burst of `burst_percent` % of each
     /// limit (at least one unit).
     pub fn new(limits: &RateLimits, burst_percent: u8) -> Result<Self, RateLimitError> {
+        Self::with_window(limits, burst_percent, MINUTE)
+    }
+
+    /// The per-minute `limits` counted over a longer `window` (at least
+    /// [`MINUTE`]): at most the limit in every `window`.
+    ///
+    /// A caller that sends an admitted request up to `d` after its
+    /// admission (a batch waiting to fill) counts over `MINUTE + d`: any
+    /// minute of sends then holds requests admitted within `MINUTE + d`, so
+    /// the provider's minute never carries more than the limit.
+    pub fn with_window(limits: &RateLimits, burst_percent: u8, window: Duration) -> Result<Self, RateLimitError> {
+        let window = window.max(MINUTE);
         let mut dims = Vec::new();
         for (dim, limit) in limits.entries() {
             let burst = (limit.saturating_mul(u64::from(burst_percent)) / 100).max(1);
-            let w = WindowLimit::new(limit, MINUTE, burst).map_err(|_| RateLimitError::ZeroLimit {
+            let w = WindowLimit::new(limit, window, burst).map_err(|_| RateLimitError::ZeroLimit {
                 what: dim.name().into(),
             })?;
             dims.push((dim, w));

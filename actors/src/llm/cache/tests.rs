@@ -37,6 +37,26 @@ fn key_normalises_whitespace_but_not_words_or_parameters() {
 }
 
 #[test]
+fn keys_of_different_requests_never_collide_through_their_separators() {
+    let m = ModelChoice::Named("m".into());
+    let key = |model: &ModelChoice, texts: &[&str]| {
+        let messages: Vec<Message> = texts.iter().map(|t| Message::user(*t)).collect();
+        CacheKey::new(model, &messages, 64, 0)
+    };
+    // Field boundaries move, the concatenated bytes stay the same.
+    assert_ne!(key(&m, &["ab", "c"]), key(&m, &["a", "bc"]));
+    // A content holding what a separator-based encoding puts between
+    // messages is still one message.
+    assert_ne!(key(&m, &["a\0user\0b"]), key(&m, &["a", "b"]));
+    // The model name and the conversation are separate fields too.
+    assert_ne!(
+        key(&ModelChoice::Named("m\0user\0x".into()), &["y"]),
+        key(&m, &["x\0user\0y"])
+    );
+    assert_ne!(key(&m, &[]), key(&m, &[""]));
+}
+
+#[test]
 fn memory_then_disk_across_reopen_with_hit_and_miss_counts() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -132,6 +132,61 @@ fn a_request_larger_than_the_window_is_refused_with_a_typed_error() {
 }
 
 #[test]
+fn absurd_actuals_fill_one_window_and_never_wedge_the_pacing() {
+    let mut w = WindowLimit::new(1000, MINUTE, 100).unwrap();
+    let a = w.commit(Duration::ZERO, 10);
+    let b = w.commit(Duration::ZERO, 10);
+    // A provider reports u64::MAX tokens for both calls.
+    w.adjust(a, 10, u64::MAX);
+    w.adjust(b, 10, u64::MAX);
+    assert_eq!(w.in_window(Duration::ZERO), 2000);
+    assert!(!w.admits(Duration::ZERO, 1));
+    // The window is full until the entries leave it, and the pacing owes
+    // at most one window per report: a unit fits again within minutes,
+    // not centuries.
+    let at = w.earliest(Duration::ZERO, 1).unwrap();
+    assert!(at <= 3 * MINUTE, "next admission at {at:?}");
+    assert!(w.admits(at, 1));
+    w.commit(at, 1);
+    assert_eq!(w.in_window(at), 1);
+}
+
+#[test]
+fn the_largest_limit_and_request_neither_overflow_nor_wedge() {
+    let mut w = WindowLimit::new(u64::MAX, MINUTE, u64::MAX).unwrap();
+    assert!(w.admits(Duration::ZERO, u64::MAX));
+    w.commit(Duration::ZERO, u64::MAX);
+    assert_eq!(w.in_window(Duration::ZERO), u64::MAX);
+    assert_eq!(w.earliest(Duration::ZERO, u64::MAX).unwrap(), MINUTE);
+    assert_eq!(w.earliest(Duration::ZERO, 1).unwrap(), MINUTE);
+    w.commit(MINUTE, u64::MAX);
+    assert_eq!(w.earliest(MINUTE, u64::MAX).unwrap(), 2 * MINUTE);
+    // Times far in the future saturate instead of overflowing.
+    assert!(w.earliest(Duration::MAX, 1).is_ok());
+}
+
+#[test]
+fn a_request_that_can_never_fit_is_refused_at_once_and_changes_nothing() {
+    let limits = RateLimits::rpm_tpm(10, 1000);
+    let mut set = LimitSet::new(&limits, 100).unwrap();
+    set.commit(Duration::ZERO, Demand::call(100, 100));
+    let before = set.earliest(Duration::ZERO, &Demand::call(500, 300)).unwrap();
+    for demand in [
+        Demand::call(u64::MAX, u64::MAX),
+        Demand::call(u64::MAX, 0),
+        Demand::call(600, 401),
+    ] {
+        assert!(matches!(
+            set.earliest(Duration::ZERO, &demand),
+            Err(RateLimitError::TooLarge { ref what, limit: 1000, .. }) if what == "tokens_per_minute"
+        ));
+    }
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Tokens), Some(200));
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Requests), Some(1));
+    assert_eq!(set.earliest(Duration::ZERO, &Demand::call(500, 300)).unwrap(), before);
+}
+
+#[test]
 fn limit_set_checks_every_dimension_and_settles_each() {
     let limits = RateLimits {
         requests_per_minute: Some(10),
