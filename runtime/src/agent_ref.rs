@@ -78,10 +78,23 @@ impl<M: Send + 'static> AgentRef<M> {
     /// included. A request still queued when the deadline passes is handled
     /// later, but its reply is discarded; agents can check
     /// [`Reply::is_closed`] to skip such work.
+    ///
+    /// A zero `deadline` is refused up front with
+    /// [`AskError::Deadline`]: no answer can arrive within no time, so the
+    /// request is not admitted at all (and `make` is not called), rather
+    /// than admitted as work whose reply would be thrown away.
+    ///
+    /// If the agent stops for good while the request waits in its lanes
+    /// (it exceeded its restart intensity, see
+    /// [`crate::supervisor`]), the request is dropped and the ask fails at
+    /// once with [`AskError::NoReply`].
     pub async fn ask<R, F>(&self, make: F, priority: Priority, deadline: Duration) -> Result<R, AskError>
     where
         F: FnOnce(Reply<R>) -> M,
     {
+        if deadline.is_zero() {
+            return Err(AskError::Deadline(deadline));
+        }
         let (tx, rx) = oneshot::channel();
         let msg = make(Reply { tx });
         let exchange = async {

@@ -90,14 +90,30 @@ pub enum AskError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SpawnError {
-    /// The underlying actor failed to start (its `init` returned an error or
-    /// panicked).
+    /// The underlying actor failed to start (it panicked while starting, or
+    /// ractor refused to start it).
     #[error("failed to start {name}: {reason}")]
     Start {
         /// The agent or actor name.
         name: String,
         /// What went wrong.
         reason: String,
+    },
+    /// Its `init` returned an error.
+    #[error("failed to start {name}: init returned an error: {source}")]
+    Init {
+        /// The agent or pool name.
+        name: String,
+        /// The error `init` returned.
+        #[source]
+        source: HandlerError,
+    },
+    /// Another live agent, pool, group or system actor of the node already
+    /// has this name.
+    #[error("the name {name:?} is already taken on this node")]
+    NameTaken {
+        /// The name asked for.
+        name: String,
     },
     /// The supervisor that should own it is gone.
     #[error("supervisor is not running")]

@@ -100,7 +100,13 @@ impl<A: Agent> Actor for AgentHost<A> {
             restarts,
             myself: AgentRef::from_mailbox(Arc::clone(&self.mailbox)),
         };
-        let agent_state = self.agent.init(&ctx).await?;
+        // Wrapped so that supervision reports an `init` error as one
+        // (`SpawnError::Init`), not as a panic during startup.
+        let agent_state = self
+            .agent
+            .init(&ctx)
+            .await
+            .map_err(|e| -> ActorProcessingErr { Box::new(crate::supervisor::InitFailed(e)) })?;
         Ok(HostState {
             agent_state,
             ctx,
@@ -110,14 +116,20 @@ impl<A: Agent> Actor for AgentHost<A> {
     }
 
     async fn post_start(&self, myself: ActorRef<HostMsg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        // A predecessor may have died mid-drain with the flag still set, so
-        // nobody would ring: wake ourselves unconditionally.
-        self.mailbox.force_scheduled();
         if self.mailbox.is_closed() {
             // A retiring worker that crashed keeps retiring after restart.
             state.retiring = true;
         }
-        myself.cast(HostMsg::Wake)?;
+        // A predecessor may have died mid-drain with the flag still set, so
+        // nobody would ring: a restarted host wakes itself unconditionally.
+        // A first start needs no wake-up unless something is already
+        // admitted: its lanes are new and the flag is clear, so the first
+        // sender rings (the actor was attached before `init` ran). Skipping
+        // it saves a message per spawn.
+        if state.ctx.restarts > 0 || state.retiring || self.mailbox.pending() > 0 {
+            self.mailbox.force_scheduled();
+            myself.cast(HostMsg::Wake)?;
+        }
         Ok(())
     }
 
@@ -144,7 +156,11 @@ impl<A: Agent> Actor for AgentHost<A> {
                 let _ = reply.send(());
             }
             HostMsg::Wake => {
-                let more = self.drain(state).await?;
+                // Boxed: the drain future holds the agent's handler future,
+                // and unboxed it would be part of the actor task's own
+                // allocation, which every idle agent pays for. One
+                // allocation per batch instead.
+                let more = Box::pin(self.drain(state)).await?;
                 if more {
                     // Batch done: yield to control messages, keep the flag set.
                     myself.cast(HostMsg::Wake)?;
@@ -159,7 +175,8 @@ impl<A: Agent> Actor for AgentHost<A> {
     }
 
     async fn post_stop(&self, _myself: ActorRef<HostMsg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
-        self.agent.on_stop(&state.ctx, &mut state.agent_state).await;
+        // Boxed for the same reason as the drain (see `handle`).
+        Box::pin(self.agent.on_stop(&state.ctx, &mut state.agent_state)).await;
         Ok(())
     }
 }

@@ -15,9 +15,9 @@
 //! | [`agent_ref`] | `AgentRef`, the backpressured handle; `Reply` for asks |
 //! | [`mailbox`] | the lane protocol and `DrainPolicy` (priorities with aging) |
 //! | [`host`] | the ractor actor that hosts an agent and drains its lanes |
-//! | [`supervisor`] | `NodeSupervisor`, one-for-one restarts, `RestartIntensity` |
+//! | [`supervisor`] | failure domains: `system` and `agents` subtrees, per-subtree `RestartIntensity`, `NodeEvent` |
 //! | [`pool`] | `AgentPool`/`PoolRef`: N workers behind one handle, resizable |
-//! | [`node`] | `Node`: starts the supervision tree, spawns agents and pools |
+//! | [`node`] | `Node`: starts the supervision tree, spawns agents, pools and groups |
 //! | [`config`] | the TOML configuration with the seeds' defaults |
 //! | [`resources`] | integer resource vectors, QoS classes, profiles |
 //! | [`priority`] | the three priorities |
@@ -79,9 +79,9 @@ pub mod prelude {
     pub use crate::agent_ref::{AgentRef, Reply};
     pub use crate::config::{MailboxConfig, NexusConfig};
     pub use crate::error::{AskError, Error, HandlerError, PoolError, SendError, SpawnError};
-    pub use crate::node::Node;
+    pub use crate::node::{GroupRef, Node};
     pub use crate::pool::PoolRef;
     pub use crate::priority::Priority;
     pub use crate::resources::{QosClass, ResourceKind, ResourceProfile, ResourceVector};
-    pub use crate::supervisor::NodeExit;
+    pub use crate::supervisor::{NodeEvent, NodeExit, SubtreeKind, SubtreeStopped};
 }

@@ -46,6 +46,7 @@
 //! Counters include messages that are reserved but not yet pushed, so a lane
 //! can never hold more than its capacity.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -71,10 +72,14 @@ enum Refused {
 
 /// One bounded lane.
 struct Lane<M> {
-    /// Lock-free unbounded queue; the bound is enforced by `len`. A
-    /// `SegQueue` allocates nothing until the first push, which keeps idle
-    /// agents small (an `ArrayQueue` would preallocate `capacity` slots).
-    queue: SegQueue<M>,
+    /// Lock-free unbounded queue; the bound is enforced by `len`. Allocated
+    /// on the lane's first push: a `SegQueue` keeps its head and tail on
+    /// separate cache lines (256 bytes, 128-aligned), which for three lanes
+    /// was over a kilobyte per idle agent; most agents never use their low
+    /// or high lane at all. (An `ArrayQueue` would preallocate `capacity`
+    /// slots.) `OnceLock` rather than a lock: after the first push, reading
+    /// it is one acquire load.
+    queue: OnceLock<Box<SegQueue<M>>>,
     /// Reserved + queued messages, with [`CLOSED`] as its top bit. An atomic
     /// (not a lock) because senders on any thread reserve concurrently with
     /// the single draining actor.
@@ -91,7 +96,7 @@ struct Lane<M> {
 impl<M> Lane<M> {
     fn new(capacity: usize, timeout: Duration) -> Self {
         Self {
-            queue: SegQueue::new(),
+            queue: OnceLock::new(),
             len: AtomicUsize::new(0),
             capacity,
             timeout,
@@ -127,6 +132,18 @@ impl<M> Lane<M> {
         }
     }
 
+    /// Queues a message whose slot is reserved.
+    #[inline]
+    fn push(&self, msg: M) {
+        self.queue.get_or_init(|| Box::new(SegQueue::new())).push(msg);
+    }
+
+    /// Whether a message is queued (reserved slots not yet pushed do not count).
+    #[inline]
+    fn has_queued(&self) -> bool {
+        self.queue.get().is_some_and(|q| !q.is_empty())
+    }
+
     #[inline]
     fn depth(&self) -> usize {
         self.len.load(Ordering::SeqCst) & !CLOSED
@@ -144,7 +161,7 @@ impl<M> Lane<M> {
     /// leaves room passes the wake-up on ([`Self::pass_on`]).
     #[inline]
     fn pop(&self) -> Option<M> {
-        let msg = self.queue.pop()?;
+        let msg = self.queue.get()?.pop()?;
         let before = self.len.fetch_sub(1, Ordering::SeqCst) & !CLOSED;
         if before - 1 <= self.capacity / 2 && self.waiters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
@@ -213,7 +230,7 @@ pub(crate) struct Mailbox<M> {
     /// restart so that handles always ring the live actor; read on each
     /// doorbell ring only, never per message.
     actor: ArcSwapOption<ActorRef<HostMsg>>,
-    pub(crate) name: Box<str>,
+    pub(crate) name: std::sync::Arc<str>,
     pub(crate) counters: MailboxCounters,
 }
 
@@ -228,7 +245,7 @@ impl<M> std::fmt::Debug for Mailbox<M> {
 }
 
 impl<M> Mailbox<M> {
-    pub(crate) fn new(name: &str, cfg: &MailboxConfig) -> Self {
+    pub(crate) fn new(name: std::sync::Arc<str>, cfg: &MailboxConfig) -> Self {
         Self {
             lanes: [
                 Lane::new(cfg.high.capacity, cfg.high.timeout),
@@ -237,7 +254,7 @@ impl<M> Mailbox<M> {
             ],
             scheduled: AtomicBool::new(false),
             actor: ArcSwapOption::empty(),
-            name: name.into(),
+            name,
             counters: MailboxCounters::default(),
         }
     }
@@ -289,7 +306,7 @@ impl<M> Mailbox<M> {
         let lane = self.lane(p);
         match lane.try_reserve() {
             Ok(()) => {
-                lane.queue.push(msg);
+                lane.push(msg);
                 self.ring();
                 Ok(())
             }
@@ -317,7 +334,7 @@ impl<M> Mailbox<M> {
                 drop(parked);
                 return match reserved {
                     Ok(()) => {
-                        lane.queue.push(msg);
+                        lane.push(msg);
                         self.ring();
                         lane.pass_on();
                         Ok(())
@@ -362,9 +379,9 @@ impl<M> Mailbox<M> {
     #[inline]
     pub(crate) fn pop(&self, policy: &mut DrainPolicy) -> Option<M> {
         let nonempty = [
-            !self.lanes[0].queue.is_empty(),
-            !self.lanes[1].queue.is_empty(),
-            !self.lanes[2].queue.is_empty(),
+            self.lanes[0].has_queued(),
+            self.lanes[1].has_queued(),
+            self.lanes[2].has_queued(),
         ];
         let p = policy.pick(nonempty)?;
         self.lane(p).pop()
@@ -438,6 +455,40 @@ impl<M> Mailbox<M> {
             lane.len.fetch_or(CLOSED, Ordering::SeqCst);
             lane.room.notify_waiters();
         }
+    }
+
+    /// Closes the lanes and drops every message they had admitted, for an
+    /// agent that is gone for good. Returns how many were dropped. A
+    /// dropped request drops its reply port, so its asker fails at once.
+    ///
+    /// A sender that reserved a slot just before the close pushes its
+    /// message a moment later; the counters include it, so this waits
+    /// (yielding the thread) until every reserved slot has been pushed and
+    /// taken.
+    pub(crate) fn discard(&self) -> u64 {
+        self.close();
+        let mut dropped = 0;
+        for lane in &self.lanes {
+            let mut idle_spins = 0u32;
+            while lane.depth() > 0 {
+                match lane.queue.get().and_then(|q| q.pop()) {
+                    Some(msg) => {
+                        drop(msg);
+                        lane.len.fetch_sub(1, Ordering::SeqCst);
+                        dropped += 1;
+                        idle_spins = 0;
+                    }
+                    // Reserved, not yet pushed (a few instructions away), or
+                    // taken by a hosting actor still draining while it stops.
+                    None if idle_spins < 10_000 => {
+                        idle_spins += 1;
+                        std::thread::yield_now();
+                    }
+                    None => break,
+                }
+            }
+        }
+        dropped
     }
 
     /// Whether the mailbox has been closed.

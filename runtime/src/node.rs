@@ -1,29 +1,33 @@
 //! [`Node`]: one node's supervision tree and the entry point for spawning
 //! agents and pools.
 //!
-//! The `ChildSpec` of an agent or a pool owns a guard that closes its lanes
-//! when dropped. The supervisor holds the spec for as long as it may
-//! (re)start the child, so the lanes close exactly when the child is gone
-//! for good: it stopped, supervision gave up (escalation), or the tree was
-//! killed. From then on senders get `Closed` rather than having messages
-//! admitted that nothing will ever handle.
+//! The `ChildSpec` of an agent or a pool closes its lanes when dropped (and
+//! drops what they still hold). The supervisor holds the spec for as long
+//! as it may (re)start the child, so the lanes close exactly when the child
+//! is gone for good: it stopped, it exceeded its restart intensity, the
+//! node escalated, or the tree was killed. From then on senders get
+//! `Closed` rather than having messages admitted that nothing will ever
+//! handle. A child's name is released at the same moment.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use ractor::{Actor, ActorCell, ActorRef};
-use tokio::sync::Mutex;
+use futures::future::BoxFuture;
+use ractor::{Actor, ActorCell, ActorRef, ActorStatus, SpawnErr};
+use tokio::sync::{Mutex, broadcast};
 use tokio::task::JoinHandle;
 
 use crate::agent::Agent;
 use crate::agent_ref::AgentRef;
-use crate::config::{MailboxConfig, NexusConfig};
+use crate::config::{MailboxConfig, NexusConfig, SupervisionConfig};
 use crate::error::{Error, SpawnError};
 use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
 use crate::pool::{AgentPool, PoolMsg, PoolRef, PoolShared};
 use crate::supervisor::{
-    ChildInfo, ChildSpec, NodeExit, NodeSupervisor, NodeSupervisorArgs, RetireFn, StartFn, SupervisorMsg,
+    ChildInfo, ChildSpec, Domains, EventSink, GiveUp, NameClaim, Names, NodeEvent, NodeExit, NodeSupervisor,
+    NodeSupervisorArgs, RootMsg, Strategy, SubtreeKind, Supervised, Supervisor, SupervisorArgs, SupervisorMsg,
+    spawn_error,
 };
 
 /// A running node: a [`NodeSupervisor`] and the configuration it was
@@ -51,33 +55,16 @@ use crate::supervisor::{
 /// ```
 pub struct Node {
     config: Arc<NexusConfig>,
-    supervisor: ActorRef<SupervisorMsg>,
-    /// The supervisor's task. An async mutex held while awaiting it, so
+    root: ActorRef<RootMsg>,
+    domains: Domains,
+    names: Names,
+    events: EventSink,
+    /// The root supervisor's task. An async mutex held while awaiting it, so
     /// that concurrent [`Node::wait`]s all wait for the end (with a plain
     /// take-and-await, every waiter but the first returned at once, while
     /// the node still ran).
     join: Mutex<Option<JoinHandle<()>>>,
     exit: Arc<OnceLock<NodeExit>>,
-}
-
-/// Closes one agent's lanes when dropped; owned by the agent's `ChildSpec`
-/// (see the module docs).
-struct CloseLanesOnDrop<M>(Arc<Mailbox<M>>);
-
-impl<M> Drop for CloseLanesOnDrop<M> {
-    fn drop(&mut self) {
-        self.0.close();
-    }
-}
-
-/// Closes every lane of a pool when dropped; owned by the pool's
-/// `ChildSpec` (see the module docs).
-struct ClosePoolOnDrop<A: Agent>(Arc<PoolShared<A::Msg>>);
-
-impl<A: Agent> Drop for ClosePoolOnDrop<A> {
-    fn drop(&mut self) {
-        AgentPool::<A>::close_all(&self.0);
-    }
 }
 
 impl std::fmt::Debug for Node {
@@ -86,24 +73,293 @@ impl std::fmt::Debug for Node {
     }
 }
 
+/// One agent under supervision. Dropping it (the agent is gone for good)
+/// closes its lanes and releases its name.
+struct AgentChild<A: Agent> {
+    host: AgentHost<A>,
+    claim: NameClaim,
+}
+
+impl<A: Agent> Drop for AgentChild<A> {
+    fn drop(&mut self) {
+        // Gone for good: nothing will handle what is left, so drop it now
+        // (a waiting ask fails at once) rather than when the last handle goes.
+        self.host.mailbox.discard();
+    }
+}
+
+impl<A: Agent> Supervised for AgentChild<A> {
+    fn name(&self) -> &str {
+        &self.claim.name
+    }
+
+    fn kind(&self) -> SubtreeKind {
+        SubtreeKind::Agent
+    }
+
+    fn start(&self, supervisor: ActorCell, restarts: u32) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+        let host = self.host.clone();
+        Box::pin(async move {
+            if restarts > 0 {
+                host.mailbox
+                    .counters
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            let (r, _) = Actor::spawn_linked(None, host, restarts, supervisor).await?;
+            Ok(r.get_cell())
+        })
+    }
+
+    fn retire(&self, cell: &ActorCell) {
+        // Already stopping if this fails; its termination is reported anyway.
+        let _ = cell.send_message(HostMsg::Retire);
+    }
+
+    fn discard(&self) -> u64 {
+        self.host.mailbox.discard()
+    }
+}
+
+/// One pool under supervision. Dropping it closes every worker's lanes and
+/// releases its name.
+struct PoolChild<A: Agent> {
+    pool: AgentPool<A>,
+    claim: NameClaim,
+}
+
+impl<A: Agent> Drop for PoolChild<A> {
+    fn drop(&mut self) {
+        // As for an agent (see `AgentChild`'s drop).
+        AgentPool::<A>::discard_all(&self.pool.shared);
+    }
+}
+
+impl<A: Agent> Supervised for PoolChild<A> {
+    fn name(&self) -> &str {
+        &self.claim.name
+    }
+
+    fn kind(&self) -> SubtreeKind {
+        SubtreeKind::Pool
+    }
+
+    fn start(&self, supervisor: ActorCell, _restarts: u32) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let (r, _) = Actor::spawn_linked(None, pool, (), supervisor).await?;
+            Ok(r.get_cell())
+        })
+    }
+
+    fn retire(&self, cell: &ActorCell) {
+        // Already stopping if this fails; its termination is reported anyway.
+        let _ = cell.send_message(PoolMsg::Retire);
+    }
+
+    fn discard(&self) -> u64 {
+        AgentPool::<A>::discard_all(&self.pool.shared)
+    }
+}
+
+/// A group's supervisor under `agents`.
+struct GroupChild {
+    args: SupervisorArgs,
+    claim: NameClaim,
+    current: Arc<arc_swap::ArcSwapOption<ActorRef<SupervisorMsg>>>,
+}
+
+impl Supervised for GroupChild {
+    fn name(&self) -> &str {
+        &self.claim.name
+    }
+
+    fn kind(&self) -> SubtreeKind {
+        SubtreeKind::Group
+    }
+
+    fn start(&self, supervisor: ActorCell, restarts: u32) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+        let args = self.args.clone();
+        let current = Arc::clone(&self.current);
+        Box::pin(async move {
+            if restarts > 0 {
+                // A group's supervisor fails on its own only through a bug;
+                // its members went with it, so it is reported as a stopped
+                // subtree rather than restarted empty.
+                return Err(SpawnErr::StartupFailed(
+                    "a group supervisor that failed is not restarted without its members".into(),
+                ));
+            }
+            let (r, _) = Actor::spawn_linked(None, Supervisor, args, supervisor).await?;
+            current.store(Some(Arc::new(r.clone())));
+            Ok(r.get_cell())
+        })
+    }
+
+    fn retire(&self, cell: &ActorCell) {
+        if let Some(group) = self.current.load_full() {
+            let group = (*group).clone();
+            // The group retires its members, then stops; its termination is
+            // what the parent waits for.
+            tokio::spawn(async move {
+                let _ = ractor::call!(group, SupervisorMsg::Shutdown);
+            });
+        } else {
+            cell.stop(Some("shutdown".into()));
+        }
+    }
+}
+
+/// A named group of agents that live and die together (one-for-all): when
+/// one member fails every member is restarted, one restart intensity counts
+/// the whole group, and past it the whole group stops as one subtree (one
+/// [`NodeEvent::SubtreeStopped`]). Other subtrees are not affected.
+#[derive(Clone)]
+pub struct GroupRef {
+    name: Arc<str>,
+    supervisor: Arc<arc_swap::ArcSwapOption<ActorRef<SupervisorMsg>>>,
+    names: Names,
+    mailbox: MailboxConfig,
+}
+
+impl std::fmt::Debug for GroupRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupRef").field("name", &self.name).finish()
+    }
+}
+
+impl GroupRef {
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Spawns an agent as a member of the group (names are unique across
+    /// the node).
+    pub async fn spawn_agent<A: Agent>(&self, name: &str, agent: A) -> Result<AgentRef<A::Msg>, SpawnError> {
+        let supervisor = self
+            .supervisor
+            .load_full()
+            .map(|s| (*s).clone())
+            .ok_or(SpawnError::SupervisorGone)?;
+        spawn_agent_under(&supervisor, &self.names, name, agent, self.mailbox.clone()).await
+    }
+
+    /// The members and their restart counts.
+    pub async fn children(&self) -> Vec<ChildInfo> {
+        match self.supervisor.load_full() {
+            Some(s) => ractor::call!(*s, SupervisorMsg::Children).unwrap_or_default(),
+            None => Vec::new(),
+        }
+    }
+}
+
+/// Starts an agent linked to `supervisor` from the caller's task and hands
+/// it over (see "Adoption" in [`crate::supervisor`]): a spawn does not
+/// queue behind the supervisor.
+async fn spawn_agent_under<A: Agent>(
+    supervisor: &ActorRef<SupervisorMsg>,
+    names: &Names,
+    name: &str,
+    agent: A,
+    mailbox: MailboxConfig,
+) -> Result<AgentRef<A::Msg>, SpawnError> {
+    mailbox.validate()?;
+    if is_gone(supervisor) {
+        return Err(SpawnError::SupervisorGone);
+    }
+    let claim = names.claim(name)?;
+    let shared = Arc::new(Mailbox::new(Arc::clone(&claim.name), &mailbox));
+    let host = AgentHost {
+        agent: Arc::new(agent),
+        mailbox: Arc::clone(&shared),
+        name: Arc::clone(&claim.name),
+        worker: 0,
+        drain_batch: mailbox.drain_batch,
+        aging_after: mailbox.aging_after,
+    };
+    let spec = ChildSpec::from_child(Arc::new(AgentChild { host, claim }));
+    adopt(supervisor, name, spec).await?;
+    Ok(AgentRef::from_mailbox(shared))
+}
+
+/// Whether a supervisor has stopped or is stopping (a freshly spawned one
+/// may still be `Starting` while its loop comes up).
+fn is_gone(supervisor: &ActorRef<SupervisorMsg>) -> bool {
+    supervisor.get_status() >= ActorStatus::Draining
+}
+
+/// Starts `spec` linked to `supervisor` and casts it the adoption.
+async fn adopt(supervisor: &ActorRef<SupervisorMsg>, name: &str, spec: ChildSpec) -> Result<(), SpawnError> {
+    let cell = match spec.start(supervisor.get_cell(), 0).await {
+        Ok(cell) => cell,
+        Err(_) if is_gone(supervisor) => return Err(SpawnError::SupervisorGone),
+        Err(e) => return Err(spawn_error(name, e)),
+    };
+    if let Err(e) = supervisor.cast(SupervisorMsg::Adopt(cell.clone(), spec)) {
+        // The supervisor stopped in between: nothing would supervise it.
+        cell.stop(Some("supervisor gone".into()));
+        drop(e);
+        return Err(SpawnError::SupervisorGone);
+    }
+    Ok(())
+}
+
+/// A system actor's spec with the node-wide claim on its name.
+struct Claimed {
+    inner: Arc<dyn Supervised>,
+    claim: NameClaim,
+}
+
+impl Supervised for Claimed {
+    fn name(&self) -> &str {
+        &self.claim.name
+    }
+
+    fn kind(&self) -> SubtreeKind {
+        self.inner.kind()
+    }
+
+    fn start(&self, supervisor: ActorCell, restarts: u32) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+        self.inner.start(supervisor, restarts)
+    }
+
+    fn retire(&self, cell: &ActorCell) {
+        self.inner.retire(cell)
+    }
+
+    fn discard(&self) -> u64 {
+        self.inner.discard()
+    }
+}
+
 impl Node {
-    /// Validates the configuration and starts the node supervisor.
+    /// Validates the configuration and starts the supervision tree: the
+    /// root, and under it the `system` and `agents` subtrees (see
+    /// [`crate::supervisor`]).
     pub async fn start(config: NexusConfig) -> Result<Node, Error> {
         config.validate()?;
         let exit = Arc::new(OnceLock::new());
+        let domains = Arc::new(OnceLock::new());
+        let events = EventSink::default();
         let args = NodeSupervisorArgs {
             policy: config.supervision.clone(),
             exit: Arc::clone(&exit),
+            domains: Arc::clone(&domains),
+            events: events.clone(),
         };
-        let (supervisor, join) = Actor::spawn(None, NodeSupervisor, args)
-            .await
-            .map_err(|e| SpawnError::Start {
-                name: "node-supervisor".into(),
-                reason: e.to_string(),
-            })?;
+        let start_error = |e: ractor::SpawnErr| SpawnError::Start {
+            name: "node-supervisor".into(),
+            reason: e.to_string(),
+        };
+        let (root, join) = Actor::spawn(None, NodeSupervisor, args).await.map_err(start_error)?;
+        let domains = domains.get().cloned().ok_or(SpawnError::SupervisorGone)?;
         Ok(Node {
             config: Arc::new(config),
-            supervisor,
+            root,
+            domains,
+            names: Names::default(),
+            events,
             join: Mutex::new(Some(join)),
             exit,
         })
@@ -114,22 +370,41 @@ impl Node {
         &self.config
     }
 
-    /// The supervisor's cell, to link system actors under it.
+    /// The `system` subtree's supervisor cell, to link system actors under it.
     pub fn supervisor(&self) -> ActorCell {
-        self.supervisor.get_cell()
+        self.domains.system.get_cell()
     }
 
-    /// Starts a supervised child from its spec.
+    /// Receives every [`NodeEvent`] from now on: subtrees that exceeded
+    /// their restart intensity and were stopped, and the node's escalation.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.events.subscribe()
+    }
+
+    /// Starts a system actor from its spec, supervised in the `system`
+    /// subtree (one-for-one; past its restart intensity the node stops).
+    /// Its name must be free on the node.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ActorCell, SpawnError> {
-        ractor::call!(self.supervisor, SupervisorMsg::StartChild, spec).map_err(|_| SpawnError::SupervisorGone)?
+        let claim = self.names.claim(spec.name())?;
+        let spec = ChildSpec::from_child(Arc::new(Claimed {
+            inner: spec.inner,
+            claim,
+        }));
+        ractor::call!(self.domains.system, SupervisorMsg::StartChild, spec).map_err(|_| SpawnError::SupervisorGone)?
     }
 
-    /// The supervised children and their restart counts.
+    /// The agents, pools and groups of the node and their restart counts.
     pub async fn children(&self) -> Vec<ChildInfo> {
-        ractor::call!(self.supervisor, SupervisorMsg::Children).unwrap_or_default()
+        ractor::call!(self.domains.agents, SupervisorMsg::Children).unwrap_or_default()
     }
 
-    /// Spawns one supervised agent with the node's mailbox configuration.
+    /// The system actors of the node and their restart counts.
+    pub async fn system_children(&self) -> Vec<ChildInfo> {
+        ractor::call!(self.domains.system, SupervisorMsg::Children).unwrap_or_default()
+    }
+
+    /// Spawns one supervised agent, its own failure domain, with the node's
+    /// mailbox configuration. Its name must be free on the node.
     pub async fn spawn_agent<A: Agent>(&self, name: &str, agent: A) -> Result<AgentRef<A::Msg>, SpawnError> {
         self.spawn_agent_with(name, agent, self.config.mailbox.clone()).await
     }
@@ -141,47 +416,45 @@ impl Node {
         agent: A,
         mailbox: MailboxConfig,
     ) -> Result<AgentRef<A::Msg>, SpawnError> {
-        mailbox.validate()?;
-        let shared = Arc::new(Mailbox::new(name, &mailbox));
-        let host = AgentHost {
-            agent: Arc::new(agent),
-            mailbox: Arc::clone(&shared),
-            name: name.into(),
-            worker: 0,
-            drain_batch: mailbox.drain_batch,
-            aging_after: mailbox.aging_after,
-        };
-        let lanes = CloseLanesOnDrop(Arc::clone(&shared));
-        let start: StartFn = Arc::new(move |sup: ActorCell, restarts: u32| {
-            // The spec owns the guard: the lanes close when it is dropped.
-            let _owner = &lanes;
-            let host = host.clone();
-            Box::pin(async move {
-                if restarts > 0 {
-                    host.mailbox
-                        .counters
-                        .restarts
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                let (r, _) = Actor::spawn_linked(None, host, restarts, sup).await?;
-                Ok(r.get_cell())
-            })
-        });
-        let retire: RetireFn = Arc::new(|cell: &ActorCell| {
-            // Already stopping if this fails; its termination is reported anyway.
-            let _ = cell.send_message(HostMsg::Retire);
-        });
-        self.start_child(ChildSpec {
-            name: name.to_string(),
-            start,
-            retire,
-        })
-        .await?;
-        Ok(AgentRef::from_mailbox(shared))
+        spawn_agent_under(&self.domains.agents, &self.names, name, agent, mailbox).await
     }
 
-    /// Spawns a supervised pool of `size` workers with the node's mailbox
-    /// configuration.
+    /// Starts a named group: agents spawned through the returned
+    /// [`GroupRef`] live and die together (see there). The group's restart
+    /// intensity is the node's `[supervision]`.
+    pub async fn spawn_group(&self, name: &str) -> Result<GroupRef, SpawnError> {
+        self.spawn_group_with(name, self.config.supervision.clone()).await
+    }
+
+    /// [`Node::spawn_group`] with its own restart intensity.
+    pub async fn spawn_group_with(&self, name: &str, policy: SupervisionConfig) -> Result<GroupRef, SpawnError> {
+        let claim = self.names.claim(name)?;
+        let current = Arc::new(arc_swap::ArcSwapOption::empty());
+        let args = SupervisorArgs {
+            name: Arc::clone(&claim.name),
+            policy,
+            strategy: Strategy::OneForAll,
+            give_up: GiveUp::Escalate,
+            events: self.events.clone(),
+        };
+        let group_name = Arc::clone(&claim.name);
+        let spec = ChildSpec::from_child(Arc::new(GroupChild {
+            args,
+            claim,
+            current: Arc::clone(&current),
+        }));
+        adopt(&self.domains.agents, name, spec).await?;
+        Ok(GroupRef {
+            name: group_name,
+            supervisor: current,
+            names: self.names.clone(),
+            mailbox: self.config.mailbox.clone(),
+        })
+    }
+
+    /// Spawns a supervised pool of `size` workers, its own failure domain,
+    /// with the node's mailbox configuration. Each worker has its own
+    /// state. Its name must be free on the node.
     pub async fn spawn_pool<A: Agent>(&self, name: &str, size: usize, agent: A) -> Result<PoolRef<A::Msg>, SpawnError> {
         self.spawn_pool_with(name, size, agent, self.config.mailbox.clone())
             .await
@@ -205,55 +478,38 @@ impl Node {
                 ),
             });
         }
-        let shared = AgentPool::<A>::new_shared(name, mailbox);
+        if is_gone(&self.domains.agents) {
+            return Err(SpawnError::SupervisorGone);
+        }
+        let claim = self.names.claim(name)?;
+        let shared: Arc<PoolShared<A::Msg>> = AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox);
         let pool = AgentPool {
             agent: Arc::new(agent),
             shared: Arc::clone(&shared),
             supervision: self.config.supervision.clone(),
             initial: size,
         };
-        let retire: RetireFn = Arc::new(|cell: &ActorCell| {
-            // Already stopping if this fails; its termination is reported anyway.
-            let _ = cell.send_message(PoolMsg::Retire);
-        });
-        let lanes = ClosePoolOnDrop::<A>(Arc::clone(&shared));
-        let start: StartFn = Arc::new(move |sup: ActorCell, _restarts: u32| {
-            // The spec owns the guard: the lanes close when it is dropped.
-            let _owner = &lanes;
-            let pool = pool.clone();
-            Box::pin(async move {
-                let (r, _) = Actor::spawn_linked(None, pool, (), sup).await?;
-                Ok(r.get_cell())
-            })
-        });
-        self.start_child(ChildSpec {
-            name: name.to_string(),
-            start,
-            retire,
-        })
-        .await?;
+        let spec = ChildSpec::from_child(Arc::new(PoolChild { pool, claim }));
+        adopt(&self.domains.agents, name, spec).await?;
         Ok(AgentPool::<A>::handle(shared))
     }
 
-    /// Retires every child (agents handle what they admitted), waits up to
-    /// `timeout`, then stops the supervisor. Returns how the node ended.
+    /// Retires every agent, pool and group (they handle what they admitted),
+    /// then every system actor, waits up to `timeout`, then stops the
+    /// supervisor. Returns how the node ended.
     ///
     /// Agents still busy at the timeout are killed with the supervisor (a
     /// kill terminates the whole tree); what they had not handled is lost,
     /// which is what a timeout means.
     pub async fn shutdown(&self, timeout: Duration) -> NodeExit {
-        let graceful = tokio::time::timeout(timeout, async {
-            ractor::call!(self.supervisor, SupervisorMsg::Shutdown)
-        })
-        .await
-        .is_ok_and(|r| r.is_ok());
+        let graceful = tokio::time::timeout(timeout, async { ractor::call!(self.root, RootMsg::Shutdown) })
+            .await
+            .is_ok_and(|r| r.is_ok());
         // Records a shutdown unless the supervisor already recorded how it ended.
         let _ = self.exit.set(NodeExit::Shutdown);
-        if graceful {
-            self.supervisor.stop(Some("shutdown".into()));
-        } else {
+        if !graceful {
             tracing::warn!(?timeout, "graceful shutdown timed out; killing the node");
-            self.supervisor.kill();
+            self.root.kill();
         }
         self.wait().await
     }

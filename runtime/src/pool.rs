@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -29,11 +29,11 @@ use tokio::time::Instant;
 use crate::agent::Agent;
 use crate::agent_ref::{AgentRef, Reply};
 use crate::config::{MailboxConfig, SupervisionConfig};
-use crate::error::{AskError, PoolError, SendError, SpawnError, SupervisionError};
+use crate::error::{AskError, PoolError, SendError, SpawnError};
 use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
 use crate::priority::Priority;
-use crate::supervisor::RestartIntensity;
+use crate::supervisor::{GaveUp, InitFailed, RestartIntensity, SubtreeKind, SubtreeStopped};
 
 /// Most workers a pool may have.
 pub const MAX_POOL_SIZE: usize = 1 << 20;
@@ -52,6 +52,10 @@ pub(crate) struct PoolShared<M> {
     pub(crate) mailbox_cfg: MailboxConfig,
     /// The live pool actor; swapped when the pool actor restarts.
     actor: ArcSwapOption<ActorRef<PoolMsg>>,
+    /// Worker restarts since the pool was spawned. Here, not in the pool
+    /// actor's state, so that the count survives a restart of the pool
+    /// actor itself; an atomic because `PoolRef` reads it without a round trip.
+    restarts: AtomicU64,
 }
 
 /// A handle to a pool. Cheap to clone.
@@ -177,6 +181,10 @@ impl<M: Send + 'static> PoolRef<M> {
     where
         F: FnOnce(Reply<R>) -> M,
     {
+        if deadline.is_zero() {
+            // Refused up front, as `AgentRef::ask` does: see there.
+            return Err(AskError::Deadline(deadline));
+        }
         let (reply, rx) = Reply::channel();
         let exchange = async {
             self.send_timeout(make(reply), priority, deadline).await?;
@@ -193,6 +201,12 @@ impl<M: Send + 'static> PoolRef<M> {
     pub async fn resize(&self, size: usize) -> Result<usize, PoolError> {
         let actor = self.actor()?;
         ractor::call!(actor, PoolMsg::Resize, size).map_err(|_| PoolError::Gone)?
+    }
+
+    /// Worker restarts since the pool was spawned (kept across restarts of
+    /// the pool actor itself).
+    pub fn restarts(&self) -> u64 {
+        self.shared.restarts.load(Ordering::Relaxed)
     }
 
     /// The pool's supervision counters.
@@ -230,6 +244,9 @@ pub enum PoolMsg {
     Stats(RpcReplyPort<PoolStats>),
     /// Retire every worker, then stop.
     Retire,
+    /// Fails the pool actor itself (tests of its restart).
+    #[cfg(test)]
+    Fail,
 }
 
 impl ractor::Message for PoolMsg {}
@@ -268,33 +285,34 @@ pub(crate) struct PoolState<M> {
     workers: HashMap<ActorId, Worker<M>>,
     intensity: RestartIntensity,
     next_index: usize,
-    restarts: u64,
     /// Resizes waiting for retiring workers: (workers still draining, reply).
     waiting: Vec<ResizeWaiter<M>>,
     stopping: bool,
 }
 
 impl<A: Agent> AgentPool<A> {
-    pub(crate) fn new_shared(name: &str, mailbox_cfg: MailboxConfig) -> Arc<PoolShared<A::Msg>> {
+    pub(crate) fn new_shared(name: Arc<str>, mailbox_cfg: MailboxConfig) -> Arc<PoolShared<A::Msg>> {
         Arc::new(PoolShared {
-            name: name.into(),
+            name,
             members: ArcSwap::from_pointee(Vec::new()),
             retiring: Mutex::new(Vec::new()),
             next: AtomicUsize::new(0),
             mailbox_cfg,
             actor: ArcSwapOption::empty(),
+            restarts: AtomicU64::new(0),
         })
     }
 
-    /// The pool is gone for good (its supervisor forgot it): nothing will
-    /// host these lanes again, so empty the snapshot and close every
-    /// worker's lanes; senders then get `Closed` instead of having messages
-    /// admitted that nobody will handle.
-    pub(crate) fn close_all(shared: &PoolShared<A::Msg>) {
+    /// Closes every worker's lanes and drops what they had admitted (the
+    /// pool is gone for good); returns how many messages were dropped.
+    pub(crate) fn discard_all(shared: &PoolShared<A::Msg>) -> u64 {
         let members = shared.members.swap(Arc::new(Vec::new()));
-        for agent in members.iter().chain(shared.retiring.lock().iter()) {
-            agent.mailbox.close();
-        }
+        let retiring: Vec<AgentRef<A::Msg>> = shared.retiring.lock().clone();
+        members
+            .iter()
+            .chain(retiring.iter())
+            .map(|agent| agent.mailbox.discard())
+            .sum()
     }
 
     pub(crate) fn handle(shared: Arc<PoolShared<A::Msg>>) -> PoolRef<A::Msg> {
@@ -343,30 +361,38 @@ impl<A: Agent> AgentPool<A> {
         state: &mut PoolState<A::Msg>,
         to: usize,
     ) -> Result<(), PoolError> {
-        while Self::live(state) < to {
+        // Published once, after every new worker is up: republishing per
+        // worker made growing a pool quadratic in its size.
+        let mut live = Self::live(state);
+        let mut result = Ok(());
+        state.workers.reserve(to.saturating_sub(live));
+        while live < to {
             let index = state.next_index;
             state.next_index += 1;
-            let mailbox = Arc::new(Mailbox::new(&self.shared.name, &self.shared.mailbox_cfg));
+            let mailbox = Arc::new(Mailbox::new(Arc::clone(&self.shared.name), &self.shared.mailbox_cfg));
             let agent = AgentRef::from_mailbox(mailbox);
-            let id = self
-                .spawn_worker(&myself.get_cell(), &agent, index, 0)
-                .await
-                .map_err(|e| SpawnError::Start {
-                    name: format!("{}[{index}]", self.shared.name),
-                    reason: e.to_string(),
-                })?;
-            state.workers.insert(
-                id,
-                Worker {
-                    agent,
-                    index,
-                    restarts: 0,
-                    retiring: false,
-                },
-            );
-            self.publish(state);
+            match self.spawn_worker(&myself.get_cell(), &agent, index, 0).await {
+                Ok(id) => {
+                    state.workers.insert(
+                        id,
+                        Worker {
+                            agent,
+                            index,
+                            restarts: 0,
+                            retiring: false,
+                        },
+                    );
+                    live += 1;
+                }
+                Err(e) => {
+                    result = Err(crate::supervisor::spawn_error(&format!("{}[{index}]", self.shared.name), e).into());
+                    break;
+                }
+            }
         }
-        Ok(())
+        // Workers started before a failure take messages too.
+        self.publish(state);
+        result
     }
 
     /// Retires the highest-indexed workers down to `to`; returns them.
@@ -436,7 +462,6 @@ impl<A: Agent> Actor for AgentPool<A> {
             workers: HashMap::new(),
             intensity: RestartIntensity::new(self.supervision.max_restarts, self.supervision.within),
             next_index: 0,
-            restarts: 0,
             waiting: Vec::new(),
             stopping: false,
         };
@@ -463,7 +488,19 @@ impl<A: Agent> Actor for AgentPool<A> {
             );
         }
         if state.workers.is_empty() {
-            self.grow(&myself, &mut state, self.initial).await?;
+            match self.grow(&myself, &mut state, self.initial).await {
+                Ok(()) => {}
+                // A worker's `init` failed: the pool fails to start with
+                // that error, not as if it had panicked.
+                Err(PoolError::Spawn(SpawnError::Init { source, .. })) => {
+                    myself.stop_children(Some("pool failed to start".into()));
+                    return Err(Box::new(InitFailed(source)));
+                }
+                Err(other) => {
+                    myself.stop_children(Some("pool failed to start".into()));
+                    return Err(Box::new(other));
+                }
+            }
         }
         self.publish(&state);
         Ok(state)
@@ -498,9 +535,11 @@ impl<A: Agent> Actor for AgentPool<A> {
                 let _ = reply.send(PoolStats {
                     size: Self::live(state),
                     retiring: state.workers.len() - Self::live(state),
-                    restarts: state.restarts,
+                    restarts: self.shared.restarts.load(Ordering::Relaxed),
                 });
             }
+            #[cfg(test)]
+            PoolMsg::Fail => return Err("pool actor failed on request".into()),
             PoolMsg::Retire => {
                 state.stopping = true;
                 self.shrink(&myself, state, 0);
@@ -526,17 +565,22 @@ impl<A: Agent> Actor for AgentPool<A> {
                 tracing::warn!(pool = %self.shared.name, worker = worker.index, error = %err, "worker failed");
                 loop {
                     if let Err(restarts) = state.intensity.record(Instant::now()) {
-                        let e = SupervisionError::IntensityExceeded {
-                            child: format!("{}[{}]", self.shared.name, worker.index),
+                        // The pool gives up as one subtree: its workers stop,
+                        // what they admitted is dropped (and counted), and
+                        // its supervisor reports it without restarting it.
+                        myself.stop_children(Some("pool gave up".into()));
+                        let discarded = worker.agent.mailbox.discard() + Self::discard_all(&self.shared);
+                        return Err(Box::new(GaveUp(SubtreeStopped {
+                            subtree: self.shared.name.to_string(),
+                            kind: SubtreeKind::Pool,
                             restarts,
                             within: state.intensity.within(),
-                        };
-                        tracing::error!(error = %e, "pool escalates");
-                        myself.stop_children(Some("pool escalated".into()));
-                        return Err(Box::new(e));
+                            last_error: format!("worker {}: {err}", worker.index),
+                            discarded,
+                        })));
                     }
                     worker.restarts += 1;
-                    state.restarts += 1;
+                    self.shared.restarts.fetch_add(1, Ordering::Relaxed);
                     worker.agent.mailbox.counters.restarts.fetch_add(1, Ordering::Relaxed);
                     match self
                         .spawn_worker(&myself.get_cell(), &worker.agent, worker.index, worker.restarts)
@@ -570,3 +614,6 @@ impl<A: Agent> Actor for AgentPool<A> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

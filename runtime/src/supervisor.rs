@@ -1,26 +1,66 @@
-//! Supervision: one-for-one restarts with a restart intensity, OTP style.
+//! Supervision: failure domains with one-for-one or one-for-all restarts and
+//! a restart intensity counted per subtree, OTP style.
 //!
-//! [`NodeSupervisor`] owns the children of a node (agents, pools, system
-//! actors). When a child fails (a handler returned an error or panicked;
-//! ractor catches the panic) it is restarted from its [`ChildSpec`], alone.
-//! Restarts are counted across all children within a window
-//! ([`RestartIntensity`]); one more than `max_restarts` within `within`
-//! and the supervisor stops every child and fails itself, escalating to its
-//! parent (for a root supervisor, [`crate::node::Node::wait`] reports it).
+//! # The tree
+//!
+//! ```text
+//! NodeSupervisor          escalates (stops the node) only when `system` gives up
+//! ├── system              one-for-one; a child past its intensity stops the node
+//! │   └── system actors   (router, quota keeper, scheduler, ledger, gateway, ...)
+//! └── agents              one-for-one; a child past its intensity stops alone
+//!     ├── Agent(name)     restarted alone; its own intensity
+//!     ├── AgentPool(name) supervises its workers; its own intensity (see `crate::pool`)
+//!     └── Group(name)     one-for-all: members live and die together; one intensity
+//! ```
+//!
+//! Every child of a [`Supervisor`] is its own failure domain: its restarts
+//! are counted in its own window ([`RestartIntensity`], from
+//! [`SupervisionConfig`]), so a crash-looping agent uses up its own budget,
+//! never its neighbours'. What happens past the limit depends on the domain:
+//!
+//! * under `agents`, the child alone is stopped: its lanes are closed, the
+//!   messages they had admitted are discarded (each dropped request drops
+//!   its [`Reply`](crate::agent_ref::Reply), so a waiting `ask` fails at
+//!   once with `NoReply`, and senders parked for room get `Closed`), and a
+//!   typed [`NodeEvent::SubtreeStopped`] says which subtree, why, after how
+//!   many restarts, and how many admitted messages were discarded;
+//! * under `system`, the system subtree gives up and fails, and the
+//!   [`NodeSupervisor`] stops the node ([`NodeExit::Escalated`]): a runtime
+//!   whose ledger or router cannot stay up must not pretend to run;
+//! * a group ([`Strategy::OneForAll`]) restarts every member when one fails,
+//!   counting one intensity for the whole group, and past it stops as one
+//!   subtree with one event.
+//!
+//! Events are published on the node's [`EventSink`] (a bounded broadcast:
+//! `Node::subscribe`) and logged at `error` level; when the program has
+//! installed no `tracing` subscriber they are written to stderr instead, so
+//! a stopped subtree is never silent.
 //!
 //! A child that stops normally is not restarted. Agents' lanes live outside
 //! their actors, so what was admitted before a failure is handled by the
 //! restarted instance. That holds during a shutdown too: a child that fails
-//! while retiring is restarted (within the intensity) and asked to retire
+//! while retiring is restarted (within its intensity) and asked to retire
 //! again, so an agent that panics while draining at shutdown still handles
 //! the rest of what it admitted.
+//!
+//! # Adoption
+//!
+//! Spawning an agent or a pool does not queue behind the supervisor: the
+//! caller starts the child itself, linked to the supervisor's cell, and then
+//! hands its spec over with a cast ([`SupervisorMsg::Adopt`]). ractor
+//! delivers supervision events ahead of ordinary messages, so the child may
+//! fail before its adoption is read; such early events are kept and
+//! replayed when the adoption arrives.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use ractor::{Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr, SupervisionEvent};
+use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::config::SupervisionConfig;
@@ -75,30 +115,108 @@ pub type StartFn = Arc<dyn Fn(ActorCell, u32) -> BoxFuture<'static, Result<Actor
 /// admitted message first).
 pub type RetireFn = Arc<dyn Fn(&ActorCell) + Send + Sync>;
 
-/// How to start a child, and how to stop it gracefully.
-#[derive(Clone)]
-pub struct ChildSpec {
-    /// The child's name, for logs and reports.
-    pub name: String,
-    /// Starts the child linked to the supervisor.
-    pub start: StartFn,
-    /// Stops it gracefully. Default: `ActorCell::stop`.
-    pub retire: RetireFn,
+/// What kind of subtree a supervised child is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SubtreeKind {
+    /// One agent.
+    Agent,
+    /// An agent pool and its workers.
+    Pool,
+    /// A named group of agents that live and die together.
+    Group,
+    /// A system actor (router, quota keeper, ledger, ...).
+    System,
 }
 
-impl std::fmt::Debug for ChildSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChildSpec").field("name", &self.name).finish()
+impl fmt::Display for SubtreeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SubtreeKind::Agent => "agent",
+            SubtreeKind::Pool => "pool",
+            SubtreeKind::Group => "group",
+            SubtreeKind::System => "system actor",
+        })
+    }
+}
+
+/// How a child is started, stopped gracefully, and cleared when it is gone
+/// for good. Agents, pools and groups implement it inside the runtime;
+/// other actors use [`ChildSpec::new`] / [`ChildSpec::for_actor`].
+pub(crate) trait Supervised: Send + Sync + 'static {
+    fn name(&self) -> &str;
+    fn kind(&self) -> SubtreeKind;
+    fn start(&self, supervisor: ActorCell, restarts: u32) -> BoxFuture<'static, Result<ActorCell, SpawnErr>>;
+    /// Asks the running child to stop gracefully.
+    fn retire(&self, cell: &ActorCell) {
+        cell.stop(Some("shutdown".into()));
+    }
+    /// The child is gone for good: close its lanes and drop what they had
+    /// admitted. Returns how many messages were dropped.
+    fn discard(&self) -> u64 {
+        0
+    }
+}
+
+/// A child defined by closures.
+struct FnChild {
+    name: String,
+    start: StartFn,
+    retire: RetireFn,
+}
+
+impl Supervised for FnChild {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> SubtreeKind {
+        SubtreeKind::System
+    }
+
+    fn start(&self, supervisor: ActorCell, restarts: u32) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+        (self.start)(supervisor, restarts)
+    }
+
+    fn retire(&self, cell: &ActorCell) {
+        (self.retire)(cell)
+    }
+}
+
+/// How to start a child, and how to stop it gracefully. Cheap to clone.
+#[derive(Clone)]
+pub struct ChildSpec {
+    pub(crate) inner: Arc<dyn Supervised>,
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("name", &self.inner.name())
+            .field("kind", &self.inner.kind())
+            .finish()
     }
 }
 
 impl ChildSpec {
-    /// A spec whose graceful stop is a plain `stop`.
+    /// A spec started by `start`, whose graceful stop is a plain `stop`.
     pub fn new(name: impl Into<String>, start: StartFn) -> Self {
         Self {
-            name: name.into(),
-            start,
-            retire: Arc::new(|cell: &ActorCell| cell.stop(Some("shutdown".into()))),
+            inner: Arc::new(FnChild {
+                name: name.into(),
+                start,
+                retire: Arc::new(|cell: &ActorCell| cell.stop(Some("shutdown".into()))),
+            }),
+        }
+    }
+
+    /// The same spec with another graceful stop.
+    pub fn with_retire(self, retire: RetireFn) -> Self {
+        let name = self.inner.name().to_string();
+        let inner = Arc::clone(&self.inner);
+        let start: StartFn = Arc::new(move |sup, restarts| inner.start(sup, restarts));
+        Self {
+            inner: Arc::new(FnChild { name, start, retire }),
         }
     }
 
@@ -119,14 +237,35 @@ impl ChildSpec {
         });
         Self::new(name, start)
     }
+
+    pub(crate) fn from_child(inner: Arc<dyn Supervised>) -> Self {
+        Self { inner }
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Starts one instance linked to `supervisor`.
+    pub(crate) fn start(
+        &self,
+        supervisor: ActorCell,
+        restarts: u32,
+    ) -> BoxFuture<'static, Result<ActorCell, SpawnErr>> {
+        self.inner.start(supervisor, restarts)
+    }
 }
 
-/// A child as reported by [`SupervisorMsg::Children`].
+/// A child as reported by [`Node::children`](crate::node::Node::children).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChildInfo {
     /// The spec's name.
     pub name: String,
-    /// Times it has been restarted.
+    /// What it is.
+    pub kind: SubtreeKind,
+    /// Times it has been restarted (for a pool: the pool actor itself; its
+    /// workers' restarts are in `PoolStats`).
     pub restarts: u32,
 }
 
@@ -135,24 +274,212 @@ pub struct ChildInfo {
 pub enum NodeExit {
     /// Shut down on request.
     Shutdown,
-    /// Gave up after too many restarts; the text says which child.
+    /// The system subtree gave up; the text says which child and why.
     Escalated(String),
 }
 
-/// Control messages to a [`NodeSupervisor`].
+/// A subtree that exceeded its restart intensity and was stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubtreeStopped {
+    /// The agent's, pool's or group's name (for a system subtree: the
+    /// system actor whose failures crossed the limit).
+    pub subtree: String,
+    /// What the subtree was.
+    pub kind: SubtreeKind,
+    /// Restarts counted in the window when it gave up (the failure that
+    /// crossed the limit included).
+    pub restarts: u32,
+    /// The window restarts were counted in.
+    pub within: Duration,
+    /// The last failure, as reported by the actor (a panic message or the
+    /// handler's error).
+    pub last_error: String,
+    /// Messages admitted to the subtree's lanes and never handled.
+    pub discarded: u64,
+}
+
+impl fmt::Display for SubtreeStopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} stopped: {} restarts within {:?} exceeded its restart intensity (last failure: {}); {} admitted messages discarded",
+            self.kind, self.subtree, self.restarts, self.within, self.last_error, self.discarded
+        )
+    }
+}
+
+/// What the supervision tree reports through [`EventSink`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeEvent {
+    /// A subtree under `agents` gave up and was stopped alone; the node and
+    /// every other subtree go on.
+    SubtreeStopped(SubtreeStopped),
+    /// The system subtree gave up and the node stopped.
+    NodeEscalated {
+        /// Which system actor and why.
+        reason: String,
+    },
+}
+
+impl fmt::Display for NodeEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeEvent::SubtreeStopped(s) => s.fmt(f),
+            NodeEvent::NodeEscalated { reason } => write!(f, "node escalated: {reason}"),
+        }
+    }
+}
+
+/// Publishes [`NodeEvent`]s to every subscriber. Bounded: a subscriber that
+/// falls more than 1,024 events behind is told how many it missed
+/// (`RecvError::Lagged`) rather than making the tree wait.
+#[derive(Debug, Clone)]
+pub struct EventSink(broadcast::Sender<NodeEvent>);
+
+impl Default for EventSink {
+    fn default() -> Self {
+        Self(broadcast::channel(1024).0)
+    }
+}
+
+impl EventSink {
+    /// A new receiver of every event published from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<NodeEvent> {
+        self.0.subscribe()
+    }
+
+    /// Logs the event at error level (to stderr when no `tracing` subscriber
+    /// is installed) and publishes it.
+    pub(crate) fn emit(&self, event: NodeEvent) {
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(event = %event, "supervision");
+        } else {
+            eprintln!("nexus: error: {event}");
+        }
+        // No subscriber is fine: the event has been logged.
+        let _ = self.0.send(event);
+    }
+}
+
+/// Names in use on a node: agents, pools, groups and system actors share
+/// one namespace. A claim is released when the child it names is gone for
+/// good (the spec that owns it is dropped).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Names(Arc<Mutex<HashSet<Arc<str>>>>);
+
+impl Names {
+    /// Claims `name`, or says it is taken. A plain mutex: claims happen once
+    /// per spawn (control plane), never per message.
+    pub(crate) fn claim(&self, name: &str) -> Result<NameClaim, SpawnError> {
+        let name: Arc<str> = Arc::from(name);
+        if !self.0.lock().insert(Arc::clone(&name)) {
+            return Err(SpawnError::NameTaken { name: name.to_string() });
+        }
+        Ok(NameClaim {
+            name,
+            names: self.clone(),
+        })
+    }
+}
+
+/// A claimed name; released on drop.
+#[derive(Debug)]
+pub(crate) struct NameClaim {
+    pub(crate) name: Arc<str>,
+    names: Names,
+}
+
+impl Drop for NameClaim {
+    fn drop(&mut self) {
+        self.names.0.lock().remove(&self.name);
+    }
+}
+
+/// The error an agent's `init` failure travels in through ractor's startup,
+/// so that it is reported as [`SpawnError::Init`] and not as a panic.
+#[derive(Debug)]
+pub(crate) struct InitFailed(pub(crate) crate::error::HandlerError);
+
+impl fmt::Display for InitFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "init failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for InitFailed {}
+
+/// A subtree that gave up fails with this, so that its parent knows not to
+/// restart it and reports it instead.
+#[derive(Debug)]
+pub(crate) struct GaveUp(pub(crate) SubtreeStopped);
+
+impl fmt::Display for GaveUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for GaveUp {}
+
+/// Turns ractor's start failure into a typed [`SpawnError`].
+pub(crate) fn spawn_error(name: &str, e: SpawnErr) -> SpawnError {
+    match e {
+        SpawnErr::StartupFailed(err) => match err.downcast::<InitFailed>() {
+            Ok(init) => SpawnError::Init {
+                name: name.to_string(),
+                source: init.0,
+            },
+            Err(other) => SpawnError::Start {
+                name: name.to_string(),
+                reason: other.to_string(),
+            },
+        },
+        other => SpawnError::Start {
+            name: name.to_string(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// How a [`Supervisor`] restarts its children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// A failed child is restarted alone, with its own restart intensity.
+    OneForOne,
+    /// When one child fails every child is restarted; one intensity counts
+    /// the whole group.
+    OneForAll,
+}
+
+/// What a [`Supervisor`] does when a child exceeds its restart intensity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Stop that child alone and report it (`agents`).
+    StopChild,
+    /// Stop every child and fail, so that the parent decides (`system`, and
+    /// groups, whose parent then reports the group as one stopped subtree).
+    Escalate,
+}
+
+/// Control messages to a [`Supervisor`].
 pub enum SupervisorMsg {
     /// Start a child and supervise it.
     StartChild(ChildSpec, RpcReplyPort<Result<ActorCell, SpawnError>>),
+    /// Supervise a child that the sender has already started, linked to
+    /// this supervisor.
+    Adopt(ActorCell, ChildSpec),
     /// The current children.
     Children(RpcReplyPort<Vec<ChildInfo>>),
     /// Retire every child, wait for all of them to stop, then stop.
     Shutdown(RpcReplyPort<()>),
 }
 
-impl std::fmt::Debug for SupervisorMsg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for SupervisorMsg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SupervisorMsg::StartChild(spec, _) => write!(f, "StartChild({})", spec.name),
+            SupervisorMsg::StartChild(spec, _) => write!(f, "StartChild({})", spec.name()),
+            SupervisorMsg::Adopt(_, spec) => write!(f, "Adopt({})", spec.name()),
             SupervisorMsg::Children(_) => f.write_str("Children"),
             SupervisorMsg::Shutdown(_) => f.write_str("Shutdown"),
         }
@@ -161,71 +488,212 @@ impl std::fmt::Debug for SupervisorMsg {
 
 impl ractor::Message for SupervisorMsg {}
 
-/// The root supervisor of a node.
+/// A supervisor of one failure domain (see the module docs).
 #[derive(Debug, Clone, Default)]
-pub struct NodeSupervisor;
+pub struct Supervisor;
 
-/// Arguments of a [`NodeSupervisor`].
+/// Arguments of a [`Supervisor`].
 #[derive(Debug, Clone)]
-pub struct NodeSupervisorArgs {
-    /// Restart intensity.
+pub struct SupervisorArgs {
+    /// For logs and events.
+    pub name: Arc<str>,
+    /// Restart intensity: per child (one-for-one) or per group (one-for-all).
     pub policy: SupervisionConfig,
-    /// Where the supervisor writes how it ended.
-    pub exit: Arc<OnceLock<NodeExit>>,
+    /// How children are restarted.
+    pub strategy: Strategy,
+    /// What happens past the intensity.
+    pub give_up: GiveUp,
+    /// Where stopped subtrees are reported.
+    pub events: EventSink,
 }
 
 struct Child {
     spec: ChildSpec,
     restarts: u32,
+    intensity: RestartIntensity,
+    /// One-for-all: killed to be restarted with a failed sibling.
+    restart_pending: bool,
 }
 
-/// State of a [`NodeSupervisor`].
+/// A supervision event that arrived before the child's adoption.
+enum Early {
+    Failed(ActorProcessingErr),
+    Terminated,
+}
+
+/// State of a [`Supervisor`].
 pub struct SupervisorState {
-    intensity: RestartIntensity,
+    args: SupervisorArgs,
     children: HashMap<ActorId, Child>,
+    early: HashMap<ActorId, Early>,
+    /// One-for-all: the whole group's restarts.
+    group: RestartIntensity,
     /// Set once a shutdown is asked for: everyone waiting for it. A list,
     /// because a second `Shutdown` must wait with the first, not replace
-    /// (and so drop) the first caller's reply port, which made that caller
-    /// see a failed shutdown and kill the tree mid-drain.
+    /// (and so drop) the first caller's reply port.
     shutdown: Option<Vec<RpcReplyPort<()>>>,
-    exit: Arc<OnceLock<NodeExit>>,
 }
 
-impl std::fmt::Debug for SupervisorState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for SupervisorState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SupervisorState")
+            .field("name", &self.args.name)
             .field("children", &self.children.len())
             .field("shutting_down", &self.shutdown.is_some())
             .finish()
     }
 }
 
-impl NodeSupervisor {
-    /// Restarts a failed child, retrying failed starts, within the intensity.
-    /// Returns the new instance's cell.
+impl Supervisor {
+    fn new_child(state: &SupervisorState, spec: ChildSpec) -> Child {
+        Child {
+            spec,
+            restarts: 0,
+            intensity: RestartIntensity::new(state.args.policy.max_restarts, state.args.policy.within),
+            restart_pending: false,
+        }
+    }
+
+    /// Starts a child again after a failure (retrying failed starts, each
+    /// counted), unless its intensity is used up: then the failure is
+    /// handed back for the give-up path.
     async fn restart(
         myself: &ActorRef<SupervisorMsg>,
         state: &mut SupervisorState,
         mut child: Child,
-    ) -> Result<ActorCell, SupervisionError> {
+        mut error: String,
+        counted: bool,
+    ) -> Result<(), (Child, u32, String)> {
+        let mut counted = counted;
         loop {
-            if let Err(restarts) = state.intensity.record(Instant::now()) {
-                return Err(SupervisionError::IntensityExceeded {
-                    child: child.spec.name.clone(),
-                    restarts,
-                    within: state.intensity.within(),
-                });
+            if !counted {
+                let record = match state.args.strategy {
+                    Strategy::OneForOne => child.intensity.record(Instant::now()),
+                    Strategy::OneForAll => state.group.record(Instant::now()),
+                };
+                if let Err(restarts) = record {
+                    return Err((child, restarts, error));
+                }
             }
+            counted = false;
             child.restarts += 1;
-            match (child.spec.start)(myself.get_cell(), child.restarts).await {
+            match child.spec.start(myself.get_cell(), child.restarts).await {
                 Ok(cell) => {
-                    tracing::info!(child = %child.spec.name, restarts = child.restarts, "child restarted");
+                    tracing::info!(supervisor = %state.args.name, child = %child.spec.name(), restarts = child.restarts, "child restarted");
+                    if state.shutdown.is_some() {
+                        // Failed while retiring (maybe before it even read
+                        // the request, which died with it): the new
+                        // instance retires in its place, handling what its
+                        // predecessor had admitted.
+                        child.spec.inner.retire(&cell);
+                    }
                     state.children.insert(cell.get_id(), child);
-                    return Ok(cell);
+                    return Ok(());
                 }
                 Err(e) => {
-                    tracing::warn!(child = %child.spec.name, error = %e, "child failed to restart");
+                    tracing::warn!(supervisor = %state.args.name, child = %child.spec.name(), error = %e, "child failed to restart");
+                    error = e.to_string();
                 }
+            }
+        }
+    }
+
+    /// A child failed: restart it (one-for-one) or every child
+    /// (one-for-all), or give up.
+    async fn child_failed(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        child: Child,
+        error: ActorProcessingErr,
+    ) -> Result<(), ActorProcessingErr> {
+        // A subtree below that already gave up is reported, not restarted.
+        let error = match error.downcast::<GaveUp>() {
+            Ok(gave_up) => {
+                let discarded = child.spec.inner.discard();
+                let mut stopped = gave_up.0;
+                stopped.discarded += discarded;
+                return Self::give_up(myself, state, child, stopped);
+            }
+            Err(other) => other.to_string(),
+        };
+        tracing::warn!(supervisor = %state.args.name, child = %child.spec.name(), error = %error, "child failed");
+        if state.args.strategy == Strategy::OneForAll {
+            if let Err(restarts) = state.group.record(Instant::now()) {
+                let stopped = SubtreeStopped {
+                    subtree: state.args.name.to_string(),
+                    kind: SubtreeKind::Group,
+                    restarts,
+                    within: state.group.within(),
+                    last_error: format!("{}: {error}", child.spec.name()),
+                    discarded: child.spec.inner.discard(),
+                };
+                return Self::give_up(myself, state, child, stopped);
+            }
+            // Siblings are killed and restarted when their termination is
+            // reported; their lanes (and what they admitted) survive.
+            for cell in myself.get_children() {
+                if let Some(sibling) = state.children.get_mut(&cell.get_id()) {
+                    sibling.restart_pending = true;
+                    cell.kill();
+                }
+            }
+        }
+        let counted = state.args.strategy == Strategy::OneForAll;
+        Self::restart_or_give_up(myself, state, child, error, counted).await
+    }
+
+    async fn restart_or_give_up(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        child: Child,
+        error: String,
+        counted: bool,
+    ) -> Result<(), ActorProcessingErr> {
+        let mut child = child;
+        child.restart_pending = false;
+        match Self::restart(myself, state, child, error, counted).await {
+            Ok(()) => Ok(()),
+            Err((child, restarts, last_error)) => {
+                let stopped = SubtreeStopped {
+                    subtree: child.spec.name().to_string(),
+                    kind: child.spec.inner.kind(),
+                    restarts,
+                    within: child.intensity.within(),
+                    last_error,
+                    discarded: child.spec.inner.discard(),
+                };
+                Self::give_up(myself, state, child, stopped)
+            }
+        }
+    }
+
+    fn give_up(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        child: Child,
+        stopped: SubtreeStopped,
+    ) -> Result<(), ActorProcessingErr> {
+        match state.args.give_up {
+            GiveUp::StopChild => {
+                state.args.events.emit(NodeEvent::SubtreeStopped(stopped));
+                // Dropping the spec releases the name and closes the lanes.
+                drop(child);
+                Self::finish_shutdown_if_done(myself, state);
+                Ok(())
+            }
+            GiveUp::Escalate => {
+                drop(child);
+                let mut stopped = stopped;
+                if state.args.strategy == Strategy::OneForAll {
+                    stopped.subtree = state.args.name.to_string();
+                    stopped.kind = SubtreeKind::Group;
+                }
+                myself.stop_children(Some("supervisor gave up".into()));
+                for (_, sibling) in state.children.drain() {
+                    stopped.discarded += sibling.spec.inner.discard();
+                }
+                tracing::error!(supervisor = %state.args.name, "{stopped}");
+                Err(Box::new(GaveUp(stopped)))
             }
         }
     }
@@ -233,7 +701,6 @@ impl NodeSupervisor {
     fn finish_shutdown_if_done(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
         if state.children.is_empty() {
             if let Some(replies) = state.shutdown.take() {
-                let _ = state.exit.set(NodeExit::Shutdown);
                 for reply in replies {
                     // The caller may have stopped waiting; shutting down is still right.
                     let _ = reply.send(());
@@ -242,23 +709,48 @@ impl NodeSupervisor {
             }
         }
     }
+
+    async fn adopt(
+        myself: &ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+        cell: ActorCell,
+        spec: ChildSpec,
+    ) -> Result<(), ActorProcessingErr> {
+        let child = Self::new_child(state, spec);
+        match state.early.remove(&cell.get_id()) {
+            Some(Early::Failed(error)) => Self::child_failed(myself, state, child, error).await,
+            Some(Early::Terminated) => {
+                drop(child);
+                Self::finish_shutdown_if_done(myself, state);
+                Ok(())
+            }
+            None => {
+                if state.shutdown.is_some() {
+                    child.spec.inner.retire(&cell);
+                }
+                state.children.insert(cell.get_id(), child);
+                Ok(())
+            }
+        }
+    }
 }
 
-impl Actor for NodeSupervisor {
+impl Actor for Supervisor {
     type Msg = SupervisorMsg;
     type State = SupervisorState;
-    type Arguments = NodeSupervisorArgs;
+    type Arguments = SupervisorArgs;
 
     async fn pre_start(
         &self,
         _myself: ActorRef<SupervisorMsg>,
-        args: NodeSupervisorArgs,
+        args: SupervisorArgs,
     ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
-            intensity: RestartIntensity::new(args.policy.max_restarts, args.policy.within),
+            group: RestartIntensity::new(args.policy.max_restarts, args.policy.within),
+            args,
             children: HashMap::new(),
+            early: HashMap::new(),
             shutdown: None,
-            exit: args.exit,
         })
     }
 
@@ -273,26 +765,26 @@ impl Actor for NodeSupervisor {
                 let result = if state.shutdown.is_some() {
                     Err(SpawnError::SupervisorGone)
                 } else {
-                    match (spec.start)(myself.get_cell(), 0).await {
+                    match spec.start(myself.get_cell(), 0).await {
                         Ok(cell) => {
-                            state.children.insert(cell.get_id(), Child { spec, restarts: 0 });
+                            let child = Self::new_child(state, spec);
+                            state.children.insert(cell.get_id(), child);
                             Ok(cell)
                         }
-                        Err(e) => Err(SpawnError::Start {
-                            name: spec.name.clone(),
-                            reason: e.to_string(),
-                        }),
+                        Err(e) => Err(spawn_error(spec.name(), e)),
                     }
                 };
                 // The requester may have given up; the child stays supervised.
                 let _ = reply.send(result);
             }
+            SupervisorMsg::Adopt(cell, spec) => Self::adopt(&myself, state, cell, spec).await?,
             SupervisorMsg::Children(reply) => {
                 let mut list: Vec<ChildInfo> = state
                     .children
                     .values()
                     .map(|c| ChildInfo {
-                        name: c.spec.name.clone(),
+                        name: c.spec.name().to_string(),
+                        kind: c.spec.inner.kind(),
                         restarts: c.restarts,
                     })
                     .collect();
@@ -306,11 +798,10 @@ impl Actor for NodeSupervisor {
                     return Ok(());
                 }
                 state.shutdown = Some(vec![reply]);
+                // Children started but not adopted yet are retired on adoption.
                 for cell in myself.get_children() {
                     if let Some(child) = state.children.get(&cell.get_id()) {
-                        (child.spec.retire)(&cell);
-                    } else {
-                        cell.stop(Some("shutdown".into()));
+                        child.spec.inner.retire(&cell);
                     }
                 }
                 Self::finish_shutdown_if_done(&myself, state);
@@ -328,39 +819,207 @@ impl Actor for NodeSupervisor {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
                 let Some(child) = state.children.remove(&cell.get_id()) else {
+                    state.early.insert(cell.get_id(), Early::Failed(err));
                     return Ok(());
                 };
-                tracing::warn!(child = %child.spec.name, error = %err, "child failed");
-                match Self::restart(&myself, state, child).await {
-                    Ok(cell) => {
-                        if state.shutdown.is_some() {
-                            // Failed while retiring (maybe before it even
-                            // read the request, which died with it): the
-                            // new instance retires in its place, handling
-                            // what its predecessor had admitted.
-                            if let Some(child) = state.children.get(&cell.get_id()) {
-                                (child.spec.retire)(&cell);
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "supervisor escalates");
-                        let _ = state.exit.set(NodeExit::Escalated(e.to_string()));
-                        // Dropping the specs closes the lanes of the agents
-                        // and pools they start (see `crate::node`).
-                        state.children.clear();
-                        myself.stop_children(Some("supervisor escalated".into()));
-                        return Err(Box::new(e));
-                    }
+                if child.restart_pending {
+                    // Killed for a sibling's restart and failed on its way out.
+                    Self::restart_or_give_up(&myself, state, child, err.to_string(), true).await?;
+                } else {
+                    Self::child_failed(&myself, state, child, err).await?;
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                if let Some(child) = state.children.remove(&cell.get_id()) {
-                    tracing::debug!(child = %child.spec.name, ?reason, "child stopped");
+                match state.children.remove(&cell.get_id()) {
+                    Some(child) if child.restart_pending && state.shutdown.is_none() => {
+                        Self::restart_or_give_up(&myself, state, child, "restarted with its group".into(), true)
+                            .await?;
+                    }
+                    Some(child) => {
+                        tracing::debug!(supervisor = %state.args.name, child = %child.spec.name(), ?reason, "child stopped");
+                    }
+                    None => {
+                        state.early.insert(cell.get_id(), Early::Terminated);
+                    }
                 }
                 Self::finish_shutdown_if_done(&myself, state);
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<SupervisorMsg>,
+        state: &mut SupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped with children still listed (the node escalated or was
+        // killed): nothing will handle what their lanes admitted.
+        let mut discarded = 0;
+        for (_, child) in state.children.drain() {
+            discarded += child.spec.inner.discard();
+        }
+        if discarded > 0 {
+            tracing::warn!(supervisor = %state.args.name, discarded, "stopped with admitted messages unhandled");
+        }
+        Ok(())
+    }
+}
+
+/// Messages to the [`NodeSupervisor`].
+#[derive(Debug)]
+pub enum RootMsg {
+    /// Retire the agents subtree, then the system subtree, then stop.
+    Shutdown(RpcReplyPort<()>),
+    /// Both subtrees have finished retiring.
+    ShutdownDone,
+}
+
+impl ractor::Message for RootMsg {}
+
+/// The root of a node: starts the `system` and `agents` subtrees and stops
+/// the node when `system` gives up.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSupervisor;
+
+/// The two subtrees a [`NodeSupervisor`] starts.
+#[derive(Debug, Clone)]
+pub struct Domains {
+    /// System actors.
+    pub system: ActorRef<SupervisorMsg>,
+    /// Agents, pools and groups.
+    pub agents: ActorRef<SupervisorMsg>,
+}
+
+/// Arguments of a [`NodeSupervisor`].
+#[derive(Debug, Clone)]
+pub struct NodeSupervisorArgs {
+    /// Restart intensity of every subtree.
+    pub policy: SupervisionConfig,
+    /// Where the supervisor writes how it ended.
+    pub exit: Arc<OnceLock<NodeExit>>,
+    /// Where the subtrees it starts are published.
+    pub domains: Arc<OnceLock<Domains>>,
+    /// Where events are reported.
+    pub events: EventSink,
+}
+
+/// State of a [`NodeSupervisor`].
+#[derive(Debug)]
+pub struct NodeSupervisorState {
+    args: NodeSupervisorArgs,
+    domains: Domains,
+    shutdown: Option<Vec<RpcReplyPort<()>>>,
+}
+
+impl Actor for NodeSupervisor {
+    type Msg = RootMsg;
+    type State = NodeSupervisorState;
+    type Arguments = NodeSupervisorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RootMsg>,
+        args: NodeSupervisorArgs,
+    ) -> Result<NodeSupervisorState, ActorProcessingErr> {
+        let domain = |name: &str, give_up| SupervisorArgs {
+            name: Arc::from(name),
+            policy: args.policy.clone(),
+            strategy: Strategy::OneForOne,
+            give_up,
+            events: args.events.clone(),
+        };
+        let (system, _) =
+            Actor::spawn_linked(None, Supervisor, domain("system", GiveUp::Escalate), myself.get_cell()).await?;
+        let (agents, _) =
+            Actor::spawn_linked(None, Supervisor, domain("agents", GiveUp::StopChild), myself.get_cell()).await?;
+        let domains = Domains { system, agents };
+        // Set once: this actor is never restarted (it has no parent).
+        let _ = args.domains.set(domains.clone());
+        Ok(NodeSupervisorState {
+            args,
+            domains,
+            shutdown: None,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RootMsg>,
+        msg: RootMsg,
+        state: &mut NodeSupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RootMsg::Shutdown(reply) => {
+                if let Some(waiting) = &mut state.shutdown {
+                    waiting.push(reply);
+                    return Ok(());
+                }
+                state.shutdown = Some(vec![reply]);
+                let domains = state.domains.clone();
+                let me = myself.clone();
+                // Off the actor: supervision events keep being handled while
+                // the agents drain. Agents first, so that what they still
+                // do reaches the system actors (ledger, quotas) before those stop.
+                tokio::spawn(async move {
+                    // A subtree that is already gone has nothing left to retire.
+                    let _ = ractor::call!(domains.agents, SupervisorMsg::Shutdown);
+                    let _ = ractor::call!(domains.system, SupervisorMsg::Shutdown);
+                    // Gone only if the root already stopped, which ends the shutdown anyway.
+                    let _ = me.cast(RootMsg::ShutdownDone);
+                });
+            }
+            RootMsg::ShutdownDone => {
+                let _ = state.args.exit.set(NodeExit::Shutdown);
+                for reply in state.shutdown.take().unwrap_or_default() {
+                    // The caller may have stopped waiting; the node is down regardless.
+                    let _ = reply.send(());
+                }
+                myself.stop(Some("shutdown".into()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RootMsg>,
+        event: SupervisionEvent,
+        state: &mut NodeSupervisorState,
+    ) -> Result<(), ActorProcessingErr> {
+        let reason = match event {
+            SupervisionEvent::ActorFailed(cell, err) => {
+                let which = if cell.get_id() == state.domains.system.get_id() {
+                    "system"
+                } else {
+                    "agents"
+                };
+                let e = match err.downcast::<GaveUp>() {
+                    Ok(g) => {
+                        SupervisionError::IntensityExceeded {
+                            child: g.0.subtree.clone(),
+                            restarts: g.0.restarts,
+                            within: g.0.within,
+                        }
+                        .to_string()
+                            + &format!(" (last failure: {})", g.0.last_error)
+                    }
+                    Err(other) => format!("{which} subtree failed: {other}"),
+                };
+                Some(e)
+            }
+            SupervisionEvent::ActorTerminated(_, _, _) if state.shutdown.is_none() => {
+                Some("a subtree stopped outside a shutdown".to_string())
+            }
+            _ => None,
+        };
+        if let Some(reason) = reason {
+            if state.args.exit.set(NodeExit::Escalated(reason.clone())).is_ok() {
+                state.args.events.emit(NodeEvent::NodeEscalated { reason });
+            }
+            myself.stop_children(Some("node escalated".into()));
+            myself.stop(Some("escalated".into()));
         }
         Ok(())
     }
@@ -395,5 +1054,14 @@ mod tests {
     fn zero_intensity_refuses_the_first_restart() {
         let mut i = RestartIntensity::new(0, Duration::from_secs(1));
         assert_eq!(i.record(Instant::now()), Err(1));
+    }
+
+    #[test]
+    fn a_name_is_free_again_once_its_claim_is_dropped() {
+        let names = Names::default();
+        let claim = names.claim("twin").unwrap();
+        assert!(matches!(names.claim("twin"), Err(SpawnError::NameTaken { .. })));
+        drop(claim);
+        assert!(names.claim("twin").is_ok());
     }
 }

@@ -54,7 +54,7 @@ fn drain_policy_age_resets_when_a_lane_empties() {
 }
 
 fn mailbox(capacity: usize) -> Mailbox<u32> {
-    Mailbox::new("t", &MailboxConfig::default().with_capacity(capacity))
+    Mailbox::new("t".into(), &MailboxConfig::default().with_capacity(capacity))
 }
 
 #[test]
