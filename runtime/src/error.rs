@@ -108,8 +108,8 @@ pub enum SpawnError {
         #[source]
         source: HandlerError,
     },
-    /// Another live agent, pool, group or system actor of the node already
-    /// has this name.
+    /// Another live agent, pool or group of the node (or, for a system
+    /// actor, another system actor) already has this name.
     #[error("the name {name:?} is already taken on this node")]
     NameTaken {
         /// The name asked for.

@@ -57,7 +57,11 @@ pub struct Node {
     config: Arc<NexusConfig>,
     root: ActorRef<RootMsg>,
     domains: Domains,
+    /// Names of agents, pools and groups (one namespace).
     names: Names,
+    /// Names of system actors: their own namespace, so that a router may
+    /// share its pool's name.
+    system_names: Names,
     events: EventSink,
     /// The root supervisor's task. An async mutex held while awaiting it, so
     /// that concurrent [`Node::wait`]s all wait for the end (with a plain
@@ -359,6 +363,7 @@ impl Node {
             root,
             domains,
             names: Names::default(),
+            system_names: Names::default(),
             events,
             join: Mutex::new(Some(join)),
             exit,
@@ -383,9 +388,9 @@ impl Node {
 
     /// Starts a system actor from its spec, supervised in the `system`
     /// subtree (one-for-one; past its restart intensity the node stops).
-    /// Its name must be free on the node.
+    /// Its name must be free among the node's system actors.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ActorCell, SpawnError> {
-        let claim = self.names.claim(spec.name())?;
+        let claim = self.system_names.claim(spec.name())?;
         let spec = ChildSpec::from_child(Arc::new(Claimed {
             inner: spec.inner,
             claim,

@@ -362,9 +362,9 @@ impl EventSink {
     }
 }
 
-/// Names in use on a node: agents, pools, groups and system actors share
-/// one namespace. A claim is released when the child it names is gone for
-/// good (the spec that owns it is dropped).
+/// Names in use on a node: agents, pools and groups share one namespace,
+/// system actors have another. A claim is released when the child it names
+/// is gone for good (the spec that owns it is dropped).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Names(Arc<Mutex<HashSet<Arc<str>>>>);
 
