@@ -247,7 +247,10 @@ fn a_rolling_window_forgets_spend_slice_by_slice() {
     let mut c = BudgetCounters::new(Budget::new("r", 100, w, BudgetAction::Halt), [], LEAP_DAY_US);
     let mut ev = Vec::new();
     c.commit(LEAP_DAY_US, 100, LEAP_DAY_US, &mut ev);
-    assert!(matches!(c.try_reserve(1, None, LEAP_DAY_US + 1, &mut ev), Verdict::Refused(_)));
+    assert!(matches!(
+        c.try_reserve(1, None, LEAP_DAY_US + 1, &mut ev),
+        Verdict::Refused(_)
+    ));
     let later = LEAP_DAY_US + 599 * MICROS_PER_SEC;
     assert!(
         matches!(c.try_reserve(1, None, later, &mut ev), Verdict::Refused(_)),

@@ -11,7 +11,11 @@ const NOW: u64 = 1_709_164_800 * MICROS_PER_SEC;
 const LIMIT: u64 = 1000;
 
 fn hard() -> BudgetCounters {
-    BudgetCounters::new(Budget::new("hard", LIMIT, BudgetPeriod::Hourly, BudgetAction::Halt), [], NOW)
+    BudgetCounters::new(
+        Budget::new("hard", LIMIT, BudgetPeriod::Hourly, BudgetAction::Halt),
+        [],
+        NOW,
+    )
 }
 
 fn t(n: u64) -> WaitTicket {
@@ -82,7 +86,10 @@ fn a_reservation_settled_spend_leaves_no_room_for_is_refused_and_halts() {
             requested: 451,
         })
     );
-    assert_eq!(ev.iter().map(|e| e.kind).collect::<Vec<_>>(), vec![BudgetEventKind::Halted]);
+    assert_eq!(
+        ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        vec![BudgetEventKind::Halted]
+    );
     assert!(c.status().halted);
     assert!(
         matches!(reserve(&mut c, 1), Verdict::Refused(_)),
@@ -126,7 +133,11 @@ fn a_waiter_whose_room_was_spent_is_woken_to_be_refused() {
     assert!(matches!(wait(&mut c, t(2), 50), Verdict::Wait(_)));
     // The 600 hold is spent whole: 600 + 450 can never fit.
     c.settle(600, 600);
-    assert_eq!(c.wakeable(), vec![t(1)], "woken to be refused, not left to its deadline");
+    assert_eq!(
+        c.wakeable(),
+        vec![t(1)],
+        "woken to be refused, not left to its deadline"
+    );
     assert!(matches!(wait(&mut c, t(1), 450), Verdict::Refused(_)));
     assert!(c.dequeue(t(1)));
     assert_eq!(c.wakeable(), vec![t(2)], "halted: every waiter is refused");
@@ -144,7 +155,10 @@ fn waiters_keep_their_room_from_newcomers_and_those_behind() {
     c.settle(600, 200);
     // 200 + 500 + 300 = 1000: both fit, in order.
     assert_eq!(c.wakeable(), vec![t(1), t(2)]);
-    assert!(matches!(reserve(&mut c, 1), Verdict::Wait(_)), "a newcomer stays behind them");
+    assert!(
+        matches!(reserve(&mut c, 1), Verdict::Wait(_)),
+        "a newcomer stays behind them"
+    );
     assert_eq!(wait(&mut c, t(1), 500), Verdict::Fits);
     assert_eq!(wait(&mut c, t(2), 300), Verdict::Fits);
     assert_eq!(c.used(), 1000);
@@ -168,7 +182,11 @@ fn a_waiter_that_leaves_lets_the_one_behind_through() {
 
 #[test]
 fn budgets_that_are_not_hard_never_wait_or_queue() {
-    let mut c = BudgetCounters::new(Budget::new("soft", LIMIT, BudgetPeriod::Hourly, BudgetAction::Alert), [], NOW);
+    let mut c = BudgetCounters::new(
+        Budget::new("soft", LIMIT, BudgetPeriod::Hourly, BudgetAction::Alert),
+        [],
+        NOW,
+    );
     assert_eq!(reserve(&mut c, 900), Verdict::Fits);
     assert_eq!(reserve(&mut c, 900), Verdict::Fits);
     c.enqueue(t(1), 10);

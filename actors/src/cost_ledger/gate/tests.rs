@@ -99,7 +99,11 @@ async fn a_wait_past_its_deadline_is_a_typed_error_and_leaves_nothing_behind() {
         .reserve_until(&acme(), &money(500), started + Duration::from_secs(5))
         .await
         .unwrap_err();
-    assert_eq!(Instant::now() - started, Duration::from_secs(5), "it waited until its deadline");
+    assert_eq!(
+        Instant::now() - started,
+        Duration::from_secs(5),
+        "it waited until its deadline"
+    );
     assert_eq!(
         refused,
         SpendRefused::HoldsInFlight {
@@ -147,7 +151,10 @@ async fn a_reservation_that_can_never_fit_is_refused_at_once() {
         .await
         .unwrap_err();
     assert_eq!(Instant::now(), started, "no wait for what cannot fit");
-    assert!(matches!(refused, SpendRefused::BudgetExceeded { requested: 401, .. }), "{refused:?}");
+    assert!(
+        matches!(refused, SpendRefused::BudgetExceeded { requested: 401, .. }),
+        "{refused:?}"
+    );
     assert!(gate.status("hard").unwrap().halted);
     assert_eq!(gate.waiting(), 0);
 }
