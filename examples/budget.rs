@@ -7,14 +7,17 @@
 //! the model's catalogue price) against a hard daily budget in the cost
 //! ledger before sending it, settles the actual cost after, and records the
 //! usage in the ledger (a durable store in a temporary directory, or in
-//! `--data-dir`). Once a reservation would cross the budget, the budget
-//! halts: that request and every one after it is refused with
+//! `--data-dir`). A request that does not fit only because of the worst
+//! cases other requests hold in flight waits for them to settle; once the
+//! spend already settled leaves no room for a request's worst case, the
+//! budget halts: that request and every one after it is refused with
 //! `BudgetExceeded` before it reaches the provider.
 //!
 //! The spend it reports is read back from the ledger (the committed records
-//! of this run), so it is what was really charged: at most the budget plus
-//! one request's worst case, and in fact never above the budget, because
-//! every request in flight holds its worst case.
+//! of this run), so it is what was really charged: never above the budget,
+//! because every request in flight holds its worst case, and less than one
+//! request's worst case below it, because the budget halts only when the
+//! settled spend leaves no room for one.
 //!
 //! It finishes by itself within a few seconds and prints a summary; with
 //! `--json` the last line of stdout is one JSON object with

@@ -106,6 +106,8 @@ fn outcome_of(e: &GatewayError) -> Outcome {
     match e {
         GatewayError::SpendRefused(SpendRefused::BudgetExceeded { .. }) => Outcome::Halted,
         GatewayError::DeadlineExceeded(_) => Outcome::Expired,
+        // The deadline passed while other requests' budget holds were in flight.
+        GatewayError::SpendRefused(SpendRefused::HoldsInFlight { .. }) => Outcome::Expired,
         _ => Outcome::Failed,
     }
 }

@@ -101,7 +101,7 @@ mod writer;
 
 pub use budget::{
     ALERT_THRESHOLDS, Budget, BudgetAction, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetScope,
-    BudgetStatus, MAX_ROLLING_WINDOW, MIN_ROLLING_WINDOW,
+    BudgetStatus, MAX_ROLLING_WINDOW, MIN_ROLLING_WINDOW, Verdict, WaitTicket,
 };
 pub use clock::{
     Clock, MAX_RFC3339_US, MICROS_PER_DAY, MICROS_PER_SEC, ManualClock, SystemClock, TokioClock, civil_from_days,

@@ -10,8 +10,10 @@
 //!    (counted with the tokenizer) plus `max_tokens`.
 //! 3. **Spend reservation**: the worst-case cost (the model's priciest
 //!    deployment at `max_tokens`) and tokens are reserved with every
-//!    [`SpendGate`] (budgets, quotas); one refusal refuses the request with
-//!    [`GatewayError::SpendRefused`] and releases the others.
+//!    [`SpendGate`] (budgets, quotas), waiting up to the deadline where a
+//!    gate is full only of other requests' holds in flight; one refusal
+//!    refuses the request with [`GatewayError::SpendRefused`] and releases
+//!    the others.
 //! 4. **Rate limits**: the estimated request and tokens are reserved in the
 //!    provider's and the deployment's limits ([`limiter`]: GCRA pacing and
 //!    a sliding-window cap, so every 60 s window holds). A deployment is
@@ -828,14 +830,21 @@ impl Core {
     }
 
     /// Reserves `estimate` with every gate, or none (a refusal drops, and
-    /// so releases, the holds made before it).
-    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<Holds<'_>, SpendRefused> {
+    /// so releases, the holds made before it). A gate may wait, up to the
+    /// request's `deadline`, for other requests' holds to settle.
+    async fn reserve(
+        &self,
+        meta: &UsageMeta,
+        estimate: &ResourceVector,
+        deadline: Duration,
+    ) -> Result<Holds<'_>, SpendRefused> {
+        let until = self.instant(deadline);
         let mut holds = Holds {
             gates: &self.gates,
             holds: Vec::with_capacity(self.gates.len()),
         };
         for gate in &self.gates {
-            holds.holds.push(gate.reserve(meta, estimate)?);
+            holds.holds.push(gate.reserve_until(meta, estimate, until).await?);
         }
         Ok(holds)
     }
@@ -952,7 +961,7 @@ impl Core {
             // model the caller's metadata named.
             let mut meta = req.meta.clone();
             meta.model = Some(spec.name.clone());
-            let holds = self.reserve(&meta, &estimate)?;
+            let holds = self.reserve(&meta, &estimate, ctx.deadline).await?;
             // 4-6. Rate limits, batching, the call with retries.
             match self.call_once(m, &mut ctx).await {
                 Ok((resp, d)) => return Ok(self.settle(key, &meta, holds, m, d, resp, ctx.attempts).await),

@@ -6,14 +6,27 @@
 //! cross a hard limit. After the call the hold is *settled* with the actual
 //! amounts (the unused part of the estimate is returned), or *released* if
 //! nothing was spent. So a hard limit is overshot by at most the difference
-//! between estimates and actuals of the requests in flight, never by the
-//! whole burst. The actual usage is then written to a [`UsageSink`] (the
-//! ledger), which acknowledges only once the records are durable.
+//! between estimates and actuals of the requests in flight (none when
+//! actuals never exceed estimates), never by the whole burst. The actual
+//! usage is then written to a [`UsageSink`] (the ledger), which
+//! acknowledges only once the records are durable.
+//!
+//! # Waiting for holds in flight
+//!
+//! Holds are worst cases, so near a limit a request may not fit only
+//! because other requests' holds are still in flight, although what they
+//! will really spend leaves room for it. [`SpendGate::reserve_until`] lets
+//! such a request wait, up to its deadline, for those holds to settle or
+//! be released; a gate refuses at once only a request that cannot fit
+//! whatever the holds in flight turn out to cost. [`SpendGate::reserve`]
+//! never waits: it is `reserve_until` with a deadline already passed, and
+//! refuses such a request with [`SpendRefused::HoldsInFlight`].
 
 use std::collections::BTreeMap;
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
 use crate::resources::{ResourceKind, ResourceVector};
 
@@ -110,6 +123,25 @@ pub enum SpendRefused {
         /// This request's estimate.
         requested: u64,
     },
+    /// The request does not fit a hard budget now only because of other
+    /// requests' holds in flight (settled spend plus the request fits the
+    /// limit), and they did not settle before its deadline. Transient: a
+    /// later attempt may fit.
+    #[error(
+        "budget {budget} is held by requests in flight until past the deadline: limit {limit}, spent {spent}, reserved {reserved}, requested {requested} micro-dollars"
+    )]
+    HoldsInFlight {
+        /// The budget's id.
+        budget: String,
+        /// Its limit for the current period.
+        limit: u64,
+        /// Committed and settled spend in the period.
+        spent: u64,
+        /// Held by requests in flight.
+        reserved: u64,
+        /// This request's estimate.
+        requested: u64,
+    },
     /// A quota would be crossed.
     #[error("quota {quota} exhausted for {kind}: limit {limit}, used {used}, requested {requested}")]
     QuotaExceeded {
@@ -131,11 +163,30 @@ pub enum SpendRefused {
 
 /// Admission of spend against hard limits, by reserve-then-settle.
 ///
-/// Implementations are data-plane handles: `reserve` must not wait on an
-/// actor round trip.
+/// Implementations are data-plane handles: neither `reserve` nor
+/// `reserve_until` may wait on an actor round trip; `reserve_until` may
+/// wait only for other holds of the same gate to settle or be released.
 pub trait SpendGate: Send + Sync + 'static {
     /// Reserves `estimate` for a request described by `meta`, or refuses.
+    /// Never waits: a request that does not fit only because of holds in
+    /// flight is refused ([`SpendRefused::HoldsInFlight`] for a budget).
     fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<SpendHold, SpendRefused>;
+
+    /// Reserves `estimate`, waiting up to `deadline` if it does not fit
+    /// only because of other requests' holds in flight; refuses at once if
+    /// it cannot fit whatever they settle at. Dropping the future gives up
+    /// the wait and leaves nothing reserved.
+    ///
+    /// The default never waits: it is [`SpendGate::reserve`].
+    fn reserve_until<'a>(
+        &'a self,
+        meta: &'a UsageMeta,
+        estimate: &'a ResourceVector,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<SpendHold, SpendRefused>> {
+        let _ = deadline; // the default decides at once
+        Box::pin(std::future::ready(self.reserve(meta, estimate)))
+    }
 
     /// Replaces the hold by the `actual` amounts (which may be lower or, by
     /// a bounded error of the estimate, higher).

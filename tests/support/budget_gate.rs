@@ -1,7 +1,11 @@
 //! Test doubles for the spend seams: a hard money budget enforced by
 //! reserve-then-settle, and a usage sink that prices tokens and keeps the
 //! records. Both are honest: a refusal happens exactly when the estimate
-//! would cross the limit, and settle replaces the hold by the actual cost.
+//! would cross the limit (typed as the ledger's budgets type it:
+//! `HoldsInFlight` when only holds in flight stand in the way,
+//! `BudgetExceeded` when spend does), and settle replaces the hold by the
+//! actual cost. The budget never waits (the `SpendGate::reserve_until`
+//! default): the ledger's own budgets are the ones that wait.
 
 #![allow(dead_code)] // each test file uses a subset
 
@@ -67,12 +71,23 @@ impl SpendGate for BudgetGate {
         let mut s = self.state.lock();
         if s.spent + s.reserved + cost > self.limit {
             s.refused += 1;
-            return Err(SpendRefused::BudgetExceeded {
-                budget: "test".into(),
-                limit: self.limit,
-                spent: s.spent,
-                reserved: s.reserved,
-                requested: cost,
+            let (budget, limit, spent, reserved, requested) = ("test".into(), self.limit, s.spent, s.reserved, cost);
+            return Err(if spent + cost > limit {
+                SpendRefused::BudgetExceeded {
+                    budget,
+                    limit,
+                    spent,
+                    reserved,
+                    requested,
+                }
+            } else {
+                SpendRefused::HoldsInFlight {
+                    budget,
+                    limit,
+                    spent,
+                    reserved,
+                    requested,
+                }
             });
         }
         s.reserved += cost;

@@ -1,7 +1,42 @@
 //! Budgets: definitions, periods, and the synchronous counters that decide
 //! reservations, alerts, throttling and halts (tested without a runtime).
+//!
+//! # Hard budgets: reserve, wait, or refuse
+//!
+//! A request reserves its worst-case cost before it is sent and settles
+//! the actual cost after, so near the limit most of a hard budget can be
+//! *held* by requests in flight whose actual costs will leave room. With
+//! *settled* spend = committed + settled-but-not-yet-committed, *used* =
+//! settled + held, and *ahead* = the estimates of the reservations already
+//! waiting before this one, [`BudgetCounters::check`] decides:
+//!
+//! - **fits** when used + ahead + estimate ≤ limit: reserve it;
+//! - **wait** ([`Verdict::Wait`]) when it does not fit only because of
+//!   holds in flight or reservations waiting ahead, i.e. settled +
+//!   estimate ≤ limit: it may wait (the budget book does, up to the
+//!   request's deadline) for holds to settle or be released;
+//! - **refuse** ([`Verdict::Refused`]) when settled + estimate > limit: it
+//!   cannot fit whatever the holds in flight cost. The budget *halts*:
+//!   every reservation in scope is refused until the period rolls over (a
+//!   rolling window: until settled spend plus the halting estimate fits
+//!   again). A halt never comes from holds alone.
+//!
+//! Reservations never push used over the limit, so with actual costs at or
+//! below their estimates a hard budget is never overshot.
+//!
+//! Waiting reservations queue in [`WaitTicket`] order: first come, first
+//! served. A waiter fits only with the estimates of every waiter ahead of
+//! it counted as used, so the room a waiter needs is never taken by one
+//! behind it or by a newcomer; one behind goes first only into room beyond
+//! what those ahead need (when they are held back by another budget).
+//! [`BudgetCounters::wakeable`] names the waiters a change may have let
+//! through (those that fit now, and those that can no longer ever fit, to
+//! be refused without waiting for their deadline); the budget book wakes
+//! exactly those after every change that frees room or raises settled
+//! spend. Tickets are global, so the oldest waiter is ahead in every budget
+//! it waits in and a reservation spanning several budgets cannot deadlock.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
@@ -197,8 +232,10 @@ pub enum BudgetAction {
         /// The reduced rate factor, below 1000.
         permille: u32,
     },
-    /// A hard budget: reservations that would cross the limit are refused,
-    /// and so is every reservation in scope after one is refused, until the
+    /// A hard budget: a reservation that does not fit only because of
+    /// holds in flight waits for them (up to its deadline); one that cannot
+    /// fit whatever they cost (settled spend plus it is over the limit) is
+    /// refused, and so is every reservation in scope after it, until the
     /// period rolls over.
     Halt,
 }
@@ -293,7 +330,8 @@ pub enum BudgetEventKind {
     },
     /// A throttle budget is back under (or its period rolled over).
     Unthrottled,
-    /// A hard budget refused a reservation; the scope is halted.
+    /// A hard budget refused a reservation that cannot fit (settled spend
+    /// plus its estimate is over the limit); the scope is halted.
     Halted,
     /// A halted budget admits again (its period rolled over).
     Resumed,
@@ -331,12 +369,34 @@ pub struct BudgetStatus {
     pub inflight_micro_usd: u64,
     /// Held by reservations of requests in flight.
     pub reserved_micro_usd: u64,
+    /// Reservations waiting for holds in flight to settle.
+    pub waiting: usize,
     /// Thresholds already alerted in this period.
     pub alerted_percent: Vec<u8>,
     /// Whether a throttle budget is over.
     pub throttled: bool,
     /// Whether a hard budget is halted.
     pub halted: bool,
+}
+
+/// A waiting reservation's place in the queues of the hard budgets it
+/// waits in: lower tickets are served first. The budget book hands them out
+/// in increasing order, one per waiting request, shared by all its budgets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WaitTicket(pub u64);
+
+/// What a budget says to a reservation (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// It fits now.
+    Fits,
+    /// It fits only once holds in flight settle or are released (settled
+    /// spend plus it is within the limit). Carries the error to give if it
+    /// stops waiting ([`SpendRefused::HoldsInFlight`]).
+    Wait(SpendRefused),
+    /// It cannot fit in this period ([`SpendRefused::BudgetExceeded`]); the
+    /// budget is halted.
+    Refused(SpendRefused),
 }
 
 /// The counters of one budget. All decisions about it are made here,
@@ -350,9 +410,15 @@ pub struct BudgetCounters {
     reserved: u64,
     window_start: u64,
     alerted: u8,
-    /// `Some(estimate)` once a hard budget refused a reservation.
+    /// `Some(estimate)` once a hard budget refused a reservation that
+    /// cannot fit.
     halted: Option<u64>,
     throttled: bool,
+    /// Waiting reservations of a hard budget, by ticket (ascending), with
+    /// their estimates.
+    queue: VecDeque<(WaitTicket, u64)>,
+    /// The sum of the estimates in `queue`.
+    queued: u64,
 }
 
 impl BudgetCounters {
@@ -370,6 +436,8 @@ impl BudgetCounters {
             alerted: 0,
             halted: None,
             throttled: false,
+            queue: VecDeque::new(),
+            queued: 0,
         };
         c.alerted = c.reached_mask();
         c.throttled = matches!(c.budget.action, BudgetAction::Throttle { .. }) && c.spent() >= c.budget.limit_micro_usd;
@@ -381,7 +449,8 @@ impl BudgetCounters {
         &self.budget
     }
 
-    /// Replaces limit and action (same scope and period), keeping holds.
+    /// Replaces limit and action (same scope and period), keeping holds
+    /// and waiting reservations (call [`BudgetCounters::wakeable`] after).
     pub fn redefine(&mut self, budget: Budget, buckets: impl IntoIterator<Item = (u64, u64)>, now_us: u64) {
         let fresh = BudgetCounters::new(budget, buckets, now_us);
         self.budget = fresh.budget;
@@ -409,9 +478,14 @@ impl BudgetCounters {
         self.buckets.values().fold(0u64, |s, v| s.saturating_add(*v))
     }
 
+    /// Committed + settled (in flight): what is really spent, holds aside.
+    pub fn settled(&self) -> u64 {
+        self.spent().saturating_add(self.inflight)
+    }
+
     /// Committed + in flight + reserved.
     pub fn used(&self) -> u64 {
-        self.spent().saturating_add(self.inflight).saturating_add(self.reserved)
+        self.settled().saturating_add(self.reserved)
     }
 
     fn event(&self, kind: BudgetEventKind, now_us: u64) -> BudgetEvent {
@@ -427,10 +501,12 @@ impl BudgetCounters {
 
     /// Moves the window to `now_us`: drops buckets that left it, resets
     /// alerts and the halt at a calendar rollover, re-arms alerts and
-    /// releases throttles that spend fell below.
-    pub fn roll(&mut self, now_us: u64, events: &mut Vec<BudgetEvent>) {
+    /// releases throttles that spend fell below. Whether the window moved
+    /// (spend may have dropped: call [`BudgetCounters::wakeable`]).
+    pub fn roll(&mut self, now_us: u64, events: &mut Vec<BudgetEvent>) -> bool {
         let start = self.budget.period.window_start(now_us);
-        if start > self.window_start {
+        let moved = start > self.window_start;
+        if moved {
             self.window_start = start;
             self.buckets = self.buckets.split_off(&start);
             if self.budget.period.is_calendar() {
@@ -442,7 +518,7 @@ impl BudgetCounters {
                 // A rolling window re-arms the thresholds spend fell below.
                 self.alerted &= self.reached_mask();
                 if let Some(need) = self.halted
-                    && self.used().saturating_add(need) <= self.budget.limit_micro_usd
+                    && fits(self.settled(), need, self.budget.limit_micro_usd)
                 {
                     self.halted = None;
                     events.push(self.event(BudgetEventKind::Resumed, now_us));
@@ -453,38 +529,144 @@ impl BudgetCounters {
             self.throttled = false;
             events.push(self.event(BudgetEventKind::Unthrottled, now_us));
         }
+        moved
     }
 
-    /// Reserves `estimate` micro-dollars, or refuses if this is a hard
-    /// budget that is halted or that the estimate would cross.
+    /// Decides a reservation of `estimate` micro-dollars without making it
+    /// (see the module docs): `ticket` is the reservation's place among the
+    /// waiting ones, `None` for a newcomer (behind every waiter). A
+    /// [`Verdict::Refused`] halts a hard budget. Budgets that are not hard
+    /// always fit.
+    pub fn check(
+        &mut self,
+        estimate: u64,
+        ticket: Option<WaitTicket>,
+        now_us: u64,
+        events: &mut Vec<BudgetEvent>,
+    ) -> Verdict {
+        self.roll(now_us, events);
+        if !self.budget.is_hard() {
+            return Verdict::Fits;
+        }
+        let limit = self.budget.limit_micro_usd;
+        if self.halted.is_none() && !fits(self.settled(), estimate, limit) {
+            self.halted = Some(estimate);
+            events.push(self.event(BudgetEventKind::Halted, now_us));
+        }
+        if self.halted.is_some() {
+            return Verdict::Refused(SpendRefused::BudgetExceeded {
+                budget: self.budget.id.clone(),
+                limit,
+                spent: self.settled(),
+                reserved: self.reserved,
+                requested: estimate,
+            });
+        }
+        let ahead = match ticket {
+            None => self.queued,
+            Some(t) => self
+                .queue
+                .iter()
+                .take_while(|(w, _)| *w < t)
+                .fold(0u64, |sum, (_, e)| sum.saturating_add(*e)),
+        };
+        if fits(self.used().saturating_add(ahead), estimate, limit) {
+            Verdict::Fits
+        } else {
+            Verdict::Wait(SpendRefused::HoldsInFlight {
+                budget: self.budget.id.clone(),
+                limit,
+                spent: self.settled(),
+                reserved: self.reserved,
+                requested: estimate,
+            })
+        }
+    }
+
+    /// Holds `estimate` micro-dollars for a reservation that
+    /// [`BudgetCounters::check`] found to fit.
+    pub fn hold(&mut self, estimate: u64) {
+        self.reserved = self.reserved.saturating_add(estimate);
+    }
+
+    /// [`BudgetCounters::check`], then [`BudgetCounters::hold`] if it fits.
     pub fn try_reserve(
         &mut self,
         estimate: u64,
+        ticket: Option<WaitTicket>,
         now_us: u64,
         events: &mut Vec<BudgetEvent>,
-    ) -> Result<(), SpendRefused> {
-        self.roll(now_us, events);
-        if self.budget.is_hard() {
-            let over = self
-                .used()
-                .checked_add(estimate)
-                .is_none_or(|total| total > self.budget.limit_micro_usd);
-            if self.halted.is_some() || over {
-                if self.halted.is_none() {
-                    self.halted = Some(estimate);
-                    events.push(self.event(BudgetEventKind::Halted, now_us));
-                }
-                return Err(SpendRefused::BudgetExceeded {
-                    budget: self.budget.id.clone(),
-                    limit: self.budget.limit_micro_usd,
-                    spent: self.spent().saturating_add(self.inflight),
-                    reserved: self.reserved,
-                    requested: estimate,
-                });
+    ) -> Verdict {
+        let verdict = self.check(estimate, ticket, now_us, events);
+        if verdict == Verdict::Fits {
+            self.hold(estimate);
+        }
+        verdict
+    }
+
+    /// Queues a waiting reservation of `estimate` under `ticket` (once: a
+    /// ticket already queued is left as is). Budgets that are not hard keep
+    /// no queue: nothing waits for them.
+    pub fn enqueue(&mut self, ticket: WaitTicket, estimate: u64) {
+        if !self.budget.is_hard() {
+            return;
+        }
+        if let Err(at) = self.queue.binary_search_by_key(&ticket, |(t, _)| *t) {
+            self.queue.insert(at, (ticket, estimate));
+            self.queued = self.queued.saturating_add(estimate);
+        }
+    }
+
+    /// Removes a waiting reservation (it was reserved, refused or gave
+    /// up); whether it was queued. Call [`BudgetCounters::wakeable`] after:
+    /// those behind it may fit now.
+    pub fn dequeue(&mut self, ticket: WaitTicket) -> bool {
+        match self.queue.binary_search_by_key(&ticket, |(t, _)| *t) {
+            Ok(at) => {
+                let (_, estimate) = self.queue.remove(at).expect("found at this index");
+                self.queued = self.queued.saturating_sub(estimate);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Empties the queue (the budget is removed or replaced); the tickets
+    /// to wake so that they decide again without it.
+    pub fn drain_queue(&mut self) -> Vec<WaitTicket> {
+        self.queued = 0;
+        self.queue.drain(..).map(|(t, _)| t).collect()
+    }
+
+    /// Reservations waiting.
+    pub fn waiting(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The waiting reservations whose verdict may have changed to *fits*
+    /// or *refused*: each waiter that fits with every waiter ahead of it
+    /// counted as used (a prefix of the queue), and each that settled spend
+    /// leaves no room for ever. All of them once halted, or if the budget
+    /// is no longer hard. Empty, without allocating, when none wait.
+    pub fn wakeable(&self) -> Vec<WaitTicket> {
+        if self.queue.is_empty() {
+            return Vec::new();
+        }
+        if !self.budget.is_hard() || self.halted.is_some() {
+            return self.queue.iter().map(|(t, _)| *t).collect();
+        }
+        let limit = self.budget.limit_micro_usd;
+        let settled = self.settled();
+        let mut used = self.used();
+        let mut out = Vec::new();
+        for (ticket, estimate) in &self.queue {
+            let fits_now = fits(used, *estimate, limit);
+            used = used.saturating_add(*estimate);
+            if fits_now || !fits(settled, *estimate, limit) {
+                out.push(*ticket);
             }
         }
-        self.reserved = self.reserved.saturating_add(estimate);
-        Ok(())
+        out
     }
 
     /// Replaces a reservation of `estimate` by `actual` spend in flight.
@@ -557,6 +739,15 @@ impl BudgetCounters {
                 .collect(),
             throttled: self.throttled,
             halted: self.halted.is_some(),
+            waiting: self.queue.len(),
         }
     }
 }
+
+/// Whether `base + add` is within `limit` (an overflow is not).
+fn fits(base: u64, add: u64, limit: u64) -> bool {
+    base.checked_add(add).is_some_and(|total| total <= limit)
+}
+
+#[cfg(test)]
+mod tests;

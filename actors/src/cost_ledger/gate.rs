@@ -8,6 +8,28 @@
 //! in flight + reservations, and a hard budget admits a reservation only if
 //! used + estimate stays within the limit.
 //!
+//! # Waiting for holds in flight
+//!
+//! The decision is [`BudgetCounters::check`] (fits / wait / refuse, see
+//! [`budget`](super::budget)); this module only waits around it. A
+//! reservation is decided in all the budgets of its scope at once: their
+//! locks are taken together, in the budgets' creation order (so two
+//! reservations never lock in opposite orders), and it is held in all or
+//! none, so a waiter never holds one budget while it waits for another.
+//! [`SpendGate::reserve_until`] makes a reservation that must wait take a
+//! [`WaitTicket`] (first come, first served), queue it in its budgets and
+//! sleep on its own [`Notify`] until woken or its deadline passes; on
+//! every wake it decides again. Every change that frees room or raises
+//! settled spend (settle, release, a waiter leaving, a window moving, a
+//! record committed or dropped, a budget redefined or removed) asks the
+//! changed budget, under the same lock, which waiters it may have let
+//! through ([`BudgetCounters::wakeable`]) and wakes exactly those. A
+//! `Notify` keeps one permit, so a wake that comes between a decision and
+//! the sleep is not lost. A waiter that gives up (deadline, or its future
+//! dropped) leaves its queues at once and holds nothing. With no waiter, a
+//! reservation costs what it did before: one short lock per budget in
+//! scope.
+//!
 //! Between `settle` and the commit of the matching records, the settled
 //! amount stays counted as in flight: records tracked with the same
 //! [`UsageMeta`] as a settled hold consume it (first settled, first
@@ -23,13 +45,17 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use futures::future::BoxFuture;
 use nexus_swarm_runtime::resources::ResourceVector;
 use nexus_swarm_runtime::usage::{RateControl, SpendGate, SpendHold, SpendRefused, UsageMeta};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use ractor::OutputPort;
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
+use tokio::time::Instant;
 
-use super::budget::{Budget, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetScope, BudgetStatus};
+use super::budget::{
+    Budget, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetScope, BudgetStatus, Verdict, WaitTicket,
+};
 use super::clock::Clock;
 use super::error::LedgerError;
 use super::pricing::PriceTable;
@@ -42,6 +68,9 @@ const EVENT_BUFFER: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct BudgetCell {
     pub(crate) id: String,
+    /// Creation order: a reservation spanning several budgets locks them
+    /// in this order.
+    pub(crate) seq: u64,
     pub(crate) scope: BudgetScope,
     pub(crate) period: BudgetPeriod,
     // A mutex, not atomics: a reservation checks committed + in flight +
@@ -96,6 +125,14 @@ pub(crate) struct BudgetBook {
     holds: DashMap<u64, Hold>,
     // Atomic: a unique id per hold, from any thread.
     next_hold: AtomicU64,
+    // Atomic: the creation order of budgets (the lock order), bumped by
+    // the writer.
+    next_cell: AtomicU64,
+    // DashMap: reservations waiting for holds in flight register and leave
+    // concurrently; a change to a budget wakes the tickets it names here.
+    waiters: DashMap<WaitTicket, Arc<Notify>>,
+    // Atomic: wait tickets in arrival order, from any thread.
+    next_ticket: AtomicU64,
     // A mutex: settle pushes and record-tracking pops per meta, once per
     // request; `awaiting_count` lets the common case skip it.
     awaiting: Mutex<HashMap<UsageMeta, VecDeque<Awaiting>>>,
@@ -128,6 +165,9 @@ impl BudgetBook {
             cells: ArcSwap::from_pointee(Vec::new()),
             holds: DashMap::new(),
             next_hold: AtomicU64::new(1),
+            next_cell: AtomicU64::new(0),
+            waiters: DashMap::new(),
+            next_ticket: AtomicU64::new(0),
             awaiting: Mutex::new(HashMap::new()),
             awaiting_count: AtomicUsize::new(0),
             prices: ArcSwap::from_pointee(prices),
@@ -151,13 +191,27 @@ impl BudgetBook {
         self.clock.now_us()
     }
 
+    /// The budgets whose scope holds `meta`, in lock order.
     fn matching(&self, meta: &UsageMeta) -> Vec<Arc<BudgetCell>> {
-        self.cells
+        let mut cells: Vec<Arc<BudgetCell>> = self
+            .cells
             .load()
             .iter()
             .filter(|c| c.scope.matches(meta))
             .cloned()
-            .collect()
+            .collect();
+        // The table keeps creation order already; this only guards it.
+        cells.sort_by_key(|c| c.seq);
+        cells
+    }
+
+    /// Wakes these waiting reservations (those gone already are skipped).
+    fn wake(&self, tickets: Vec<WaitTicket>) {
+        for t in tickets {
+            if let Some(notify) = self.waiters.get(&t) {
+                notify.notify_one();
+            }
+        }
     }
 
     /// Installs (or redefines) a budget with its committed buckets. Called
@@ -167,24 +221,34 @@ impl BudgetBook {
         let current = self.cells.load_full();
         let mut next: Vec<Arc<BudgetCell>> = Vec::with_capacity(current.len() + 1);
         let mut done = false;
+        let mut wake = Vec::new();
         for cell in current.iter() {
             if cell.id != budget.id {
                 next.push(cell.clone());
             } else if cell.scope == budget.scope && cell.period == budget.period {
-                cell.counters.lock().redefine(budget.clone(), buckets.clone(), now);
+                let mut k = cell.counters.lock();
+                k.redefine(budget.clone(), buckets.clone(), now);
+                wake.extend(k.wakeable());
+                drop(k);
                 next.push(cell.clone());
                 done = true;
+            } else {
+                // Replaced by a budget of another scope or period: its
+                // waiters decide again without it.
+                wake.extend(cell.counters.lock().drain_queue());
             }
         }
         if !done {
             next.push(Arc::new(BudgetCell {
                 id: budget.id.clone(),
+                seq: self.next_cell.fetch_add(1, Ordering::Relaxed),
                 scope: budget.scope.clone(),
                 period: budget.period,
                 counters: Mutex::new(BudgetCounters::new(budget, buckets, now)),
             }));
         }
         self.cells.store(Arc::new(next));
+        self.wake(wake);
         self.refresh_throttles();
     }
 
@@ -194,6 +258,13 @@ impl BudgetBook {
         let next: Vec<Arc<BudgetCell>> = current.iter().filter(|c| c.id != id).cloned().collect();
         let existed = next.len() != current.len();
         self.cells.store(Arc::new(next));
+        // Its waiters decide again without it.
+        let wake: Vec<WaitTicket> = current
+            .iter()
+            .filter(|c| c.id == id)
+            .flat_map(|c| c.counters.lock().drain_queue())
+            .collect();
+        self.wake(wake);
         self.refresh_throttles();
         existed
     }
@@ -209,11 +280,15 @@ impl BudgetBook {
             .find(|c| c.id == id)
             .ok_or_else(|| LedgerError::UnknownBudget(id.to_string()))?;
         let mut events = Vec::new();
+        let mut wake = Vec::new();
         let status = {
             let mut k = cell.counters.lock();
-            k.roll(self.now_us(), &mut events);
+            if k.roll(self.now_us(), &mut events) {
+                wake = k.wakeable();
+            }
             k.status()
         };
+        self.wake(wake);
         self.emit(events);
         Ok(status)
     }
@@ -221,16 +296,20 @@ impl BudgetBook {
     pub(crate) fn statuses(&self) -> Vec<BudgetStatus> {
         let now = self.now_us();
         let mut events = Vec::new();
+        let mut wake = Vec::new();
         let out = self
             .cells
             .load()
             .iter()
             .map(|c| {
                 let mut k = c.counters.lock();
-                k.roll(now, &mut events);
+                if k.roll(now, &mut events) {
+                    wake.extend(k.wakeable());
+                }
                 k.status()
             })
             .collect();
+        self.wake(wake);
         self.emit(events);
         out
     }
@@ -240,8 +319,12 @@ impl BudgetBook {
     pub(crate) fn tick(&self) {
         let now = self.now_us();
         let mut events = Vec::new();
+        let mut wake = Vec::new();
         for cell in self.cells.load().iter() {
-            cell.counters.lock().roll(now, &mut events);
+            let mut k = cell.counters.lock();
+            if k.roll(now, &mut events) {
+                wake.extend(k.wakeable());
+            }
         }
         self.emit(events);
         if self.awaiting_count.load(Ordering::Acquire) > 0 {
@@ -254,7 +337,9 @@ impl BudgetBook {
                     }
                     let a = q.pop_front().expect("front exists");
                     for c in &a.cells {
-                        c.counters.lock().uncharge_inflight(a.remaining);
+                        let mut k = c.counters.lock();
+                        k.uncharge_inflight(a.remaining);
+                        wake.extend(k.wakeable());
                     }
                     dropped += 1;
                 }
@@ -262,6 +347,7 @@ impl BudgetBook {
             });
             self.awaiting_count.fetch_sub(dropped, Ordering::AcqRel);
         }
+        self.wake(wake);
     }
 
     /// Counts tracked records as in flight for the budgets in their scope,
@@ -269,6 +355,7 @@ impl BudgetBook {
     /// charges are uncharged when the records commit or fail.
     pub(crate) fn charge_records(&self, records: &[NewRecord]) -> Charges {
         let mut charges = Charges::new();
+        let mut wake = Vec::new();
         let mut awaiting = (self.awaiting_count.load(Ordering::Acquire) > 0).then(|| self.awaiting.lock());
         for r in records {
             let mut rest = r.cost_micro_usd;
@@ -292,18 +379,29 @@ impl BudgetBook {
             }
             if rest > 0 {
                 for cell in self.matching(&r.meta) {
-                    cell.counters.lock().charge_inflight(rest);
+                    let mut k = cell.counters.lock();
+                    k.charge_inflight(rest);
+                    // Waiters that settled spend leaves no room for are
+                    // refused now, not at their deadline.
+                    wake.extend(k.wakeable());
+                    drop(k);
                     charges.push((cell, rest));
                 }
             }
         }
+        drop(awaiting);
+        self.wake(wake);
         charges
     }
 
     pub(crate) fn uncharge(&self, charges: Charges) {
+        let mut wake = Vec::new();
         for (cell, amount) in charges {
-            cell.counters.lock().uncharge_inflight(amount);
+            let mut k = cell.counters.lock();
+            k.uncharge_inflight(amount);
+            wake.extend(k.wakeable());
         }
+        self.wake(wake);
     }
 
     /// The spend deltas of records about to be committed, with the cells
@@ -328,15 +426,31 @@ impl BudgetBook {
         (deltas, applied)
     }
 
-    /// Applies committed spend, then releases the records' in-flight
-    /// charges (in that order, so used never dips in between).
+    /// Applies committed spend and releases the records' in-flight
+    /// charges, both under one lock per budget: settled spend neither dips
+    /// nor counts a record twice in between (either could let through, or
+    /// refuse and halt, a reservation wrongly).
     pub(crate) fn apply_commit(&self, applied: Applied, charges: Charges) {
         let now = self.now_us();
         let mut events = Vec::new();
-        for (cell, at_us, cost) in applied {
-            cell.counters.lock().commit(at_us, cost, now, &mut events);
+        let mut wake = Vec::new();
+        let mut cells: Vec<&Arc<BudgetCell>> = Vec::new();
+        for cell in applied.iter().map(|(c, ..)| c).chain(charges.iter().map(|(c, _)| c)) {
+            if !cells.iter().any(|seen| Arc::ptr_eq(seen, cell)) {
+                cells.push(cell);
+            }
         }
-        self.uncharge(charges);
+        for cell in cells {
+            let mut k = cell.counters.lock();
+            for (_, at_us, cost) in applied.iter().filter(|(c, ..)| Arc::ptr_eq(c, cell)) {
+                k.commit(*at_us, *cost, now, &mut events);
+            }
+            for (_, amount) in charges.iter().filter(|(c, _)| Arc::ptr_eq(c, cell)) {
+                k.uncharge_inflight(*amount);
+            }
+            wake.extend(k.wakeable());
+        }
+        self.wake(wake);
         self.emit(events);
     }
 
@@ -393,26 +507,63 @@ impl BudgetBook {
         self.port.clone()
     }
 
-    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<SpendHold, SpendRefused> {
-        let cost = self
-            .prices
+    fn cost_of(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<u64, SpendRefused> {
+        self.prices
             .load()
             .cost_of_vector(meta.model.as_deref(), estimate)
-            .map_err(|e| SpendRefused::Unavailable(e.to_string()))?;
+            .map_err(|e| SpendRefused::Unavailable(e.to_string()))
+    }
+
+    /// Decides a reservation of `cost` in all of `cells` at once (locked
+    /// together, in creation order) and holds it in every one if it fits
+    /// in every one. A refusal anywhere wins over a wait. With a ticket,
+    /// the reservation is queued in each budget first, and leaves the
+    /// queues if it fits.
+    fn attempt(&self, cells: &[Arc<BudgetCell>], cost: u64, ticket: Option<WaitTicket>) -> Verdict {
         let now = self.now_us();
-        let cells = self.matching(meta);
         let mut events = Vec::new();
-        for (i, cell) in cells.iter().enumerate() {
-            let r = cell.counters.lock().try_reserve(cost, now, &mut events);
-            if let Err(refused) = r {
-                for done in &cells[..i] {
-                    done.counters.lock().release(cost);
+        let mut wake = Vec::new();
+        let verdict = {
+            let mut locked: Vec<MutexGuard<'_, BudgetCounters>> = cells.iter().map(|c| c.counters.lock()).collect();
+            let mut verdict = Verdict::Fits;
+            for k in locked.iter_mut() {
+                if k.roll(now, &mut events) {
+                    wake.extend(k.wakeable());
                 }
-                self.emit(events);
-                return Err(refused);
+                if let Some(t) = ticket {
+                    k.enqueue(t, cost);
+                }
+                match k.check(cost, ticket, now, &mut events) {
+                    Verdict::Fits => {}
+                    Verdict::Wait(e) => {
+                        if verdict == Verdict::Fits {
+                            verdict = Verdict::Wait(e);
+                        }
+                    }
+                    refused @ Verdict::Refused(_) => {
+                        // Halted: its waiters are refused too.
+                        wake.extend(k.wakeable());
+                        verdict = refused;
+                        break;
+                    }
+                }
             }
-        }
+            if verdict == Verdict::Fits {
+                for k in locked.iter_mut() {
+                    k.hold(cost);
+                    if let Some(t) = ticket {
+                        k.dequeue(t);
+                    }
+                }
+            }
+            verdict
+        };
+        self.wake(wake);
         self.emit(events);
+        verdict
+    }
+
+    fn hold(&self, meta: &UsageMeta, cells: Vec<Arc<BudgetCell>>, cost: u64, estimate: &ResourceVector) -> SpendHold {
         let id = self.next_hold.fetch_add(1, Ordering::Relaxed);
         self.holds.insert(
             id,
@@ -422,7 +573,55 @@ impl BudgetBook {
                 estimate: cost,
             },
         );
-        Ok(SpendHold::new(id, estimate.clone()))
+        SpendHold::new(id, estimate.clone())
+    }
+
+    fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<SpendHold, SpendRefused> {
+        let cost = self.cost_of(meta, estimate)?;
+        let cells = self.matching(meta);
+        match self.attempt(&cells, cost, None) {
+            Verdict::Fits => Ok(self.hold(meta, cells, cost, estimate)),
+            Verdict::Wait(e) | Verdict::Refused(e) => Err(e),
+        }
+    }
+
+    async fn reserve_until(
+        &self,
+        meta: &UsageMeta,
+        estimate: &ResourceVector,
+        deadline: Instant,
+    ) -> Result<SpendHold, SpendRefused> {
+        let cost = self.cost_of(meta, estimate)?;
+        let cells = self.matching(meta);
+        let mut last = match self.attempt(&cells, cost, None) {
+            Verdict::Fits => return Ok(self.hold(meta, cells, cost, estimate)),
+            Verdict::Refused(e) => return Err(e),
+            Verdict::Wait(e) => e,
+        };
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        let mut queued = Queued::new(self);
+        tracing::debug!(ticket = queued.ticket.0, cost, "reservation waits for holds in flight");
+        loop {
+            // The budgets in scope now (one may have been removed or added
+            // while it waited).
+            let cells = queued.follow(self.matching(meta));
+            match self.attempt(&cells, cost, Some(queued.ticket)) {
+                Verdict::Fits => {
+                    drop(queued);
+                    return Ok(self.hold(meta, cells, cost, estimate));
+                }
+                // Dropping `queued` leaves the queues and wakes those behind.
+                Verdict::Refused(e) => return Err(e),
+                Verdict::Wait(e) => last = e,
+            }
+            let notify = queued.notify.clone();
+            tokio::select! {
+                _ = notify.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(last),
+            }
+        }
     }
 
     fn settle(&self, hold: SpendHold, actual: &ResourceVector) {
@@ -435,9 +634,13 @@ impl BudgetBook {
             .load()
             .cost_of_vector(h.meta.model.as_deref(), actual)
             .unwrap_or(h.estimate);
+        let mut wake = Vec::new();
         for cell in &h.cells {
-            cell.counters.lock().settle(h.estimate, actual);
+            let mut k = cell.counters.lock();
+            k.settle(h.estimate, actual);
+            wake.extend(k.wakeable());
         }
+        self.wake(wake);
         if actual > 0 && !h.cells.is_empty() {
             let expires_us = self.now_us().saturating_add(self.settle_grace_us);
             self.awaiting.lock().entry(h.meta).or_default().push_back(Awaiting {
@@ -451,16 +654,78 @@ impl BudgetBook {
 
     fn release(&self, hold: SpendHold) {
         if let Some((_, h)) = self.holds.remove(&hold.id()) {
+            let mut wake = Vec::new();
             for cell in &h.cells {
-                cell.counters.lock().release(h.estimate);
+                let mut k = cell.counters.lock();
+                k.release(h.estimate);
+                wake.extend(k.wakeable());
             }
+            self.wake(wake);
         }
     }
 }
 
+/// A reservation waiting in the queues of its budgets. Dropped when it is
+/// reserved, refused or gives up (its deadline, or the caller dropping the
+/// future): it then leaves every queue and wakes the waiters that may fit
+/// without it.
+struct Queued<'a> {
+    book: &'a BudgetBook,
+    ticket: WaitTicket,
+    notify: Arc<Notify>,
+    /// The budgets it may be queued in.
+    cells: Vec<Arc<BudgetCell>>,
+}
+
+impl<'a> Queued<'a> {
+    fn new(book: &'a BudgetBook) -> Self {
+        let ticket = WaitTicket(book.next_ticket.fetch_add(1, Ordering::Relaxed));
+        let notify = Arc::new(Notify::new());
+        book.waiters.insert(ticket, notify.clone());
+        Self {
+            book,
+            ticket,
+            notify,
+            cells: Vec::new(),
+        }
+    }
+
+    /// Waits in `cells` from now on: leaves the queues of budgets no
+    /// longer in scope (removed or replaced). [`BudgetBook::attempt`]
+    /// queues it in the others.
+    fn follow(&mut self, cells: Vec<Arc<BudgetCell>>) -> Vec<Arc<BudgetCell>> {
+        let mut wake = Vec::new();
+        for old in &self.cells {
+            if !cells.iter().any(|c| Arc::ptr_eq(c, old)) {
+                let mut k = old.counters.lock();
+                if k.dequeue(self.ticket) {
+                    wake.extend(k.wakeable());
+                }
+            }
+        }
+        self.book.wake(wake);
+        self.cells.clone_from(&cells);
+        cells
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.book.waiters.remove(&self.ticket);
+        let mut wake = Vec::new();
+        for cell in &self.cells {
+            let mut k = cell.counters.lock();
+            if k.dequeue(self.ticket) {
+                wake.extend(k.wakeable());
+            }
+        }
+        self.book.wake(wake);
+    }
+}
+
 /// A cloneable, data-plane handle on the ledger's budgets: a [`SpendGate`]
-/// (reserve before a call, settle after), status reads, event
-/// subscriptions and throttle targets.
+/// (reserve before a call, waiting for holds in flight if need be, settle
+/// after), status reads, event subscriptions and throttle targets.
 #[derive(Clone, Debug)]
 pub struct BudgetHandle {
     pub(crate) book: Arc<BudgetBook>,
@@ -502,11 +767,27 @@ impl BudgetHandle {
     pub fn holds(&self) -> usize {
         self.book.holds.len()
     }
+
+    /// Reservations waiting for holds in flight to settle.
+    pub fn waiting(&self) -> usize {
+        self.book.waiters.len()
+    }
 }
 
 impl SpendGate for BudgetHandle {
     fn reserve(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<SpendHold, SpendRefused> {
         self.book.reserve(meta, estimate)
+    }
+
+    /// Waits, up to `deadline`, while the reservation does not fit only
+    /// because of holds in flight (see the module docs).
+    fn reserve_until<'a>(
+        &'a self,
+        meta: &'a UsageMeta,
+        estimate: &'a ResourceVector,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<SpendHold, SpendRefused>> {
+        Box::pin(self.book.reserve_until(meta, estimate, deadline))
     }
 
     fn settle(&self, hold: SpendHold, actual: &ResourceVector) {
@@ -517,3 +798,6 @@ impl SpendGate for BudgetHandle {
         self.book.release(hold)
     }
 }
+
+#[cfg(test)]
+mod tests;

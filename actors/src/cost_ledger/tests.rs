@@ -168,19 +168,21 @@ fn a_hard_budget_refuses_the_crossing_reservation_and_everything_after_until_rol
     let mut c = halt(1000);
     let mut ev = Vec::new();
     let now = LEAP_DAY_US;
-    c.try_reserve(600, now, &mut ev).unwrap();
+    assert_eq!(c.try_reserve(600, None, now, &mut ev), Verdict::Fits);
     c.settle(600, 600);
     c.commit(now, 600, now, &mut ev);
     c.uncharge_inflight(600);
-    c.try_reserve(400, now, &mut ev).unwrap();
+    assert_eq!(c.try_reserve(400, None, now, &mut ev), Verdict::Fits);
     c.release(400);
-    let refused = c.try_reserve(401, now, &mut ev).unwrap_err();
+    let Verdict::Refused(refused) = c.try_reserve(401, None, now, &mut ev) else {
+        panic!("settled 600 + 401 cannot fit 1000")
+    };
     assert!(matches!(refused, SpendRefused::BudgetExceeded { requested: 401, .. }));
     assert!(ev.iter().any(|e| e.kind == BudgetEventKind::Halted));
     // Halted: even a request that would fit is refused in this period.
-    assert!(c.try_reserve(1, now + 1, &mut ev).is_err());
+    assert!(matches!(c.try_reserve(1, None, now + 1, &mut ev), Verdict::Refused(_)));
     ev.clear();
-    c.try_reserve(1000, now + HOUR_US, &mut ev).unwrap();
+    assert_eq!(c.try_reserve(1000, None, now + HOUR_US, &mut ev), Verdict::Fits);
     assert_eq!(
         ev.iter().map(|e| e.kind).collect::<Vec<_>>(),
         vec![BudgetEventKind::Resumed]
@@ -245,11 +247,17 @@ fn a_rolling_window_forgets_spend_slice_by_slice() {
     let mut c = BudgetCounters::new(Budget::new("r", 100, w, BudgetAction::Halt), [], LEAP_DAY_US);
     let mut ev = Vec::new();
     c.commit(LEAP_DAY_US, 100, LEAP_DAY_US, &mut ev);
-    assert!(c.try_reserve(1, LEAP_DAY_US + 1, &mut ev).is_err());
+    assert!(matches!(
+        c.try_reserve(1, None, LEAP_DAY_US + 1, &mut ev),
+        Verdict::Refused(_)
+    ));
     let later = LEAP_DAY_US + 599 * MICROS_PER_SEC;
-    assert!(c.try_reserve(1, later, &mut ev).is_err(), "still in the window");
+    assert!(
+        matches!(c.try_reserve(1, None, later, &mut ev), Verdict::Refused(_)),
+        "still in the window"
+    );
     let gone = LEAP_DAY_US + 600 * MICROS_PER_SEC;
-    assert!(c.try_reserve(1, gone, &mut ev).is_ok());
+    assert_eq!(c.try_reserve(1, None, gone, &mut ev), Verdict::Fits);
     assert_eq!(c.spent(), 0);
 }
 
@@ -543,7 +551,7 @@ proptest! {
         let mut inflight: Vec<u64> = Vec::new();
         for (op, est, pct) in ops {
             match op {
-                0 => if c.try_reserve(est, now, &mut ev).is_ok() { holds.push(est) },
+                0 => if c.try_reserve(est, None, now, &mut ev) == Verdict::Fits { holds.push(est) },
                 1 => if let Some(e) = holds.pop() { let a = e * pct / 100; c.settle(e, a); inflight.push(a) },
                 2 => if let Some(e) = holds.pop() { c.release(e) },
                 _ => if let Some(a) = inflight.pop() { c.commit(now, a, now, &mut ev); c.uncharge_inflight(a) },
