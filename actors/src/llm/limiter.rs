@@ -419,16 +419,21 @@ impl LimitSet {
     }
 
     /// Applies a provider's remaining-capacity report.
+    ///
+    /// A count that comes with its reset time is left out: the gateway's
+    /// [`Learned`](super::learned::Learned) allowance holds exactly until
+    /// that reset, whereas usage added here would count for a whole window
+    /// (too long for a `1s` reset, too short for a `6m0s` one).
     pub fn resync(&mut self, now: Duration, snap: &RateLimitSnapshot) {
         for (dim, w) in &mut self.dims {
             match dim {
                 Dimension::Requests => {
-                    if let Some(rem) = snap.remaining_requests {
+                    if let (Some(rem), None) = (snap.remaining_requests, snap.reset_requests) {
                         w.resync(now, rem, snap.limit_requests);
                     }
                 }
                 Dimension::Tokens => {
-                    if let Some(rem) = snap.remaining_tokens {
+                    if let (Some(rem), None) = (snap.remaining_tokens, snap.reset_tokens) {
                         w.resync(now, rem, snap.limit_tokens);
                     }
                 }

@@ -239,3 +239,26 @@ proptest! {
         prop_assert!(max_in_any_window(&log, MINUTE) <= limit);
     }
 }
+
+#[test]
+fn a_set_resyncs_only_counts_that_come_without_a_reset() {
+    let mut set = LimitSet::new(&RateLimits::rpm_tpm(100, 1_000), 100).unwrap();
+    let with_reset = RateLimitSnapshot {
+        remaining_requests: Some(0),
+        reset_requests: Some(Duration::from_secs(1)),
+        remaining_tokens: Some(0),
+        reset_tokens: Some(Duration::from_secs(1)),
+        ..RateLimitSnapshot::default()
+    };
+    set.resync(Duration::ZERO, &with_reset);
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Requests), Some(0));
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Tokens), Some(0));
+    let without = RateLimitSnapshot {
+        remaining_requests: Some(40),
+        remaining_tokens: Some(900),
+        ..RateLimitSnapshot::default()
+    };
+    set.resync(Duration::ZERO, &without);
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Requests), Some(60));
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Tokens), Some(100));
+}
