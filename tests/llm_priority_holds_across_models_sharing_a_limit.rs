@@ -61,21 +61,20 @@ async fn start(gw: &LlmGatewayHandle, model: &str, priority: Priority, max_token
 #[tokio::test(start_paused = true)]
 async fn a_small_low_priority_call_of_another_model_does_not_pass_a_high_one() {
     let (p, q) = (Scripted::new(), Scripted::new());
-    let gw = gateway(&p, &q, RateLimits {
-        tokens_per_minute: Some(1_000),
-        ..RateLimits::default()
-    })
+    let gw = gateway(
+        &p,
+        &q,
+        RateLimits {
+            tokens_per_minute: Some(1_000),
+            ..RateLimits::default()
+        },
+    )
     .await;
     let t0 = Instant::now();
     // About 505 tokens of the provider's 1,000 a minute are used.
-    gw.complete(
-        LlmRequest::user("fill")
-            .model("a")
-            .max_tokens(500)
-            .timeout(TIMEOUT),
-    )
-    .await
-    .unwrap();
+    gw.complete(LlmRequest::user("fill").model("a").max_tokens(500).timeout(TIMEOUT))
+        .await
+        .unwrap();
     // A high-priority call of model b needs about 605: it waits for the window.
     let high = start(&gw, "b", Priority::High, 600).await;
     // Low-priority calls of model a need about 105 each: they would fit now.
@@ -90,7 +89,11 @@ async fn a_small_low_priority_call_of_another_model_does_not_pass_a_high_one() {
     assert!(high_at - t0 >= Duration::from_secs(60), "{:?}", high_at - t0);
     for low in lows {
         let low_at = low.await.unwrap();
-        assert!(low_at >= high_at, "a low call went {:?} before the high one", high_at - low_at);
+        assert!(
+            low_at >= high_at,
+            "a low call went {:?} before the high one",
+            high_at - low_at
+        );
     }
     let order: Vec<u32> = p.calls().iter().map(|(m, _)| if m == "b" { 1 } else { 0 }).collect();
     assert_eq!(order, vec![0, 1, 0, 0, 0]);
@@ -99,10 +102,14 @@ async fn a_small_low_priority_call_of_another_model_does_not_pass_a_high_one() {
 #[tokio::test(start_paused = true)]
 async fn within_a_priority_the_oldest_call_goes_first_whatever_its_model() {
     let (p, q) = (Scripted::new(), Scripted::new());
-    let gw = gateway(&p, &q, RateLimits {
-        requests_per_minute: Some(1),
-        ..RateLimits::default()
-    })
+    let gw = gateway(
+        &p,
+        &q,
+        RateLimits {
+            requests_per_minute: Some(1),
+            ..RateLimits::default()
+        },
+    )
     .await;
     gw.complete(LlmRequest::user("fill").model("a").timeout(TIMEOUT))
         .await
@@ -123,10 +130,14 @@ async fn within_a_priority_the_oldest_call_goes_first_whatever_its_model() {
 #[tokio::test(start_paused = true)]
 async fn a_high_priority_call_of_another_model_overtakes_queued_low_ones() {
     let (p, q) = (Scripted::new(), Scripted::new());
-    let gw = gateway(&p, &q, RateLimits {
-        requests_per_minute: Some(1),
-        ..RateLimits::default()
-    })
+    let gw = gateway(
+        &p,
+        &q,
+        RateLimits {
+            requests_per_minute: Some(1),
+            ..RateLimits::default()
+        },
+    )
     .await;
     gw.complete(LlmRequest::user("fill").model("a").timeout(TIMEOUT))
         .await
@@ -141,12 +152,8 @@ async fn a_high_priority_call_of_another_model_overtakes_queued_low_ones() {
         t.await.unwrap();
     }
     // fill, then b (high), then the normal a, then the three low a.
-    assert_eq!(p.prompts(), vec![
-        "fill",
-        "b High 10",
-        "a Normal 10",
-        "a Low 10",
-        "a Low 10",
-        "a Low 10"
-    ]);
+    assert_eq!(
+        p.prompts(),
+        vec!["fill", "b High 10", "a Normal 10", "a Low 10", "a Low 10", "a Low 10"]
+    );
 }

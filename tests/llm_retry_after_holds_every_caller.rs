@@ -46,7 +46,11 @@ async fn holds_every_caller(headers: &'static [(&'static str, &'static str)], ho
         second.unwrap();
         let b_waited = other.unwrap();
         if provider_held {
-            assert_eq!(b_waited, hold - hold / 4, "{at:?}: model b was not held with its provider");
+            assert_eq!(
+                b_waited,
+                hold - hold / 4,
+                "{at:?}: model b was not held with its provider"
+            );
         } else {
             assert_eq!(b_waited, Duration::ZERO, "{at:?}: model b was held");
         }
@@ -72,7 +76,10 @@ async fn a_retry_after_in_milliseconds_holds_every_caller_of_the_deployment() {
 #[tokio::test(start_paused = true)]
 async fn a_429_without_retry_after_holds_the_deployment_and_provider_until_the_reported_reset() {
     holds_every_caller(
-        &[("x-ratelimit-remaining-requests", "0"), ("x-ratelimit-reset-requests", "1s")],
+        &[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "1s"),
+        ],
         Duration::from_secs(1),
         true,
     )

@@ -523,7 +523,9 @@ impl Core {
                 return result;
             }
             let (tx, rx) = oneshot::channel();
-            if s.enqueue(ctx.req.priority, model, ctx.deadline, Job { demand, caller: tx }).is_err() {
+            if s.enqueue(ctx.req.priority, model, ctx.deadline, Job { demand, caller: tx })
+                .is_err()
+            {
                 bump(&self.stats.overloaded);
                 return Err(GatewayError::Overloaded { queued: s.queued() });
             }
@@ -559,7 +561,10 @@ impl Core {
         // Answer expired waiters rather than dropping their channels, which
         // their callers would read as the gateway having stopped.
         for w in scan.expired {
-            let _ = w.payload.caller.send(Err(GatewayError::DeadlineExceeded(Duration::ZERO))); // the caller may have left
+            let _ = w
+                .payload
+                .caller
+                .send(Err(GatewayError::DeadlineExceeded(Duration::ZERO))); // the caller may have left
         }
         scan.next
     }

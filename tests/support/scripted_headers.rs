@@ -23,17 +23,17 @@ use tokio::time::Instant;
 
 /// One scripted reply: a status and its headers.
 #[derive(Debug, Clone)]
-pub struct Reply {
+pub(crate) struct Reply {
     /// HTTP status; 200 answers a completion of 5 prompt tokens and the
     /// whole `max_tokens`.
-    pub status: u16,
+    pub(crate) status: u16,
     /// Headers, by name.
-    pub headers: Vec<(&'static str, &'static str)>,
+    pub(crate) headers: Vec<(&'static str, &'static str)>,
 }
 
 impl Reply {
     /// A 200 with these headers.
-    pub fn ok(headers: &[(&'static str, &'static str)]) -> Self {
+    pub(crate) fn ok(headers: &[(&'static str, &'static str)]) -> Self {
         Self {
             status: 200,
             headers: headers.to_vec(),
@@ -41,7 +41,7 @@ impl Reply {
     }
 
     /// A 429 with these headers.
-    pub fn too_many(headers: &[(&'static str, &'static str)]) -> Self {
+    pub(crate) fn too_many(headers: &[(&'static str, &'static str)]) -> Self {
         Self {
             status: 429,
             headers: headers.to_vec(),
@@ -61,18 +61,18 @@ struct State {
 
 /// The scripted provider (cheap to clone; clones share the script and log).
 #[derive(Debug, Clone, Default)]
-pub struct Scripted {
+pub(crate) struct Scripted {
     state: Arc<Mutex<State>>,
 }
 
 impl Scripted {
     /// A provider with no script: every call is a plain 200.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Queues replies for calls of `model` (the upstream model name).
-    pub fn script(&self, model: &str, replies: impl IntoIterator<Item = Reply>) {
+    pub(crate) fn script(&self, model: &str, replies: impl IntoIterator<Item = Reply>) {
         self.state
             .lock()
             .scripts
@@ -82,17 +82,17 @@ impl Scripted {
     }
 
     /// Every call so far: (upstream model, arrival).
-    pub fn calls(&self) -> Vec<(String, Instant)> {
+    pub(crate) fn calls(&self) -> Vec<(String, Instant)> {
         self.state.lock().calls.clone()
     }
 
     /// The last message of every call so far, in arrival order.
-    pub fn prompts(&self) -> Vec<String> {
+    pub(crate) fn prompts(&self) -> Vec<String> {
         self.state.lock().prompts.clone()
     }
 
     /// Arrivals of calls of `model`.
-    pub fn calls_of(&self, model: &str) -> Vec<Instant> {
+    pub(crate) fn calls_of(&self, model: &str) -> Vec<Instant> {
         self.calls()
             .into_iter()
             .filter(|(m, _)| m == model)
@@ -138,7 +138,7 @@ impl LlmProvider for Scripted {
 
 /// Where a test configures its limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LimitsAt {
+pub(crate) enum LimitsAt {
     /// On the provider entry (the common setup).
     Provider,
     /// On each deployment.
@@ -148,7 +148,7 @@ pub enum LimitsAt {
 }
 
 /// Generous limits that never bind in these tests.
-pub fn generous() -> RateLimits {
+pub(crate) fn generous() -> RateLimits {
     RateLimits::rpm_tpm(10_000, 10_000_000)
 }
 
@@ -156,7 +156,7 @@ pub fn generous() -> RateLimits {
 /// (deployments `a@p`, `b@p`), plus, if `spare` is given, a second
 /// deployment of `a` at another provider `q` (`a@q`, upstream model
 /// `a-spare`). No cache, no retries unless `retries`.
-pub async fn gateway(p: &Scripted, at: LimitsAt, spare: Option<&Scripted>, retries: u32) -> LlmGatewayHandle {
+pub(crate) async fn gateway(p: &Scripted, at: LimitsAt, spare: Option<&Scripted>, retries: u32) -> LlmGatewayHandle {
     let own = |spec: DeploymentSpec| match at {
         LimitsAt::Deployment => spec.limits(generous()),
         _ => spec,

@@ -227,13 +227,7 @@ impl<T> Dispatcher<T> {
 
     /// Queues a call of `model` until `deadline`; gives the job back when
     /// the queue is full.
-    pub fn enqueue(
-        &mut self,
-        priority: Priority,
-        model: usize,
-        deadline: Duration,
-        job: Job<T>,
-    ) -> Result<(), Job<T>> {
+    pub fn enqueue(&mut self, priority: Priority, model: usize, deadline: Duration, job: Job<T>) -> Result<(), Job<T>> {
         let waiter = Waiter {
             group: model,
             deadline,
@@ -268,8 +262,7 @@ impl<T> Dispatcher<T> {
 
     /// Calls under way, on every deployment.
     pub fn in_flight(&self) -> u64 {
-        self.book
-            .health.iter().map(|h| h.in_flight).sum()
+        self.book.health.iter().map(|h| h.in_flight).sum()
     }
 
     /// The seeded generator (routing shuffles, backoff jitter).
@@ -487,9 +480,7 @@ impl Book {
                     self.provider_learned[p].learn(now, snapshot);
                     self.deployment_learned[d].learn(now, snapshot);
                 }
-                if e.counts_against_deployment()
-                    && self.health[d].on_failure(now, self.allowed_fails, self.cooldown)
-                {
+                if e.counts_against_deployment() && self.health[d].on_failure(now, self.allowed_fails, self.cooldown) {
                     done.cooled_down = true;
                 }
             }

@@ -324,20 +324,20 @@ impl SimulatedProvider {
                 return RateLimitSnapshot::default();
             }
             RateLimitSnapshot {
-            remaining_requests: cfg
-                .requests_per_minute
-                .map(|l| l.saturating_sub(w.entries.len() as u64)),
-            remaining_tokens: cfg.tokens_per_minute.map(|l| l.saturating_sub(w.tokens)),
-            reset_requests: w
-                .entries
-                .front()
-                .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
-            reset_tokens: w
-                .entries
-                .front()
-                .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
-            limit_requests: cfg.requests_per_minute,
-            limit_tokens: cfg.tokens_per_minute,
+                remaining_requests: cfg
+                    .requests_per_minute
+                    .map(|l| l.saturating_sub(w.entries.len() as u64)),
+                remaining_tokens: cfg.tokens_per_minute.map(|l| l.saturating_sub(w.tokens)),
+                reset_requests: w
+                    .entries
+                    .front()
+                    .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
+                reset_tokens: w
+                    .entries
+                    .front()
+                    .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
+                limit_requests: cfg.requests_per_minute,
+                limit_tokens: cfg.tokens_per_minute,
             }
         };
         if let Some(at) = retry_at {

@@ -79,7 +79,11 @@ fn ok(snapshot: RateLimitSnapshot) -> Result<ProviderResponse, ProviderError> {
 #[test]
 fn a_provider_limit_releases_the_highest_priority_among_all_its_models() {
     // Two models on one provider with room for 2 requests a minute.
-    let mut d = dispatcher(2, &[rpm(2)], &[(0, 0, RateLimits::default()), (1, 0, RateLimits::default())]);
+    let mut d = dispatcher(
+        2,
+        &[rpm(2)],
+        &[(0, 0, RateLimits::default()), (1, 0, RateLimits::default())],
+    );
     let one = Demand::call(1, 1);
     let _a = admit(&mut d, s(0), 0, one);
     let _b = admit(&mut d, s(0), 0, one);
@@ -102,13 +106,21 @@ fn a_provider_limit_releases_the_highest_priority_among_all_its_models() {
 #[test]
 fn a_smaller_low_priority_call_does_not_pass_a_high_one_held_by_the_shared_limit() {
     // 100 tokens a minute at the provider; model 1 wants 80, model 0 wants 10.
-    let mut d = dispatcher(2, &[tpm(100)], &[(0, 0, RateLimits::default()), (1, 0, RateLimits::default())]);
+    let mut d = dispatcher(
+        2,
+        &[tpm(100)],
+        &[(0, 0, RateLimits::default()), (1, 0, RateLimits::default())],
+    );
     let _g = admit(&mut d, s(0), 0, Demand::call(30, 30));
-    d.enqueue(Priority::High, 1, s(600), job(1, Demand::call(40, 40))).unwrap();
+    d.enqueue(Priority::High, 1, s(600), job(1, Demand::call(40, 40)))
+        .unwrap();
     d.enqueue(Priority::Low, 0, s(600), job(2, Demand::call(5, 5))).unwrap();
     // 40 tokens are free: the small low call would fit, the high one does not.
     let scan = d.scan(s(1), |_| false);
-    assert!(scan.admitted.is_empty(), "the low call took capacity the high one waits for");
+    assert!(
+        scan.admitted.is_empty(),
+        "the low call took capacity the high one waits for"
+    );
     assert_eq!(d.queued(), 2);
     // A new low call does not jump the queue either.
     assert!(d.try_admit_new(s(2), 0, Priority::Low, Demand::call(1, 1)).is_none());
@@ -118,7 +130,11 @@ fn a_smaller_low_priority_call_does_not_pass_a_high_one_held_by_the_shared_limit
 
 #[test]
 fn within_a_priority_the_oldest_call_of_any_model_goes_first() {
-    let mut d = dispatcher(2, &[rpm(1)], &[(0, 0, RateLimits::default()), (1, 0, RateLimits::default())]);
+    let mut d = dispatcher(
+        2,
+        &[rpm(1)],
+        &[(0, 0, RateLimits::default()), (1, 0, RateLimits::default())],
+    );
     let one = Demand::call(1, 1);
     let _g = admit(&mut d, s(0), 0, one);
     // Model 0's queue was created first, but 101 (model 1) arrived before 102.
@@ -147,7 +163,11 @@ fn a_waiter_held_only_by_its_own_deployment_does_not_hold_back_the_provider() {
 
 #[test]
 fn a_held_provider_does_not_hold_back_another_provider() {
-    let mut d = dispatcher(2, &[rpm(1), rpm(100)], &[(0, 0, RateLimits::default()), (1, 1, RateLimits::default())]);
+    let mut d = dispatcher(
+        2,
+        &[rpm(1), rpm(100)],
+        &[(0, 0, RateLimits::default()), (1, 1, RateLimits::default())],
+    );
     let one = Demand::call(1, 1);
     let _g = admit(&mut d, s(0), 0, one);
     d.enqueue(Priority::High, 0, s(600), job(1, one)).unwrap();
@@ -167,10 +187,17 @@ fn exhausted_tokens(reset: Duration) -> RateLimitSnapshot {
 /// deployment and every other model of its provider until then, at every
 /// level limits may be configured at.
 fn reset_holds_provider_and_deployment(provider: RateLimits, own: RateLimits) {
-    let mut d = dispatcher(2, &[provider, RateLimits::default()], &[(0, 0, own), (1, 0, own), (1, 1, own)]);
+    let mut d = dispatcher(
+        2,
+        &[provider, RateLimits::default()],
+        &[(0, 0, own), (1, 0, own), (1, 1, own)],
+    );
     let one = Demand::call(1, 1);
     let g = admit(&mut d, s(0), 0, one);
-    assert_eq!(d.finish(s(1), g, &ok(exhausted_tokens(s(360))), s(1)), Finished::default());
+    assert_eq!(
+        d.finish(s(1), g, &ok(exhausted_tokens(s(360))), s(1)),
+        Finished::default()
+    );
     assert!(d.try_admit_new(s(2), 0, Priority::Normal, one).is_none());
     assert_eq!(d.earliest_on(s(2), 0, &one), Some(s(361)));
     // Model 1's deployment at the same provider is held too; its deployment
@@ -200,10 +227,11 @@ fn a_reset_holds_the_provider_with_no_limits_configured() {
 #[test]
 fn a_retry_after_holds_the_deployment_for_every_caller_and_others_take_over() {
     // Model 0 has deployments 0 and 1 at two providers, no limits anywhere.
-    let mut d = dispatcher(1, &[RateLimits::default(), RateLimits::default()], &[
-        (0, 0, RateLimits::default()),
-        (0, 1, RateLimits::default()),
-    ]);
+    let mut d = dispatcher(
+        1,
+        &[RateLimits::default(), RateLimits::default()],
+        &[(0, 0, RateLimits::default()), (0, 1, RateLimits::default())],
+    );
     let one = Demand::call(1, 1);
     let mut g = admit(&mut d, s(0), 0, one);
     while g.deployment() != 0 {
