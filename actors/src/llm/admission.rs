@@ -174,16 +174,13 @@ impl<T> WaitQueue<T> {
         for lane in &mut self.lanes {
             // The oldest head among the groups not blocked, until none is
             // left: arrival order across groups within a priority.
-            loop {
-                let Some(i) = lane
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, (g, q))| !blocked.contains(g) && !q.is_empty())
-                    .min_by_key(|(_, (_, q))| q.front().map_or(u64::MAX, |e| e.seq))
-                    .map(|(i, _)| i)
-                else {
-                    break;
-                };
+            while let Some(i) = lane
+                .iter()
+                .enumerate()
+                .filter(|(_, (g, q))| !blocked.contains(g) && !q.is_empty())
+                .min_by_key(|(_, (_, q))| q.front().map_or(u64::MAX, |e| e.seq))
+                .map(|(i, _)| i)
+            {
                 let (group, q) = &mut lane[i];
                 let Some(head) = q.front() else { continue };
                 let w = &head.waiter;
