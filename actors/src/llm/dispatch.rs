@@ -23,7 +23,7 @@
 //!
 //! A deployment that failed `allowed_fails` times in a row is cooling down
 //! and not picked at all. Among the others, the routing strategy's order
-//! decides ([`routing`](super::routing)); the first deployment that admits
+//! decides ([`routing`]); the first deployment that admits
 //! the call now gets it.
 //!
 //! # Priority across everything that shares a limit
