@@ -8,18 +8,21 @@
 //!
 //! # What a call must pass
 //!
-//! A call to deployment `d` of provider `p` is admitted at `now` when all
-//! four of these admit it:
+//! A call to deployment `d` of provider `p` is admitted at `now` when
+//! each of these admits it:
 //!
 //! - `p`'s configured limits and `d`'s configured limits (GCRA and sliding
-//!   window, [`LimitSet`]);
-//! - what `p` and `d` have *learned* from replies ([`Learned`]): a reply's
-//!   `x-ratelimit-remaining-*: 0` with `x-ratelimit-reset-*: 6m0s` holds
-//!   both the deployment and its provider for six minutes, whatever level
-//!   limits are configured at, and with none configured at all; a 429's
-//!   retry-after holds the deployment that got it. Every caller is held,
-//!   not only the one that got the reply; a caller of a model with another
-//!   deployment that is free goes there instead.
+//!   window, [`LimitSet`]), which may be configured at either level, both
+//!   or neither;
+//! - what `p` and `d` have *learned* from replies ([`Learned`]), whatever
+//!   is configured: a reply's `x-ratelimit-remaining-*` with its
+//!   `x-ratelimit-reset-*` is an allowance counted down until the reset
+//!   (`remaining: 0` with `reset: 6m0s` holds both the deployment and its
+//!   provider for six minutes), and a 429's retry-after holds the
+//!   deployment that got it.
+//!
+//! Every caller is held, not only the one that got the reply; a caller of
+//! a model with another deployment that is free goes there instead.
 //!
 //! A deployment that failed `allowed_fails` times in a row is cooling down
 //! and not picked at all. Among the others, the routing strategy's order
@@ -358,20 +361,20 @@ impl Book {
         let candidates: Vec<Candidate> = open
             .iter()
             .map(|&d| {
-                let r = &self.routes[d];
-                let p = r.provider;
+                let p = self.routes[d].provider;
                 let usage = self.routes[d].limits.usage_permille(now);
+                let r = &self.routes[d];
                 Candidate {
                     index: d,
-                    weight: self.routes[d].weight,
+                    weight: r.weight,
                     in_flight: self.health[d].in_flight,
                     latency_micros: self.health[d].latency_micros(),
                     usage_permille: usage.max(self.provider_limits[p].usage_permille(now)),
                     cost_micro_usd: cost_micro_usd(
                         demand.input_tokens,
                         demand.output_tokens,
-                        self.routes[d].input_price,
-                        self.routes[d].output_price,
+                        r.input_price,
+                        r.output_price,
                     ),
                 }
             })

@@ -108,13 +108,6 @@ fn resync_raises_usage_to_what_the_provider_reports() {
 }
 
 #[test]
-fn block_until_holds_everything_back() {
-    let mut w = WindowLimit::new(100, MINUTE, 100).unwrap();
-    w.block_until(ms(2500));
-    assert_eq!(w.earliest(Duration::ZERO, 1).unwrap(), ms(2500));
-}
-
-#[test]
 fn a_request_larger_than_the_window_is_refused_with_a_typed_error() {
     let mut w = WindowLimit::new(100, MINUTE, 10).unwrap();
     assert!(matches!(
