@@ -36,7 +36,8 @@
 //!    `context_window_fallbacks` (larger models) first. Each model gets its
 //!    own reservation in step 3.
 //! 8. **Settle**: the limits get the actual tokens (over-estimates refunded;
-//!    the provider's remaining-headers resynchronise them), the gates get
+//!    the provider's remaining-headers are learned, or resynchronise them
+//!    when they come without a reset), the gates get
 //!    the actual cost, the [`UsageSink`] records the tokens (awaited until
 //!    committed), the cache stores the answer.
 //!

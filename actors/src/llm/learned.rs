@@ -14,8 +14,9 @@
 //!   with a reset `r` says "at most `remaining` more until `now + r`". The
 //!   allowance is counted down by each admission against it, and a request
 //!   that does not fit what is left is held until the reset, after which
-//!   the allowance no longer applies. A later reply replaces it (it knows
-//!   more). `remaining: 0` with `reset: 6m0s` therefore holds everything
+//!   the allowance no longer applies. A later reply replaces it: it
+//!   usually knows more, and when replies overtake each other the next one
+//!   corrects the figure again. `remaining: 0` with `reset: 6m0s` therefore holds everything
 //!   for six minutes, not for one window of the configured limits. A
 //!   remaining count with no reset teaches no allowance (there is no
 //!   instant to hold until); the configured limits still resynchronise
