@@ -37,8 +37,11 @@ async fn gateway(models: Vec<ModelSpec>, sims: &[(&str, &SimulatedProvider)]) ->
 #[tokio::test(start_paused = true)]
 async fn a_429_retry_after_is_honoured() {
     // The provider allows 2 requests a minute; the gateway is told nothing
-    // of it, so the third call meets a 429 with a retry-after of 60 s.
-    let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(1).limits(Some(2), None));
+    // of it (no limits configured, no remaining-count headers), so the
+    // third call meets a 429 with a retry-after of 60 s.
+    let mut cfg = SimulatedConfig::instant(1).limits(Some(2), None);
+    cfg.report_limits = false;
+    let sim = SimulatedProvider::new("sim", cfg);
     let gw = gateway(
         vec![ModelSpec::new("m", 8_000, 1, 1).deployment(DeploymentSpec::new("m@sim", "sim"))],
         &[("sim", &sim)],

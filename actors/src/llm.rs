@@ -15,6 +15,8 @@
 //! | [`catalogue`] | models, prices, deployments, fallbacks; model choice |
 //! | [`routing`] | deployment ordering strategies and cooldown |
 //! | [`admission`] | the priority queue of requests waiting for rate-limit capacity |
+//! | [`dispatch`] | which waiting call goes next, and where: limits, learned holds, priority across shared limits |
+//! | [`learned`] | what providers' replies teach: allowances and holds until an instant |
 //! | [`batch`] | grouping of calls to one deployment |
 //! | [`cache`] | the response cache: memory (moka) and disk (redb) tiers |
 //! | [`tokens`] | token counting (tiktoken) and context pruning |
@@ -24,7 +26,9 @@ pub mod backoff;
 pub mod batch;
 pub mod cache;
 pub mod catalogue;
+pub mod dispatch;
 pub mod error;
+pub mod learned;
 pub mod limiter;
 pub mod openai;
 pub mod provider;

@@ -16,24 +16,30 @@
 //!    the others.
 //! 4. **Rate limits**: the estimated request and tokens are reserved in the
 //!    provider's and the deployment's limits ([`limiter`]: GCRA pacing and
-//!    a sliding-window cap, so every 60 s window holds). A deployment is
+//!    a sliding-window cap, so every 60 s window holds), and must fit what
+//!    the provider's replies taught both of them ([`learned`]: a reported
+//!    `remaining: 0` holds the deployment and its provider until the
+//!    reported reset, with or without configured limits). A deployment is
 //!    chosen by the routing strategy among those not cooling down; if none
 //!    fits now, the request waits in a priority queue ([`admission`]) until
-//!    one does or its deadline passes.
+//!    one does or its deadline passes. The [`dispatch`]er releases waiters
+//!    by priority, then age, across every model that shares a provider.
 //! 5. **Batching** (optional): calls to the same deployment are grouped.
 //!    A batch is sent up to `llm.batch.max_wait` after its first request
 //!    was admitted, so with batching on the limits count over
 //!    60 s + `max_wait`: every 60 s of sends stays within them.
 //! 6. **The call**, under `llm.timeout`. Errors that may pass (429, 5xx,
 //!    timeouts, garbled replies) are retried with exponential backoff and
-//!    full jitter, waiting at least the provider's retry-after (which also
-//!    holds back the deployment's limiter). Each retry re-enters step 4.
+//!    full jitter, waiting at least the provider's retry-after, which also
+//!    holds back the deployment for every caller (others go to another
+//!    deployment of the model if one is free). Each retry re-enters step 4.
 //! 7. **Fallback**: when a model fails for good, its `fallbacks` are tried in
 //!    order; when the request exceeds its context window, its
 //!    `context_window_fallbacks` (larger models) first. Each model gets its
 //!    own reservation in step 3.
 //! 8. **Settle**: the limits get the actual tokens (over-estimates refunded;
-//!    the provider's remaining-headers resynchronise them), the gates get
+//!    the provider's remaining-headers are learned, or resynchronise them
+//!    when they come without a reset), the gates get
 //!    the actual cost, the [`UsageSink`] records the tokens (awaited until
 //!    committed), the cache stores the answer.
 //!
@@ -44,9 +50,9 @@
 //!
 //! The pipeline runs on the caller's task through the handle (the data
 //! plane): no request queues behind the actor. Shared state is one short
-//! critical section ([`parking_lot::Mutex`]) over the limits, deployment
-//! health and the wait queue, which must change together for a
-//! multi-limit admission to be atomic. The actor owns the task that admits
+//! critical section ([`parking_lot::Mutex`]) over the [`dispatch`]er (the
+//! limits, learned holds, deployment health and the wait queue), which must
+//! change together for a multi-limit admission to be atomic. The actor owns the task that admits
 //! waiting requests when capacity frees and answers control messages
 //! (stats, cache flush, and completions for callers that only hold an
 //! `ActorRef`).
@@ -75,7 +81,9 @@
 //! ```
 //!
 //! [`limiter`]: crate::llm::limiter
+//! [`learned`]: crate::llm::learned
 //! [`admission`]: crate::llm::admission
+//! [`dispatch`]: crate::llm::dispatch
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,21 +95,18 @@ use nexus_swarm_runtime::resources::{ResourceKind, ResourceVector};
 use nexus_swarm_runtime::usage::{SpendGate, SpendHold, SpendRefused, UsageMeta, UsageRecord, UsageSink};
 use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::llm::admission::{Attempt, WaitQueue, Waiter};
 use crate::llm::backoff::Backoff;
 use crate::llm::batch::Batcher;
 use crate::llm::cache::{CacheKey, CacheStats, CacheTier, CachedResponse, ResponseCache};
 use crate::llm::catalogue::{ModelCatalogue, cost_micro_usd};
+use crate::llm::dispatch::{Dispatcher, DispatcherArgs, Grant, Job, Route};
 use crate::llm::error::{CatalogueError, GatewayBuildError, GatewayError, ProviderError};
-use crate::llm::limiter::{Demand, LimitSet, MINUTE, RateLimits, SetGrant};
+use crate::llm::limiter::{Demand, LimitSet, MINUTE, RateLimits};
 use crate::llm::provider::LlmProvider;
-use crate::llm::routing::{self, Candidate, DeploymentHealth};
 use crate::llm::tokens::TokenCounter;
 use crate::llm::types::{LlmRequest, LlmResponse, ProviderRequest, ProviderResponse, ResponseSource};
 
@@ -293,44 +298,18 @@ struct DeploymentRt {
     id: String,
     provider: usize,
     upstream: String,
-    weight: u32,
     input_price: u64,
     output_price: u64,
 }
 
-#[derive(Debug)]
-struct Grant {
-    deployment: usize,
-    provider: SetGrant,
-    own: SetGrant,
-}
-
-#[derive(Debug)]
-struct Pending {
-    demand: Demand,
-    tx: oneshot::Sender<Result<Grant, GatewayError>>,
-}
-
-#[derive(Debug)]
-struct LimitState {
-    provider_limits: Vec<LimitSet>,
-    deployment_limits: Vec<LimitSet>,
-    health: Vec<DeploymentHealth>,
-    rng: StdRng,
-}
-
-#[derive(Debug)]
-struct Sched {
-    lim: LimitState,
-    queue: WaitQueue<Pending>,
-}
+/// How a waiting caller is handed its admission.
+type Caller = oneshot::Sender<Result<Grant, GatewayError>>;
 
 /// The shared state of a gateway (data plane).
 struct Core {
     llm: LlmConfig,
     catalogue: ModelCatalogue,
     deployments: Vec<DeploymentRt>,
-    by_model: Vec<Vec<usize>>,
     providers: Vec<ProviderRt>,
     cache: ResponseCache,
     gates: Vec<Arc<dyn SpendGate>>,
@@ -339,9 +318,10 @@ struct Core {
     backoff: Backoff,
     batcher: Option<Batcher>,
     epoch: Instant,
-    // Limits, health and the wait queue change together (a multi-limit
-    // admission is atomic); critical sections are short and never await.
-    sched: Mutex<Sched>,
+    // Limits, learned holds, health and the wait queue change together (a
+    // multi-limit admission is atomic); critical sections are short and
+    // never await.
+    sched: Mutex<Dispatcher<Caller>>,
     // Wakes the admission task when capacity may have freed.
     wake: Notify,
     // Whether the actor (and so the admission task) runs; SeqCst so a
@@ -473,10 +453,8 @@ impl Core {
             });
         }
         let mut deployments = Vec::new();
-        let mut deployment_limits = Vec::new();
-        let mut by_model = Vec::new();
-        for m in &args.catalogue.models {
-            let mut ids = Vec::new();
+        let mut routes = Vec::new();
+        for (model, m) in args.catalogue.models.iter().enumerate() {
             for d in &m.deployments {
                 let provider = providers.iter().position(|p| p.id == d.provider).ok_or_else(|| {
                     CatalogueError::UnknownProvider {
@@ -485,18 +463,22 @@ impl Core {
                     }
                 })?;
                 let (input_price, output_price) = m.prices_of(d);
-                ids.push(deployments.len());
-                deployment_limits.push(LimitSet::with_window(&d.limits, args.llm.burst_percent, window)?);
+                routes.push(Route {
+                    model,
+                    provider,
+                    weight: d.weight,
+                    input_price,
+                    output_price,
+                    limits: LimitSet::with_window(&d.limits, args.llm.burst_percent, window)?,
+                });
                 deployments.push(DeploymentRt {
                     id: d.id.clone(),
                     provider,
                     upstream: d.upstream_model.clone().unwrap_or_else(|| m.name.clone()),
-                    weight: d.weight,
                     input_price,
                     output_price,
                 });
             }
-            by_model.push(ids);
         }
         let cache = ResponseCache::open(&args.cache, args.cache_dir.as_deref())?;
         let batcher = args
@@ -504,22 +486,17 @@ impl Core {
             .batch
             .enabled
             .then(|| Batcher::new(args.llm.batch.max_size as usize, args.llm.batch.max_wait));
-        let health = vec![DeploymentHealth::default(); deployments.len()];
+        let models = args.catalogue.models.iter().map(|m| m.name.clone()).collect();
+        let dispatcher = Dispatcher::new(DispatcherArgs {
+            seed: args.seed,
+            ..DispatcherArgs::new(&args.llm, models, provider_limits, routes)
+        });
         Ok(Self {
             backoff: Backoff::new(args.llm.retry.base_backoff, args.llm.retry.max_backoff),
-            sched: Mutex::new(Sched {
-                lim: LimitState {
-                    provider_limits,
-                    deployment_limits,
-                    health,
-                    rng: StdRng::seed_from_u64(args.seed),
-                },
-                queue: WaitQueue::new(args.llm.max_concurrent as usize),
-            }),
+            sched: Mutex::new(dispatcher),
             llm: args.llm,
             catalogue: args.catalogue,
             deployments,
-            by_model,
             providers,
             cache,
             gates: args.gates,
@@ -541,96 +518,19 @@ impl Core {
         self.epoch + at
     }
 
-    /// Tries to admit a call of `demand` to a deployment of `model` that
-    /// is not cooling down.
-    fn try_admit(
-        &self,
-        lim: &mut LimitState,
-        now: Duration,
-        model: usize,
-        demand: Demand,
-    ) -> Attempt<Grant, GatewayError> {
-        let available: Vec<usize> = self.by_model[model]
-            .iter()
-            .copied()
-            .filter(|&d| lim.health[d].available(now))
-            .collect();
-        if available.is_empty() {
-            return Attempt::Refused(GatewayError::NoDeployment(vec![
-                self.catalogue.models[model].name.clone(),
-            ]));
-        }
-        let candidates: Vec<Candidate> = available
-            .iter()
-            .map(|&d| {
-                let dep = &self.deployments[d];
-                Candidate {
-                    index: d,
-                    weight: dep.weight,
-                    in_flight: lim.health[d].in_flight,
-                    latency_micros: lim.health[d].latency_micros(),
-                    usage_permille: lim.deployment_limits[d]
-                        .usage_permille(now)
-                        .max(lim.provider_limits[dep.provider].usage_permille(now)),
-                    cost_micro_usd: cost_micro_usd(
-                        demand.input_tokens,
-                        demand.output_tokens,
-                        dep.input_price,
-                        dep.output_price,
-                    ),
-                }
-            })
-            .collect();
-        let order = routing::order(self.llm.routing, &candidates, &mut lim.rng);
-        let mut earliest: Option<Duration> = None;
-        let mut too_large = None;
-        for d in order {
-            let p = self.deployments[d].provider;
-            let t = lim.provider_limits[p]
-                .earliest(now, &demand)
-                .and_then(|a| lim.deployment_limits[d].earliest(now, &demand).map(|b| a.max(b)));
-            match t {
-                Ok(t) if t <= now => {
-                    let provider = lim.provider_limits[p].commit(now, demand);
-                    let own = lim.deployment_limits[d].commit(now, demand);
-                    lim.health[d].in_flight += 1;
-                    return Attempt::Admitted(Grant {
-                        deployment: d,
-                        provider,
-                        own,
-                    });
-                }
-                Ok(t) => earliest = Some(earliest.map_or(t, |e| e.min(t))),
-                Err(e) => too_large = Some(e),
-            }
-        }
-        match (earliest, too_large) {
-            (Some(t), _) => Attempt::NotBefore(t),
-            (None, Some(e)) => Attempt::Refused(GatewayError::RateLimit(e)),
-            (None, None) => Attempt::NotBefore(now),
-        }
-    }
-
     async fn acquire(&self, model: usize, demand: Demand, ctx: &Ctx<'_>) -> Result<Grant, GatewayError> {
         let rx = {
             let mut s = self.sched.lock();
             let now = self.now();
-            if !s.queue.has_waiters_at_or_above(ctx.req.priority) {
-                match self.try_admit(&mut s.lim, now, model, demand) {
-                    Attempt::Admitted(g) => return Ok(g),
-                    Attempt::Refused(e) => return Err(e),
-                    Attempt::NotBefore(_) => {}
-                }
+            if let Some(result) = s.try_admit_new(now, model, ctx.req.priority, demand) {
+                return result;
             }
             let (tx, rx) = oneshot::channel();
-            let waiter = Waiter {
-                group: model,
-                deadline: ctx.deadline,
-                payload: Pending { demand, tx },
-            };
-            if s.queue.push(ctx.req.priority, waiter).is_err() {
+            if s.enqueue(ctx.req.priority, model, ctx.deadline, Job { demand, caller: tx })
+                .is_err()
+            {
                 bump(&self.stats.overloaded);
-                return Err(GatewayError::Overloaded { queued: s.queue.len() });
+                return Err(GatewayError::Overloaded { queued: s.queued() });
             }
             rx
         };
@@ -651,39 +551,30 @@ impl Core {
         let scan = {
             let mut s = self.sched.lock();
             let now = self.now();
-            let Sched { lim, queue } = &mut *s;
-            queue.scan(
-                now,
-                |w| w.payload.tx.is_closed(),
-                |w| self.try_admit(lim, now, w.group, w.payload.demand),
-            )
+            s.scan(now, |tx| tx.is_closed())
         };
         for (w, grant) in scan.admitted {
-            if let Err(Ok(grant)) = w.payload.tx.send(Ok(grant)) {
+            if let Err(Ok(grant)) = w.payload.caller.send(Ok(grant)) {
                 self.cancel(grant);
             }
         }
         for (w, e) in scan.refused {
-            let _ = w.payload.tx.send(Err(e)); // the caller may have left
+            let _ = w.payload.caller.send(Err(e)); // the caller may have left
         }
         // Answer expired waiters rather than dropping their channels, which
         // their callers would read as the gateway having stopped.
         for w in scan.expired {
-            let _ = w.payload.tx.send(Err(GatewayError::DeadlineExceeded(Duration::ZERO))); // the caller may have left
+            let _ = w
+                .payload
+                .caller
+                .send(Err(GatewayError::DeadlineExceeded(Duration::ZERO))); // the caller may have left
         }
         scan.next
     }
 
     /// Gives back a grant whose call never happened.
     fn cancel(&self, grant: Grant) {
-        {
-            let mut s = self.sched.lock();
-            let d = grant.deployment;
-            let p = self.deployments[d].provider;
-            s.lim.provider_limits[p].settle(&grant.provider, &Demand::default());
-            s.lim.deployment_limits[d].settle(&grant.own, &Demand::default());
-            s.lim.health[d].in_flight -= 1;
-        }
+        self.sched.lock().cancel(grant);
         self.wake.notify_one();
     }
 
@@ -692,68 +583,25 @@ impl Core {
     /// flight, and its whole estimate stays in the limits, as for a timeout,
     /// since the provider may count the call anyway.
     fn abandon(&self, grant: Grant) {
-        {
-            let mut s = self.sched.lock();
-            let h = &mut s.lim.health[grant.deployment];
-            h.in_flight = h.in_flight.saturating_sub(1);
-        }
+        self.sched.lock().abandon(grant);
         self.wake.notify_one();
     }
 
     /// Settles a grant after its call.
     fn finish(&self, grant: Grant, outcome: &Result<ProviderResponse, ProviderError>, latency: Duration) {
-        {
+        let d = grant.deployment();
+        let done = {
             let mut s = self.sched.lock();
             let now = self.now();
-            let d = grant.deployment;
-            let p = self.deployments[d].provider;
-            let lim = &mut s.lim;
-            lim.health[d].in_flight -= 1;
-            match outcome {
-                Ok(resp) => {
-                    let actual = Demand::call(resp.input_tokens, resp.output_tokens);
-                    lim.provider_limits[p].settle(&grant.provider, &actual);
-                    lim.deployment_limits[d].settle(&grant.own, &actual);
-                    if !resp.rate_limit.is_empty() {
-                        lim.deployment_limits[d].resync(now, &resp.rate_limit);
-                    }
-                    lim.health[d].on_success(latency);
-                }
-                Err(e) => {
-                    // What the provider may have counted stays counted. A
-                    // refusal before any work (429, window, rejected, auth)
-                    // costs the request and its prompt; anything else (a
-                    // timeout, a 5xx, a garbled reply) may have produced the
-                    // whole completion, so the whole estimate stays.
-                    let reserved = grant.provider.reserved();
-                    let refused_early = matches!(
-                        e,
-                        ProviderError::RateLimited { .. }
-                            | ProviderError::ContextWindowExceeded { .. }
-                            | ProviderError::Rejected { .. }
-                            | ProviderError::Auth { .. }
-                    );
-                    let kept = Demand {
-                        requests: 1,
-                        input_tokens: reserved.input_tokens,
-                        output_tokens: if refused_early { 0 } else { reserved.output_tokens },
-                    };
-                    lim.provider_limits[p].settle(&grant.provider, &kept);
-                    lim.deployment_limits[d].settle(&grant.own, &kept);
-                    if let ProviderError::RateLimited { retry_after, snapshot } = e {
-                        bump(&self.stats.provider_429s);
-                        if let Some(ra) = retry_after {
-                            lim.deployment_limits[d].block_until(now + *ra);
-                        }
-                        lim.deployment_limits[d].resync(now, snapshot);
-                    }
-                    if e.counts_against_deployment()
-                        && lim.health[d].on_failure(now, self.llm.allowed_fails, self.llm.cooldown)
-                    {
-                        bump(&self.stats.cooldowns);
-                        tracing::warn!(deployment = %self.deployments[d].id, error = %e, cooldown = ?self.llm.cooldown, "deployment cooling down");
-                    }
-                }
+            s.finish(now, grant, outcome, latency)
+        };
+        if done.rate_limited {
+            bump(&self.stats.provider_429s);
+        }
+        if done.cooled_down {
+            bump(&self.stats.cooldowns);
+            if let Err(e) = outcome {
+                tracing::warn!(deployment = %self.deployments[d].id, error = %e, cooldown = ?self.llm.cooldown, "deployment cooling down");
             }
         }
         self.wake.notify_one();
@@ -768,7 +616,7 @@ impl Core {
             let grant = match self.acquire(model, demand, ctx).await {
                 Ok(g) => InFlight {
                     core: self,
-                    deployment: g.deployment,
+                    deployment: g.deployment(),
                     grant: Some(g),
                 },
                 // Its deployments cooled down while it was retrying: the
@@ -817,7 +665,7 @@ impl Core {
             }
             let delay = {
                 let mut s = self.sched.lock();
-                self.backoff.delay(retry, err.retry_after(), &mut s.lim.rng)
+                self.backoff.delay(retry, err.retry_after(), s.rng())
             };
             if self.now() + delay >= ctx.deadline {
                 return Err(ModelFailure::Fatal(GatewayError::DeadlineExceeded(req.timeout)));
@@ -1063,8 +911,7 @@ impl Core {
         let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let (queued, in_flight) = {
             let s = self.sched.lock();
-            let in_flight = s.lim.health.iter().map(|h| h.in_flight).sum();
-            (s.queue.len() as u64, in_flight)
+            (s.queued() as u64, s.in_flight())
         };
         GatewayStats {
             requests: l(&c.requests),
@@ -1241,11 +1088,7 @@ impl Actor for LlmGateway {
         let _ = (&mut state.admission).await; // cancelled on purpose
         // Waiters are answered `Stopped` (their senders are dropped); their
         // grants were never made, so nothing is held.
-        let drained = {
-            let mut s = self.core.sched.lock();
-            let far = Duration::MAX;
-            s.queue.scan(far, |_| true, |_| Attempt::<(), ()>::NotBefore(far))
-        };
+        let drained = self.core.sched.lock().drain();
         drop(drained);
         Ok(())
     }

@@ -1,13 +1,17 @@
 //! The queue of requests waiting for rate-limit capacity.
 //!
 //! Waiters queue by priority (high, normal, low; first come first served
-//! within one) and give up at their deadline. When capacity may have freed
-//! (a settle, a refund, a new waiter, a timer), the gateway *scans* the
-//! queue from the highest priority down and admits every waiter that fits
-//! now. Once a waiter of a model group does not fit, later waiters of the
-//! same group are skipped in that scan, so a large request is not starved
-//! by smaller ones behind it and priorities hold within a group; waiters of
-//! other groups (other limits) still go ahead.
+//! within one, across every group) and give up at their deadline. When
+//! capacity may have freed (a settle, a refund, a new waiter, a timer), the
+//! gateway *scans* the queue in that order (priority, then arrival) and
+//! admits every waiter that fits now. Once a waiter of a model group does
+//! not fit, later waiters of the same group are skipped in that scan, so a
+//! large request is not starved by smaller ones behind it and priorities
+//! hold within a group. Waiters of other groups are still tried, in order;
+//! whether they may take capacity that a waiter skipped before them is
+//! waiting for (a limit two groups share) is the attempt's decision: the
+//! [`dispatch`](super::dispatch) module makes it, so that priority holds
+//! across everything that shares a limit.
 //!
 //! The queue is bounded: when it holds `capacity` waiters, a new one is
 //! refused at once rather than growing a backlog.
@@ -56,15 +60,24 @@ pub struct Scan<T, G, E> {
 /// A bounded priority queue of waiters.
 ///
 /// Each priority lane keeps one FIFO per group, so a scan only looks at the
-/// head of each group (the rest of a blocked group is skipped without a
-/// look): a scan costs O(groups), not O(waiters). Waiters whose deadline
+/// heads of the groups (the rest of a blocked group is skipped without a
+/// look), taking the oldest head each time: a scan costs
+/// O(groups x (admitted + 1)), not O(waiters). Waiters whose deadline
 /// passes behind a head are swept out at most once per [`SWEEP_EVERY`].
 #[derive(Debug)]
 pub struct WaitQueue<T> {
-    lanes: [Vec<(usize, VecDeque<Waiter<T>>)>; 3],
+    lanes: [Vec<(usize, VecDeque<Queued<T>>)>; 3],
     len: usize,
+    next_seq: u64,
     capacity: usize,
     last_sweep: Duration,
+}
+
+#[derive(Debug)]
+struct Queued<T> {
+    // Arrival order, across groups.
+    seq: u64,
+    waiter: Waiter<T>,
 }
 
 /// How often waiters behind the heads are checked for expiry.
@@ -84,6 +97,7 @@ impl<T> WaitQueue<T> {
         Self {
             lanes: Default::default(),
             len: 0,
+            next_seq: 0,
             capacity: capacity.max(1),
             last_sweep: Duration::ZERO,
         }
@@ -111,17 +125,24 @@ impl<T> WaitQueue<T> {
         if self.len >= self.capacity {
             return Err(waiter);
         }
+        let group = waiter.group;
+        let queued = Queued {
+            seq: self.next_seq,
+            waiter,
+        };
+        self.next_seq += 1;
         let lane = &mut self.lanes[lane(priority)];
-        match lane.iter_mut().find(|(g, _)| *g == waiter.group) {
-            Some((_, q)) => q.push_back(waiter),
-            None => lane.push((waiter.group, VecDeque::from([waiter]))),
+        match lane.iter_mut().find(|(g, _)| *g == group) {
+            Some((_, q)) => q.push_back(queued),
+            None => lane.push((group, VecDeque::from([queued]))),
         }
         self.len += 1;
         Ok(())
     }
 
-    /// Admits what fits at `now`. `gone` says whether a waiter has left
-    /// (its caller stopped waiting); `attempt` tries to admit one.
+    /// Admits what fits at `now`, trying waiters in order (priority, then
+    /// arrival). `gone` says whether a waiter has left (its caller stopped
+    /// waiting); `attempt` tries to admit one.
     pub fn scan<G, E>(
         &mut self,
         now: Duration,
@@ -140,8 +161,8 @@ impl<T> WaitQueue<T> {
                 for (_, q) in lane.iter_mut() {
                     let mut i = 0;
                     while i < q.len() {
-                        if q[i].deadline <= now || gone(&q[i]) {
-                            out.expired.extend(q.remove(i));
+                        if q[i].waiter.deadline <= now || gone(&q[i].waiter) {
+                            out.expired.extend(q.remove(i).map(|e| e.waiter));
                         } else {
                             i += 1;
                         }
@@ -151,24 +172,29 @@ impl<T> WaitQueue<T> {
         }
         let mut blocked: HashSet<usize> = HashSet::new();
         for lane in &mut self.lanes {
-            for (group, q) in lane.iter_mut() {
-                if blocked.contains(group) {
+            // The oldest head among the groups not blocked, until none is
+            // left: arrival order across groups within a priority.
+            while let Some(i) = lane
+                .iter()
+                .enumerate()
+                .filter(|(_, (g, q))| !blocked.contains(g) && !q.is_empty())
+                .min_by_key(|(_, (_, q))| q.front().map_or(u64::MAX, |e| e.seq))
+                .map(|(i, _)| i)
+            {
+                let (group, q) = &mut lane[i];
+                let Some(head) = q.front() else { continue };
+                let w = &head.waiter;
+                if w.deadline <= now || gone(w) {
+                    out.expired.extend(q.pop_front().map(|e| e.waiter));
                     continue;
                 }
-                while let Some(w) = q.front() {
-                    if w.deadline <= now || gone(w) {
-                        out.expired.extend(q.pop_front());
-                        continue;
-                    }
-                    match attempt(w) {
-                        Attempt::Admitted(g) => out.admitted.extend(q.pop_front().map(|w| (w, g))),
-                        Attempt::Refused(e) => out.refused.extend(q.pop_front().map(|w| (w, e))),
-                        Attempt::NotBefore(t) => {
-                            blocked.insert(*group);
-                            let t = t.min(w.deadline);
-                            out.next = Some(out.next.map_or(t, |n: Duration| n.min(t)));
-                            break;
-                        }
+                match attempt(w) {
+                    Attempt::Admitted(g) => out.admitted.extend(q.pop_front().map(|e| (e.waiter, g))),
+                    Attempt::Refused(e) => out.refused.extend(q.pop_front().map(|w| (w.waiter, e))),
+                    Attempt::NotBefore(t) => {
+                        blocked.insert(*group);
+                        let t = t.min(w.deadline);
+                        out.next = Some(out.next.map_or(t, |n: Duration| n.min(t)));
                     }
                 }
             }

@@ -54,7 +54,6 @@ pub struct WindowLimit {
     /// at most `limit` units each overflows it.
     in_window: u128,
     next_seq: u64,
-    blocked_until: Duration,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -82,7 +81,6 @@ impl WindowLimit {
             log: VecDeque::new(),
             in_window: 0,
             next_seq: 0,
-            blocked_until: Duration::ZERO,
         })
     }
 
@@ -127,7 +125,7 @@ impl WindowLimit {
             });
         }
         self.evict(now);
-        let mut at = now.max(self.blocked_until);
+        let mut at = now;
         // GCRA pacing.
         let now_s = self.now_scaled(now);
         let new_tat = self
@@ -219,11 +217,6 @@ impl WindowLimit {
             let missing = u64::try_from(used - self.in_window).unwrap_or(u64::MAX);
             let _seq = self.commit(now, missing);
         }
-    }
-
-    /// Admits nothing before `until` (a provider's retry-after).
-    pub fn block_until(&mut self, until: Duration) {
-        self.blocked_until = self.blocked_until.max(until);
     }
 }
 
@@ -419,28 +412,26 @@ impl LimitSet {
     }
 
     /// Applies a provider's remaining-capacity report.
+    ///
+    /// A count that comes with its reset time is left out: the gateway's
+    /// [`Learned`](super::learned::Learned) allowance holds exactly until
+    /// that reset, whereas usage added here would count for a whole window
+    /// (too long for a `1s` reset, too short for a `6m0s` one).
     pub fn resync(&mut self, now: Duration, snap: &RateLimitSnapshot) {
         for (dim, w) in &mut self.dims {
             match dim {
                 Dimension::Requests => {
-                    if let Some(rem) = snap.remaining_requests {
+                    if let (Some(rem), None) = (snap.remaining_requests, snap.reset_requests) {
                         w.resync(now, rem, snap.limit_requests);
                     }
                 }
                 Dimension::Tokens => {
-                    if let Some(rem) = snap.remaining_tokens {
+                    if let (Some(rem), None) = (snap.remaining_tokens, snap.reset_tokens) {
                         w.resync(now, rem, snap.limit_tokens);
                     }
                 }
                 Dimension::InputTokens | Dimension::OutputTokens => {}
             }
-        }
-    }
-
-    /// Admits nothing before `until`.
-    pub fn block_until(&mut self, until: Duration) {
-        for (_, w) in &mut self.dims {
-            w.block_until(until);
         }
     }
 

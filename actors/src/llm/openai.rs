@@ -9,7 +9,8 @@
 //!   (none for local servers) and sent as a bearer token.
 //! - `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` are parsed on
 //!   every reply (resets in OpenAI's `6m0s` / `1.5s` / `20ms` form) and
-//!   handed to the gateway, which resynchronises its limits; on 429,
+//!   handed to the gateway, which holds the deployment and its provider
+//!   until a reported reset ([`learned`](super::learned)); on 429,
 //!   `retry-after-ms` or `retry-after` (seconds) becomes the retry-after,
 //!   else the reset of the exhausted window.
 //! - Statuses map to typed errors: 429 rate limited, 401/403 auth, 5xx

@@ -70,6 +70,10 @@ pub struct SimulatedConfig {
     pub hang: Duration,
     /// Keep a log of accepted requests (time, requests, tokens). Default: false.
     pub record_log: bool,
+    /// Report what is left of its limits and when it resets on every reply
+    /// (as the `x-ratelimit-*` headers do); off, replies carry no report,
+    /// like a provider that sends none. Default: true.
+    pub report_limits: bool,
 }
 
 impl Default for SimulatedConfig {
@@ -87,6 +91,7 @@ impl Default for SimulatedConfig {
             garbage_permille: 0,
             hang: Duration::from_secs(600),
             record_log: false,
+            report_limits: true,
         }
     }
 }
@@ -313,21 +318,27 @@ impl SimulatedProvider {
             }
             retry_at = Some(retry_at.map_or(at, |r| r.max(at)));
         }
-        let snapshot = |w: &Window| RateLimitSnapshot {
-            remaining_requests: cfg
-                .requests_per_minute
-                .map(|l| l.saturating_sub(w.entries.len() as u64)),
-            remaining_tokens: cfg.tokens_per_minute.map(|l| l.saturating_sub(w.tokens)),
-            reset_requests: w
-                .entries
-                .front()
-                .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
-            reset_tokens: w
-                .entries
-                .front()
-                .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
-            limit_requests: cfg.requests_per_minute,
-            limit_tokens: cfg.tokens_per_minute,
+        let report = cfg.report_limits;
+        let snapshot = |w: &Window| {
+            if !report {
+                return RateLimitSnapshot::default();
+            }
+            RateLimitSnapshot {
+                remaining_requests: cfg
+                    .requests_per_minute
+                    .map(|l| l.saturating_sub(w.entries.len() as u64)),
+                remaining_tokens: cfg.tokens_per_minute.map(|l| l.saturating_sub(w.tokens)),
+                reset_requests: w
+                    .entries
+                    .front()
+                    .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
+                reset_tokens: w
+                    .entries
+                    .front()
+                    .map(|(at, _)| (*at + MINUTE).saturating_duration_since(now)),
+                limit_requests: cfg.requests_per_minute,
+                limit_tokens: cfg.tokens_per_minute,
+            }
         };
         if let Some(at) = retry_at {
             inner.rate_limited.fetch_add(1, Ordering::Relaxed);

@@ -99,3 +99,24 @@ fn next_wake_is_the_earliest_of_admission_times_and_deadlines() {
     );
     assert_eq!(scan.next, Some(Duration::from_secs(3)));
 }
+
+#[test]
+fn within_a_priority_groups_are_tried_in_arrival_order() {
+    let mut q = WaitQueue::new(10);
+    q.push(Priority::Normal, w(0, 100, 1)).unwrap();
+    q.push(Priority::Normal, w(1, 100, 2)).unwrap();
+    q.push(Priority::Normal, w(0, 100, 3)).unwrap();
+    q.push(Priority::Normal, w(2, 100, 4)).unwrap();
+    let mut tried = Vec::new();
+    let scan = q.scan(
+        Duration::ZERO,
+        |_| false,
+        |w| {
+            tried.push(w.payload);
+            Attempt::<(), ()>::Admitted(())
+        },
+    );
+    assert_eq!(tried, vec![1, 2, 3, 4]);
+    assert_eq!(scan.admitted.len(), 4);
+    assert!(q.is_empty());
+}

@@ -108,13 +108,6 @@ fn resync_raises_usage_to_what_the_provider_reports() {
 }
 
 #[test]
-fn block_until_holds_everything_back() {
-    let mut w = WindowLimit::new(100, MINUTE, 100).unwrap();
-    w.block_until(ms(2500));
-    assert_eq!(w.earliest(Duration::ZERO, 1).unwrap(), ms(2500));
-}
-
-#[test]
 fn a_request_larger_than_the_window_is_refused_with_a_typed_error() {
     let mut w = WindowLimit::new(100, MINUTE, 10).unwrap();
     assert!(matches!(
@@ -238,4 +231,27 @@ proptest! {
         }
         prop_assert!(max_in_any_window(&log, MINUTE) <= limit);
     }
+}
+
+#[test]
+fn a_set_resyncs_only_counts_that_come_without_a_reset() {
+    let mut set = LimitSet::new(&RateLimits::rpm_tpm(100, 1_000), 100).unwrap();
+    let with_reset = RateLimitSnapshot {
+        remaining_requests: Some(0),
+        reset_requests: Some(Duration::from_secs(1)),
+        remaining_tokens: Some(0),
+        reset_tokens: Some(Duration::from_secs(1)),
+        ..RateLimitSnapshot::default()
+    };
+    set.resync(Duration::ZERO, &with_reset);
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Requests), Some(0));
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Tokens), Some(0));
+    let without = RateLimitSnapshot {
+        remaining_requests: Some(40),
+        remaining_tokens: Some(900),
+        ..RateLimitSnapshot::default()
+    };
+    set.resync(Duration::ZERO, &without);
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Requests), Some(60));
+    assert_eq!(set.in_window(Duration::ZERO, Dimension::Tokens), Some(100));
 }
