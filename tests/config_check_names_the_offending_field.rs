@@ -106,7 +106,10 @@ fn contradicting_fields_fail_naming_both() {
         let (ok, stderr) = check(text);
         assert!(!ok, "{text:?} should be rejected");
         for field in fields {
-            assert!(stderr.contains(field), "{text:?}: message does not name {field}: {stderr}");
+            assert!(
+                stderr.contains(field),
+                "{text:?}: message does not name {field}: {stderr}"
+            );
         }
     }
 }

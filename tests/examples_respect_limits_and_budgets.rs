@@ -91,9 +91,16 @@ fn run_json(example: &str, flags: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 1, "{example} {flags:?}: stdout is one JSON line:\n{stdout}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "{example} {flags:?}: stdout is one JSON line:\n{stdout}"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("spend"), "{example}: the summary goes to stderr:\n{stderr}");
+    assert!(
+        stderr.contains("spend"),
+        "{example}: the summary goes to stderr:\n{stderr}"
+    );
     serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{example} {flags:?}: stdout is not JSON ({e}): {stdout}"))
 }
 
@@ -212,10 +219,16 @@ fn out_of_range_flags_exit_2_with_a_message_never_a_panic() {
         ("budget", &["--budget", "0"], "--budget"),
     ];
     for (name, flags, flag) in cases {
-        let out = Command::new(example_exe(name)).args(*flags).output().expect("run the example");
+        let out = Command::new(example_exe(name))
+            .args(*flags)
+            .output()
+            .expect("run the example");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{name} {flags:?}: {stderr}");
-        assert!(stderr.contains(flag), "{name} {flags:?}: the message names the flag: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{name} {flags:?}: the message names the flag: {stderr}"
+        );
         assert!(!stderr.contains("panicked"), "{name} {flags:?}: {stderr}");
     }
 }
@@ -224,7 +237,12 @@ fn out_of_range_flags_exit_2_with_a_message_never_a_panic() {
 fn a_request_that_can_never_fit_the_token_limit_is_reported_with_its_reason() {
     let v = run_json("swarm", &with(&["--tpm", "1", "--deadline-secs", "3"]));
     assert_eq!(num(&v, "tasks_failed"), num(&v, "tasks"), "{v}");
-    let why = v["first_failure"].as_str().unwrap_or_else(|| panic!("no reason given: {v}"));
-    assert!(why.contains("tokens_per_minute") && why.contains("exceeds the limit"), "{why}");
+    let why = v["first_failure"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason given: {v}"));
+    assert!(
+        why.contains("tokens_per_minute") && why.contains("exceeds the limit"),
+        "{why}"
+    );
     assert_eq!(num(&v, "provider_calls"), 0, "{v}");
 }

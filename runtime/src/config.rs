@@ -159,8 +159,8 @@ pub enum ConfigError {
     QuotaTree {
         /// Dotted path of the offending field, e.g. `quotas.quotas[2].parent`.
         field: String,
-        /// The rule broken.
-        source: QuotaTreeError,
+        /// The rule broken (boxed: it is the largest of the errors).
+        source: Box<QuotaTreeError>,
     },
 }
 
@@ -258,7 +258,11 @@ impl NexusConfig {
                 .strip_prefix("missing field `")
                 .and_then(|m| m.strip_suffix('`'))
             {
-                field = if field == "." { missing.to_string() } else { format!("{field}.{missing}") };
+                field = if field == "." {
+                    missing.to_string()
+                } else {
+                    format!("{field}.{missing}")
+                };
             }
             if let Some(span) = inner.span() {
                 let (line, column) = line_column(text, span.start);
@@ -415,11 +419,7 @@ fn bounded_duration(field: &str, d: Duration) -> Result<(), ConfigError> {
 }
 
 /// `field` (`value_a`) must not be longer than `other` (`value_b`).
-fn not_longer(
-    (field, d): (&str, Duration),
-    (other, limit): (&str, Duration),
-    reason: &str,
-) -> Result<(), ConfigError> {
+fn not_longer((field, d): (&str, Duration), (other, limit): (&str, Duration), reason: &str) -> Result<(), ConfigError> {
     if d > limit {
         let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
         return Err(ConfigError::conflict((field, fmt(d)), (other, fmt(limit)), reason));
@@ -457,9 +457,9 @@ fn check_kind_name(field: &str, kind: &str) -> Result<(), ConfigError> {
     if KNOWN_KINDS.contains(&kind) {
         return Ok(());
     }
-    let custom = kind.strip_prefix(CUSTOM_KIND_PREFIX).is_some_and(|name| {
-        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
-    });
+    let custom = kind
+        .strip_prefix(CUSTOM_KIND_PREFIX)
+        .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)));
     if custom {
         return Ok(());
     }

@@ -393,11 +393,7 @@ fn tree_error(specs: &[QuotaSpec], e: QuotaTreeError) -> QuotaError {
     match e {
         QuotaTreeError::EmptyId { .. } => QuotaError::EmptyId,
         QuotaTreeError::ZeroLimit { .. } => QuotaError::ZeroAmount(id),
-        QuotaTreeError::AmountTooLarge { amount, max, .. } => QuotaError::AmountTooLarge {
-            quota: id,
-            amount,
-            max,
-        },
+        QuotaTreeError::AmountTooLarge { amount, max, .. } => QuotaError::AmountTooLarge { quota: id, amount, max },
         QuotaTreeError::RootCannotBorrow { .. } => QuotaError::RootCannotBorrow(id),
         QuotaTreeError::PeriodTooShort { period, min, .. } => QuotaError::PeriodTooShort { quota: id, period, min },
         QuotaTreeError::AlreadyDefined { .. } => QuotaError::AlreadyDefined(id),
@@ -414,11 +410,7 @@ fn tree_error(specs: &[QuotaSpec], e: QuotaTreeError) -> QuotaError {
             parent: QuotaId::from(parent),
             parent_kind: parent_kind.parse().unwrap_or_else(|never| match never {}),
         },
-        QuotaTreeError::TooDeep { depth, max, .. } => QuotaError::TooDeep {
-            quota: id,
-            depth,
-            max,
-        },
+        QuotaTreeError::TooDeep { depth, max, .. } => QuotaError::TooDeep { quota: id, depth, max },
         // A rule added to the shared check and not mapped here yet: refuse
         // with the shared error's own words rather than accept the batch.
         other => QuotaError::InvalidConfig {

@@ -821,7 +821,9 @@ fn from_config_validates_the_section_first() {
         aging_interval: Duration::ZERO,
         ..SchedulerConfig::default()
     };
-    let err = Core::from_config(&zero_aging, t0).err().expect("a zero aging interval is refused");
+    let Err(err) = Core::from_config(&zero_aging, t0) else {
+        panic!("a zero aging interval is refused");
+    };
     assert!(
         matches!(&err, SchedulerError::InvalidConfig { field, .. } if field == "scheduler.aging_interval"),
         "{err:?}"
@@ -835,7 +837,9 @@ fn from_config_validates_the_section_first() {
         }],
         ..SchedulerConfig::default()
     };
-    let err = Core::from_config(&misspelt, t0).err().expect("a misspelt kind is refused");
+    let Err(err) = Core::from_config(&misspelt, t0) else {
+        panic!("a misspelt kind is refused");
+    };
     assert!(
         matches!(&err, SchedulerError::InvalidConfig { field, .. } if field == "scheduler.pools[0].capacity.gpus"),
         "{err:?}"

@@ -46,9 +46,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::quota_tree::{QuotaEntry, QuotaTreeError, check_quota_tree};
-use super::{
-    ConfigError, bounded_duration, check_kind_name, check_name, in_range, nonzero_duration, toml_integer,
-};
+use super::{ConfigError, bounded_duration, check_kind_name, check_name, in_range, nonzero_duration, toml_integer};
 
 /// Largest amount a quota limit may have: quota counters keep a period tag
 /// in the top 16 bits of a 64-bit word (2^48 - 1, about 2.8e14: 281 million
@@ -359,7 +357,7 @@ impl QuotasConfig {
                 ),
                 e => ConfigError::QuotaTree {
                     field: at(e.index(), e.field()),
-                    source: e,
+                    source: Box::new(e),
                 },
             }
         })?;
