@@ -20,9 +20,11 @@
 //! settled spend leaves no room for one.
 //!
 //! It finishes by itself within a few seconds and prints a summary; with
-//! `--json` the last line of stdout is one JSON object with
+//! `--json` stdout is exactly one line, a JSON object with
 //! `spent_micro_usd`, `budget_micro_usd`, `worst_request_micro_usd`,
-//! `halted`, `requests_ok` and `requests_refused`.
+//! `halted`, `requests_ok` and `requests_refused`, and the summary goes to
+//! stderr. Flags out of range (e.g. more than 100,000 requests, which are
+//! prepared up front) are refused with a message and exit status 2.
 //!
 //! ```text
 //! cargo run --release --example budget
@@ -30,10 +32,12 @@
 //! cargo run --release --example budget -- --data-dir ./nexus-data && cargo run --release --bin nexus -- report --group-by model
 //! ```
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use nexus_swarm::actors::cost_ledger::{
     Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates, TimeRange,
 };
@@ -49,20 +53,22 @@ use rand::{Rng, SeedableRng};
 #[derive(Debug, Parser)]
 #[command(about = "Run a swarm of analysts against a simulated LLM until a hard budget halts it")]
 struct Args {
-    /// Hard budget in micro-dollars (1,000,000 = $1).
-    #[arg(long, default_value_t = 50_000)]
+    /// Hard budget in micro-dollars (1,000,000 = $1; at most $1,000,000).
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     budget: u64,
-    /// Analyst agents (each asks the LLM one question at a time).
-    #[arg(long, default_value_t = 8)]
+    /// Analyst agents, each asking the LLM one question at a time (1 to 1024).
+    #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     agents: usize,
-    /// Questions the analysts would ask if money were no object.
-    #[arg(long, default_value_t = 400)]
+    /// Questions the analysts would ask if money were no object (1 to
+    /// 100,000; they are prepared before the run).
+    #[arg(long, default_value_t = 400, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     requests: u64,
     /// Seed of the simulated provider and of the question mix.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Median latency of the simulated provider, in milliseconds.
-    #[arg(long, default_value_t = 40)]
+    /// Median latency of the simulated provider, in milliseconds (at most
+    /// 10,000, the request timeout).
+    #[arg(long, default_value_t = 40, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     latency_ms: u64,
     /// Keep the ledger in this directory, for `nexus report --data-dir DIR`
     /// afterwards. The daily budget then carries its spend over between
@@ -70,7 +76,8 @@ struct Args {
     /// at the end.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
-    /// Print one JSON object as the last line of stdout.
+    /// Print one JSON object as the only line of stdout (the summary goes
+    /// to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -261,11 +268,8 @@ fn questions(args: &Args, gateway: &LlmGatewayHandle) -> anyhow::Result<Vec<(Llm
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nexus_swarm::runtime::telemetry::init_tracing();
+    // Out-of-range flags are refused here, with a message and status 2.
     let args = Args::parse();
-    anyhow::ensure!(
-        args.agents > 0 && args.requests > 0,
-        "agents and requests must be positive"
-    );
 
     let temp = tempfile::tempdir()?;
     let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
@@ -346,21 +350,30 @@ async fn main() -> anyhow::Result<()> {
     let halted = tally.refused > 0;
     node.shutdown(Duration::from_secs(10)).await;
 
-    println!(
+    // With --json, stdout carries the JSON line alone.
+    let mut out: Box<dyn Write> = if args.json {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    writeln!(
+        out,
         "budget swarm: {} analysts, {} questions ({}% to {DEAR}), hard budget {} micro-dollars",
         args.agents,
         args.requests,
         100 / DEAR_ONE_IN,
         args.budget
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  requests          {} answered, {} refused by the budget, {} failed in {:.2} s",
         tally.ok,
         tally.refused,
         tally.failed,
         elapsed.as_secs_f64()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  budget            {}; {} provider calls, {} x 429 from the provider",
         if status.halted {
             "halted: refused requests never reached the provider"
@@ -369,19 +382,22 @@ async fn main() -> anyhow::Result<()> {
         },
         sim_counts.requests,
         sim_counts.rate_limited
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  spend             {spent} of {} micro-dollars committed in {} ledger records (worst request {worst})",
         args.budget,
         records.len()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  answered          {} micro-dollars as the gateway reported the answers' costs",
         tally.answered_cost
-    );
+    )?;
     if let Some(e) = &tally.first_failure {
-        println!("  first failure     {e}");
+        writeln!(out, "  first failure     {e}")?;
     }
+    drop(out);
     if args.json {
         let json = serde_json::json!({
             "agents": args.agents,
@@ -389,6 +405,7 @@ async fn main() -> anyhow::Result<()> {
             "requests_ok": tally.ok,
             "requests_refused": tally.refused,
             "requests_failed": tally.failed,
+            "first_failure": tally.first_failure,
             "halted": halted,
             "spent_micro_usd": spent,
             "budget_micro_usd": args.budget,

@@ -13,7 +13,10 @@
 //! reported as halted, so spend never exceeds the budget.
 //!
 //! It finishes by itself (within 30 s with the defaults) and prints a
-//! summary; with `--json` the last line of stdout is one JSON object.
+//! summary; with `--json` stdout is exactly one line, a JSON object, and
+//! the summary goes to stderr. Flags out of range (e.g. a deadline past
+//! one day, more than 1024 agents) are refused with a message and exit
+//! status 2; if tasks fail, the first failure's reason is printed.
 //!
 //! ```text
 //! cargo run --release --example swarm
@@ -22,10 +25,12 @@
 //! ```
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use clap::builder::RangedU64ValueParser;
 use hdrhistogram::Histogram;
 use nexus_swarm::actors::cost_ledger::{
     Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates,
@@ -46,34 +51,35 @@ use rand::{Rng, SeedableRng};
 #[derive(Debug, Parser)]
 #[command(about = "Run a research swarm against a simulated LLM under rate limits and a budget")]
 struct Args {
-    /// Research tasks.
-    #[arg(long, default_value_t = 24)]
+    /// Research tasks (1 to 1,000,000).
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     tasks: u64,
-    /// Questions per task.
-    #[arg(long, default_value_t = 3)]
+    /// Questions per task (1 to 100).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
     fanout: u32,
-    /// Worker agents (each asks the LLM one question at a time).
-    #[arg(long, default_value_t = 8)]
+    /// Worker agents, each asking the LLM one question at a time (1 to 1024).
+    #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1024))]
     agents: usize,
-    /// Provider limit: requests per minute (seed default 3500).
-    #[arg(long, default_value_t = 3500)]
+    /// Provider limit: requests per minute (seed default 3500; 1 to 100,000,000).
+    #[arg(long, default_value_t = 3500, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     rpm: u64,
-    /// Provider limit: tokens per minute (seed default 90000).
-    #[arg(long, default_value_t = 90_000)]
+    /// Provider limit: tokens per minute (seed default 90000; 1 to 100,000,000).
+    #[arg(long, default_value_t = 90_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
     tpm: u64,
-    /// Hard budget in micro-dollars (1,000,000 = $1).
-    #[arg(long, default_value_t = 100_000)]
+    /// Hard budget in micro-dollars (1,000,000 = $1; at most $1,000,000).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000_000))]
     budget: u64,
     /// Seed of the simulated provider and of the task mix.
     #[arg(long, default_value_t = 7)]
     seed: u64,
-    /// Median latency of the simulated provider, in milliseconds.
-    #[arg(long, default_value_t = 150)]
+    /// Median latency of the simulated provider, in milliseconds (at most 60,000).
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     latency_ms: u64,
-    /// Every task's deadline, in seconds from the start: LLM requests still
-    /// waiting for rate-limit capacity then give up and their tasks are
-    /// reported as expired, so the swarm always finishes by itself.
-    #[arg(long, default_value_t = 25)]
+    /// Every task's deadline, in seconds from the start (1 to 86,400): LLM
+    /// requests still waiting for rate-limit capacity then give up and
+    /// their tasks are reported as expired, so the swarm always finishes by
+    /// itself.
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=86_400))]
     deadline_secs: u64,
     /// Keep the ledger (and the LLM disk cache) in this directory, for
     /// `nexus report --data-dir DIR` afterwards. The daily budget then
@@ -81,7 +87,8 @@ struct Args {
     /// fresh temporary directory, removed at the end.
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
-    /// Print one JSON object as the last line of stdout.
+    /// Print one JSON object as the only line of stdout (the summary goes
+    /// to stderr).
     #[arg(long)]
     json: bool,
 }
@@ -91,13 +98,15 @@ const REVIEW_MODEL_PRICES: (u64, u64) = (5_000_000, 15_000_000); // $5 / $15 per
 const TENANT: &str = "research";
 
 /// How a task ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Outcome {
     Done,
     /// A request was refused by the hard budget.
     Halted,
-    /// The LLM failed after retries and fallbacks.
-    Failed,
+    /// The LLM failed after retries and fallbacks (or refused the request
+    /// outright, e.g. one that can never fit the tokens-per-minute limit):
+    /// why.
+    Failed(String),
     /// The task's deadline passed before its requests could be sent.
     Expired,
 }
@@ -108,7 +117,7 @@ fn outcome_of(e: &GatewayError) -> Outcome {
         GatewayError::DeadlineExceeded(_) => Outcome::Expired,
         // The deadline passed while other requests' budget holds were in flight.
         GatewayError::SpendRefused(SpendRefused::HoldsInFlight { .. }) => Outcome::Expired,
-        _ => Outcome::Failed,
+        other => Outcome::Failed(other.to_string()),
     }
 }
 
@@ -311,6 +320,8 @@ struct CollectorReport {
     halted: u64,
     failed: u64,
     expired: u64,
+    /// Why the first failed task failed.
+    first_failure: Option<String>,
     latency: Histogram<u64>,
 }
 
@@ -338,6 +349,7 @@ impl Agent for Collector {
                 halted: 0,
                 failed: 0,
                 expired: 0,
+                first_failure: None,
                 latency: Histogram::new_with_bounds(1, 600_000_000, 3)?,
             },
             waiter: None,
@@ -356,7 +368,10 @@ impl Agent for Collector {
                 match outcome {
                     Outcome::Done => r.done += 1,
                     Outcome::Halted => r.halted += 1,
-                    Outcome::Failed => r.failed += 1,
+                    Outcome::Failed(why) => {
+                        r.failed += 1;
+                        r.first_failure.get_or_insert(why);
+                    }
                     Outcome::Expired => r.expired += 1,
                 }
                 r.latency
@@ -404,11 +419,8 @@ async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     nexus_swarm::runtime::telemetry::init_tracing();
+    // Out-of-range flags are refused here, with a message and status 2.
     let args = Args::parse();
-    anyhow::ensure!(
-        args.tasks > 0 && args.fanout > 0 && args.agents > 0 && args.rpm > 0 && args.tpm > 0,
-        "tasks, fanout, agents, rpm and tpm must be positive"
-    );
 
     // A fresh data directory per run unless one is given, so the daily
     // budget starts unspent.
@@ -531,31 +543,47 @@ async fn main() -> anyhow::Result<()> {
         report.latency.value_at_quantile(0.99),
     );
     let cache_hits = stats.cache.memory_hits + stats.cache.disk_hits;
-    println!(
+    // With --json, stdout carries the JSON line alone.
+    let mut out: Box<dyn Write> = if args.json {
+        Box::new(std::io::stderr().lock())
+    } else {
+        Box::new(std::io::stdout().lock())
+    };
+    writeln!(
+        out,
         "research swarm: {agents} agents ({} workers, {} reviewers), {} tasks x {} questions",
         args.agents, reviewer_count, args.tasks, args.fanout
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  tasks             {} done, {} halted by the budget, {} expired at the deadline, {} failed",
         report.done, report.halted, report.expired, report.failed
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  messages handled  {handled} in {:.2} s ({msgs_per_sec:.0} msgs/s)",
         elapsed.as_secs_f64()
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  task latency      p50 {:.1} ms, p99 {:.1} ms",
         p50 as f64 / 1e3,
         p99 as f64 / 1e3
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  LLM               {} requests, {} provider calls, {} cache hits, {} x 429 from the provider (limits {} rpm / {} tpm)",
         stats.requests, sim_counts.requests, cache_hits, sim_counts.rate_limited, args.rpm, args.tpm
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "  spend             {} of {} micro-dollars committed in the ledger ({} refused before sending)",
         budget.spent_micro_usd, args.budget, stats.spend_refused
-    );
+    )?;
+    if let Some(why) = &report.first_failure {
+        writeln!(out, "  first failure     {why}")?;
+    }
+    drop(out);
     if args.json {
         let json = serde_json::json!({
             "agents": agents,
@@ -564,6 +592,7 @@ async fn main() -> anyhow::Result<()> {
             "tasks_halted": report.halted,
             "tasks_failed": report.failed,
             "tasks_expired": report.expired,
+            "first_failure": report.first_failure,
             "messages_handled": handled,
             "elapsed_ms": elapsed.as_millis() as u64,
             "msgs_per_sec": msgs_per_sec.round() as u64,

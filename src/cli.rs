@@ -52,7 +52,7 @@ pub enum ConfigCommand {
     Defaults,
     /// Check a configuration file; exit 0 if valid, 1 naming the bad field if not.
     Check {
-        /// The TOML file.
+        /// The TOML file (at most 1 MiB), or `-` for standard input.
         file: PathBuf,
     },
 }
@@ -69,16 +69,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::run(&crate::bench::BenchOptions { quick, smoke, json })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Config(ConfigCommand::Check { file }) => match NexusConfig::from_file(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                Ok(ExitCode::SUCCESS)
+        Command::Config(ConfigCommand::Check { file }) => {
+            let checked = if file.as_os_str() == "-" {
+                NexusConfig::from_reader(std::io::stdin().lock(), "<stdin>")
+            } else {
+                NexusConfig::from_file(&file)
+            };
+            match checked {
+                Ok(_) => {
+                    println!("{}: ok", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{}: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
             }
-            Err(e) => {
-                eprintln!("{}: {e}", file.display());
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        }
         Command::Report(args) => report::run(args),
         Command::LedgerStress(args) => ledger_stress::run(args),
     }

@@ -50,6 +50,23 @@ fn invalid_files_fail_naming_the_field() {
         ("[router]\nfanout = 2\n", "fanout"),
         ("[mailbox.high]\ntimeout = \"whenever\"\n", "mailbox.high.timeout"),
         ("[router.health]\ninterval = \"0s\"\n", "router.health.interval"),
+        ("[cache]\nmemory_bytes = 18446744073709551615\n", "cache.memory_bytes"),
+        ("[ledger]\nretention = \"500000000years\"\n", "ledger.retention"),
+        (
+            "[[scheduler.pools]]\nname = \"p\"\ncapacity = { gpus = 4 }\n",
+            "scheduler.pools[0].capacity.gpus",
+        ),
+        (
+            "[[quotas.quotas]]\nid = \"a\"\nparent = \"nobody\"\nkind = \"cost\"\nlimit = 5\n",
+            "quotas.quotas[0].parent",
+        ),
+        (
+            "[[quotas.quotas]]\nid = \"a\"\nparent = \"a\"\nkind = \"cost\"\nlimit = 5\n",
+            "quotas.quotas[0].parent",
+        ),
+        ("[node]\nname = \"a\\u0000b\"\n", "node.name"),
+        ("[node]\ndata_dir = \" \"\n", "node.data_dir"),
+        ("[node]\nname = \"n\"\n[mailbox\n", "line 3, column 9"),
     ];
     for (text, field) in cases {
         let (ok, stderr) = check(text);
@@ -66,4 +83,33 @@ fn a_missing_file_is_an_error() {
     let out = nexus(&["config", "check", "/nonexistent/nexus.toml"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read"));
+}
+
+#[test]
+fn contradicting_fields_fail_naming_both() {
+    let cases = [
+        (
+            "[router.health]\ninterval = \"5s\"\ntimeout = \"10s\"\n",
+            ["router.health.timeout", "router.health.interval"],
+        ),
+        (
+            "[llm]\ntokens_per_minute = 1000\ninput_tokens_per_minute = 5000\n",
+            ["llm.input_tokens_per_minute", "llm.tokens_per_minute"],
+        ),
+        (
+            "[[quotas.quotas]]\nid = \"a\"\nkind = \"cost\"\nlimit = 5\n\
+             [[quotas.quotas]]\nid = \"b\"\nparent = \"a\"\nkind = \"input_tokens\"\nlimit = 5\n",
+            ["quotas.quotas[1].kind", "quotas.quotas[0].kind"],
+        ),
+    ];
+    for (text, fields) in cases {
+        let (ok, stderr) = check(text);
+        assert!(!ok, "{text:?} should be rejected");
+        for field in fields {
+            assert!(
+                stderr.contains(field),
+                "{text:?}: message does not name {field}: {stderr}"
+            );
+        }
+    }
 }

@@ -2,7 +2,9 @@
 //! the swarm never draws a 429 from the provider and never spends more than
 //! its budget, whatever its rpm / tpm / budget flags; the budget example
 //! halts with its committed spend at most the budget and less than one
-//! request's worst case below it.
+//! request's worst case below it. With `--json` stdout is exactly one JSON
+//! line; flags out of range exit with status 2 and a message, never a
+//! panic; a failed task's reason is reported.
 //!
 //! The example executables sit beside the test's own directory
 //! (`target/<profile>/examples/`); `cargo test` builds them, and the test
@@ -69,9 +71,13 @@ fn examples_dir() -> PathBuf {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Runs an example with `--json` and these flags; its last stdout line.
+fn example_exe(name: &str) -> PathBuf {
+    examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Runs an example with `--json` and these flags; its one stdout line.
 fn run_json(example: &str, flags: &[&str]) -> Value {
-    let exe = examples_dir().join(format!("{example}{}", std::env::consts::EXE_SUFFIX));
+    let exe = example_exe(example);
     let out = Command::new(&exe)
         .args(flags)
         .arg("--json")
@@ -84,8 +90,18 @@ fn run_json(example: &str, flags: &[&str]) -> Value {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    let last = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| panic!("{example} {flags:?}: last line is not JSON ({e}): {last}"))
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{example} {flags:?}: stdout is one JSON line:\n{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spend"),
+        "{example}: the summary goes to stderr:\n{stderr}"
+    );
+    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{example} {flags:?}: stdout is not JSON ({e}): {stdout}"))
 }
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -190,4 +206,46 @@ fn budget_example_halts_and_spends_the_budget_to_within_one_worst_request_withou
     assert_eq!(num(&v, "sink_errors"), 0);
     assert_eq!(num(&v, "provider_calls"), ok);
     assert_eq!(num(&v, "provider_429s"), 0);
+}
+
+#[test]
+fn out_of_range_flags_exit_2_with_a_message_never_a_panic() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        ("swarm", &["--deadline-secs", "18446744073709551615"], "--deadline-secs"),
+        ("swarm", &["--tasks", "18446744073709551615"], "--tasks"),
+        ("swarm", &["--agents", "0"], "--agents"),
+        ("swarm", &["--agents", "99999999"], "--agents"),
+        ("swarm", &["--tpm", "0"], "--tpm"),
+        ("swarm", &["--latency-ms", "18446744073709551615"], "--latency-ms"),
+        ("budget", &["--requests", "18446744073709551615"], "--requests"),
+        ("budget", &["--agents", "100000"], "--agents"),
+        ("budget", &["--budget", "0"], "--budget"),
+    ];
+    for (name, flags, flag) in cases {
+        let out = Command::new(example_exe(name))
+            .args(*flags)
+            .output()
+            .expect("run the example");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {flags:?}: {stderr}");
+        assert!(
+            stderr.contains(flag),
+            "{name} {flags:?}: the message names the flag: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{name} {flags:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_request_that_can_never_fit_the_token_limit_is_reported_with_its_reason() {
+    let v = run_json("swarm", &with(&["--tpm", "1", "--deadline-secs", "3"]));
+    assert_eq!(num(&v, "tasks_failed"), num(&v, "tasks"), "{v}");
+    let why = v["first_failure"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no reason given: {v}"));
+    assert!(
+        why.contains("tokens_per_minute") && why.contains("exceeds the limit"),
+        "{why}"
+    );
+    assert_eq!(num(&v, "provider_calls"), 0, "{v}");
 }

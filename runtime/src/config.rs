@@ -1,10 +1,26 @@
 //! Configuration: one TOML file, parsed once at the edge.
 //!
 //! Every field has a default taken from the seed documents, written beside
-//! it as "Default: ...". Parsing rejects unknown keys and values of the wrong
-//! type; [`NexusConfig::validate`] rejects values of the right type that make
-//! no sense (a zero capacity, a burst of 0, thresholds out of order). Both
-//! errors name the field by its dotted path, e.g. `mailbox.high.capacity`.
+//! it as "Default: ...", and every table fills the keys it omits from those
+//! defaults (a file holding only `[router.admission.policy]` with
+//! `low = "wait"` is valid). Only the identity of a list entry has no
+//! default: a pool's `name` and `capacity`, a quota's `id`, `kind` and
+//! `limit`.
+//!
+//! Reading refuses, each error naming the field by its dotted path (e.g.
+//! `mailbox.high.capacity`) or, for TOML syntax, the line and column:
+//! - a file larger than [`MAX_CONFIG_BYTES`] (it is never read whole), text
+//!   that is not UTF-8, TOML syntax errors;
+//! - unknown keys, values of the wrong type, integers outside TOML's range
+//!   (above `i64::MAX`: TOML integers are 64-bit signed);
+//! - in [`NexusConfig::validate`], values of the right type that the running
+//!   system would refuse or that make no sense: a zero capacity, a duration
+//!   longer than [`MAX_DURATION`], a resource kind that is neither a known
+//!   kind nor `custom.`-prefixed (so a misspelt `gpus` is not silently a
+//!   new kind), names holding control characters, fields that contradict
+//!   each other (the message names both, e.g. a health-check timeout longer
+//!   than its interval), and quota trees the quota keeper would refuse (the
+//!   same check, [`check_quota_tree`], runs in both places).
 //!
 //! Durations are written as text (`"30s"`, `"10m"`, `"250ms"`, `"30days"`).
 //!
@@ -17,17 +33,26 @@
 //!
 //! let err = NexusConfig::from_toml_str("[router.admission]\nburst = 0\n").unwrap_err();
 //! assert!(err.to_string().contains("router.admission.burst"));
+//!
+//! let err = NexusConfig::from_toml_str("[router.health]\ninterval = \"5s\"\ntimeout = \"10s\"\n").unwrap_err();
+//! assert!(err.to_string().contains("router.health.timeout"));
+//! assert!(err.to_string().contains("router.health.interval"));
 //! ```
 
 use std::fmt::Display;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use toml::Spanned;
+use toml::de::{DeTable, DeValue};
 
 use crate::priority::Priority;
 
+mod quota_tree;
 mod scheduling;
+pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use scheduling::{
     AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig,
     QuotaSelectorConfig, QuotasConfig, SchedulerConfig,
@@ -35,6 +60,31 @@ pub use scheduling::{
 
 /// Largest lane capacity accepted. The lane counter keeps flag bits above it.
 pub const MAX_LANE_CAPACITY: usize = 1 << 24;
+
+/// Largest configuration accepted, in bytes (1 MiB). A reader stops one
+/// byte past it, so `/dev/zero` or a stray pipe cannot exhaust memory.
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Longest duration any field accepts: 100 years (of 365.25 days, as
+/// `humantime` counts them, so `"100years"` is accepted).
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
+
+/// The prefix of a user-defined resource kind's name in configuration
+/// (`custom.vector_searches`). Any other name must be a known kind (`cpu`,
+/// `memory`, `gpu`, `llm_requests`, `input_tokens`, `output_tokens`,
+/// `cost`).
+pub const CUSTOM_KIND_PREFIX: &str = "custom.";
+
+/// The names of the known resource kinds, as configuration spells them.
+const KNOWN_KINDS: [&str; 7] = [
+    "cpu",
+    "memory",
+    "gpu",
+    "llm_requests",
+    "input_tokens",
+    "output_tokens",
+    "cost",
+];
 
 /// A configuration could not be read, parsed or validated.
 #[derive(Debug, thiserror::Error)]
@@ -48,16 +98,39 @@ pub enum ConfigError {
         /// What the OS said.
         source: std::io::Error,
     },
-    /// The text is not valid TOML, a key is unknown, or a value has the wrong
-    /// type or does not parse (e.g. a timeout that is not a duration).
-    #[error("invalid config at `{field}`: {message}")]
-    Parse {
-        /// Dotted path of the offending field (empty for a TOML syntax error).
-        field: String,
+    /// The text is longer than [`MAX_CONFIG_BYTES`].
+    #[error("the configuration is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The text is not UTF-8.
+    #[error("the configuration is not UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 {
+        /// Byte offset of the first invalid byte.
+        offset: usize,
+    },
+    /// The text is not valid TOML.
+    #[error("invalid TOML at line {line}, column {column}: {message}")]
+    Syntax {
+        /// Line of the error, from 1.
+        line: usize,
+        /// Column of the error (in characters), from 1.
+        column: usize,
         /// What was wrong.
         message: String,
     },
-    /// A value parsed but is out of range or inconsistent with another.
+    /// A key is unknown or missing, or a value has the wrong type, is out
+    /// of TOML's integer range, or does not parse (e.g. a timeout that is
+    /// not a duration).
+    #[error("invalid config at `{field}`: {message}")]
+    Parse {
+        /// Dotted path of the offending field.
+        field: String,
+        /// What was wrong, with its line and column when known.
+        message: String,
+    },
+    /// A value parsed but is out of range.
     #[error("invalid config at `{field}` = {value}: {reason}")]
     Invalid {
         /// Dotted path of the offending field.
@@ -67,14 +140,43 @@ pub enum ConfigError {
         /// Why it is rejected.
         reason: String,
     },
+    /// Two fields contradict each other.
+    #[error("invalid config: `{field}` = {value} contradicts `{other}` = {other_value}: {reason}")]
+    Conflict {
+        /// Dotted path of the field reported as wrong.
+        field: String,
+        /// Its value, as written.
+        value: String,
+        /// Dotted path of the field it contradicts.
+        other: String,
+        /// That field's value, as written.
+        other_value: String,
+        /// The rule they break together.
+        reason: String,
+    },
+    /// The quota tree breaks a rule the quota keeper enforces.
+    #[error("invalid config at `{field}`: {source}")]
+    QuotaTree {
+        /// Dotted path of the offending field, e.g. `quotas.quotas[2].parent`.
+        field: String,
+        /// The rule broken (boxed: it is the largest of the errors).
+        source: Box<QuotaTreeError>,
+    },
 }
 
 impl ConfigError {
-    /// The dotted path of the offending field (empty when unknown).
+    /// The dotted path of the offending field (empty when the error is not
+    /// about one field: unreadable, too large, not UTF-8, TOML syntax).
     pub fn field(&self) -> &str {
         match self {
-            ConfigError::Io { .. } => "",
-            ConfigError::Parse { field, .. } | ConfigError::Invalid { field, .. } => field,
+            ConfigError::Io { .. }
+            | ConfigError::TooLarge { .. }
+            | ConfigError::NotUtf8 { .. }
+            | ConfigError::Syntax { .. } => "",
+            ConfigError::Parse { field, .. }
+            | ConfigError::Invalid { field, .. }
+            | ConfigError::Conflict { field, .. }
+            | ConfigError::QuotaTree { field, .. } => field,
         }
     }
 
@@ -82,6 +184,20 @@ impl ConfigError {
         ConfigError::Invalid {
             field: field.into(),
             value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn conflict(
+        (field, value): (impl Into<String>, impl Display),
+        (other, other_value): (impl Into<String>, impl Display),
+        reason: impl Into<String>,
+    ) -> Self {
+        ConfigError::Conflict {
+            field: field.into(),
+            value: value.to_string(),
+            other: other.into(),
+            other_value: other_value.to_string(),
             reason: reason.into(),
         }
     }
@@ -118,30 +234,84 @@ pub struct NexusConfig {
 impl NexusConfig {
     /// Parses TOML text and validates it.
     pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Parse {
-            field: String::new(),
-            message: e.to_string(),
+        if text.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        let table = DeTable::parse(text).map_err(|e| {
+            let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
+            ConfigError::Syntax {
+                line,
+                column,
+                message: e.message().trim().to_string(),
+            }
         })?;
+        check_integers(text, &table)?;
+        let de = toml::Deserializer::from(table);
         let cfg: NexusConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let field = e.path().to_string();
-            let message = e.into_inner().message().trim().to_string();
+            let mut field = e.path().to_string();
+            let inner = e.into_inner();
+            let mut message = inner.message().trim().to_string();
+            // "missing field `limit`" at `quotas.quotas[0]`: name the field itself.
+            if let Some(missing) = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.strip_suffix('`'))
+            {
+                field = if field == "." {
+                    missing.to_string()
+                } else {
+                    format!("{field}.{missing}")
+                };
+            }
+            if let Some(span) = inner.span() {
+                let (line, column) = line_column(text, span.start);
+                message = format!("{message} (line {line}, column {column})");
+            }
             ConfigError::Parse { field, message }
         })?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    /// Reads, parses and validates a TOML file.
+    /// Reads at most [`MAX_CONFIG_BYTES`] from `reader` (standard input, a
+    /// file), then parses and validates it. `origin` names the source in an
+    /// I/O error.
+    pub fn from_reader(reader: impl Read, origin: impl AsRef<Path>) -> Result<Self, ConfigError> {
+        let mut bytes = Vec::new();
+        reader
+            .take(MAX_CONFIG_BYTES as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| ConfigError::Io {
+                path: origin.as_ref().to_path_buf(),
+                source,
+            })?;
+        if bytes.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooLarge {
+                limit: MAX_CONFIG_BYTES,
+            });
+        }
+        let text = std::str::from_utf8(&bytes).map_err(|e| ConfigError::NotUtf8 {
+            offset: e.valid_up_to(),
+        })?;
+        Self::from_toml_str(text)
+    }
+
+    /// Reads (at most [`MAX_CONFIG_BYTES`]), parses and validates a TOML
+    /// file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Self, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let file = std::fs::File::open(path).map_err(|source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml_str(&text)
+        Self::from_reader(file, path)
     }
 
-    /// The configuration as TOML text (complete: every field is written).
+    /// The configuration as TOML text: every field is written, except an
+    /// empty `quotas.quotas`, so that `[[quotas.quotas]]` blocks can be
+    /// appended to it. A validated configuration is always written as text
+    /// that parses back to an equal configuration.
     pub fn to_toml_string(&self) -> String {
         toml::to_string_pretty(self).expect("config serializes: every field is a TOML type")
     }
@@ -164,11 +334,143 @@ impl NexusConfig {
     }
 }
 
-fn nonzero_duration(field: &str, d: Duration) -> Result<(), ConfigError> {
-    if d.is_zero() {
-        return Err(ConfigError::invalid(field, "\"0s\"", "must be longer than zero"));
+/// Line and column (in characters), both from 1, of a byte offset.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Refuses integers outside TOML's range (64-bit signed): the parser
+/// would hand them on as `u64`, and they could not be written back.
+fn check_integers(text: &str, table: &Spanned<DeTable<'_>>) -> Result<(), ConfigError> {
+    // Nesting is bounded by the TOML parser's recursion limit.
+    fn walk(text: &str, path: &mut String, value: &Spanned<DeValue<'_>>) -> Result<(), ConfigError> {
+        match value.get_ref() {
+            DeValue::Integer(i) if i64::from_str_radix(i.as_str(), i.radix()).is_err() => {
+                let (line, column) = line_column(text, value.span().start);
+                Err(ConfigError::Parse {
+                    field: path.clone(),
+                    message: format!(
+                        "integer {i} is outside TOML's range {} to {} (line {line}, column {column})",
+                        i64::MIN,
+                        i64::MAX
+                    ),
+                })
+            }
+            DeValue::Table(t) => walk_table(text, path, t),
+            DeValue::Array(items) => {
+                for (n, item) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{n}]"));
+                    walk(text, path, item)?;
+                    path.truncate(len);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+    fn walk_table(text: &str, path: &mut String, table: &DeTable<'_>) -> Result<(), ConfigError> {
+        for (key, value) in table {
+            let len = path.len();
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(key.get_ref());
+            walk(text, path, value)?;
+            path.truncate(len);
+        }
+        Ok(())
+    }
+    walk_table(text, &mut String::new(), table.get_ref())
+}
+
+/// A duration between `min` and [`MAX_DURATION`].
+fn duration_in(field: &str, d: Duration, min: Duration) -> Result<(), ConfigError> {
+    let written = || format!("\"{}\"", humantime::format_duration(d));
+    if d < min {
+        let reason = if min == Duration::from_nanos(1) {
+            "must be longer than zero".to_string()
+        } else {
+            format!("must be at least {}", humantime::format_duration(min))
+        };
+        return Err(ConfigError::invalid(field, written(), reason));
+    }
+    if d > MAX_DURATION {
+        return Err(ConfigError::invalid(field, written(), "must be at most 100 years"));
     }
     Ok(())
+}
+
+/// A duration longer than zero and at most [`MAX_DURATION`].
+fn nonzero_duration(field: &str, d: Duration) -> Result<(), ConfigError> {
+    duration_in(field, d, Duration::from_nanos(1))
+}
+
+/// A duration (zero allowed) of at most [`MAX_DURATION`].
+fn bounded_duration(field: &str, d: Duration) -> Result<(), ConfigError> {
+    duration_in(field, d, Duration::ZERO)
+}
+
+/// `field` (`value_a`) must not be longer than `other` (`value_b`).
+fn not_longer((field, d): (&str, Duration), (other, limit): (&str, Duration), reason: &str) -> Result<(), ConfigError> {
+    if d > limit {
+        let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
+        return Err(ConfigError::conflict((field, fmt(d)), (other, fmt(limit)), reason));
+    }
+    Ok(())
+}
+
+/// `field` must not be above `other`.
+fn not_above((field, value): (&str, u64), (other, limit): (&str, u64), reason: &str) -> Result<(), ConfigError> {
+    if value > limit {
+        return Err(ConfigError::conflict((field, value), (other, limit), reason));
+    }
+    Ok(())
+}
+
+/// A name: not empty or only whitespace, no control characters (NUL, line
+/// breaks, escapes), which would corrupt logs, reports and file names.
+fn check_name(field: &str, name: &str) -> Result<(), ConfigError> {
+    if name.trim().is_empty() {
+        return Err(ConfigError::invalid(field, format!("{name:?}"), "must not be empty"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ConfigError::invalid(
+            field,
+            format!("{name:?}"),
+            "must not hold control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// A resource kind's name: a known kind, or [`CUSTOM_KIND_PREFIX`] and a
+/// name of letters, digits, `_`, `-` and `.`.
+fn check_kind_name(field: &str, kind: &str) -> Result<(), ConfigError> {
+    if KNOWN_KINDS.contains(&kind) {
+        return Ok(());
+    }
+    let custom = kind
+        .strip_prefix(CUSTOM_KIND_PREFIX)
+        .is_some_and(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)));
+    if custom {
+        return Ok(());
+    }
+    Err(ConfigError::invalid(
+        field,
+        format!("{kind:?}"),
+        format!(
+            "is not a resource kind: use one of {} or name a custom kind `{CUSTOM_KIND_PREFIX}<name>`",
+            KNOWN_KINDS.join(", ")
+        ),
+    ))
 }
 
 fn at_least(field: &str, value: u64, min: u64) -> Result<(), ConfigError> {
@@ -187,6 +489,11 @@ fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigErr
         ));
     }
     Ok(())
+}
+
+/// At most `i64::MAX`, the largest integer TOML can write.
+fn toml_integer(field: &str, value: u64) -> Result<(), ConfigError> {
+    in_range(field, value, 0, i64::MAX as u64)
 }
 
 /// This node's identity and data directory.
@@ -210,13 +517,9 @@ impl Default for NodeConfig {
 
 impl NodeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.name.trim().is_empty() {
-            return Err(ConfigError::invalid("node.name", "\"\"", "must not be empty"));
-        }
-        if self.data_dir.as_os_str().is_empty() {
-            return Err(ConfigError::invalid("node.data_dir", "\"\"", "must not be empty"));
-        }
-        Ok(())
+        check_name("node.name", &self.name)?;
+        // A path read from TOML is UTF-8; one built in code may not be.
+        check_name("node.data_dir", &self.data_dir.to_string_lossy())
     }
 }
 
@@ -390,7 +693,7 @@ pub enum AdmissionPolicy {
 
 /// Router admission policy per priority.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct AdmissionPolicies {
     /// Default: wait.
     pub high: AdmissionPolicy,
@@ -398,6 +701,16 @@ pub struct AdmissionPolicies {
     pub normal: AdmissionPolicy,
     /// Default: reject.
     pub low: AdmissionPolicy,
+}
+
+impl Default for AdmissionPolicies {
+    fn default() -> Self {
+        Self {
+            high: AdmissionPolicy::Wait,
+            normal: AdmissionPolicy::Wait,
+            low: AdmissionPolicy::Reject,
+        }
+    }
 }
 
 impl AdmissionPolicies {
@@ -434,11 +747,7 @@ impl Default for AdmissionConfig {
             enabled: true,
             rate_per_sec: 1000,
             burst: 100,
-            policy: AdmissionPolicies {
-                high: AdmissionPolicy::Wait,
-                normal: AdmissionPolicy::Wait,
-                low: AdmissionPolicy::Reject,
-            },
+            policy: AdmissionPolicies::default(),
         }
     }
 }
@@ -450,7 +759,8 @@ pub struct HealthCheckConfig {
     /// Time between checks. Default: 30 s (seed).
     #[serde(with = "humantime_serde")]
     pub interval: Duration,
-    /// A check not answered within this fails. Default: 5 s (seed).
+    /// A check not answered within this fails; at most `interval`.
+    /// Default: 5 s (seed).
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     /// Consecutive failures that make a member unhealthy. Default: 3 (seed).
@@ -498,6 +808,11 @@ impl RouterConfig {
         in_range("router.virtual_nodes", self.virtual_nodes.into(), 1, 65_536)?;
         nonzero_duration("router.health.interval", self.health.interval)?;
         nonzero_duration("router.health.timeout", self.health.timeout)?;
+        not_longer(
+            ("router.health.timeout", self.health.timeout),
+            ("router.health.interval", self.health.interval),
+            "a check must time out before the next one is due",
+        )?;
         at_least(
             "router.health.unhealthy_threshold",
             self.health.unhealthy_threshold.into(),
@@ -563,10 +878,10 @@ impl ScalingConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         at_least("scaling.min_workers", self.min_workers.into(), 1)?;
         if self.max_workers < self.min_workers {
-            return Err(ConfigError::invalid(
-                "scaling.max_workers",
-                self.max_workers,
-                format!("must be at least scaling.min_workers ({})", self.min_workers),
+            return Err(ConfigError::conflict(
+                ("scaling.max_workers", self.max_workers),
+                ("scaling.min_workers", self.min_workers),
+                "the most workers must be at least the fewest",
             ));
         }
         at_least("scaling.increment", self.increment.into(), 1)?;
@@ -578,7 +893,8 @@ impl ScalingConfig {
             1,
             100,
         )?;
-        at_least("scaling.queue_length", self.queue_length, 1)?;
+        in_range("scaling.queue_length", self.queue_length, 1, i64::MAX as u64)?;
+        bounded_duration("scaling.cooldown", self.cooldown)?;
         nonzero_duration("scaling.sustained_for", self.sustained_for)?;
         nonzero_duration("scaling.queue_wait", self.queue_wait)?;
         Ok(())
@@ -655,9 +971,11 @@ pub struct LlmConfig {
     pub retry: RetryConfig,
     /// Request batching.
     pub batch: BatchConfig,
-    /// Prompt tokens per minute per provider; 0 = no separate limit. Default: 0.
+    /// Prompt tokens per minute per provider, at most `tokens_per_minute`;
+    /// 0 = no separate limit. Default: 0.
     pub input_tokens_per_minute: u32,
-    /// Completion tokens per minute per provider; 0 = no separate limit. Default: 0.
+    /// Completion tokens per minute per provider, at most
+    /// `tokens_per_minute`; 0 = no separate limit. Default: 0.
     pub output_tokens_per_minute: u32,
     /// GCRA burst of every rate limit, in percent of the limit: how much is
     /// admitted at once after idleness (the sliding-window cap holds
@@ -716,27 +1034,41 @@ impl LlmConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         at_least("llm.requests_per_minute", self.requests_per_minute.into(), 1)?;
         at_least("llm.tokens_per_minute", self.tokens_per_minute.into(), 1)?;
+        let total = ("llm.tokens_per_minute", u64::from(self.tokens_per_minute));
+        let part = "a part of the tokens cannot have a higher limit than all of them";
+        not_above(
+            ("llm.input_tokens_per_minute", self.input_tokens_per_minute.into()),
+            total,
+            part,
+        )?;
+        not_above(
+            ("llm.output_tokens_per_minute", self.output_tokens_per_minute.into()),
+            total,
+            part,
+        )?;
         nonzero_duration("llm.timeout", self.timeout)?;
         at_least("llm.max_connections", self.max_connections.into(), 1)?;
-        in_range(
-            "llm.max_connections_per_host",
-            self.max_connections_per_host.into(),
-            1,
-            self.max_connections.into(),
+        at_least("llm.max_connections_per_host", self.max_connections_per_host.into(), 1)?;
+        not_above(
+            ("llm.max_connections_per_host", self.max_connections_per_host.into()),
+            ("llm.max_connections", self.max_connections.into()),
+            "one host cannot have more connections than the whole pool",
         )?;
         at_least("llm.max_concurrent", self.max_concurrent.into(), 1)?;
-        in_range(
-            "llm.max_concurrent_per_agent",
-            self.max_concurrent_per_agent.into(),
-            1,
-            self.max_concurrent.into(),
+        at_least("llm.max_concurrent_per_agent", self.max_concurrent_per_agent.into(), 1)?;
+        not_above(
+            ("llm.max_concurrent_per_agent", self.max_concurrent_per_agent.into()),
+            ("llm.max_concurrent", self.max_concurrent.into()),
+            "one agent cannot have more requests in flight than the whole gateway",
         )?;
         nonzero_duration("llm.retry.base_backoff", self.retry.base_backoff)?;
+        bounded_duration("llm.retry.max_backoff", self.retry.max_backoff)?;
         if self.retry.max_backoff < self.retry.base_backoff {
-            return Err(ConfigError::invalid(
-                "llm.retry.max_backoff",
-                format!("{:?}", self.retry.max_backoff),
-                "must be at least llm.retry.base_backoff",
+            let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
+            return Err(ConfigError::conflict(
+                ("llm.retry.max_backoff", fmt(self.retry.max_backoff)),
+                ("llm.retry.base_backoff", fmt(self.retry.base_backoff)),
+                "the longest backoff must be at least the first",
             ));
         }
         in_range("llm.batch.max_size", self.batch.max_size.into(), 1, 10_000)?;
@@ -779,6 +1111,9 @@ impl Default for CacheConfig {
 
 impl CacheConfig {
     fn validate(&self) -> Result<(), ConfigError> {
+        toml_integer("cache.memory_bytes", self.memory_bytes)?;
+        toml_integer("cache.disk_bytes", self.disk_bytes)?;
+        bounded_duration("cache.ttl", self.ttl)?;
         if self.enabled {
             at_least("cache.memory_bytes", self.memory_bytes, 1)?;
             nonzero_duration("cache.ttl", self.ttl)?;
@@ -869,21 +1204,31 @@ impl MonitorConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         nonzero_duration("monitor.interval", self.interval)?;
         nonzero_duration("monitor.aggregation", self.aggregation)?;
+        not_longer(
+            ("monitor.interval", self.interval),
+            ("monitor.aggregation", self.aggregation),
+            "a window must hold at least one sample",
+        )?;
         at_least("monitor.history", self.history.into(), 1)?;
         let t = &self.thresholds;
         in_range("monitor.thresholds.warning_percent", t.warning_percent.into(), 1, 100)?;
-        in_range(
-            "monitor.thresholds.critical_percent",
-            t.critical_percent.into(),
-            u64::from(t.warning_percent),
-            100,
-        )?;
-        in_range(
-            "monitor.thresholds.action_percent",
-            t.action_percent.into(),
-            u64::from(t.critical_percent),
-            100,
-        )?;
+        in_range("monitor.thresholds.critical_percent", t.critical_percent.into(), 1, 100)?;
+        in_range("monitor.thresholds.action_percent", t.action_percent.into(), 1, 100)?;
+        let order = "thresholds must rise: warning, critical, action";
+        if t.critical_percent < t.warning_percent {
+            return Err(ConfigError::conflict(
+                ("monitor.thresholds.critical_percent", t.critical_percent),
+                ("monitor.thresholds.warning_percent", t.warning_percent),
+                order,
+            ));
+        }
+        if t.action_percent < t.critical_percent {
+            return Err(ConfigError::conflict(
+                ("monitor.thresholds.action_percent", t.action_percent),
+                ("monitor.thresholds.critical_percent", t.critical_percent),
+                order,
+            ));
+        }
         Ok(())
     }
 }

@@ -11,12 +11,7 @@ use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
 use serde::{Deserialize, Serialize};
 
-pub use nexus_swarm_runtime::config::{MAX_QUOTA_AMOUNT, MIN_QUOTA_PERIOD};
-
-/// Deepest quota tree accepted (levels from a root to a leaf, both
-/// included). Charges keep per-level bookkeeping in a fixed array of this
-/// size, so the hot path never allocates.
-pub const MAX_QUOTA_DEPTH: usize = 8;
+pub use nexus_swarm_runtime::config::{MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD};
 
 /// The name of a quota, unique within a keeper. Cheap to clone.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

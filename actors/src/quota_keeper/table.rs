@@ -6,21 +6,20 @@
 //! between snapshots, so republishing never loses usage.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use nexus_swarm_runtime::config::{DefinedQuota, QuotaEntry, QuotaTreeError, check_quota_tree};
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
 
 use super::cell::{NodeInit, Now, QuotaNode};
 use super::clock::QuotaClock;
 use super::handle::{Hold, QuotaHandle};
-use super::model::{
-    MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD, QuotaError, QuotaId, QuotaReport, QuotaSpec, QuotaTreeReport,
-};
+use super::model::{MAX_QUOTA_AMOUNT, QuotaError, QuotaId, QuotaReport, QuotaSpec, QuotaTreeReport};
 
 /// Maps read on the data plane hash with foldhash (randomly seeded, a few
 /// ns for a short name where SipHash takes about 20).
@@ -248,50 +247,36 @@ impl QuotaTable {
     /// returned and nothing is defined.
     pub fn define_all(&mut self, specs: Vec<QuotaSpec>) -> Result<(), QuotaError> {
         let old = self.shared.snapshot.load_full();
-        let mut batch: HashMap<QuotaId, &QuotaSpec> = HashMap::with_capacity(specs.len());
-        for spec in &specs {
-            check_spec(spec)?;
-            if old.nodes.contains_key(&spec.id) || batch.insert(spec.id.clone(), spec).is_some() {
-                return Err(QuotaError::AlreadyDefined(spec.id.clone()));
-            }
-        }
-        for spec in &specs {
-            let Some(parent) = &spec.parent else { continue };
-            if !old.nodes.contains_key(parent) && !batch.contains_key(parent) {
-                return Err(QuotaError::UnknownParent {
-                    quota: spec.id.clone(),
-                    parent: parent.clone(),
-                });
-            }
-        }
-        let order = topological(&specs, &batch)?;
+        // The rules of the tree live in the config module, so that a
+        // configuration check refuses exactly what is refused here.
+        let entries: Vec<QuotaEntry<'_>> = specs
+            .iter()
+            .map(|s| QuotaEntry {
+                id: &s.id,
+                parent: s.parent.as_deref(),
+                kind: s.kind.name(),
+                limit: s.limit,
+                borrow_ceiling: s.borrow_ceiling,
+                period: s.period,
+            })
+            .collect();
+        let order = check_quota_tree(&entries, |id| {
+            old.nodes.get(id).map(|n| DefinedQuota {
+                kind: n.kind.name(),
+                depth: n.depth(),
+            })
+        })
+        .map_err(|e| tree_error(&specs, e))?;
 
         // Everything below only builds the new version; nothing is visible
         // until the final store.
         let start_nanos = self.shared.clock.now_nanos();
         let mut next = (*old).clone();
-        for spec in order {
-            let parent = match &spec.parent {
-                None => None,
-                Some(p) => Some(Arc::clone(next.nodes.get(p).expect("parents are ordered first"))),
-            };
-            if let Some(p) = &parent {
-                if p.kind != spec.kind {
-                    return Err(QuotaError::KindMismatch {
-                        quota: spec.id.clone(),
-                        kind: spec.kind.clone(),
-                        parent: p.id.clone(),
-                        parent_kind: p.kind.clone(),
-                    });
-                }
-                if p.depth() + 1 > MAX_QUOTA_DEPTH {
-                    return Err(QuotaError::TooDeep {
-                        quota: spec.id.clone(),
-                        depth: p.depth() + 1,
-                        max: MAX_QUOTA_DEPTH,
-                    });
-                }
-            }
+        for spec in order.into_iter().map(|i| &specs[i]) {
+            let parent = spec
+                .parent
+                .as_ref()
+                .map(|p| Arc::clone(next.nodes.get(p).expect("parents are ordered first")));
             let node = Arc::new(QuotaNode::new(NodeInit {
                 id: spec.id.clone(),
                 kind: spec.kind.clone(),
@@ -401,62 +386,36 @@ pub(crate) fn check_amount(quota: &QuotaId, amount: u64) -> Result<(), QuotaErro
     Ok(())
 }
 
-fn check_spec(spec: &QuotaSpec) -> Result<(), QuotaError> {
-    if spec.id.trim().is_empty() {
-        return Err(QuotaError::EmptyId);
+/// The keeper's error for a batch that breaks a rule of the tree.
+fn tree_error(specs: &[QuotaSpec], e: QuotaTreeError) -> QuotaError {
+    let spec = &specs[e.index()];
+    let id = spec.id.clone();
+    match e {
+        QuotaTreeError::EmptyId { .. } => QuotaError::EmptyId,
+        QuotaTreeError::ZeroLimit { .. } => QuotaError::ZeroAmount(id),
+        QuotaTreeError::AmountTooLarge { amount, max, .. } => QuotaError::AmountTooLarge { quota: id, amount, max },
+        QuotaTreeError::RootCannotBorrow { .. } => QuotaError::RootCannotBorrow(id),
+        QuotaTreeError::PeriodTooShort { period, min, .. } => QuotaError::PeriodTooShort { quota: id, period, min },
+        QuotaTreeError::AlreadyDefined { .. } => QuotaError::AlreadyDefined(id),
+        QuotaTreeError::UnknownParent { parent, .. } => QuotaError::UnknownParent {
+            quota: id,
+            parent: QuotaId::from(parent),
+        },
+        QuotaTreeError::Cycle { path, .. } => QuotaError::Cycle(path.into_iter().map(QuotaId::from).collect()),
+        QuotaTreeError::KindMismatch {
+            parent, parent_kind, ..
+        } => QuotaError::KindMismatch {
+            quota: id,
+            kind: spec.kind.clone(),
+            parent: QuotaId::from(parent),
+            parent_kind: parent_kind.parse().unwrap_or_else(|never| match never {}),
+        },
+        QuotaTreeError::TooDeep { depth, max, .. } => QuotaError::TooDeep { quota: id, depth, max },
+        // A rule added to the shared check and not mapped here yet: refuse
+        // with the shared error's own words rather than accept the batch.
+        other => QuotaError::InvalidConfig {
+            field: other.field().to_string(),
+            message: other.to_string(),
+        },
     }
-    check_amount(&spec.id, spec.limit)?;
-    if spec.borrow_ceiling > MAX_QUOTA_AMOUNT {
-        return Err(QuotaError::AmountTooLarge {
-            quota: spec.id.clone(),
-            amount: spec.borrow_ceiling,
-            max: MAX_QUOTA_AMOUNT,
-        });
-    }
-    if spec.parent.is_none() && spec.borrow_ceiling > 0 {
-        return Err(QuotaError::RootCannotBorrow(spec.id.clone()));
-    }
-    if let Some(period) = spec.period.filter(|p| *p < MIN_QUOTA_PERIOD) {
-        return Err(QuotaError::PeriodTooShort {
-            quota: spec.id.clone(),
-            period,
-            min: MIN_QUOTA_PERIOD,
-        });
-    }
-    if spec.parent.as_ref() == Some(&spec.id) {
-        return Err(QuotaError::Cycle(vec![spec.id.clone(), spec.id.clone()]));
-    }
-    Ok(())
-}
-
-/// The batch ordered parents first, or the first cycle found.
-fn topological<'a>(
-    specs: &'a [QuotaSpec],
-    batch: &HashMap<QuotaId, &'a QuotaSpec>,
-) -> Result<Vec<&'a QuotaSpec>, QuotaError> {
-    let mut done: HashSet<&QuotaId> = HashSet::with_capacity(specs.len());
-    let mut order = Vec::with_capacity(specs.len());
-    for spec in specs {
-        // Walk up through parents defined in this batch until one is done
-        // or outside the batch; a repeat on the walk is a cycle.
-        let mut chain: Vec<&QuotaSpec> = Vec::new();
-        let mut cur = Some(spec);
-        while let Some(s) = cur {
-            if done.contains(&s.id) {
-                break;
-            }
-            if let Some(pos) = chain.iter().position(|c| c.id == s.id) {
-                let mut path: Vec<QuotaId> = chain[pos..].iter().map(|c| c.id.clone()).collect();
-                path.push(s.id.clone());
-                return Err(QuotaError::Cycle(path));
-            }
-            chain.push(s);
-            cur = s.parent.as_ref().and_then(|p| batch.get(p).copied());
-        }
-        for s in chain.into_iter().rev() {
-            done.insert(&s.id);
-            order.push(s);
-        }
-    }
-    Ok(order)
 }

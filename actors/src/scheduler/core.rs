@@ -292,8 +292,14 @@ impl<T: Clone> SchedulerCore<T> {
     }
 
     /// A scheduler configured by the `[scheduler]` section, its pools
-    /// registered.
+    /// registered. The section is validated first
+    /// ([`SchedulerError::InvalidConfig`] names the field): a zero aging
+    /// interval, for one, is refused rather than taken as "never age".
     pub fn from_config(config: &SchedulerConfig, now: Instant) -> Result<Self, SchedulerError> {
+        config.validate().map_err(|e| SchedulerError::InvalidConfig {
+            field: e.field().to_string(),
+            message: e.to_string(),
+        })?;
         let mut core = Self::new(
             config.strategy,
             Some(config.aging_interval),

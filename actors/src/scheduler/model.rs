@@ -414,6 +414,15 @@ pub enum SchedulerError {
         /// The kind.
         kind: ResourceKind,
     },
+    /// The `[scheduler]` configuration is invalid (see
+    /// `SchedulerConfig::validate`).
+    #[error("invalid scheduler config at `{field}`: {message}")]
+    InvalidConfig {
+        /// Dotted path of the offending field, e.g. `scheduler.aging_interval`.
+        field: String,
+        /// The configuration error, in full.
+        message: String,
+    },
     /// The scheduler actor is not running.
     #[error("scheduler unavailable")]
     Unavailable,

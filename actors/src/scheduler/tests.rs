@@ -812,3 +812,37 @@ proptest! {
         prop_assert!(!core.waiting(t0).is_empty());
     }
 }
+
+#[test]
+fn from_config_validates_the_section_first() {
+    use nexus_swarm_runtime::config::{PoolConfig, SchedulerConfig};
+    let t0 = Instant::now();
+    let zero_aging = SchedulerConfig {
+        aging_interval: Duration::ZERO,
+        ..SchedulerConfig::default()
+    };
+    let Err(err) = Core::from_config(&zero_aging, t0) else {
+        panic!("a zero aging interval is refused");
+    };
+    assert!(
+        matches!(&err, SchedulerError::InvalidConfig { field, .. } if field == "scheduler.aging_interval"),
+        "{err:?}"
+    );
+    let misspelt = SchedulerConfig {
+        pools: vec![PoolConfig {
+            name: "gpu".into(),
+            capacity: [("gpus".to_string(), 4)].into(),
+            max: Default::default(),
+            step: Default::default(),
+        }],
+        ..SchedulerConfig::default()
+    };
+    let Err(err) = Core::from_config(&misspelt, t0) else {
+        panic!("a misspelt kind is refused");
+    };
+    assert!(
+        matches!(&err, SchedulerError::InvalidConfig { field, .. } if field == "scheduler.pools[0].capacity.gpus"),
+        "{err:?}"
+    );
+    assert!(Core::from_config(&SchedulerConfig::default(), t0).is_ok());
+}

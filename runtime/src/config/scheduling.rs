@@ -45,7 +45,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, in_range, nonzero_duration};
+use super::quota_tree::{QuotaEntry, QuotaTreeError, check_quota_tree};
+use super::{ConfigError, bounded_duration, check_kind_name, check_name, in_range, nonzero_duration, toml_integer};
 
 /// Largest amount a quota limit may have: quota counters keep a period tag
 /// in the top 16 bits of a 64-bit word (2^48 - 1, about 2.8e14: 281 million
@@ -80,7 +81,9 @@ pub enum AllocationStrategy {
 
 /// One resource pool of the scheduler. Amounts are keyed by resource kind
 /// name (`cpu` millicores, `memory` bytes, `gpu`, `llm_requests`,
-/// `input_tokens`, `output_tokens`, `cost` micro-dollars, or a custom name).
+/// `input_tokens`, `output_tokens`, `cost` micro-dollars, or a custom kind
+/// named `custom.<name>`; any other name is refused, so a misspelt kind is
+/// not taken for a new one). Its `name` and `capacity` have no default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
@@ -92,7 +95,8 @@ pub struct PoolConfig {
     /// empty map means the pool never grows). Default: empty.
     #[serde(default)]
     pub max: BTreeMap<String, u64>,
-    /// Growth step per kind (0 or absent: grow exactly as needed). Default: empty.
+    /// Growth step per kind (0 or absent: grow exactly as needed); only
+    /// for kinds that have a `max`. Default: empty.
     #[serde(default)]
     pub step: BTreeMap<String, u64>,
 }
@@ -131,16 +135,30 @@ impl Default for SchedulerConfig {
 }
 
 impl SchedulerConfig {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks the section alone, as the scheduler would when it registers
+    /// the pools; errors name `scheduler.<field>`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         nonzero_duration("scheduler.aging_interval", self.aging_interval)?;
         in_range("scheduler.max_waiting", self.max_waiting.into(), 1, 1 << 24)?;
+        // Sums of the pools' ceilings per kind: the scheduler keeps totals
+        // of them and refuses a pool that would overflow u64.
+        let mut ceilings: BTreeMap<&str, u64> = BTreeMap::new();
         for (i, pool) in self.pools.iter().enumerate() {
             let at = |f: &str| format!("scheduler.pools[{i}].{f}");
-            if pool.name.trim().is_empty() {
-                return Err(ConfigError::invalid(at("name"), "\"\"", "must not be empty"));
+            check_name(&at("name"), &pool.name)?;
+            if let Some(j) = self.pools[..i].iter().position(|p| p.name == pool.name) {
+                return Err(ConfigError::conflict(
+                    (at("name"), format!("{:?}", pool.name)),
+                    (format!("scheduler.pools[{j}].name"), format!("{:?}", pool.name)),
+                    "pool names must be unique",
+                ));
             }
-            if self.pools[..i].iter().any(|p| p.name == pool.name) {
-                return Err(ConfigError::invalid(at("name"), &pool.name, "is used by another pool"));
+            for (map, amounts) in [("capacity", &pool.capacity), ("max", &pool.max), ("step", &pool.step)] {
+                for (kind, &amount) in amounts {
+                    let field = at(&format!("{map}.{kind}"));
+                    check_kind_name(&field, kind)?;
+                    toml_integer(&field, amount)?;
+                }
             }
             if pool.capacity.values().all(|&v| v == 0) {
                 return Err(ConfigError::invalid(at("capacity"), "{}", "must hold some resource"));
@@ -148,12 +166,42 @@ impl SchedulerConfig {
             for (kind, &max) in &pool.max {
                 let cap = pool.capacity.get(kind).copied().unwrap_or(0);
                 if max < cap {
-                    return Err(ConfigError::invalid(
-                        at(&format!("max.{kind}")),
-                        max,
-                        format!("must be at least the capacity ({cap})"),
+                    return Err(ConfigError::conflict(
+                        (at(&format!("max.{kind}")), max),
+                        (at(&format!("capacity.{kind}")), cap),
+                        "a pool cannot grow to less than it holds",
                     ));
                 }
+            }
+            for (kind, &step) in &pool.step {
+                if step > 0 && !pool.max.contains_key(kind) {
+                    return Err(ConfigError::invalid(
+                        at(&format!("step.{kind}")),
+                        step,
+                        format!("has no `max.{kind}` to grow to"),
+                    ));
+                }
+            }
+            for (kind, &cap) in &pool.capacity {
+                let ceiling = pool.max.get(kind).copied().unwrap_or(0).max(cap);
+                let sum = ceilings.entry(kind).or_default();
+                *sum = sum.checked_add(ceiling).ok_or_else(|| {
+                    ConfigError::invalid(
+                        at(&format!("capacity.{kind}")),
+                        cap,
+                        "the pools' capacities of this kind add up to more than 2^64 - 1",
+                    )
+                })?;
+            }
+            for (kind, &max) in pool.max.iter().filter(|(k, _)| !pool.capacity.contains_key(*k)) {
+                let sum = ceilings.entry(kind).or_default();
+                *sum = sum.checked_add(max).ok_or_else(|| {
+                    ConfigError::invalid(
+                        at(&format!("max.{kind}")),
+                        max,
+                        "the pools' capacities of this kind add up to more than 2^64 - 1",
+                    )
+                })?;
             }
         }
         Ok(())
@@ -186,7 +234,8 @@ pub struct QuotaConfig {
     /// parent too. Default: none (a root).
     #[serde(default)]
     pub parent: Option<String>,
-    /// The resource kind (by name); a child has its parent's kind.
+    /// The resource kind (by name: a known kind or `custom.<name>`); a
+    /// child has its parent's kind.
     pub kind: String,
     /// The limit, in the kind's unit (1 to 2^48 - 1).
     pub limit: u64,
@@ -215,7 +264,10 @@ pub struct QuotasConfig {
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
     /// Quotas defined at start, in any order (parents may come after their
-    /// children). Default: none.
+    /// children), written as `[[quotas.quotas]]` blocks. Default: none (and
+    /// then not written by `nexus config defaults`, so that blocks can be
+    /// appended to its output).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quotas: Vec<QuotaConfig>,
 }
 
@@ -246,32 +298,69 @@ impl QuotasConfig {
         }
         for (i, q) in self.quotas.iter().enumerate() {
             let at = |f: &str| format!("quotas.quotas[{i}].{f}");
-            if q.id.trim().is_empty() {
-                return Err(ConfigError::invalid(at("id"), "\"\"", "must not be empty"));
+            check_name(&at("id"), &q.id)?;
+            if let Some(parent) = &q.parent {
+                check_name(&at("parent"), parent)?;
             }
-            if self.quotas[..i].iter().any(|o| o.id == q.id) {
-                return Err(ConfigError::invalid(at("id"), &q.id, "is used by another quota"));
+            check_kind_name(&at("kind"), &q.kind)?;
+            if let Some(period) = q.period {
+                bounded_duration(&at("period"), period)?;
             }
-            if q.kind.trim().is_empty() {
-                return Err(ConfigError::invalid(at("kind"), "\"\"", "must not be empty"));
-            }
-            in_range(&at("limit"), q.limit, 1, MAX_QUOTA_AMOUNT)?;
-            in_range(&at("borrow_ceiling"), q.borrow_ceiling, 0, MAX_QUOTA_AMOUNT)?;
-            if let Some(period) = q.period.filter(|p| *p < MIN_QUOTA_PERIOD) {
-                return Err(ConfigError::invalid(
-                    at("period"),
-                    format!("\"{}\"", humantime::format_duration(period)),
-                    "must be at least 1ms",
-                ));
-            }
-            if q.parent.is_none() && q.borrow_ceiling > 0 {
-                return Err(ConfigError::invalid(
-                    at("borrow_ceiling"),
-                    q.borrow_ceiling,
-                    "a root has no parent to borrow from",
-                ));
+            if let Some(sel) = &q.selector {
+                for (f, value) in [
+                    ("tenant", &sel.tenant),
+                    ("workflow", &sel.workflow),
+                    ("agent", &sel.agent),
+                    ("model", &sel.model),
+                ] {
+                    if let Some(value) = value {
+                        check_name(&at(&format!("selector.{f}")), value)?;
+                    }
+                }
             }
         }
+        // The quota keeper's own rules, by the same function it runs.
+        let entries: Vec<QuotaEntry<'_>> = self
+            .quotas
+            .iter()
+            .map(|q| QuotaEntry {
+                id: &q.id,
+                parent: q.parent.as_deref(),
+                kind: &q.kind,
+                limit: q.limit,
+                borrow_ceiling: q.borrow_ceiling,
+                period: q.period,
+            })
+            .collect();
+        check_quota_tree(&entries, |_| None).map_err(|e| {
+            let at = |i: usize, f: &str| format!("quotas.quotas[{i}].{f}");
+            match e {
+                QuotaTreeError::AlreadyDefined {
+                    index,
+                    ref id,
+                    first: Some(first),
+                } => ConfigError::conflict(
+                    (at(index, "id"), format!("{id:?}")),
+                    (at(first, "id"), format!("{id:?}")),
+                    "quota ids must be unique",
+                ),
+                QuotaTreeError::KindMismatch {
+                    index,
+                    ref kind,
+                    ref parent_kind,
+                    parent_index: Some(p),
+                    ..
+                } => ConfigError::conflict(
+                    (at(index, "kind"), format!("{kind:?}")),
+                    (at(p, "kind"), format!("{parent_kind:?}")),
+                    "a child quota counts its parent's kind",
+                ),
+                e => ConfigError::QuotaTree {
+                    field: at(e.index(), e.field()),
+                    source: Box::new(e),
+                },
+            }
+        })?;
         Ok(())
     }
 }

@@ -1,3 +1,5 @@
+use std::io::Read;
+
 use super::*;
 
 fn parse_err(text: &str) -> ConfigError {
@@ -91,7 +93,7 @@ fn inconsistent_values_are_rejected() {
 #[test]
 fn bad_toml_syntax_is_a_parse_error() {
     let err = parse_err("[mailbox\n");
-    assert!(matches!(err, ConfigError::Parse { .. }));
+    assert!(matches!(err, ConfigError::Syntax { line: 1, .. }), "{err:?}");
 }
 
 #[test]
@@ -133,4 +135,290 @@ fn the_quota_sweep_interval_is_validated_naming_the_field() {
     assert_eq!(ok.quotas.sweep_interval, Duration::from_millis(32_767));
     // Without periods any sweep interval will do.
     NexusConfig::from_toml_str("[quotas]\nsweep_interval = \"1day\"\n").unwrap();
+}
+
+/// The dotted path of every `key = value` line of the printed defaults
+/// outside arrays of tables, with the line itself.
+fn default_keys() -> Vec<(String, String, String)> {
+    let text = NexusConfig::default().to_toml_string();
+    let mut table = String::new();
+    let mut in_array = false;
+    let mut keys = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(h) = line.strip_prefix("[[") {
+            table = h.trim_end_matches("]]").to_string();
+            in_array = true;
+        } else if let Some(h) = line.strip_prefix('[') {
+            table = h.trim_end_matches(']').to_string();
+            in_array = table.starts_with("scheduler.pools");
+        } else if !in_array {
+            let key = line.split('=').next().unwrap().trim();
+            let path = if table.is_empty() {
+                key.to_string()
+            } else {
+                format!("{table}.{key}")
+            };
+            keys.push((path, table.clone(), line.to_string()));
+        }
+    }
+    keys
+}
+
+#[test]
+fn every_table_fills_the_keys_it_omits() {
+    let keys = default_keys();
+    assert!(keys.len() > 50, "{keys:?}");
+    for (path, table, line) in keys {
+        let text = if table.is_empty() {
+            format!("{line}\n")
+        } else {
+            format!("[{table}]\n{line}\n")
+        };
+        let cfg = NexusConfig::from_toml_str(&text).unwrap_or_else(|e| panic!("{path} alone: {e}"));
+        assert_eq!(cfg, NexusConfig::default(), "{path} alone");
+    }
+    // The case from the field: a partial admission policy.
+    let cfg = NexusConfig::from_toml_str("[router.admission.policy]\nlow = \"wait\"\n").unwrap();
+    assert_eq!(cfg.router.admission.policy.low, AdmissionPolicy::Wait);
+    assert_eq!(cfg.router.admission.policy.high, AdmissionPolicy::Wait);
+}
+
+#[test]
+fn every_duration_is_bounded_naming_the_field() {
+    let mut durations = 0;
+    for (path, table, line) in default_keys() {
+        let (key, value) = line.split_once('=').unwrap();
+        let Some(value) = value.trim().strip_prefix('"').and_then(|v| v.strip_suffix('"')) else {
+            continue;
+        };
+        if humantime::parse_duration(value).is_err() {
+            continue;
+        }
+        durations += 1;
+        let text = format!("[{table}]\n{} = \"500000000years\"\n", key.trim());
+        let err = parse_err(&text);
+        assert_eq!(err.field(), path, "{err}");
+        assert!(err.to_string().contains("100 years"), "{err}");
+    }
+    assert!(durations >= 20, "found {durations} duration fields");
+    let quota = "[[quotas.quotas]]\nid = \"q\"\nkind = \"cost\"\nlimit = 5\nperiod = \"500000000years\"\n";
+    assert_eq!(parse_err(quota).field(), "quotas.quotas[0].period");
+    NexusConfig::from_toml_str("[ledger]\nretention = \"100years\"\n").unwrap();
+}
+
+#[test]
+fn integers_above_toml_range_are_refused_naming_the_field() {
+    let err = parse_err("[cache]\nmemory_bytes = 18446744073709551615\n");
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err:?}");
+    assert_eq!(err.field(), "cache.memory_bytes");
+    assert!(err.to_string().contains("line 2"), "{err}");
+    let err = parse_err("[[scheduler.pools]]\nname = \"p\"\ncapacity = { cpu = 9223372036854775808 }\n");
+    assert_eq!(err.field(), "scheduler.pools[0].capacity.cpu", "{err}");
+    NexusConfig::from_toml_str("[cache]\nmemory_bytes = 9223372036854775807\n").unwrap();
+    // Built in code, a value TOML cannot write is refused by validate.
+    let mut cfg = NexusConfig::default();
+    cfg.cache.disk_bytes = u64::MAX;
+    assert_eq!(cfg.validate().unwrap_err().field(), "cache.disk_bytes");
+}
+
+#[test]
+fn misspelt_resource_kinds_are_refused_and_custom_kinds_need_the_prefix() {
+    let pool = |cap: &str| format!("[[scheduler.pools]]\nname = \"p\"\ncapacity = {{ {cap} }}\n");
+    let err = parse_err(&pool("gpus = 4"));
+    assert_eq!(err.field(), "scheduler.pools[0].capacity.gpus", "{err}");
+    assert!(err.to_string().contains("custom."), "{err}");
+    let err = parse_err(&format!("{}max = {{ cpus = 8 }}\n", pool("cpu = 4")));
+    assert_eq!(err.field(), "scheduler.pools[0].max.cpus", "{err}");
+    let cfg = NexusConfig::from_toml_str(&pool("\"custom.vector_searches\" = 100, gpu = 1")).unwrap();
+    assert_eq!(cfg.scheduler.pools[0].capacity["custom.vector_searches"], 100);
+    assert_eq!(
+        parse_err(&pool("\"custom.\" = 1")).field(),
+        "scheduler.pools[0].capacity.custom."
+    );
+    let err = parse_err("[[quotas.quotas]]\nid = \"q\"\nkind = \"input_token\"\nlimit = 5\n");
+    assert_eq!(err.field(), "quotas.quotas[0].kind", "{err}");
+    // A step for a kind the pool cannot grow in is dead: refused.
+    let err = parse_err(&format!(
+        "{}max = {{ cpu = 8 }}\nstep = {{ gpu = 1 }}\n",
+        pool("cpu = 4")
+    ));
+    assert_eq!(err.field(), "scheduler.pools[0].step.gpu", "{err}");
+}
+
+fn quotas(entries: &[(&str, Option<&str>, &str)]) -> String {
+    entries
+        .iter()
+        .map(|(id, parent, kind)| {
+            let parent = parent.map(|p| format!("parent = \"{p}\"\n")).unwrap_or_default();
+            format!("[[quotas.quotas]]\nid = \"{id}\"\n{parent}kind = \"{kind}\"\nlimit = 100\n")
+        })
+        .collect()
+}
+
+#[test]
+fn quota_trees_the_keeper_would_refuse_are_refused_at_check_time() {
+    let err = parse_err(&quotas(&[("a", None, "cost"), ("b", Some("nobody"), "cost")]));
+    assert_eq!(err.field(), "quotas.quotas[1].parent", "{err}");
+    assert!(matches!(
+        err,
+        ConfigError::QuotaTree { source, .. } if matches!(*source, QuotaTreeError::UnknownParent { .. })
+    ));
+
+    let err = parse_err(&quotas(&[("a", Some("a"), "cost")]));
+    assert_eq!(err.field(), "quotas.quotas[0].parent", "{err}");
+    assert!(err.to_string().contains("cycle"), "{err}");
+
+    let err = parse_err(&quotas(&[
+        ("a", Some("c"), "cost"),
+        ("b", Some("a"), "cost"),
+        ("c", Some("b"), "cost"),
+    ]));
+    assert!(err.to_string().contains("cycle"), "{err}");
+    assert!(err.field().ends_with(".parent"), "{err}");
+
+    let err = parse_err(&quotas(&[("b", Some("a"), "cost"), ("a", None, "input_tokens")]));
+    assert_eq!(err.field(), "quotas.quotas[0].kind", "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("quotas.quotas[0].kind") && text.contains("quotas.quotas[1].kind"),
+        "{text}"
+    );
+
+    let err = parse_err(&quotas(&[("a", None, "cost"), ("a", None, "cost")]));
+    let text = err.to_string();
+    assert!(
+        text.contains("quotas.quotas[1].id") && text.contains("quotas.quotas[0].id"),
+        "{text}"
+    );
+
+    let chain: Vec<(String, Option<String>)> = (0..=MAX_QUOTA_DEPTH)
+        .map(|i| (format!("q{i}"), i.checked_sub(1).map(|p| format!("q{p}"))))
+        .collect();
+    let entries: Vec<(&str, Option<&str>, &str)> = chain
+        .iter()
+        .map(|(id, p)| (id.as_str(), p.as_deref(), "cost"))
+        .collect();
+    let err = parse_err(&quotas(&entries));
+    assert!(
+        matches!(
+            err,
+            ConfigError::QuotaTree { ref source, .. } if matches!(**source, QuotaTreeError::TooDeep { .. })
+        ),
+        "{err}"
+    );
+    NexusConfig::from_toml_str(&quotas(&entries[..MAX_QUOTA_DEPTH])).unwrap();
+}
+
+#[test]
+fn contradicting_fields_are_refused_naming_both() {
+    let both = |text: &str, a: &str, b: &str| {
+        let err = parse_err(text);
+        assert!(matches!(err, ConfigError::Conflict { .. }), "{err:?}");
+        assert_eq!(err.field(), a, "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(a) && msg.contains(b), "{msg}");
+    };
+    both(
+        "[router.health]\ninterval = \"5s\"\ntimeout = \"10s\"\n",
+        "router.health.timeout",
+        "router.health.interval",
+    );
+    both(
+        "[llm]\ntokens_per_minute = 1000\ninput_tokens_per_minute = 2000\n",
+        "llm.input_tokens_per_minute",
+        "llm.tokens_per_minute",
+    );
+    both(
+        "[llm]\ntokens_per_minute = 1000\noutput_tokens_per_minute = 1001\n",
+        "llm.output_tokens_per_minute",
+        "llm.tokens_per_minute",
+    );
+    both(
+        "[llm.retry]\nbase_backoff = \"2s\"\nmax_backoff = \"1s\"\n",
+        "llm.retry.max_backoff",
+        "llm.retry.base_backoff",
+    );
+    both(
+        "[monitor]\ninterval = \"2m\"\naggregation = \"1m\"\n",
+        "monitor.interval",
+        "monitor.aggregation",
+    );
+}
+
+#[test]
+fn names_with_control_characters_or_only_whitespace_are_refused() {
+    assert_eq!(parse_err("[node]\nname = \"a\\u0000b\"\n").field(), "node.name");
+    assert_eq!(parse_err("[node]\nname = \"line\\nbreak\"\n").field(), "node.name");
+    assert_eq!(parse_err("[node]\ndata_dir = \"   \"\n").field(), "node.data_dir");
+    assert_eq!(parse_err("[node]\ndata_dir = \"a\\u0000\"\n").field(), "node.data_dir");
+    assert_eq!(
+        parse_err("[[scheduler.pools]]\nname = \"p\\u001b\"\ncapacity = { cpu = 1 }\n").field(),
+        "scheduler.pools[0].name"
+    );
+    assert_eq!(
+        parse_err("[[quotas.quotas]]\nid = \"q\\t\"\nkind = \"cost\"\nlimit = 1\n").field(),
+        "quotas.quotas[0].id"
+    );
+    assert_eq!(
+        parse_err("[[quotas.quotas]]\nid = \"q\"\nkind = \"cost\"\nlimit = 1\nselector = { tenant = \"\\u0007\" }\n")
+            .field(),
+        "quotas.quotas[0].selector.tenant"
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_line_and_column() {
+    let err = parse_err("[node]\nname = \"n\"\n[mailbox\n");
+    match &err {
+        ConfigError::Syntax { line, column, .. } => assert_eq!((*line, *column), (3, 9), "{err}"),
+        other => panic!("not a syntax error: {other:?}"),
+    }
+    assert!(err.to_string().contains("line 3, column 9"), "{err}");
+    // A type error carries its position too.
+    let err = parse_err("\n[router.health]\ntimeout = 5\n");
+    assert!(err.to_string().contains("line 3"), "{err}");
+}
+
+#[test]
+fn a_missing_required_key_is_named_by_its_path() {
+    let err = parse_err("[[quotas.quotas]]\nid = \"q\"\nkind = \"cost\"\n");
+    assert_eq!(err.field(), "quotas.quotas[0].limit", "{err}");
+}
+
+#[test]
+fn input_is_bounded_in_size_and_must_be_utf8() {
+    let zeros = std::io::repeat(0).take(u64::MAX);
+    let err = NexusConfig::from_reader(zeros, "/dev/zero").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::TooLarge {
+                limit: MAX_CONFIG_BYTES
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("1048576"), "{err}");
+    let long = format!("# {}\n", "x".repeat(MAX_CONFIG_BYTES));
+    assert!(matches!(
+        NexusConfig::from_toml_str(&long),
+        Err(ConfigError::TooLarge { .. })
+    ));
+    let err = NexusConfig::from_reader(&b"[node]\nname = \"\xff\"\n"[..], "bytes").unwrap_err();
+    assert!(matches!(err, ConfigError::NotUtf8 { offset: 15 }), "{err:?}");
+    let cfg = NexusConfig::from_reader(&b"[mailbox.high]\ncapacity = 7\n"[..], "bytes").unwrap();
+    assert_eq!(cfg.mailbox.high.capacity, 7);
+}
+
+#[test]
+fn the_defaults_can_be_extended_with_quotas_and_pools() {
+    let mut text = NexusConfig::default().to_toml_string();
+    assert!(!text.contains("quotas = []"), "{text}");
+    text.push_str(&quotas(&[("root", None, "cost"), ("acme", Some("root"), "cost")]));
+    text.push_str("[[scheduler.pools]]\nname = \"gpu\"\ncapacity = { gpu = 4 }\n");
+    let cfg = NexusConfig::from_toml_str(&text).unwrap();
+    assert_eq!(cfg.quotas.quotas.len(), 2);
+    assert_eq!(cfg.scheduler.pools.len(), 2);
+    let back = NexusConfig::from_toml_str(&cfg.to_toml_string()).unwrap();
+    assert_eq!(back, cfg);
 }
