@@ -34,13 +34,15 @@ fn owners(router: &RouterHandle<Msg>, keys: &[RoutingKey]) -> Vec<MemberId> {
     keys.iter().map(|k| router.pick(Some(k)).unwrap()).collect()
 }
 
-async fn ring_router(node: &Node, members: usize) -> (RouterHandle<Msg>, Vec<MemberId>) {
-    let router = Router::spawn(node, "ring", strategy_config(RoutingStrategyKind::ConsistentHash))
+/// A consistent-hash router named `name` over `members` agents; the
+/// members are named `shard-{i}` in the ring whatever the router.
+async fn ring_router(node: &Node, name: &str, members: usize) -> (RouterHandle<Msg>, Vec<MemberId>) {
+    let router = Router::spawn(node, name, strategy_config(RoutingStrategyKind::ConsistentHash))
         .await
         .unwrap();
     let mut ids = Vec::new();
     for i in 0..members {
-        let agent = node.spawn_agent(&format!("shard-{i}"), Probe).await.unwrap();
+        let agent = node.spawn_agent(&format!("{name}-shard-{i}"), Probe).await.unwrap();
         ids.push(router.add_named_member(agent, format!("shard-{i}"), 1).await.unwrap());
     }
     (router, ids)
@@ -49,7 +51,7 @@ async fn ring_router(node: &Node, members: usize) -> (RouterHandle<Msg>, Vec<Mem
 #[tokio::test]
 async fn the_same_key_always_maps_to_the_same_member() {
     let node = Node::start(NexusConfig::default()).await.unwrap();
-    let (router, _) = ring_router(&node, 5).await;
+    let (router, _) = ring_router(&node, "ring", 5).await;
     let keys: Vec<RoutingKey> = (0..300).map(|i| RoutingKey::new(format!("tenant-{i}"))).collect();
     let first = owners(&router, &keys);
     for _ in 0..3 {
@@ -61,7 +63,7 @@ async fn the_same_key_always_maps_to_the_same_member() {
         }
     }
     // A second router naming its members alike maps every key alike.
-    let (other, _) = ring_router(&node, 5).await;
+    let (other, _) = ring_router(&node, "other-ring", 5).await;
     let names = |r: &RouterHandle<Msg>, ids: &[MemberId]| -> Vec<String> {
         let members = r.members();
         ids.iter()
@@ -75,7 +77,7 @@ async fn the_same_key_always_maps_to_the_same_member() {
 #[tokio::test]
 async fn adding_a_member_moves_about_its_share_of_100k_keys_only_onto_it() {
     let node = Node::start(NexusConfig::default()).await.unwrap();
-    let (router, _) = ring_router(&node, N).await;
+    let (router, _) = ring_router(&node, "ring", N).await;
     let keys = keys();
     let before = owners(&router, &keys);
 
@@ -99,7 +101,7 @@ async fn adding_a_member_moves_about_its_share_of_100k_keys_only_onto_it() {
 #[tokio::test]
 async fn removing_a_member_moves_only_its_keys() {
     let node = Node::start(NexusConfig::default()).await.unwrap();
-    let (router, ids) = ring_router(&node, N).await;
+    let (router, ids) = ring_router(&node, "ring", N).await;
     let keys = keys();
     let before = owners(&router, &keys);
     let gone = ids[3];

@@ -62,7 +62,7 @@ async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
     )
     .await
     .unwrap();
-    let children: Vec<String> = node.children().await.into_iter().map(|c| c.name).collect();
+    let children: Vec<String> = node.system_children().await.into_iter().map(|c| c.name).collect();
     assert!(children.contains(&"node-quota-keeper".to_string()));
     assert!(children.contains(&"node-scheduler".to_string()));
 
