@@ -28,7 +28,7 @@ pub(crate) async fn overhead_us(samples: u64) -> anyhow::Result<(f64, f64)> {
     let unlimited = RateLimits::rpm_tpm(1_000_000_000, 1_000_000_000_000);
     let catalogue = ModelCatalogue::new(vec![
         ModelSpec::new("m", 128_000, 150_000, 600_000)
-            .deployment(DeploymentSpec::new("m@sim", "sim").limits(unlimited.clone())),
+            .deployment(DeploymentSpec::new("m@sim", "sim").limits(unlimited)),
     ])?;
     let mut args = LlmGatewayArgs::new(
         catalogue,

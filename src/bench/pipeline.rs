@@ -263,7 +263,7 @@ impl Pipeline {
         let unlimited = RateLimits::rpm_tpm(UNLIMITED_RPM, UNLIMITED_TPM);
         let catalogue = ModelCatalogue::new(vec![
             ModelSpec::new(MODEL, 16_000, 500_000, 1_500_000)
-                .deployment(DeploymentSpec::new("swift-small@sim", "sim").limits(unlimited.clone())),
+                .deployment(DeploymentSpec::new("swift-small@sim", "sim").limits(unlimited)),
         ])?;
         let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(7));
         let mut args = LlmGatewayArgs::new(
