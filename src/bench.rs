@@ -105,7 +105,7 @@ pub struct BenchOptions {
     pub threshold: f64,
     /// Run one of the seeds' load scenarios over the real path instead;
     /// prints one JSON line on stdout.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with_all = ["quick", "smoke", "json", "runs", "save", "baseline"])]
     pub scenario: Option<ScenarioKind>,
     /// The scenario's length (e.g. `90s`, `10m`). Default: ramp 5m, peak 5m,
     /// stress 2m, soak 10m.
@@ -488,10 +488,11 @@ pub fn main(cli: BenchCli) -> anyhow::Result<ExitCode> {
     }
     // Read the baseline first: a bad file should not cost a whole run.
     let baseline = opts.baseline.as_deref().map(results::load).transpose()?;
-    let mut runs = Vec::with_capacity(opts.runs as usize);
-    for i in 0..opts.runs {
-        if opts.runs > 1 {
-            eprintln!("run {} of {}", i + 1, opts.runs);
+    let n = opts.runs.max(1);
+    let mut runs = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        if n > 1 {
+            eprintln!("run {} of {n}", i + 1);
         }
         runs.push(run_once(&opts)?);
     }

@@ -384,10 +384,11 @@ impl Pipeline {
     /// Stops everything and removes the data directory.
     pub(crate) async fn shutdown(self) {
         self.node.shutdown(Duration::from_secs(30)).await;
-        self.gateway_actor.stop(None);
-        self.ledger_actor.stop(None);
-        // Give the ledger a moment to close its store before the directory goes.
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Stopped and waited for, so the ledger has closed its store before
+        // the directory goes. An error means it had already stopped.
+        let wait = Some(Duration::from_secs(30));
+        let _ = self.gateway_actor.stop_and_wait(None, wait).await;
+        let _ = self.ledger_actor.stop_and_wait(None, wait).await;
     }
 }
 

@@ -485,7 +485,7 @@ pub fn rows(r: &BenchReport) -> Vec<[String; 3]> {
                 "high-priority ask p99 while {} normal messages flood the agent",
                 thousands(r.flood_messages as f64)
             ),
-            format!("{:.0} us", r.high_ask_p99_under_flood_us),
+            format!("{} us", thousands(r.high_ask_p99_under_flood_us)),
             "<= 30 us",
         ),
         row(
