@@ -26,18 +26,9 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Run the load benchmark: our data plane against bare ractor, the seeds' targets, scale.
-    Bench {
-        /// Smaller workloads (under a minute on 2 cores).
-        #[arg(long)]
-        quick: bool,
-        /// Also write the report as one JSON object to this file.
-        #[arg(long, value_name = "FILE")]
-        json: Option<PathBuf>,
-        /// Tiny workloads that only prove the harness runs (for tests).
-        #[arg(long, hide = true)]
-        smoke: bool,
-    },
+    /// Run the load benchmark (our data plane against bare ractor, the seeds'
+    /// scenario through the real path, scale), a load scenario, or render saved results.
+    Bench(crate::bench::BenchCli),
     /// Print a cost report (total or grouped, table/JSON/CSV) from a ledger's data directory.
     Report(report::ReportArgs),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
@@ -65,10 +56,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::stdout().write_all(text.as_bytes())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Bench { quick, json, smoke } => {
-            crate::bench::run(&crate::bench::BenchOptions { quick, smoke, json })?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Bench(bench) => crate::bench::main(bench),
         Command::Config(ConfigCommand::Check { file }) => {
             let checked = if file.as_os_str() == "-" {
                 NexusConfig::from_reader(std::io::stdin().lock(), "<stdin>")

@@ -1,14 +1,15 @@
 //! Our data plane: agents behind bounded priority lanes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nexus_swarm_actors::router::{Router, RouterHandle};
 use nexus_swarm_runtime::config::RouterConfig;
 use nexus_swarm_runtime::prelude::*;
-use tokio::sync::oneshot;
+
+use super::raw::Tally;
 
 /// Messages of the benchmark's agents.
 #[derive(Debug)]
@@ -17,42 +18,35 @@ pub(crate) enum BenchMsg {
     Hit,
     /// Answer at once.
     Ask(Reply<()>),
-    /// Seed scenario: forward to a peer agent `hops` more times, then answer.
+    /// Ping-pong: forward to the next agent `hops` more times, then answer.
     Chat { hops: u8, reply: Reply<()> },
 }
 
-/// Counts hits across all workers sharing `count`, reports when `target` is
-/// reached, answers asks, and forwards chats to its peers.
+/// The peers a ping-pong agent forwards to, set once all are spawned.
+type Peers = Arc<OnceLock<Vec<AgentRef<BenchMsg>>>>;
+
+/// Counts hits on a [`Tally`] (shared by all workers of a pool, the same
+/// work as the bare actor's), answers asks, and forwards chats to its peers.
 #[derive(Debug)]
 pub(crate) struct BenchAgent {
-    count: Arc<AtomicU64>,
-    target: u64,
-    done: Mutex<Option<oneshot::Sender<()>>>,
-    peers: Arc<OnceLock<Vec<AgentRef<BenchMsg>>>>,
+    tally: Arc<Tally>,
+    peers: Option<Peers>,
     index: usize,
 }
 
 impl BenchAgent {
-    pub(crate) fn counting(target: u64) -> (Self, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        let agent = Self {
-            count: Arc::new(AtomicU64::new(0)),
-            target,
-            done: Mutex::new(Some(tx)),
-            peers: Arc::new(OnceLock::new()),
-            index: 0,
-        };
-        (agent, rx)
-    }
-
-    fn idle() -> Self {
+    /// An agent counting on `tally`.
+    pub(crate) fn counting(tally: Arc<Tally>) -> Self {
         Self {
-            count: Arc::new(AtomicU64::new(0)),
-            target: u64::MAX,
-            done: Mutex::new(None),
-            peers: Arc::new(OnceLock::new()),
+            tally,
+            peers: None,
             index: 0,
         }
+    }
+
+    /// An agent that never reports (idle agents, latency probes).
+    pub(crate) fn idle() -> Self {
+        Self::counting(Tally::idle())
     }
 }
 
@@ -66,20 +60,13 @@ impl Agent for BenchAgent {
 
     async fn handle(&self, _ctx: &AgentContext<BenchMsg>, msg: BenchMsg, _: &mut ()) -> Result<(), HandlerError> {
         match msg {
-            BenchMsg::Hit => {
-                if self.count.fetch_add(1, Ordering::Relaxed) + 1 == self.target {
-                    if let Some(done) = self.done.lock().map_err(|_| "poisoned")?.take() {
-                        // The benchmark may have given up; nothing to report then.
-                        let _ = done.send(());
-                    }
-                }
-            }
+            BenchMsg::Hit => self.tally.hit(),
             BenchMsg::Ask(reply) => reply.send(()),
             BenchMsg::Chat { hops, reply } => {
                 if hops == 0 {
                     reply.send(());
                 } else {
-                    let peers = self.peers.get().ok_or("peers not set")?;
+                    let peers = self.peers.as_ref().and_then(|p| p.get()).ok_or("peers not set")?;
                     let next = &peers[(self.index + 1) % peers.len()];
                     next.send(BenchMsg::Chat { hops: hops - 1, reply }, Priority::Normal)
                         .await
@@ -114,19 +101,38 @@ async fn routed_pool(node: &Node, agent: BenchAgent, workers: usize) -> anyhow::
     Ok(router)
 }
 
-/// Casts `n` messages from one task through the data plane: a quota charge
-/// (one unit on a 3-level tree, every level), then a router (admission,
-/// pick) into a pool of `workers` agents' lanes; msgs/s until all are
-/// handled.
-pub(crate) async fn routed_cast_throughput(n: u64, workers: usize) -> anyhow::Result<f64> {
+/// Sends `n` messages from one task to one agent the way a user would:
+/// `AgentRef::try_send`, and `send` (waiting for room) when the lane is
+/// full; msgs/s until all are handled.
+pub(crate) async fn agent_send_throughput(n: u64) -> anyhow::Result<f64> {
     let node = Node::start(node_config()).await?;
-    let (agent, done) = BenchAgent::counting(n);
-    let router = routed_pool(&node, agent, workers).await?;
-    let (_table, quotas) = super::micro::quota_tree()?;
-    let quota = quotas.resolve("agent")?;
+    let (tally, done) = Tally::new(n);
+    let agent = node.spawn_agent("bench", BenchAgent::counting(tally)).await?;
     let started = Instant::now();
     for _ in 0..n {
-        quota.try_consume(1)?;
+        if let Err(e) = agent.try_send(BenchMsg::Hit, Priority::Normal) {
+            agent
+                .send(e.into_inner(), Priority::Normal)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    done.await?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    node.shutdown(Duration::from_secs(10)).await;
+    Ok(rate)
+}
+
+/// Sends `n` messages from one task through a router (admission, pick)
+/// into a pool of `workers` agents' lanes; msgs/s until all are handled.
+/// (No quota charge: the bare baseline has none; the charge is measured on
+/// its own and inside the LLM scenario.)
+pub(crate) async fn routed_cast_throughput(n: u64, workers: usize) -> anyhow::Result<f64> {
+    let node = Node::start(node_config()).await?;
+    let (tally, done) = Tally::new(n);
+    let router = routed_pool(&node, BenchAgent::counting(tally), workers).await?;
+    let started = Instant::now();
+    for _ in 0..n {
         router
             .send(BenchMsg::Hit, Priority::Normal, None)
             .await
@@ -224,20 +230,18 @@ pub(crate) async fn high_ask_under_flood(flood: u64, asks: u64, gap: Duration) -
     Ok(hist)
 }
 
-/// The seeds' scenario: `agents` agents and `chats` concurrent chats, each
-/// chat a closed loop of requests that hop agent -> peer agent -> reply.
+/// Agent ping-pong: `agents` agents and `chats` concurrent chats, each
+/// chat a closed loop of asks that hop agent -> peer agent -> reply (no
+/// router, quota, gateway or ledger: message passing only; the seeds'
+/// scenario through the real path is [`super::pipeline`]).
 /// Returns (agent messages per second, latency of each exchange).
-pub(crate) async fn seed_scenario(
-    agents: usize,
-    chats: usize,
-    duration: Duration,
-) -> anyhow::Result<(f64, Histogram<u64>)> {
+pub(crate) async fn pingpong(agents: usize, chats: usize, duration: Duration) -> anyhow::Result<(f64, Histogram<u64>)> {
     let node = Node::start(node_config()).await?;
     let peers = Arc::new(OnceLock::new());
     let mut refs = Vec::with_capacity(agents);
     for index in 0..agents {
         let agent = BenchAgent {
-            peers: Arc::clone(&peers),
+            peers: Some(Arc::clone(&peers)),
             index,
             ..BenchAgent::idle()
         };
@@ -286,11 +290,41 @@ pub(crate) async fn seed_scenario(
     Ok((2.0 * exchanges as f64 / elapsed, hist))
 }
 
-/// Spawns `n` idle supervised agents (the memory probe's workload).
-pub(crate) async fn spawn_idle_agents(node: &Node, n: usize) -> anyhow::Result<Vec<AgentRef<BenchMsg>>> {
+/// Spawns `n` idle supervised agents named `{prefix}-{i}` (the memory
+/// probe's workload), all counting on one shared tally, as the bare probe's
+/// actors do.
+pub(crate) async fn spawn_idle_agents(node: &Node, prefix: &str, n: usize) -> anyhow::Result<Vec<AgentRef<BenchMsg>>> {
+    let tally = Tally::idle();
     let mut refs = Vec::with_capacity(n);
     for i in 0..n {
-        refs.push(node.spawn_agent(&format!("idle-{i}"), BenchAgent::idle()).await?);
+        refs.push(
+            node.spawn_agent(&format!("{prefix}-{i}"), BenchAgent::counting(Arc::clone(&tally)))
+                .await?,
+        );
     }
     Ok(refs)
+}
+
+/// Milliseconds to spawn `n` separate agents with `Node::spawn_agent`, on
+/// a fresh node.
+pub(crate) async fn spawn_agents_ms(n: usize) -> anyhow::Result<f64> {
+    let node = Node::start(NexusConfig::default()).await?;
+    let started = Instant::now();
+    let refs = spawn_idle_agents(&node, "idle", n).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(refs);
+    node.shutdown(Duration::from_secs(30)).await;
+    Ok(ms)
+}
+
+/// Milliseconds for one `Node::spawn_pool` of `n` workers, on a fresh node.
+pub(crate) async fn pool_spawn_ms(n: usize) -> anyhow::Result<f64> {
+    let node = Node::start(NexusConfig::default()).await?;
+    let started = Instant::now();
+    let pool = node.spawn_pool("spawn-bench", n, BenchAgent::idle()).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    anyhow::ensure!(pool.size() == n, "pool has {} workers, asked for {n}", pool.size());
+    drop(pool);
+    node.shutdown(Duration::from_secs(30)).await;
+    Ok(ms)
 }

@@ -6,6 +6,7 @@
 //! `/proc/self/status`, prints one JSON line and exits.
 
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,7 +24,7 @@ pub(crate) struct ProbeResult {
     /// Resident bytes added per actor.
     pub(crate) bytes_per_actor: u64,
     /// Time to spawn them all.
-    pub(crate) spawn_ms: u64,
+    pub(crate) spawn_ms: f64,
 }
 
 /// Resident set size of this process in bytes (Linux).
@@ -72,17 +73,18 @@ fn run_probe(spec: &str) -> anyhow::Result<ProbeResult> {
         match kind {
             "raw" => {
                 // Warm the allocator and runtime with a few actors first.
+                let tally = super::raw::Tally::idle();
                 let mut warm = Vec::new();
                 for _ in 0..64 {
-                    warm.push(Actor::spawn(None, super::raw::RawCounter, (u64::MAX, None)).await?.0);
+                    warm.push(Actor::spawn(None, super::raw::RawCounter, Arc::clone(&tally)).await?.0);
                 }
                 let before = rss_bytes()?;
                 let started = Instant::now();
                 let mut actors = Vec::with_capacity(n);
                 for _ in 0..n {
-                    actors.push(Actor::spawn(None, super::raw::RawCounter, (u64::MAX, None)).await?.0);
+                    actors.push(Actor::spawn(None, super::raw::RawCounter, Arc::clone(&tally)).await?.0);
                 }
-                let spawn_ms = started.elapsed().as_millis() as u64;
+                let spawn_ms = started.elapsed().as_secs_f64() * 1e3;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let after = rss_bytes()?;
                 let result = ProbeResult {
@@ -95,11 +97,11 @@ fn run_probe(spec: &str) -> anyhow::Result<ProbeResult> {
             }
             "agents" => {
                 let node = nexus_swarm_runtime::node::Node::start(Default::default()).await?;
-                let warm = super::lanes::spawn_idle_agents(&node, 64).await?;
+                let warm = super::lanes::spawn_idle_agents(&node, "warm", 64).await?;
                 let before = rss_bytes()?;
                 let started = Instant::now();
-                let agents = super::lanes::spawn_idle_agents(&node, n).await?;
-                let spawn_ms = started.elapsed().as_millis() as u64;
+                let agents = super::lanes::spawn_idle_agents(&node, "idle", n).await?;
+                let spawn_ms = started.elapsed().as_secs_f64() * 1e3;
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let after = rss_bytes()?;
                 drop((warm, agents));
