@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::report::{EXIT_CODES, EXIT_DAMAGED, EXIT_USAGE, exit_code_of, resolve_data_dir, without_panic_exit};
-use crate::actors::cost_ledger::{Damage, LedgerError, RedbStore, VerifyReport};
+use crate::actors::cost_ledger::{Damage, LedgerError, LedgerStore, RecordCodec, RedbStore, VerifyReport};
 
 /// `nexus ledger ...`
 #[derive(Debug, Subcommand)]
@@ -20,6 +20,21 @@ pub enum LedgerCommand {
     /// Check a ledger store for damage without writing it: exit 0 if intact,
     /// 1 listing what is damaged.
     Verify(VerifyArgs),
+    /// Write each record of a ledger as one file in the form the record
+    /// codec decodes (`RecordCodec::encode_entry`): seeds for the
+    /// `ledger_record` fuzz target.
+    #[command(hide = true)]
+    DumpRecords {
+        /// The data directory holding `ledger.redb`.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Write at most this many records.
+        #[arg(long, default_value_t = 48)]
+        limit: usize,
+    },
 }
 
 /// `nexus ledger verify ...`
@@ -45,6 +60,31 @@ pub fn run(command: LedgerCommand) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::from(EXIT_USAGE))
             }
         },
+        LedgerCommand::DumpRecords { data_dir, out, limit } => {
+            let store = match RedbStore::open_read_only(&data_dir) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("nexus ledger dump-records: {e}");
+                    return Ok(exit_code_of(&e));
+                }
+            };
+            let mut records = Vec::new();
+            if let Err(e) = store.visit_records(0, u64::MAX, &mut |r| {
+                if records.len() < limit {
+                    records.push(r);
+                }
+                Ok(())
+            }) {
+                eprintln!("nexus ledger dump-records: {e}");
+                return Ok(exit_code_of(&e));
+            }
+            std::fs::create_dir_all(&out)?;
+            for r in &records {
+                std::fs::write(out.join(format!("record-{}", r.id)), RecordCodec::encode_entry(r))?;
+            }
+            println!("{} records written to {}", records.len(), out.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -177,6 +177,12 @@ pub enum Damaged {
         /// The start of its UTC day (microseconds since the Unix epoch).
         day_us: u64,
     },
+    /// The index entry (count and checksum sum of the records and
+    /// aggregates) of one hour: it disagrees with what the hour holds.
+    Index {
+        /// The start of the hour (microseconds since the Unix epoch).
+        hour_us: u64,
+    },
     /// One budget definition.
     Budget {
         /// The budget's id.
@@ -205,6 +211,7 @@ impl fmt::Display for Damaged {
             Damaged::Meta { key } => write!(f, "metadata `{key}`"),
             Damaged::Record { at_us, id } => write!(f, "record {id} at {}", time(*at_us)),
             Damaged::Aggregate { day_us } => write!(f, "daily aggregate of {}", time(*day_us)),
+            Damaged::Index { hour_us } => write!(f, "usage index of the hour from {}", time(*hour_us)),
             Damaged::Budget { id } => write!(f, "budget `{id}`"),
             Damaged::Spend { budget, bucket_us } => {
                 write!(f, "spend of budget `{budget}` from {}", time(*bucket_us))

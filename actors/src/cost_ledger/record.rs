@@ -264,6 +264,7 @@ pub(super) enum Domain {
     Spend = 4,
     Prices = 5,
     Meta = 6,
+    Index = 7,
 }
 
 /// Bytes of the checksum that ends every sealed value.

@@ -58,7 +58,8 @@
 //! can outgrow memory.
 
 use std::any::Any;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::fs::File;
 use std::io::Read;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -100,8 +101,12 @@ const BUDGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("budgets");
 const SPEND: TableDefinition<(&str, u64), (u64, u64)> = TableDefinition::new("budget_spend");
 const CONFIG: TableDefinition<&str, &[u8]> = TableDefinition::new("config");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const INDEX: TableDefinition<u64, &[u8]> = TableDefinition::new("hour_index");
+
+const HOUR_US: u64 = 3_600_000_000;
 
 const SCHEMA_KEY: &str = "schema";
+const SCHEMA_CHECK_KEY: &str = "schema_check";
 const NEXT_ID_KEY: &str = "next_id";
 const NEXT_ID_CHECK_KEY: &str = "next_id_check";
 const PRICES_KEY: &str = "prices";
@@ -162,16 +167,28 @@ impl Drop for SnapshotCopy {
 
 /// The embedded ledger store.
 pub struct RedbStore {
-    engine: Engine,
+    /// Always `Some` until dropped.
+    engine: Option<Engine>,
     path: PathBuf,
+}
+
+impl Drop for RedbStore {
+    fn drop(&mut self) {
+        // Closing writes redb's allocator state (to the copy, for a
+        // snapshot), which can panic on damaged pages: never from a drop.
+        if let Some(engine) = self.engine.take() {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(engine)));
+        }
+    }
 }
 
 impl std::fmt::Debug for RedbStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match self.engine {
-            Engine::Writable(_) => "writable",
-            Engine::ReadOnly(_) => "read-only",
-            Engine::Snapshot { .. } => "snapshot",
+            Some(Engine::Writable(_)) => "writable",
+            Some(Engine::ReadOnly(_)) => "read-only",
+            Some(Engine::Snapshot { .. }) => "snapshot",
+            None => "closed",
         };
         f.debug_struct("RedbStore")
             .field("path", &self.path)
@@ -305,6 +322,17 @@ fn map_err(e: redb::Error, path: &Path) -> LedgerError {
         redb::Error::TableTypeMismatch { table, .. } => {
             corrupt(path, Damaged::File, format!("table {table} has foreign types"))
         }
+        redb::Error::TableDoesNotExist(table) => {
+            corrupt(path, Damaged::Pages, format!("table {table} of a ledger store is missing"))
+        }
+        redb::Error::TypeDefinitionChanged { name, .. } => {
+            corrupt(path, Damaged::Pages, format!("the stored type {name:?} has changed"))
+        }
+        redb::Error::LockPoisoned(_) => corrupt(path, Damaged::Pages, "the storage engine failed earlier"),
+        // The file is shorter than the structures its pages describe.
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            corrupt(path, Damaged::Pages, format!("a page lies past the end of the file ({io})"))
+        }
         redb::Error::Io(io) => io_err(path, io),
         redb::Error::PreviousIo => LedgerError::Io(format!("{}: an earlier write failed", path.display())),
         other => LedgerError::Store(other.to_string()),
@@ -332,6 +360,10 @@ fn spend_value(budget: &str, bucket: u64, amount: u64) -> (u64, u64) {
     )
 }
 
+fn schema_check(version: u64) -> u64 {
+    checksum(Domain::Meta, SCHEMA_KEY.as_bytes(), &version.to_le_bytes())
+}
+
 fn next_id_check(next: u64) -> u64 {
     checksum(Domain::Meta, NEXT_ID_KEY.as_bytes(), &next.to_le_bytes())
 }
@@ -345,6 +377,94 @@ fn encode_sums((amount, cost, records): Sums) -> Vec<u8> {
         body.extend_from_slice(&v.to_le_bytes());
     }
     body
+}
+
+/// What one hour holds: the records whose time is in it and the daily
+/// aggregates whose day starts at it, each as a count and the wrapping sum
+/// of their values' checksums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Digest {
+    records: u64,
+    records_sum: u64,
+    aggregates: u64,
+    aggregates_sum: u64,
+}
+
+impl Digest {
+    fn add_record(&mut self, seal: u64) {
+        self.records = self.records.wrapping_add(1);
+        self.records_sum = self.records_sum.wrapping_add(seal);
+    }
+
+    fn add_aggregate(&mut self, seal: u64) {
+        self.aggregates = self.aggregates.wrapping_add(1);
+        self.aggregates_sum = self.aggregates_sum.wrapping_add(seal);
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut body = Vec::with_capacity(32);
+        for v in [self.records, self.records_sum, self.aggregates, self.aggregates_sum] {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        body
+    }
+
+    fn decode(hour: u64, value: &[u8]) -> Result<Digest, EntryDamage> {
+        let body = unseal(Domain::Index, &hour.to_le_bytes(), value)?;
+        if body.len() != 32 {
+            return Err(EntryDamage::TrailingBytes {
+                extra: body.len().abs_diff(32),
+            });
+        }
+        let word = |i: usize| u64::from_le_bytes(body[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+        Ok(Digest {
+            records: word(0),
+            records_sum: word(1),
+            aggregates: word(2),
+            aggregates_sum: word(3),
+        })
+    }
+}
+
+fn hour_of(at_us: u64) -> u64 {
+    at_us - at_us % HOUR_US
+}
+
+/// The hours a read of `[from_us, to_us)` scans whole: from the start of
+/// `from_us`'s hour to the end of `to_us - 1`'s (`None`: to the end).
+fn whole_hours(from_us: u64, to_us: u64) -> (u64, Option<u64>) {
+    let last = to_us - 1;
+    (hour_of(from_us), hour_of(last).checked_add(HOUR_US))
+}
+
+fn upper<K>(end: Option<u64>, key: impl FnOnce(u64) -> K) -> Bound<K> {
+    end.map_or(Bound::Unbounded, |e| Bound::Excluded(key(e)))
+}
+
+/// The checksum that ends a sealed value (which has been verified).
+fn seal_of(value: &[u8]) -> u64 {
+    u64::from_le_bytes(value[value.len() - 8..].try_into().expect("8 bytes"))
+}
+
+/// How what was read of an hour differs from its index entry.
+fn index_mismatch(expected: &Digest, seen: &Digest, records: bool, aggregates: bool) -> Option<String> {
+    if records && (expected.records, expected.records_sum) != (seen.records, seen.records_sum) {
+        return Some(format!(
+            "the index lists {} records, {} were read{}",
+            expected.records,
+            seen.records,
+            if expected.records == seen.records { " with other contents" } else { "" }
+        ));
+    }
+    if aggregates && (expected.aggregates, expected.aggregates_sum) != (seen.aggregates, seen.aggregates_sum) {
+        return Some(format!(
+            "the index lists {} daily aggregates, {} were read{}",
+            expected.aggregates,
+            seen.aggregates,
+            if expected.aggregates == seen.aggregates { " with other contents" } else { "" }
+        ));
+    }
+    None
 }
 
 fn decode_aggregate(day: u64, group: &[u8], value: &[u8]) -> Result<(ResourceKind, UsageMeta, Sums), EntryDamage> {
@@ -391,7 +511,7 @@ impl RedbStore {
             }
         };
         let store = RedbStore {
-            engine: Engine::Writable(db),
+            engine: Some(Engine::Writable(db)),
             path,
         };
         store.init()?;
@@ -410,7 +530,7 @@ impl RedbStore {
         let opened = catch_unwind(AssertUnwindSafe(|| redb::Builder::new().open_read_only(&path)));
         let engine = match opened {
             Ok(Ok(db)) => Engine::ReadOnly(db),
-            Ok(Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::RepairAborted)) => snapshot(&path, false)?.0,
+            Ok(Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::RepairAborted)) => snapshot(&path)?,
             Ok(Err(e)) => return Err(map_err(e.into(), &path)),
             Err(p) => {
                 return Err(corrupt(
@@ -420,7 +540,10 @@ impl RedbStore {
                 ));
             }
         };
-        let store = RedbStore { engine, path };
+        let store = RedbStore {
+            engine: Some(engine),
+            path,
+        };
         store.init()?;
         Ok(store)
     }
@@ -436,9 +559,9 @@ impl RedbStore {
         if !check_existing(&path)? {
             return Err(LedgerError::Missing { path });
         }
-        let (engine, pages) = snapshot(&path, true)?;
+        let engine = snapshot(&path)?;
         let store = RedbStore {
-            engine,
+            engine: Some(engine),
             path: path.clone(),
         };
         let mut report = VerifyReport {
@@ -447,7 +570,7 @@ impl RedbStore {
             aggregates: 0,
             budgets: 0,
             spend_buckets: 0,
-            damage: pages.into_iter().collect(),
+            damage: Vec::new(),
         };
         match store.init() {
             Ok(()) => {}
@@ -474,8 +597,12 @@ impl RedbStore {
         corrupt(&self.path, what, damage.to_string())
     }
 
+    fn engine(&self) -> &Engine {
+        self.engine.as_ref().expect("the engine is there until the store is dropped")
+    }
+
     fn writable(&self) -> Result<&Database, LedgerError> {
-        match &self.engine {
+        match self.engine() {
             Engine::Writable(db) => Ok(db),
             _ => Err(LedgerError::ReadOnly {
                 path: self.path.clone(),
@@ -484,7 +611,7 @@ impl RedbStore {
     }
 
     fn begin_read(&self) -> Result<ReadTransaction, LedgerError> {
-        self.engine.begin_read().map_err(|e| self.err(e))
+        self.engine().begin_read().map_err(|e| self.err(e))
     }
 
     fn guarded<T>(&self, doing: &str, f: impl FnOnce() -> Result<T, LedgerError>) -> Result<T, LedgerError> {
@@ -496,12 +623,39 @@ impl RedbStore {
             let read = self.begin_read()?;
             let tables = read.list_tables().map_err(|e| self.err(e))?.count();
             let version = match read.open_table(META) {
-                Ok(t) => t.get(SCHEMA_KEY).map_err(|e| self.err(e))?.map(|v| v.value()),
-                Err(redb::TableError::TableDoesNotExist(_)) => None,
+                Ok(t) => {
+                    let get = |key| t.get(key).map_err(|e| self.err(e)).map(|v| v.map(|v| v.value()));
+                    (get(SCHEMA_KEY)?, get(SCHEMA_CHECK_KEY)?)
+                }
+                Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
                 Err(e) => return Err(self.err(e)),
             };
             Ok((tables, version))
         })?;
+        let schema_damaged = |detail: String| {
+            corrupt(
+                &self.path,
+                Damaged::Meta {
+                    key: SCHEMA_KEY.into(),
+                },
+                detail,
+            )
+        };
+        let version = match version {
+            // Format 1 had no checksums at all.
+            (tables, (Some(1), None)) => (tables, Some(1)),
+            (_, (Some(v), Some(check))) if check != schema_check(v) => {
+                return Err(schema_damaged(
+                    EntryDamage::Checksum {
+                        stored: check,
+                        computed: schema_check(v),
+                    }
+                    .to_string(),
+                ));
+            }
+            (_, (Some(_), None)) => return Err(schema_damaged("its checksum is missing".into())),
+            (tables, (v, _)) => (tables, v),
+        };
         match version {
             (_, Some(FORMAT_VERSION)) => Ok(()),
             (_, Some(found)) => Err(LedgerError::UnsupportedFormat {
@@ -515,7 +669,7 @@ impl RedbStore {
                 "a redb file that is not a ledger store",
             )),
             (_, None) => {
-                let Engine::Writable(db) = &self.engine else {
+                let Engine::Writable(db) = self.engine() else {
                     return Err(corrupt(
                         &self.path,
                         Damaged::File,
@@ -530,8 +684,11 @@ impl RedbStore {
                         txn.open_table(BUDGETS).map_err(|e| self.err(e))?;
                         txn.open_table(SPEND).map_err(|e| self.err(e))?;
                         txn.open_table(CONFIG).map_err(|e| self.err(e))?;
+                        txn.open_table(INDEX).map_err(|e| self.err(e))?;
                         let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
                         meta.insert(SCHEMA_KEY, FORMAT_VERSION).map_err(|e| self.err(e))?;
+                        meta.insert(SCHEMA_CHECK_KEY, schema_check(FORMAT_VERSION))
+                            .map_err(|e| self.err(e))?;
                         meta.insert(NEXT_ID_KEY, 1).map_err(|e| self.err(e))?;
                         meta.insert(NEXT_ID_CHECK_KEY, next_id_check(1))
                             .map_err(|e| self.err(e))?;
@@ -562,19 +719,24 @@ impl RedbStore {
         }
     }
 
+    /// Visits records in `[from_us, to_us)`, reading the whole hours
+    /// around the range and counting them into `seen`.
     fn records_in(
         &self,
         read: &ReadTransaction,
         from_us: u64,
         to_us: u64,
+        seen: &mut BTreeMap<u64, Digest>,
         visit: &mut dyn FnMut(LedgerRecord) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         let table = read.open_table(RECORDS).map_err(|e| self.err(e))?;
+        let (lo, hi) = whole_hours(from_us, to_us);
+        let range = (Bound::Included((lo, 0)), upper(hi, |h| (h, 0)));
         let mut last: Option<(u64, u64)> = None;
-        for item in table.range((from_us, 0)..(to_us, 0)).map_err(|e| self.err(e))? {
+        for item in table.range(range).map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let (at_us, id) = k.value();
-            if last.is_some_and(|l| l >= (at_us, id)) || at_us < from_us || at_us >= to_us {
+            if last.is_some_and(|l| l >= (at_us, id)) || at_us < lo || hi.is_some_and(|h| at_us >= h) {
                 return Err(corrupt(
                     &self.path,
                     Damaged::Record { at_us, id },
@@ -584,24 +746,32 @@ impl RedbStore {
             last = Some((at_us, id));
             let record = RecordCodec::decode(at_us, id, v.value())
                 .map_err(|d| self.corrupt(Damaged::Record { at_us, id }, d))?;
-            visit(record)?;
+            seen.entry(hour_of(at_us)).or_default().add_record(seal_of(v.value()));
+            if (from_us..to_us).contains(&at_us) {
+                visit(record)?;
+            }
         }
         Ok(())
     }
 
+    /// Visits daily aggregates whose day starts in `[from_us, to_us)`,
+    /// counting those of the whole hours around the range into `seen`.
     fn aggregates_in(
         &self,
         read: &ReadTransaction,
         from_us: u64,
         to_us: u64,
+        seen: &mut BTreeMap<u64, Digest>,
         visit: &mut dyn FnMut(UsageRow) -> Result<(), LedgerError>,
     ) -> Result<(), LedgerError> {
         let table = read.open_table(DAILY).map_err(|e| self.err(e))?;
         let empty: &[u8] = &[];
-        for item in table.range((from_us, empty)..(to_us, empty)).map_err(|e| self.err(e))? {
+        let (lo, hi) = whole_hours(from_us, to_us);
+        let range = (Bound::Included((lo, empty)), upper(hi, |h| (h, empty)));
+        for item in table.range(range).map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let (day, group) = k.value();
-            if day < from_us || day >= to_us {
+            if day < lo || hi.is_some_and(|h| day >= h) {
                 return Err(corrupt(
                     &self.path,
                     Damaged::Aggregate { day_us: day },
@@ -610,15 +780,50 @@ impl RedbStore {
             }
             let (kind, meta, (amount, cost, records)) =
                 decode_aggregate(day, group, v.value()).map_err(|d| self.corrupt(Damaged::Aggregate { day_us: day }, d))?;
-            visit(UsageRow {
-                at_us: day,
-                kind,
-                amount,
-                cost_micro_usd: cost,
-                records,
-                meta,
-                compacted: true,
-            })?;
+            seen.entry(hour_of(day)).or_default().add_aggregate(seal_of(v.value()));
+            if (from_us..to_us).contains(&day) {
+                visit(UsageRow {
+                    at_us: day,
+                    kind,
+                    amount,
+                    cost_micro_usd: cost,
+                    records,
+                    meta,
+                    compacted: true,
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks what a read of `[from_us, to_us)` saw against the hour index:
+    /// a record or aggregate that a damaged page hid (or showed twice, or
+    /// from an old copy) fails here.
+    fn check_index(
+        &self,
+        read: &ReadTransaction,
+        from_us: u64,
+        to_us: u64,
+        seen: &BTreeMap<u64, Digest>,
+        records: bool,
+        aggregates: bool,
+    ) -> Result<(), LedgerError> {
+        let table = read.open_table(INDEX).map_err(|e| self.err(e))?;
+        let (lo, hi) = whole_hours(from_us, to_us);
+        let mut expected = BTreeMap::new();
+        for item in table.range((Bound::Included(lo), upper(hi, |h| h))).map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let hour = k.value();
+            let digest = Digest::decode(hour, v.value()).map_err(|d| self.corrupt(Damaged::Index { hour_us: hour }, d))?;
+            expected.insert(hour, digest);
+        }
+        let hours: BTreeSet<u64> = expected.keys().chain(seen.keys()).copied().collect();
+        for hour in hours {
+            let e = expected.get(&hour).copied().unwrap_or_default();
+            let s = seen.get(&hour).copied().unwrap_or_default();
+            if let Some(detail) = index_mismatch(&e, &s, records, aggregates) {
+                return Err(corrupt(&self.path, Damaged::Index { hour_us: hour }, detail));
+            }
         }
         Ok(())
     }
@@ -652,6 +857,8 @@ impl RedbStore {
             }
         };
         let mut next_id = None;
+        // What the records and aggregates read add up to, per hour.
+        let mut seen: BTreeMap<u64, Digest> = BTreeMap::new();
         let r = self.guarded("reading the metadata", || {
             let meta = read.open_table(META).map_err(|e| self.err(e))?;
             next_id = Some(self.next_id(&meta)?);
@@ -683,7 +890,10 @@ impl RedbStore {
                     continue;
                 }
                 match RecordCodec::decode(at_us, id, v.value()) {
-                    Ok(_) => report.records += 1,
+                    Ok(_) => {
+                        report.records += 1;
+                        seen.entry(hour_of(at_us)).or_default().add_record(seal_of(v.value()));
+                    }
                     Err(d) => damage.push(Damage {
                         what,
                         detail: d.to_string(),
@@ -699,7 +909,10 @@ impl RedbStore {
                 let (k, v) = item.map_err(|e| self.err(e))?;
                 let (day, group) = k.value();
                 match decode_aggregate(day, group, v.value()) {
-                    Ok(_) => report.aggregates += 1,
+                    Ok(_) => {
+                        report.aggregates += 1;
+                        seen.entry(hour_of(day)).or_default().add_aggregate(seal_of(v.value()));
+                    }
                     Err(d) => damage.push(Damage {
                         what: Damaged::Aggregate { day_us: day },
                         detail: d.to_string(),
@@ -733,6 +946,56 @@ impl RedbStore {
         });
         note(r, &mut damage);
         let r = self.guarded("reading the price table", || self.prices_in(&read).map(|_| ()));
+        note(r, &mut damage);
+        // Hours whose entries were damaged are already listed: only intact
+        // entries are compared with the index.
+        let damaged_hours: BTreeSet<u64> = damage
+            .iter()
+            .filter_map(|d| match d.what {
+                Damaged::Record { at_us, .. } => Some(hour_of(at_us)),
+                Damaged::Aggregate { day_us } => Some(hour_of(day_us)),
+                _ => None,
+            })
+            .collect();
+        let r = self.guarded("reading the hour index", || {
+            let table = read.open_table(INDEX).map_err(|e| self.err(e))?;
+            let mut expected = BTreeMap::new();
+            for item in table.iter().map_err(|e| self.err(e))? {
+                let (k, v) = item.map_err(|e| self.err(e))?;
+                let hour = k.value();
+                match Digest::decode(hour, v.value()) {
+                    Ok(d) => {
+                        expected.insert(hour, d);
+                    }
+                    Err(d) => damage.push(Damage {
+                        what: Damaged::Index { hour_us: hour },
+                        detail: d.to_string(),
+                    }),
+                }
+            }
+            let listed: BTreeSet<u64> = damage
+                .iter()
+                .filter_map(|d| match d.what {
+                    Damaged::Index { hour_us } => Some(hour_us),
+                    _ => None,
+                })
+                .collect();
+            let hours: BTreeSet<u64> = expected.keys().chain(seen.keys()).copied().collect();
+            for hour in hours {
+                if damaged_hours.contains(&hour) || listed.contains(&hour) {
+                    continue;
+                }
+                let e = expected.get(&hour).copied().unwrap_or_default();
+                let s = seen.get(&hour).copied().unwrap_or_default();
+                if let Some(detail) = index_mismatch(&e, &s, true, true) {
+                    damage.push(Damage {
+                        what: Damaged::Index { hour_us: hour },
+                        detail,
+                    });
+                }
+            }
+            Ok(())
+        });
         note(r, &mut damage);
         report.damage.extend(damage);
     }
@@ -777,10 +1040,29 @@ impl RedbStore {
     }
 }
 
-/// Copies the file and opens the copy (see the module docs). With
-/// `check_pages`, redb's integrity check runs on every copy and a failure
-/// of a stable copy is returned as damage beside the opened copy.
-fn snapshot(path: &Path, check_pages: bool) -> Result<(Engine, Option<Damage>), LedgerError> {
+/// Changes the index entry of `hour` (removed when it becomes empty).
+fn update_index(
+    store: &RedbStore,
+    index: &mut redb::Table<u64, &[u8]>,
+    hour: u64,
+    change: impl FnOnce(&mut Digest),
+) -> Result<(), LedgerError> {
+    let mut digest = match index.get(hour).map_err(|e| store.err(e))? {
+        Some(v) => Digest::decode(hour, v.value()).map_err(|d| store.corrupt(Damaged::Index { hour_us: hour }, d))?,
+        None => Digest::default(),
+    };
+    change(&mut digest);
+    if digest == Digest::default() {
+        index.remove(hour).map_err(|e| store.err(e))?;
+    } else {
+        let value = seal(Domain::Index, &hour.to_le_bytes(), digest.encode());
+        index.insert(hour, value.as_slice()).map_err(|e| store.err(e))?;
+    }
+    Ok(())
+}
+
+/// Copies the file and opens the copy (see the module docs).
+fn snapshot(path: &Path) -> Result<Engine, LedgerError> {
     for _ in 0..SNAPSHOT_ATTEMPTS {
         let before = read_header(path)?;
         let (copy, mut file) = SnapshotCopy::create().map_err(|e| io_err(&std::env::temp_dir(), e))?;
@@ -791,7 +1073,7 @@ fn snapshot(path: &Path, check_pages: bool) -> Result<(Engine, Option<Damage>), 
             return Err(corrupt(path, Damaged::File, "the file is empty (0 bytes)"));
         }
         let opened = catch_unwind(AssertUnwindSafe(|| Database::builder().create_file(file)));
-        let mut db = match opened {
+        let db = match opened {
             Ok(Ok(db)) => db,
             Ok(Err(e)) => match map_err(e.into(), path) {
                 LedgerError::Corrupt { .. } if !stable => continue,
@@ -806,28 +1088,7 @@ fn snapshot(path: &Path, check_pages: bool) -> Result<(Engine, Option<Damage>), 
                 ));
             }
         };
-        let mut found = None;
-        if check_pages || !stable {
-            let checked = catch_unwind(AssertUnwindSafe(|| db.check_integrity()));
-            let failure = match checked {
-                Ok(Ok(true)) => None,
-                Ok(Ok(false)) => Some("redb's page checksums or allocator state failed; it could only repair a copy".to_string()),
-                Ok(Err(e)) => Some(e.to_string()),
-                Err(p) => Some(format!("the storage engine failed checking it ({})", panic_message(p.as_ref()))),
-            };
-            match failure {
-                None => {}
-                Some(_) if !stable => continue,
-                Some(detail) if check_pages => {
-                    found = Some(Damage {
-                        what: Damaged::Pages,
-                        detail,
-                    })
-                }
-                Some(detail) => return Err(corrupt(path, Damaged::Pages, detail)),
-            }
-        }
-        return Ok((Engine::Snapshot { db, _copy: copy }, found));
+        return Ok(Engine::Snapshot { db, _copy: copy });
     }
     Err(LedgerError::Busy {
         path: path.to_path_buf(),
@@ -845,13 +1106,22 @@ impl LedgerStore for RedbStore {
                 let mut meta = txn.open_table(META).map_err(|e| self.err(e))?;
                 let mut next = self.next_id(&meta)?;
                 let mut table = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
+                let mut added: BTreeMap<u64, Digest> = BTreeMap::new();
                 for r in records {
                     let value = RecordCodec::encode_parts(r.at_us, next, &r.kind, r.amount, r.cost_micro_usd, &r.meta);
                     table
                         .insert((r.at_us, next), value.as_slice())
                         .map_err(|e| self.err(e))?;
+                    added.entry(hour_of(r.at_us)).or_default().add_record(seal_of(&value));
                     ids.push(next);
                     next += 1;
+                }
+                let mut index = txn.open_table(INDEX).map_err(|e| self.err(e))?;
+                for (hour, add) in added {
+                    update_index(self, &mut index, hour, |d| {
+                        d.records = d.records.wrapping_add(add.records);
+                        d.records_sum = d.records_sum.wrapping_add(add.records_sum);
+                    })?;
                 }
                 meta.insert(NEXT_ID_KEY, next).map_err(|e| self.err(e))?;
                 meta.insert(NEXT_ID_CHECK_KEY, next_id_check(next))
@@ -884,7 +1154,11 @@ impl LedgerStore for RedbStore {
         let mut escaped = None;
         let r = self.guarded("reading records", || {
             let read = self.begin_read()?;
-            self.records_in(&read, from_us, to_us, &mut |r| call_visitor(&mut escaped, || visit(r)))
+            let mut seen = BTreeMap::new();
+            self.records_in(&read, from_us, to_us, &mut seen, &mut |r| {
+                call_visitor(&mut escaped, || visit(r))
+            })?;
+            self.check_index(&read, from_us, to_us, &seen, true, false)
         });
         resume_escaped(escaped, r)
     }
@@ -901,7 +1175,11 @@ impl LedgerStore for RedbStore {
         let mut escaped = None;
         let r = self.guarded("reading daily aggregates", || {
             let read = self.begin_read()?;
-            self.aggregates_in(&read, from_us, to_us, &mut |r| call_visitor(&mut escaped, || visit(r)))
+            let mut seen = BTreeMap::new();
+            self.aggregates_in(&read, from_us, to_us, &mut seen, &mut |r| {
+                call_visitor(&mut escaped, || visit(r))
+            })?;
+            self.check_index(&read, from_us, to_us, &seen, false, true)
         });
         resume_escaped(escaped, r)
     }
@@ -921,10 +1199,14 @@ impl LedgerStore for RedbStore {
         let mut escaped = None;
         let r = self.guarded("reading usage", || {
             let read = self.begin_read()?;
-            self.aggregates_in(&read, from_us, to_us, &mut |r| call_visitor(&mut escaped, || visit(r)))?;
-            self.records_in(&read, from_us, to_us, &mut |r| {
+            let mut seen = BTreeMap::new();
+            self.aggregates_in(&read, from_us, to_us, &mut seen, &mut |r| {
+                call_visitor(&mut escaped, || visit(r))
+            })?;
+            self.records_in(&read, from_us, to_us, &mut seen, &mut |r| {
                 call_visitor(&mut escaped, || visit(UsageRow::from(&r)))
-            })
+            })?;
+            self.check_index(&read, from_us, to_us, &seen, true, true)
         });
         resume_escaped(escaped, r)
     }
@@ -967,32 +1249,37 @@ impl LedgerStore for RedbStore {
         })
     }
 
+    /// Reads both tables front to back (no key seeks, which a damaged
+    /// branch page could misdirect) and groups the spend by budget.
     fn load_budgets(&self) -> Result<Vec<StoredBudget>, LedgerError> {
         self.guarded("reading budgets", || {
             let read = self.begin_read()?;
             let defs = read.open_table(BUDGETS).map_err(|e| self.err(e))?;
             let sp = read.open_table(SPEND).map_err(|e| self.err(e))?;
+            let mut spend: BTreeMap<String, Vec<(u64, u64)>> = BTreeMap::new();
+            let mut last: Option<(String, u64)> = None;
+            for b in sp.iter().map_err(|e| self.err(e))? {
+                let (k, v) = b.map_err(|e| self.err(e))?;
+                let (budget, bucket) = k.value();
+                if last.as_ref().is_some_and(|(b, k)| (b.as_str(), *k) >= (budget, bucket)) {
+                    return Err(corrupt(
+                        &self.path,
+                        Damaged::Spend {
+                            budget: budget.to_string(),
+                            bucket_us: bucket,
+                        },
+                        "out of order in the spend table",
+                    ));
+                }
+                last = Some((budget.to_string(), bucket));
+                let amount = self.decode_spend(budget, bucket, v.value())?;
+                spend.entry(budget.to_string()).or_default().push((bucket, amount));
+            }
             let mut out = Vec::new();
             for item in defs.iter().map_err(|e| self.err(e))? {
                 let (k, v) = item.map_err(|e| self.err(e))?;
                 let budget = self.decode_budget(k.value(), v.value())?;
-                let id = budget.id.as_str();
-                let mut buckets = Vec::new();
-                for b in sp.range((id, 0)..=(id, u64::MAX)).map_err(|e| self.err(e))? {
-                    let (k, v) = b.map_err(|e| self.err(e))?;
-                    let (budget, bucket) = k.value();
-                    if budget != id {
-                        return Err(corrupt(
-                            &self.path,
-                            Damaged::Spend {
-                                budget: budget.to_string(),
-                                bucket_us: bucket,
-                            },
-                            format!("found among the spend of budget `{id}`"),
-                        ));
-                    }
-                    buckets.push((bucket, self.decode_spend(budget, bucket, v.value())?));
-                }
+                let buckets = spend.remove(&budget.id).unwrap_or_default();
                 out.push((budget, buckets));
             }
             Ok(out)
@@ -1030,6 +1317,8 @@ impl LedgerStore for RedbStore {
                 {
                     let mut records = txn.open_table(RECORDS).map_err(|e| self.err(e))?;
                     let mut daily = txn.open_table(DAILY).map_err(|e| self.err(e))?;
+                    let mut index = txn.open_table(INDEX).map_err(|e| self.err(e))?;
+                    let mut removed: BTreeMap<u64, Digest> = BTreeMap::new();
                     let mut keys = Vec::new();
                     let mut sums: BTreeMap<(u64, Vec<u8>), Sums> = BTreeMap::new();
                     for item in records
@@ -1046,26 +1335,38 @@ impl LedgerStore for RedbStore {
                         let group = encode_body(&(&r.kind, &r.meta));
                         let s = sums.entry((super::clock::day_start(at_us), group)).or_insert((0, 0, 0));
                         *s = (s.0.saturating_add(r.amount), s.1.saturating_add(r.cost_micro_usd), s.2 + 1);
+                        removed.entry(hour_of(at_us)).or_default().add_record(seal_of(v.value()));
                         keys.push((at_us, id));
                     }
                     done = keys.len() < chunk;
                     for key in &keys {
                         records.remove(key).map_err(|e| self.err(e))?;
                     }
+                    for (hour, gone) in removed {
+                        update_index(self, &mut index, hour, |d| {
+                            d.records = d.records.wrapping_sub(gone.records);
+                            d.records_sum = d.records_sum.wrapping_sub(gone.records_sum);
+                        })?;
+                    }
                     for ((day, group), (amount, cost, n)) in &sums {
                         let key = (*day, group.as_slice());
-                        let cur = match daily.get(key).map_err(|e| self.err(e))? {
+                        let (cur, old_seal) = match daily.get(key).map_err(|e| self.err(e))? {
                             Some(v) => {
-                                decode_aggregate(*day, group, v.value())
+                                let cur = decode_aggregate(*day, group, v.value())
                                     .map_err(|d| self.corrupt(Damaged::Aggregate { day_us: *day }, d))?
-                                    .2
+                                    .2;
+                                (cur, Some(seal_of(v.value())))
                             }
-                            None => (0, 0, 0),
+                            None => ((0, 0, 0), None),
                         };
                         let (a, c, r) = cur;
                         let sums = (a.saturating_add(*amount), c.saturating_add(*cost), r + n);
                         let value = seal(Domain::Aggregate, &aggregate_key(*day, group), encode_sums(sums));
                         daily.insert(key, value.as_slice()).map_err(|e| self.err(e))?;
+                        update_index(self, &mut index, hour_of(*day), |d| match old_seal {
+                            Some(old) => d.aggregates_sum = d.aggregates_sum.wrapping_sub(old).wrapping_add(seal_of(&value)),
+                            None => d.add_aggregate(seal_of(&value)),
+                        })?;
                     }
                     stats.records_compacted += keys.len() as u64;
                     stats.aggregates_touched += sums.len() as u64;
