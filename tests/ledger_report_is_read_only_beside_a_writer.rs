@@ -36,7 +36,10 @@ fn json_total_records(out: &Output) -> u64 {
 }
 
 fn stamp(path: &Path) -> (Vec<u8>, SystemTime) {
-    (std::fs::read(path).unwrap(), std::fs::metadata(path).unwrap().modified().unwrap())
+    (
+        std::fs::read(path).unwrap(),
+        std::fs::metadata(path).unwrap().modified().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +80,10 @@ async fn a_report_runs_beside_the_ledger_that_holds_the_store() {
         .unwrap();
     let meta = UsageMeta::default().tenant("t").model("m");
     for _ in 0..7 {
-        ledger.track_usage(ResourceKind::InputTokens, 10, meta.clone()).await.unwrap();
+        ledger
+            .track_usage(ResourceKind::InputTokens, 10, meta.clone())
+            .await
+            .unwrap();
     }
     // Another process, while this one holds the store for writing.
     let out = tokio::task::spawn_blocking({
@@ -89,7 +95,10 @@ async fn a_report_runs_beside_the_ledger_that_holds_the_store() {
     assert_eq!(json_total_records(&out), 7);
 
     // In this process too, and later commits show in the next snapshot.
-    ledger.track_usage(ResourceKind::InputTokens, 10, meta.clone()).await.unwrap();
+    ledger
+        .track_usage(ResourceKind::InputTokens, 10, meta.clone())
+        .await
+        .unwrap();
     let store = RedbStore::open_read_only(dir.path()).unwrap();
     let r = build_report(&store, ReportQuery::new(TimeRange::all())).unwrap();
     assert_eq!((r.total_records, r.total_cost_micro_usd), (8, 80));
@@ -110,9 +119,21 @@ async fn a_zero_byte_ledger_is_corrupt_not_a_new_ledger() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
     assert!(matches!(
         RedbStore::open_read_only(dir.path()),
-        Err(LedgerError::Corrupt { what: Damaged::File, .. })
+        Err(LedgerError::Corrupt {
+            what: Damaged::File,
+            ..
+        })
     ));
     let err = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap_err();
-    assert!(matches!(err, LedgerError::Corrupt { what: Damaged::File, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LedgerError::Corrupt {
+                what: Damaged::File,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 0, "never initialised");
 }

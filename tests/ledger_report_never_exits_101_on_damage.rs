@@ -48,17 +48,26 @@ async fn damaged_ledgers_exit_0_with_the_intact_report_or_1() {
             damaged[page * 4096 + rng.random_range(0..4096)] ^= 1 << rng.random_range(0..8);
         }
         std::fs::write(scratch.path().join(STORE_FILE), &damaged).unwrap();
-        for (args, intact_out) in [(&report_args[..], Some(&intact.stdout)), (&["ledger", "verify"][..], None)] {
+        for (args, intact_out) in [
+            (&report_args[..], Some(&intact.stdout)),
+            (&["ledger", "verify"][..], None),
+        ] {
             let out = nexus(args, scratch.path());
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(!stderr.contains("panicked"), "copy {i}: {args:?} printed a panic: {stderr}");
+            assert!(
+                !stderr.contains("panicked"),
+                "copy {i}: {args:?} printed a panic: {stderr}"
+            );
             match out.status.code() {
                 Some(0) => {
                     if let Some(expected) = intact_out {
                         assert_eq!(&out.stdout, expected, "copy {i}: exit 0 with another report");
                     }
                 }
-                Some(1) => assert!(stderr.contains("corrupt") || String::from_utf8_lossy(&out.stdout).contains("DAMAGED"), "copy {i}: {stderr}"),
+                Some(1) => assert!(
+                    stderr.contains("corrupt") || String::from_utf8_lossy(&out.stdout).contains("DAMAGED"),
+                    "copy {i}: {stderr}"
+                ),
                 code => panic!("copy {i}: {args:?} exited {code:?}: {stderr}"),
             }
         }

@@ -39,7 +39,11 @@ async fn every_flipped_bit_reads_back_the_original_or_a_corrupt_error() {
             flips.push((at, 1u8 << rng.random_range(0..8)));
         }
     }
-    assert!(flips.len() >= 10 * FLIPS_PER_PAGE, "only {} pages hold data", flips.len() / FLIPS_PER_PAGE);
+    assert!(
+        flips.len() >= 10 * FLIPS_PER_PAGE,
+        "only {} pages hold data",
+        flips.len() / FLIPS_PER_PAGE
+    );
 
     let scratch = tempfile::tempdir().unwrap();
     let (mut same, mut corrupt) = (0, 0);
@@ -62,11 +66,16 @@ async fn every_flipped_bit_reads_back_the_original_or_a_corrupt_error() {
         let verified = RedbStore::verify(scratch.path());
         if read.is_err() {
             assert!(
-                matches!(&verified, Err(LedgerError::Corrupt { .. })) || verified.as_ref().is_ok_and(|v| !v.is_intact()),
+                matches!(&verified, Err(LedgerError::Corrupt { .. }))
+                    || verified.as_ref().is_ok_and(|v| !v.is_intact()),
                 "flipping {mask:#04x} at byte {at}: reads fail but verify says {verified:?}"
             );
         }
-        assert_eq!(std::fs::read(scratch.path().join(STORE_FILE)).unwrap(), damaged, "a read wrote the file");
+        assert_eq!(
+            std::fs::read(scratch.path().join(STORE_FILE)).unwrap(),
+            damaged,
+            "a read wrote the file"
+        );
     }
     assert!(corrupt > 0 && same > 0, "{corrupt} flips detected, {same} harmless");
 }

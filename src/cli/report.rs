@@ -162,7 +162,6 @@ impl ReportArgs {
         };
         Ok(ReportQuery::new(range).filter(filter).group_by(group_by))
     }
-
 }
 
 /// Runs `nexus report`: exit 0 with the report on stdout; otherwise the

@@ -34,7 +34,12 @@ pub(crate) async fn write_ledger(dir: &Path, records: u64) {
             .unwrap();
     }
     ledger
-        .put_budget(Budget::new("all-daily", 1 << 50, BudgetPeriod::Daily, BudgetAction::Alert))
+        .put_budget(Budget::new(
+            "all-daily",
+            1 << 50,
+            BudgetPeriod::Daily,
+            BudgetAction::Alert,
+        ))
         .await
         .unwrap();
     ledger
@@ -96,8 +101,11 @@ pub(crate) fn read_contents(dir: &Path) -> Result<Contents, LedgerError> {
     )?;
     let partial = build_report(
         &store,
-        ReportQuery::new(TimeRange::new(START_US + 2 * DAY_US + DAY_US / 2, START_US + 3 * DAY_US + DAY_US / 3)?)
-            .group_by([Field::Agent]),
+        ReportQuery::new(TimeRange::new(
+            START_US + 2 * DAY_US + DAY_US / 2,
+            START_US + 3 * DAY_US + DAY_US / 3,
+        )?)
+        .group_by([Field::Agent]),
     )?;
     let mut records = Vec::new();
     store.visit_records(0, u64::MAX, &mut |r| {

@@ -6,8 +6,10 @@
 //! Tables: `records` keyed by (time, id) so that a time range is one ordered
 //! range scan; `daily` keyed by (UTC day, kind + metadata) for compacted
 //! usage; `budgets` and `budget_spend` keyed by (budget, bucket start);
-//! `config` (the price table) and `meta` (format version, next record id).
-//! Every append is one write transaction with redb's default
+//! `config` (the price table), `meta` (format version, next record id,
+//! each with a checksum) and `hour_index`, keyed by hour, holding for each
+//! hour the count and the wrapping sum of the value checksums of its
+//! records and of the daily aggregates starting at it. Every append is one write transaction with redb's default
 //! `Durability::Immediate`: when `commit` returns, the records, their ids
 //! and the budgets' spend are on disk together.
 //!
@@ -17,14 +19,22 @@
 //! bit in a page would otherwise be read back as different data. Every
 //! value is therefore sealed with a checksum of its table, key and bytes
 //! (see [`RecordCodec`]); every read verifies it and a mismatch is
-//! [`LedgerError::Corrupt`] naming the entry ([`Damaged`]). Damaged values
+//! [`LedgerError::Corrupt`] naming the entry ([`Damaged`]). A damaged
+//! branch page can also misdirect a range seek, hiding entries or showing
+//! an old copy of a page: so a range read scans the whole hours around its
+//! range and checks what it read against `hour_index` (updated in the same
+//! transaction as the records and aggregates), and budget spend is read
+//! front to back, without seeks. Damaged values
 //! are never rewritten: an append whose budget spend bucket, or a
 //! compaction whose records or aggregates, fail their check fails as a
 //! whole. Every call into redb runs under `catch_unwind`: redb panics on
 //! some damaged pages, and such a panic is [`Damaged::Pages`], not a crash
 //! (a panic of the caller's visitor is passed on unchanged).
-//! [`RedbStore::verify`] checks the whole file: redb's own page checksums
-//! and allocator state, then every sealed value, listing all it finds.
+//! [`RedbStore::verify`] checks the whole file on a snapshot: every sealed
+//! value and every hour of the index, listing all it finds. (redb's own
+//! `check_integrity` is not used: it needs a writable file, and on redb
+//! 3.1 it fails on some intact files and then panics when the database is
+//! dropped.)
 //!
 //! A file that is empty (0 bytes), not a redb file, or a redb file that is
 //! not a ledger store gives [`LedgerError::Corrupt`] and is left as it is
@@ -59,9 +69,9 @@
 
 use std::any::Any;
 use std::collections::{BTreeMap, BTreeSet};
-use std::ops::Bound;
 use std::fs::File;
 use std::io::Read;
+use std::ops::Bound;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -69,8 +79,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
 use redb::{
-    Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable,
-    ReadableTableMetadata, TableDefinition,
+    Database, DatabaseError, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, ReadableTable, ReadableTableMetadata,
+    TableDefinition,
 };
 
 use super::budget::Budget;
@@ -250,7 +260,10 @@ fn guarded<T>(path: &Path, doing: &str, f: impl FnOnce() -> Result<T, LedgerErro
         Err(payload) => Err(corrupt(
             path,
             Damaged::Pages,
-            format!("the storage engine failed {doing} ({})", panic_message(payload.as_ref())),
+            format!(
+                "the storage engine failed {doing} ({})",
+                panic_message(payload.as_ref())
+            ),
         )),
     }
 }
@@ -318,21 +331,29 @@ fn map_err(e: redb::Error, path: &Path) -> LedgerError {
             path: path.to_path_buf(),
         },
         redb::Error::Corrupted(detail) => corrupt(path, Damaged::Pages, detail),
-        redb::Error::UpgradeRequired(v) => corrupt(path, Damaged::File, format!("redb file format {v} is not this version's")),
+        redb::Error::UpgradeRequired(v) => corrupt(
+            path,
+            Damaged::File,
+            format!("redb file format {v} is not this version's"),
+        ),
         redb::Error::TableTypeMismatch { table, .. } => {
             corrupt(path, Damaged::File, format!("table {table} has foreign types"))
         }
-        redb::Error::TableDoesNotExist(table) => {
-            corrupt(path, Damaged::Pages, format!("table {table} of a ledger store is missing"))
-        }
+        redb::Error::TableDoesNotExist(table) => corrupt(
+            path,
+            Damaged::Pages,
+            format!("table {table} of a ledger store is missing"),
+        ),
         redb::Error::TypeDefinitionChanged { name, .. } => {
             corrupt(path, Damaged::Pages, format!("the stored type {name:?} has changed"))
         }
         redb::Error::LockPoisoned(_) => corrupt(path, Damaged::Pages, "the storage engine failed earlier"),
         // The file is shorter than the structures its pages describe.
-        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
-            corrupt(path, Damaged::Pages, format!("a page lies past the end of the file ({io})"))
-        }
+        redb::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => corrupt(
+            path,
+            Damaged::Pages,
+            format!("a page lies past the end of the file ({io})"),
+        ),
         redb::Error::Io(io) => io_err(path, io),
         redb::Error::PreviousIo => LedgerError::Io(format!("{}: an earlier write failed", path.display())),
         other => LedgerError::Store(other.to_string()),
@@ -453,7 +474,11 @@ fn index_mismatch(expected: &Digest, seen: &Digest, records: bool, aggregates: b
             "the index lists {} records, {} were read{}",
             expected.records,
             seen.records,
-            if expected.records == seen.records { " with other contents" } else { "" }
+            if expected.records == seen.records {
+                " with other contents"
+            } else {
+                ""
+            }
         ));
     }
     if aggregates && (expected.aggregates, expected.aggregates_sum) != (seen.aggregates, seen.aggregates_sum) {
@@ -461,7 +486,11 @@ fn index_mismatch(expected: &Digest, seen: &Digest, records: bool, aggregates: b
             "the index lists {} daily aggregates, {} were read{}",
             expected.aggregates,
             seen.aggregates,
-            if expected.aggregates == seen.aggregates { " with other contents" } else { "" }
+            if expected.aggregates == seen.aggregates {
+                " with other contents"
+            } else {
+                ""
+            }
         ));
     }
     None
@@ -598,7 +627,9 @@ impl RedbStore {
     }
 
     fn engine(&self) -> &Engine {
-        self.engine.as_ref().expect("the engine is there until the store is dropped")
+        self.engine
+            .as_ref()
+            .expect("the engine is there until the store is dropped")
     }
 
     fn writable(&self) -> Result<&Database, LedgerError> {
@@ -632,15 +663,7 @@ impl RedbStore {
             };
             Ok((tables, version))
         })?;
-        let schema_damaged = |detail: String| {
-            corrupt(
-                &self.path,
-                Damaged::Meta {
-                    key: SCHEMA_KEY.into(),
-                },
-                detail,
-            )
-        };
+        let schema_damaged = |detail: String| corrupt(&self.path, Damaged::Meta { key: SCHEMA_KEY.into() }, detail);
         let version = match version {
             // Format 1 had no checksums at all.
             (tables, (Some(1), None)) => (tables, Some(1)),
@@ -778,8 +801,8 @@ impl RedbStore {
                     "out of order in the daily table",
                 ));
             }
-            let (kind, meta, (amount, cost, records)) =
-                decode_aggregate(day, group, v.value()).map_err(|d| self.corrupt(Damaged::Aggregate { day_us: day }, d))?;
+            let (kind, meta, (amount, cost, records)) = decode_aggregate(day, group, v.value())
+                .map_err(|d| self.corrupt(Damaged::Aggregate { day_us: day }, d))?;
             seen.entry(hour_of(day)).or_default().add_aggregate(seal_of(v.value()));
             if (from_us..to_us).contains(&day) {
                 visit(UsageRow {
@@ -811,10 +834,14 @@ impl RedbStore {
         let table = read.open_table(INDEX).map_err(|e| self.err(e))?;
         let (lo, hi) = whole_hours(from_us, to_us);
         let mut expected = BTreeMap::new();
-        for item in table.range((Bound::Included(lo), upper(hi, |h| h))).map_err(|e| self.err(e))? {
+        for item in table
+            .range((Bound::Included(lo), upper(hi, |h| h)))
+            .map_err(|e| self.err(e))?
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
             let hour = k.value();
-            let digest = Digest::decode(hour, v.value()).map_err(|d| self.corrupt(Damaged::Index { hour_us: hour }, d))?;
+            let digest =
+                Digest::decode(hour, v.value()).map_err(|d| self.corrupt(Damaged::Index { hour_us: hour }, d))?;
             expected.insert(hour, digest);
         }
         let hours: BTreeSet<u64> = expected.keys().chain(seen.keys()).copied().collect();
@@ -1031,8 +1058,8 @@ impl RedbStore {
         let t = read.open_table(CONFIG).map_err(|e| self.err(e))?;
         match t.get(PRICES_KEY).map_err(|e| self.err(e))? {
             Some(v) => {
-                let body =
-                    unseal(Domain::Prices, PRICES_KEY.as_bytes(), v.value()).map_err(|d| self.corrupt(Damaged::Prices, d))?;
+                let body = unseal(Domain::Prices, PRICES_KEY.as_bytes(), v.value())
+                    .map_err(|d| self.corrupt(Damaged::Prices, d))?;
                 decode_body(body, false).map_err(|d| self.corrupt(Damaged::Prices, d))
             }
             None => Ok(PriceTable::new()),
@@ -1133,8 +1160,11 @@ impl LedgerStore for RedbStore {
                         Some(v) => self.decode_spend(budget, bucket, v.value())?,
                         None => 0,
                     };
-                    sp.insert((budget, bucket), spend_value(budget, bucket, cur.saturating_add(d.amount)))
-                        .map_err(|e| self.err(e))?;
+                    sp.insert(
+                        (budget, bucket),
+                        spend_value(budget, bucket, cur.saturating_add(d.amount)),
+                    )
+                    .map_err(|e| self.err(e))?;
                 }
             }
             txn.commit().map_err(|e| self.err(e))?;
@@ -1334,8 +1364,15 @@ impl LedgerStore for RedbStore {
                             .map_err(|d| self.corrupt(Damaged::Record { at_us, id }, d))?;
                         let group = encode_body(&(&r.kind, &r.meta));
                         let s = sums.entry((super::clock::day_start(at_us), group)).or_insert((0, 0, 0));
-                        *s = (s.0.saturating_add(r.amount), s.1.saturating_add(r.cost_micro_usd), s.2 + 1);
-                        removed.entry(hour_of(at_us)).or_default().add_record(seal_of(v.value()));
+                        *s = (
+                            s.0.saturating_add(r.amount),
+                            s.1.saturating_add(r.cost_micro_usd),
+                            s.2 + 1,
+                        );
+                        removed
+                            .entry(hour_of(at_us))
+                            .or_default()
+                            .add_record(seal_of(v.value()));
                         keys.push((at_us, id));
                     }
                     done = keys.len() < chunk;
@@ -1364,7 +1401,9 @@ impl LedgerStore for RedbStore {
                         let value = seal(Domain::Aggregate, &aggregate_key(*day, group), encode_sums(sums));
                         daily.insert(key, value.as_slice()).map_err(|e| self.err(e))?;
                         update_index(self, &mut index, hour_of(*day), |d| match old_seal {
-                            Some(old) => d.aggregates_sum = d.aggregates_sum.wrapping_sub(old).wrapping_add(seal_of(&value)),
+                            Some(old) => {
+                                d.aggregates_sum = d.aggregates_sum.wrapping_sub(old).wrapping_add(seal_of(&value))
+                            }
                             None => d.add_aggregate(seal_of(&value)),
                         })?;
                     }

@@ -41,7 +41,10 @@ fn the_record_codec_round_trips_and_refuses_any_changed_byte() {
         RecordCodec::decode_entry(&entry[..entry.len() - 1]),
         Err(EntryDamage::Checksum { .. })
     ));
-    assert!(matches!(RecordCodec::decode_entry(&entry[..3]), Err(EntryDamage::Truncated { .. })));
+    assert!(matches!(
+        RecordCodec::decode_entry(&entry[..3]),
+        Err(EntryDamage::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -51,17 +54,29 @@ fn a_record_the_index_does_not_list_is_corrupt_in_every_range_that_covers_its_ho
     let recs: Vec<NewRecord> = (0..30).map(|i| record(i * HOUR / 3, "t")).collect();
     store.append(&recs, &[]).unwrap();
     assert_eq!(count(&store, 0, u64::MAX).unwrap(), 30);
-    assert_eq!(count(&store, HOUR + 1, 2 * HOUR).unwrap(), 2, "whole hours are read, the range is visited");
+    assert_eq!(
+        count(&store, HOUR + 1, 2 * HOUR).unwrap(),
+        2,
+        "whole hours are read, the range is visited"
+    );
     // A record vanishes behind the index's back (as a damaged page would
     // hide it).
-    let Some(Engine::Writable(db)) = &store.engine else { panic!("writable") };
+    let Some(Engine::Writable(db)) = &store.engine else {
+        panic!("writable")
+    };
     let txn = db.begin_write().unwrap();
     txn.open_table(RECORDS).unwrap().remove((4 * HOUR / 3, 5)).unwrap();
     txn.commit().unwrap();
     for (from, to) in [(0, u64::MAX), (4 * HOUR / 3 + 1, 4 * HOUR / 3 + 2), (HOUR, 2 * HOUR)] {
         let err = count(&store, from, to).unwrap_err();
         assert!(
-            matches!(err, LedgerError::Corrupt { what: Damaged::Index { hour_us: HOUR }, .. }),
+            matches!(
+                err,
+                LedgerError::Corrupt {
+                    what: Damaged::Index { hour_us: HOUR },
+                    ..
+                }
+            ),
             "{from}..{to}: {err}"
         );
     }
@@ -80,7 +95,9 @@ fn compaction_keeps_the_index_exact() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = RedbStore::open(dir.path()).unwrap();
-        let recs: Vec<NewRecord> = (0..96).map(|i| record(i * HOUR / 2, if i % 2 == 0 { "a" } else { "b" })).collect();
+        let recs: Vec<NewRecord> = (0..96)
+            .map(|i| record(i * HOUR / 2, if i % 2 == 0 { "a" } else { "b" }))
+            .collect();
         store.append(&recs, &[]).unwrap();
         store.compact(MICROS_PER_DAY, 0, 7).unwrap();
         store.append(&[record(10, "a")], &[]).unwrap();
@@ -112,10 +129,21 @@ fn a_damaged_next_id_stops_appends_instead_of_reusing_ids() {
     let dir = tempfile::tempdir().unwrap();
     let store = RedbStore::open(dir.path()).unwrap();
     store.append(&[record(1, "t")], &[]).unwrap();
-    let Some(Engine::Writable(db)) = &store.engine else { panic!("writable") };
+    let Some(Engine::Writable(db)) = &store.engine else {
+        panic!("writable")
+    };
     let txn = db.begin_write().unwrap();
     txn.open_table(META).unwrap().insert(NEXT_ID_KEY, 1).unwrap();
     txn.commit().unwrap();
     let err = store.append(&[record(2, "t")], &[]).unwrap_err();
-    assert!(matches!(err, LedgerError::Corrupt { what: Damaged::Meta { .. }, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            LedgerError::Corrupt {
+                what: Damaged::Meta { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
