@@ -9,6 +9,10 @@ use nexus_swarm_actors::cost_ledger::RecordCodec;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(record) = RecordCodec::decode_entry(data) {
-        assert_eq!(RecordCodec::encode_entry(&record), data, "an accepted entry re-encodes to its bytes");
+        assert_eq!(
+            RecordCodec::encode_entry(&record),
+            data,
+            "an accepted entry re-encodes to its bytes"
+        );
     }
 });

@@ -51,7 +51,9 @@
 //! the file. It first opens it with redb's read-only mode
 //! (`Builder::open_read_only`: a shared lock, no header or allocator
 //! writes), which works when no writer holds the file and it was closed
-//! cleanly. redb refuses that mode while a writer holds the exclusive lock,
+//! cleanly. Its shared lock keeps a writer from opening the file (it gets
+//! [`LedgerError::Locked`]) for as long as the read-only store is open:
+//! `nexus report` holds it only while it reads. redb refuses that mode while a writer holds the exclusive lock,
 //! and after an unclean shutdown (which needs a repair, i.e. writes); then
 //! the store reads a *snapshot*: it copies the file's bytes to a private
 //! temporary file (in the system's temporary directory, deleted when the
