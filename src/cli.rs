@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::runtime::config::NexusConfig;
 
+pub mod ledger;
 pub mod ledger_stress;
 pub mod report;
 
@@ -31,6 +32,9 @@ pub enum Command {
     Bench(crate::bench::BenchCli),
     /// Print a cost report (total or grouped, table/JSON/CSV) from a ledger's data directory.
     Report(report::ReportArgs),
+    /// Ledger tools: `nexus ledger verify` checks a ledger store for damage.
+    #[command(subcommand)]
+    Ledger(ledger::LedgerCommand),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Report(args) => report::run(args),
+        Command::Ledger(command) => ledger::run(command),
         Command::LedgerStress(args) => ledger_stress::run(args),
     }
 }

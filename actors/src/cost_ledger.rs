@@ -107,7 +107,7 @@ pub use clock::{
     Clock, MAX_RFC3339_US, MICROS_PER_DAY, MICROS_PER_SEC, ManualClock, SystemClock, TokioClock, civil_from_days,
     day_start, days_from_civil, format_day, format_rfc3339,
 };
-pub use error::LedgerError;
+pub use error::{Damage, Damaged, LedgerError};
 pub use gate::{BudgetHandle, SpendDelta};
 pub use optimize::{
     ModelPrice, Opportunity, OpportunityKind, OptimizeInput, Optimizer, PoolUsage, TARGET_PERMILLE,
@@ -118,10 +118,10 @@ pub use pricing::{
     tokens_cost_micro_usd,
 };
 pub use record::{
-    Ack, Field, LedgerRecord, MAX_META_VALUE_LEN, NONE_VALUE, NewRecord, PROMPT_HASH_LABEL, RecordId, parse_labels,
-    validate_meta,
+    Ack, EntryDamage, Field, LedgerRecord, MAX_META_VALUE_LEN, NONE_VALUE, NewRecord, PROMPT_HASH_LABEL, RecordCodec,
+    RecordId, parse_labels, validate_meta,
 };
-pub use redb_store::{RedbStore, STORE_FILE};
+pub use redb_store::{FORMAT_VERSION, RedbStore, SNAPSHOT_ATTEMPTS, STORE_FILE, VerifyReport};
 pub use report::{Report, ReportBuilder, ReportQuery, ReportRow, TimeRange, format_usd};
 pub use store::{CompactionStats, LedgerStore, StoredBudget, UsageRow};
 

@@ -1,5 +1,11 @@
 //! `nexus report`: prints a cost report from a ledger's data directory.
+//!
+//! The store is opened read-only ([`RedbStore::open_read_only`]): the file
+//! is never written, and a report runs beside a swarm that holds the
+//! ledger (it reads a verified snapshot). Exit codes, shared with
+//! `nexus ledger verify`, are in [`EXIT_CODES`].
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
@@ -8,9 +14,64 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::actors::cost_ledger::{
-    BudgetScope, Clock, Field, RedbStore, ReportQuery, STORE_FILE, SystemClock, TimeRange, build_report,
+    BudgetScope, Clock, Field, LedgerError, RedbStore, ReportQuery, SystemClock, TimeRange, build_report,
 };
 use crate::runtime::config::NexusConfig;
+
+/// The exit codes of `nexus report` and `nexus ledger verify` (printed by
+/// their `--help`).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done (the report was printed; the ledger is intact)
+  1  the ledger is damaged, or written in a format this build does not read
+     (what is damaged is printed)
+  2  usage or I/O error: bad arguments, unreadable --config, no ledger store
+     in the data directory, a file that cannot be read";
+
+/// Exit code 1: the ledger is damaged or of another format.
+pub const EXIT_DAMAGED: u8 = 1;
+/// Exit code 2: usage or I/O error.
+pub const EXIT_USAGE: u8 = 2;
+
+/// The exit code for a ledger error: [`EXIT_DAMAGED`] for damage or an
+/// unsupported format, [`EXIT_USAGE`] for the rest.
+pub fn exit_code_of(e: &LedgerError) -> ExitCode {
+    match e {
+        LedgerError::Corrupt { .. } | LedgerError::UnsupportedFormat { .. } => ExitCode::from(EXIT_DAMAGED),
+        _ => ExitCode::from(EXIT_USAGE),
+    }
+}
+
+/// The data directory: `data_dir`, else `node.data_dir` of `config`, else
+/// the default configuration's.
+pub fn resolve_data_dir(data_dir: Option<&PathBuf>, config: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(d) = data_dir {
+        return Ok(d.clone());
+    }
+    let config = match config {
+        // The error names the file and what the OS said, once.
+        Some(file) => NexusConfig::from_file(file).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => NexusConfig::default(),
+    };
+    Ok(config.node.data_dir)
+}
+
+/// Runs `f` with panic messages silenced and its panic caught: storage
+/// panics already come back as [`LedgerError::Corrupt`], and the CLI never
+/// exits by panic. A caught panic is returned as its message.
+pub(crate) fn without_panic_exit<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    r.map_err(|payload| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
 
 /// How the report is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -25,6 +86,7 @@ pub enum ReportFormat {
 
 /// `nexus report ...`
 #[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
 pub struct ReportArgs {
     /// The data directory holding `ledger.redb`. Default: `node.data_dir` of
     /// `--config`, else `./nexus-data`.
@@ -100,39 +162,40 @@ impl ReportArgs {
         };
         Ok(ReportQuery::new(range).filter(filter).group_by(group_by))
     }
+}
 
-    fn data_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(d) = &self.data_dir {
-            return Ok(d.clone());
+/// Runs `nexus report`: exit 0 with the report on stdout; otherwise the
+/// reason on stderr and an exit code of [`EXIT_CODES`].
+pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    match without_panic_exit(|| report(&args)) {
+        Ok(code) => Ok(code),
+        Err(panic) => {
+            eprintln!("nexus report: internal error: {panic}");
+            Ok(ExitCode::from(EXIT_USAGE))
         }
-        let config = match &self.config {
-            Some(file) => NexusConfig::from_file(file)?,
-            None => NexusConfig::default(),
-        };
-        Ok(config.node.data_dir)
     }
 }
 
-/// Runs `nexus report`: exit 0 with the report on stdout; 1 with the reason
-/// on stderr if the arguments or the store are bad.
-pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+fn report(args: &ReportArgs) -> ExitCode {
     let query = match args.query(SystemClock.now_us()) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("nexus report: {e:#}");
-            return Ok(ExitCode::FAILURE);
+            return ExitCode::from(EXIT_USAGE);
         }
     };
-    let dir = args.data_dir()?;
-    if !dir.join(STORE_FILE).is_file() {
-        eprintln!("nexus report: no ledger store ({STORE_FILE}) in {}", dir.display());
-        return Ok(ExitCode::FAILURE);
-    }
-    let report = match RedbStore::open(&dir).and_then(|store| build_report(&store, query)) {
+    let dir = match resolve_data_dir(args.data_dir.as_ref(), args.config.as_ref()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("nexus report: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let report = match RedbStore::open_read_only(&dir).and_then(|store| build_report(&store, query)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("nexus report: {e}");
-            return Ok(ExitCode::FAILURE);
+            return exit_code_of(&e);
         }
     };
     let text = match args.format {
@@ -140,12 +203,15 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("nexus report: {e}");
-                return Ok(ExitCode::FAILURE);
+                return ExitCode::from(EXIT_USAGE);
             }
         },
         ReportFormat::Json => report.to_json() + "\n",
         ReportFormat::Csv => report.to_csv(),
     };
-    print!("{text}");
-    Ok(ExitCode::SUCCESS)
+    if let Err(e) = std::io::stdout().write_all(text.as_bytes()) {
+        eprintln!("nexus report: writing the report failed: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    ExitCode::SUCCESS
 }

@@ -1,9 +1,12 @@
 //! [`LedgerError`]: every way a ledger operation can fail.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageSinkError;
+
+use super::clock::format_rfc3339;
 
 /// A cost-ledger operation failed. Input errors leave every state unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,19 +62,53 @@ pub enum LedgerError {
         /// The time, in microseconds since the Unix epoch.
         at_us: u64,
     },
-    /// Another process holds the store open.
+    /// Another process holds the store open for writing.
     #[error("ledger store {path} is locked by another process")]
     Locked {
         /// The store file.
         path: PathBuf,
     },
+    /// There is no store file where one was expected (read-only opens
+    /// never create one).
+    #[error("no ledger store at {path}")]
+    Missing {
+        /// The store file looked for.
+        path: PathBuf,
+    },
     /// The store file is damaged or not a ledger store. It is left untouched.
-    #[error("ledger store {path} is corrupt: {detail}")]
+    #[error("ledger store {path} is corrupt: {what}: {detail}")]
     Corrupt {
         /// The store file.
         path: PathBuf,
-        /// What the storage engine reported.
+        /// What is damaged.
+        what: Damaged,
+        /// How the damage showed.
         detail: String,
+    },
+    /// The store was written in an on-disk format this build does not read.
+    #[error("ledger store {path} has format version {found}; this build reads version {supported} only")]
+    UnsupportedFormat {
+        /// The store file.
+        path: PathBuf,
+        /// The version the file declares.
+        found: u64,
+        /// The version this build reads and writes.
+        supported: u64,
+    },
+    /// A write was asked of a store opened read-only.
+    #[error("ledger store {path} is open read-only")]
+    ReadOnly {
+        /// The store file.
+        path: PathBuf,
+    },
+    /// A writer committed during every attempt to copy the store for a
+    /// consistent snapshot, and no copy could be verified.
+    #[error("ledger store {path} changed during each of {attempts} snapshot attempts; try again")]
+    Busy {
+        /// The store file.
+        path: PathBuf,
+        /// Snapshot attempts made.
+        attempts: u32,
     },
     /// The store could not be read or written.
     #[error("ledger store I/O failed: {0}")]
@@ -109,5 +146,92 @@ impl From<LedgerError> for UsageSinkError {
             e if e.is_input_error() => UsageSinkError::Invalid(e.to_string()),
             e => UsageSinkError::Store(e.to_string()),
         }
+    }
+}
+
+/// What part of a ledger store is damaged (in [`LedgerError::Corrupt`] and
+/// in a [`VerifyReport`](super::VerifyReport)).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Damaged {
+    /// The file as a whole: empty, not a redb file, or refused by the
+    /// storage engine on open.
+    File,
+    /// The storage engine's pages: a page checksum failed or the engine
+    /// could not follow its own structures.
+    Pages,
+    /// The store's metadata (format version, next record id).
+    Meta {
+        /// The metadata key.
+        key: String,
+    },
+    /// One usage record.
+    Record {
+        /// Its time key (microseconds since the Unix epoch).
+        at_us: u64,
+        /// Its id key.
+        id: u64,
+    },
+    /// One daily aggregate of compacted records.
+    Aggregate {
+        /// The start of its UTC day (microseconds since the Unix epoch).
+        day_us: u64,
+    },
+    /// The index entry (count and checksum sum of the records and
+    /// aggregates) of one hour: it disagrees with what the hour holds.
+    Index {
+        /// The start of the hour (microseconds since the Unix epoch).
+        hour_us: u64,
+    },
+    /// One budget definition.
+    Budget {
+        /// The budget's id.
+        id: String,
+    },
+    /// One budget spend bucket.
+    Spend {
+        /// The budget's id.
+        budget: String,
+        /// The bucket's start (microseconds since the Unix epoch).
+        bucket_us: u64,
+    },
+    /// The stored price table.
+    Prices,
+}
+
+fn time(at_us: u64) -> String {
+    format_rfc3339(at_us).unwrap_or_else(|_| format!("{at_us} us"))
+}
+
+impl fmt::Display for Damaged {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Damaged::File => f.write_str("the file"),
+            Damaged::Pages => f.write_str("storage pages"),
+            Damaged::Meta { key } => write!(f, "metadata `{key}`"),
+            Damaged::Record { at_us, id } => write!(f, "record {id} at {}", time(*at_us)),
+            Damaged::Aggregate { day_us } => write!(f, "daily aggregate of {}", time(*day_us)),
+            Damaged::Index { hour_us } => write!(f, "usage index of the hour from {}", time(*hour_us)),
+            Damaged::Budget { id } => write!(f, "budget `{id}`"),
+            Damaged::Spend { budget, bucket_us } => {
+                write!(f, "spend of budget `{budget}` from {}", time(*bucket_us))
+            }
+            Damaged::Prices => f.write_str("price table"),
+        }
+    }
+}
+
+/// One damaged item found by [`RedbStore::verify`](super::RedbStore::verify).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// What is damaged.
+    pub what: Damaged,
+    /// How the damage showed.
+    pub detail: String,
+}
+
+impl fmt::Display for Damage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.detail)
     }
 }

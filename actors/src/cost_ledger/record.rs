@@ -1,5 +1,17 @@
 //! Usage records as the ledger stores them, label parsing and the metadata
 //! fields reports group by.
+//!
+//! # Sealed values
+//!
+//! Every value the store writes is *sealed*: its bytes are followed by an
+//! 8-byte xxh3 checksum (little-endian) of a table tag, the entry's key and
+//! the value bytes. A flipped bit anywhere in the key or the value, or a
+//! value moved under another key or into another table, fails the check
+//! and is reported as [`LedgerError::Corrupt`] naming the entry, never read
+//! back as different data. [`RecordCodec`] is the codec of the `records`
+//! table; it also refuses bodies that are not in the canonical encoding
+//! (what the encoder writes), so whatever it accepts re-encodes to the
+//! same bytes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -8,6 +20,7 @@ use std::str::FromStr;
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
 use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
 
 use super::clock::format_day;
 use super::error::LedgerError;
@@ -239,5 +252,231 @@ impl TryFrom<String> for Field {
 
     fn try_from(s: String) -> Result<Self, Self::Error> {
         s.parse()
+    }
+}
+
+/// The tables whose values are sealed; each is its own checksum domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Domain {
+    Record = 1,
+    Aggregate = 2,
+    Budget = 3,
+    Spend = 4,
+    Prices = 5,
+    Meta = 6,
+    Index = 7,
+}
+
+/// Bytes of the checksum that ends every sealed value.
+pub(super) const CHECKSUM_LEN: usize = 8;
+
+/// Largest body the decoder accepts (bounds what a damaged length prefix
+/// can make it allocate).
+const MAX_BODY_LEN: usize = 1 << 24;
+
+/// The checksum of a value stored under `key` in `domain`'s table.
+pub(super) fn checksum(domain: Domain, key: &[u8], body: &[u8]) -> u64 {
+    let mut h = Xxh3::new();
+    h.update(&[domain as u8]);
+    h.update(&(key.len() as u64).to_le_bytes());
+    h.update(key);
+    h.update(body);
+    h.digest()
+}
+
+/// `body` followed by its checksum.
+pub(super) fn seal(domain: Domain, key: &[u8], mut body: Vec<u8>) -> Vec<u8> {
+    let sum = checksum(domain, key, &body);
+    body.extend_from_slice(&sum.to_le_bytes());
+    body
+}
+
+/// The body of a sealed value, if its checksum holds.
+pub(super) fn unseal<'a>(domain: Domain, key: &[u8], value: &'a [u8]) -> Result<&'a [u8], EntryDamage> {
+    if value.len() < CHECKSUM_LEN {
+        return Err(EntryDamage::Truncated { len: value.len() });
+    }
+    let (body, stored) = value.split_at(value.len() - CHECKSUM_LEN);
+    let stored = u64::from_le_bytes(stored.try_into().expect("8 bytes"));
+    let computed = checksum(domain, key, body);
+    if stored != computed {
+        return Err(EntryDamage::Checksum { stored, computed });
+    }
+    Ok(body)
+}
+
+/// The body encoding of every sealed value (bincode, standard config).
+pub(super) fn encode_body<T: Serialize + ?Sized>(v: &T) -> Vec<u8> {
+    bincode::serde::encode_to_vec(v, bincode::config::standard()).expect("ledger values serialize")
+}
+
+/// Decodes a body, refusing trailing bytes and (if `canonical`) encodings
+/// other than the encoder's.
+pub(super) fn decode_body<T: Serialize + serde::de::DeserializeOwned>(
+    body: &[u8],
+    canonical: bool,
+) -> Result<T, EntryDamage> {
+    if body.len() > MAX_BODY_LEN {
+        return Err(EntryDamage::TooLong { len: body.len() });
+    }
+    let config = bincode::config::standard().with_limit::<MAX_BODY_LEN>();
+    let (v, read): (T, usize) = bincode::serde::decode_from_slice(body, config).map_err(EntryDamage::Undecodable)?;
+    if read != body.len() {
+        return Err(EntryDamage::TrailingBytes {
+            extra: body.len() - read,
+        });
+    }
+    if canonical && encode_body(&v) != body {
+        return Err(EntryDamage::NonCanonical);
+    }
+    Ok(v)
+}
+
+/// How a stored value fails to decode.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EntryDamage {
+    /// The value is too short to hold its checksum.
+    #[error("value of {len} bytes is shorter than its checksum")]
+    Truncated {
+        /// The value's length.
+        len: usize,
+    },
+    /// The checksum does not match the key and value.
+    #[error("checksum mismatch (stored {stored:#018x}, computed {computed:#018x})")]
+    Checksum {
+        /// The checksum stored with the value.
+        stored: u64,
+        /// The checksum of the key and value as read.
+        computed: u64,
+    },
+    /// The body is longer than any value the store writes.
+    #[error("body of {len} bytes is longer than any stored value")]
+    TooLong {
+        /// The body's length.
+        len: usize,
+    },
+    /// The body does not decode.
+    #[error("undecodable body: {0}")]
+    Undecodable(#[source] bincode::error::DecodeError),
+    /// The body decodes with bytes left over.
+    #[error("{extra} bytes after the body")]
+    TrailingBytes {
+        /// Bytes left over.
+        extra: usize,
+    },
+    /// The body decodes but is not what the encoder writes for its value.
+    #[error("body is not in the canonical encoding")]
+    NonCanonical,
+}
+
+/// A record's body as stored (its key holds the time and id).
+#[derive(Serialize)]
+struct RecordBodyRef<'a> {
+    kind: &'a ResourceKind,
+    amount: u64,
+    cost: u64,
+    meta: &'a UsageMeta,
+}
+
+/// The owned form of [`RecordBodyRef`] (same encoding).
+#[derive(Serialize, Deserialize)]
+struct RecordBody {
+    kind: ResourceKind,
+    amount: u64,
+    cost: u64,
+    meta: UsageMeta,
+}
+
+/// The codec of the store's `records` table: a record's key is its time
+/// and id, its value the bincode body (kind, amount, cost, metadata)
+/// followed by the checksum of both (see the module docs). The store
+/// decodes every record it reads with [`RecordCodec::decode`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordCodec;
+
+impl RecordCodec {
+    /// Bytes of a key in an entry ([`RecordCodec::encode_entry`]): the time
+    /// then the id, both `u64` little-endian.
+    pub const KEY_LEN: usize = 16;
+
+    fn key(at_us: u64, id: RecordId) -> [u8; 16] {
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&at_us.to_le_bytes());
+        key[8..].copy_from_slice(&id.to_le_bytes());
+        key
+    }
+
+    pub(super) fn encode_parts(
+        at_us: u64,
+        id: RecordId,
+        kind: &ResourceKind,
+        amount: u64,
+        cost_micro_usd: u64,
+        meta: &UsageMeta,
+    ) -> Vec<u8> {
+        let body = encode_body(&RecordBodyRef {
+            kind,
+            amount,
+            cost: cost_micro_usd,
+            meta,
+        });
+        seal(Domain::Record, &Self::key(at_us, id), body)
+    }
+
+    /// The stored value of `record` (its key is `(record.at_us, record.id)`).
+    pub fn encode(record: &LedgerRecord) -> Vec<u8> {
+        Self::encode_parts(
+            record.at_us,
+            record.id,
+            &record.kind,
+            record.amount,
+            record.cost_micro_usd,
+            &record.meta,
+        )
+    }
+
+    /// The record stored under `(at_us, id)` as `value`, if the checksum
+    /// holds and the body is canonical.
+    pub fn decode(at_us: u64, id: RecordId, value: &[u8]) -> Result<LedgerRecord, EntryDamage> {
+        let body = unseal(Domain::Record, &Self::key(at_us, id), value)?;
+        let body: RecordBody = decode_body(body, true)?;
+        Ok(LedgerRecord {
+            id,
+            at_us,
+            kind: body.kind,
+            amount: body.amount,
+            cost_micro_usd: body.cost,
+            meta: body.meta,
+        })
+    }
+
+    /// Key and value as one byte string: [`RecordCodec::KEY_LEN`] key bytes,
+    /// then the value (the form of the fuzz corpus).
+    pub fn encode_entry(record: &LedgerRecord) -> Vec<u8> {
+        let mut out = Self::key(record.at_us, record.id).to_vec();
+        out.extend(Self::encode(record));
+        out
+    }
+
+    /// `entry` (key, then body) with the checksum of key and body
+    /// appended: lets a fuzzer reach the body decoder past the checksum.
+    #[doc(hidden)]
+    pub fn seal_entry_for_fuzzing(entry: &[u8]) -> Vec<u8> {
+        let (key, body) = entry.split_at(entry.len().min(Self::KEY_LEN));
+        let mut out = key.to_vec();
+        out.extend(seal(Domain::Record, key, body.to_vec()));
+        out
+    }
+
+    /// Decodes what [`RecordCodec::encode_entry`] writes.
+    pub fn decode_entry(entry: &[u8]) -> Result<LedgerRecord, EntryDamage> {
+        if entry.len() < Self::KEY_LEN {
+            return Err(EntryDamage::Truncated { len: entry.len() });
+        }
+        let (key, value) = entry.split_at(Self::KEY_LEN);
+        let at_us = u64::from_le_bytes(key[..8].try_into().expect("8 bytes"));
+        let id = u64::from_le_bytes(key[8..].try_into().expect("8 bytes"));
+        Self::decode(at_us, id, value)
     }
 }

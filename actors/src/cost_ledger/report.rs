@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use super::budget::BudgetScope;
-use super::clock::format_rfc3339;
+use super::clock::{MICROS_PER_SEC, format_rfc3339};
 use super::error::LedgerError;
 use super::record::Field;
 use super::store::UsageRow;
@@ -28,8 +28,18 @@ impl TimeRange {
     /// `[from_us, to_us)`; `from_us` must be before `to_us`.
     pub fn new(from_us: u64, to_us: u64) -> Result<Self, LedgerError> {
         if from_us >= to_us {
+            let time = |at_us: u64| match format_rfc3339(at_us) {
+                // Sub-second bounds keep their microseconds.
+                Ok(_) if at_us % MICROS_PER_SEC != 0 => {
+                    humantime::format_rfc3339_micros(UNIX_EPOCH + Duration::from_micros(at_us)).to_string()
+                }
+                Ok(t) => t,
+                Err(_) => format!("{at_us} us since the Unix epoch (past the year 9999)"),
+            };
             return Err(LedgerError::InvalidQuery(format!(
-                "time range start {from_us} is not before its end {to_us}"
+                "time range start {} is not before its end {}",
+                time(from_us),
+                time(to_us)
             )));
         }
         Ok(Self { from_us, to_us })
