@@ -51,7 +51,9 @@ fn tree() -> QuotaHandle {
         .handle()
 }
 
-fn two_threads(iters: u64, charge: impl Fn(usize) + Sync) -> Duration {
+/// Runs `charge` `iters` times on each of two threads at once (the
+/// receipt it returns is dropped: the charge stays).
+fn two_threads<R>(iters: u64, charge: impl Fn(usize) -> R + Sync) -> Duration {
     let barrier = Barrier::new(2);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
@@ -61,7 +63,7 @@ fn two_threads(iters: u64, charge: impl Fn(usize) + Sync) -> Duration {
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..iters {
-                        charge(t);
+                        black_box(charge(t));
                     }
                     start.elapsed()
                 })

@@ -54,11 +54,7 @@ async fn router_restart_keeps_health_failure_counts() {
     assert_eq!(health_failures(&router, flaky), 2);
 
     running = restart(running, &args).await;
-    assert_eq!(
-        health_failures(&router, flaky),
-        2,
-        "the count survives the restart"
-    );
+    assert_eq!(health_failures(&router, flaky), 2, "the count survives the restart");
     assert_eq!(health_failures(&router, steady), 0);
     // Third failure in a row: ejected, though the new router saw only one.
     let report = router.check_health().await.unwrap();
@@ -69,10 +65,7 @@ async fn router_restart_keeps_health_failure_counts() {
     running = restart(running, &args).await;
     let report = router.check_health().await.unwrap();
     assert_eq!(report.failed, [flaky]);
-    assert!(
-        report.ejected.is_empty(),
-        "an ejected member is not ejected twice"
-    );
+    assert!(report.ejected.is_empty(), "an ejected member is not ejected twice");
     assert_eq!(health_failures(&router, flaky), 4);
     for _ in 0..10 {
         assert_eq!(router.try_send(Msg::Hit, Priority::Normal, None).unwrap(), steady);

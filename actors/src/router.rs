@@ -615,7 +615,8 @@ impl<M: Send + 'static> RouterHandle<M> {
             .collect()
     }
 
-    /// The counters (from atomics, no round trip).
+    /// The counters (from atomics and the shared health tracker, no round
+    /// trip to the actor).
     pub fn metrics(&self) -> RouterMetrics {
         let snap = self.shared.snapshot.load();
         let health = self.shared.health.lock();

@@ -424,7 +424,11 @@ fn lift_recall_if_repaid(snap: &Snapshot, borrower: &QuotaNode, now: &mut Now<'_
 /// The quota `charge` was made to, if `shared`'s tree made it. Nodes are
 /// never removed and indices never reused, so a charge this tree made names
 /// a node of every later snapshot.
-fn charged_node<'s>(shared: &Shared, snap: &'s Snapshot, charge: &QuotaCharge) -> Result<&'s Arc<QuotaNode>, QuotaError> {
+fn charged_node<'s>(
+    shared: &Shared,
+    snap: &'s Snapshot,
+    charge: &QuotaCharge,
+) -> Result<&'s Arc<QuotaNode>, QuotaError> {
     let node = (charge.tree == shared.tree)
         .then(|| snap.by_index.get(charge.index))
         .flatten();

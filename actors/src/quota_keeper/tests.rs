@@ -66,15 +66,9 @@ fn a_receipt_gives_back_at_the_levels_it_was_charged() {
     assert_eq!(h.quota_of(&at_tenant).unwrap().as_str(), "tenant");
     // Released through a ref on another quota: still the tenant's charge.
     h.resolve("agent").unwrap().release(at_tenant).unwrap();
-    assert_eq!(
-        (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
-        (7, 7, 7)
-    );
+    assert_eq!((used(&h, "agent"), used(&h, "tenant"), used(&h, "system")), (7, 7, 7));
     h.release(at_agent).unwrap();
-    assert_eq!(
-        (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
-        (0, 0, 0)
-    );
+    assert_eq!((used(&h, "agent"), used(&h, "tenant"), used(&h, "system")), (0, 0, 0));
     let peak = h.report("agent").unwrap().peak;
     assert_eq!(peak, 7, "a release records the usage it ends as a peak");
 }
@@ -84,7 +78,8 @@ fn a_receipt_gives_back_at_the_levels_it_was_charged() {
 #[test]
 fn a_dropped_receipt_keeps_its_charge_and_settling_above_adds_the_rest() {
     let (_t, h, _) = three_levels();
-    drop(h.try_consume("agent", 30).unwrap());
+    // The receipt is dropped at once.
+    let _ = h.try_consume("agent", 30).unwrap();
     assert_eq!(
         (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
         (30, 30, 30)
@@ -661,7 +656,8 @@ proptest! {
                     for &l in paths[q] { model[l] -= back; }
                 }
                 Op::Drop(i) if !held.is_empty() => {
-                    drop(held.swap_remove(i % held.len()));
+                    // Removed from `held` and dropped at once.
+                    let _ = held.swap_remove(i % held.len());
                 }
                 Op::Settle(..) | Op::Drop(_) => {}
             }
