@@ -2,9 +2,20 @@
 //!
 //! `cargo bench --bench quotas -- --warm-up-time 1 --measurement-time 3`
 //!
-//! - `quota_charge/uncontended/*`: ns per `try_consume` of 1 unit on a
-//!   3-level tree (system > tenant > agent), by name and through a
-//!   resolved `QuotaRef`.
+//! All quota figures go through the product's data path: a
+//! [`QuotaHandle`] taken from the keeper's arguments, as the node builds
+//! it, on a 3-level tree (system > tenant > agent).
+//!
+//! - `quota_charge/uncontended/by_name`: ns per `QuotaHandle::try_consume`
+//!   of 1 unit by quota name, its receipt dropped (the charge stays: the
+//!   plain charge a caller that keeps its usage makes).
+//! - `quota_charge/uncontended/by_name_then_release`: the same charge, then
+//!   its receipt released (`QuotaHandle::release`): the round trip of a
+//!   hold that is given back.
+//! - `quota_charge/uncontended/by_name_then_settle`: the charge of 2 units
+//!   settled at 1 (`QuotaHandle::settle`).
+//! - `quota_charge/uncontended/resolved`: the charge through a resolved
+//!   `QuotaRef` (no lookup by name).
 //! - `quota_charge/2_threads/*`: two threads charging two agents under the
 //!   same tenant and system at once (contended on the two upper levels);
 //!   the figure is wall time per charge per thread.
@@ -18,29 +29,31 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use nexus_swarm::actors::quota_keeper::{MAX_QUOTA_AMOUNT, QuotaClock, QuotaHandle, QuotaSpec, QuotaTable};
+use nexus_swarm::actors::quota_keeper::{MAX_QUOTA_AMOUNT, QuotaClock, QuotaHandle, QuotaKeeperArgs, QuotaSpec};
 use nexus_swarm::actors::scheduler::{
     AllocationStrategy, Decision, PoolSpec, RequestId, RequesterId, ResourceRequest, SchedulerCore,
 };
 use nexus_swarm::runtime::resources::ResourceKind::{Cpu, InputTokens, Memory};
 use nexus_swarm::runtime::resources::{QosClass, ResourceVector};
 
-/// system > tenant > {agent-a, agent-b}, limits high enough never to refuse.
-fn tree() -> (QuotaTable, QuotaHandle) {
-    let mut table = QuotaTable::new(QuotaClock::tokio());
-    table
-        .define_all(vec![
+/// system > tenant > {agent-a, agent-b}, limits high enough never to
+/// refuse, and the data-plane handle a quota keeper started from these
+/// arguments would share.
+fn tree() -> QuotaHandle {
+    QuotaKeeperArgs::new(QuotaClock::tokio())
+        .with_quotas(vec![
             QuotaSpec::root("system", InputTokens, MAX_QUOTA_AMOUNT),
             QuotaSpec::child("tenant", "system", InputTokens, MAX_QUOTA_AMOUNT),
             QuotaSpec::child("agent-a", "tenant", InputTokens, MAX_QUOTA_AMOUNT),
             QuotaSpec::child("agent-b", "tenant", InputTokens, MAX_QUOTA_AMOUNT),
         ])
-        .expect("valid tree");
-    let handle = table.handle();
-    (table, handle)
+        .expect("valid tree")
+        .handle()
 }
 
-fn two_threads(iters: u64, charge: impl Fn(usize) + Sync) -> Duration {
+/// Runs `charge` `iters` times on each of two threads at once (the
+/// receipt it returns is dropped: the charge stays).
+fn two_threads<R>(iters: u64, charge: impl Fn(usize) -> R + Sync) -> Duration {
     let barrier = Barrier::new(2);
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
@@ -50,7 +63,7 @@ fn two_threads(iters: u64, charge: impl Fn(usize) + Sync) -> Duration {
                     barrier.wait();
                     let start = Instant::now();
                     for _ in 0..iters {
-                        charge(t);
+                        black_box(charge(t));
                     }
                     start.elapsed()
                 })
@@ -66,12 +79,28 @@ fn two_threads(iters: u64, charge: impl Fn(usize) + Sync) -> Duration {
 
 fn quota_charge(c: &mut Criterion) {
     let mut g = c.benchmark_group("quota_charge");
-    let (_table, quotas) = tree();
+    let quotas = tree();
     g.bench_function("uncontended/by_name", |b| {
         b.iter(|| {
             quotas
                 .try_consume(black_box("agent-a"), black_box(1))
                 .expect("admitted")
+        })
+    });
+    g.bench_function("uncontended/by_name_then_release", |b| {
+        b.iter(|| {
+            let charge = quotas
+                .try_consume(black_box("agent-a"), black_box(1))
+                .expect("admitted");
+            quotas.release(charge).expect("same tree")
+        })
+    });
+    g.bench_function("uncontended/by_name_then_settle", |b| {
+        b.iter(|| {
+            let charge = quotas
+                .try_consume(black_box("agent-a"), black_box(2))
+                .expect("admitted");
+            quotas.settle(charge, black_box(1)).expect("same tree")
         })
     });
     let agent = quotas.resolve("agent-a").expect("defined");

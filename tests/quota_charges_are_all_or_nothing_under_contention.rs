@@ -1,13 +1,14 @@
-//! Several threads hammer `try_consume` and `release` on a 3-level quota
-//! tree with borrowing: at the end every level's usage is exactly the sum of
-//! the successful charges (minus releases) made through it, and no level is
-//! ever seen above its limit plus what it may borrow.
+//! Several threads hammer `try_consume` and the release or settlement of
+//! its receipts on a 3-level quota tree with borrowing: at the end every
+//! level's usage is exactly the sum of the successful charges made through
+//! it minus what their receipts gave back, and no level is ever seen above
+//! its limit plus what it may borrow.
 
 use std::collections::HashMap;
 use std::sync::Barrier;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use nexus_swarm::actors::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaSpec};
+use nexus_swarm::actors::quota_keeper::{QuotaCharge, QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaSpec};
 use nexus_swarm::runtime::resources::ResourceKind::Cost;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -76,23 +77,30 @@ async fn quota_charges_are_all_or_nothing_under_contention() {
                 let (quotas, start) = (&quotas, &start);
                 s.spawn(move || {
                     let mut rng = StdRng::seed_from_u64(0x5eed + t);
-                    let mut held: Vec<(&str, u64)> = Vec::new();
+                    let mut held: Vec<(&str, QuotaCharge)> = Vec::new();
                     let mut net: HashMap<&str, i64> = HashMap::new();
                     let (mut admitted, mut refused) = (0u64, 0u64);
                     start.wait();
                     for _ in 0..OPS_PER_THREAD {
                         if !held.is_empty() && rng.random_ratio(1, 4) {
-                            let (q, amount) = held.swap_remove(rng.random_range(0..held.len()));
-                            quotas.release(q, amount).expect("releasing an own charge");
-                            *net.entry(q).or_default() -= amount as i64;
+                            let (q, charge) = held.swap_remove(rng.random_range(0..held.len()));
+                            // Half the time released whole, else settled at part of it.
+                            let used = if rng.random_bool(0.5) {
+                                0
+                            } else {
+                                rng.random_range(0..=charge.amount())
+                            };
+                            let back = charge.amount() - used;
+                            quotas.settle(charge, used).expect("settling an own charge");
+                            *net.entry(q).or_default() -= back as i64;
                             continue;
                         }
                         let q = targets[rng.random_range(0..targets.len())];
                         let amount = rng.random_range(1..=500);
                         match quotas.try_consume(q, amount) {
-                            Ok(()) => {
+                            Ok(charge) => {
                                 admitted += 1;
-                                held.push((q, amount));
+                                held.push((q, charge));
                                 *net.entry(q).or_default() += amount as i64;
                             }
                             Err(QuotaError::Exhausted { .. } | QuotaError::BorrowRecalled { .. }) => refused += 1,

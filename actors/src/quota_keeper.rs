@@ -10,7 +10,8 @@
 //! - Data plane: [`QuotaHandle`] (cloneable) charges and releases on the
 //!   quotas' atomic counters directly: no lock, no allocation, no actor
 //!   round trip. A charge of `n` to a quota is one compare-and-swap per
-//!   level from the quota up to its root, all or nothing.
+//!   level from the quota up to its root, all or nothing, and returns a
+//!   [`QuotaCharge`] receipt.
 //!
 //! The tree and its counters live in an `Arc` held by the keeper's
 //! arguments, so a keeper restarted by its supervisor resumes with every
@@ -42,15 +43,26 @@
 //! - **Reports.** Per quota ([`QuotaReport`]: current, borrowed, peak,
 //!   utilization in permille, time to reset) and as trees
 //!   ([`QuotaTreeReport`]), from the keeper or lock-free from a handle.
+//! - **Receipts.** A charge is given back only through its [`QuotaCharge`]:
+//!   released whole or settled at the amount used, at the quota and the
+//!   ancestors it was charged to, in the periods it was charged in. The
+//!   receipt is move-only and consumed by the release, so a charge cannot
+//!   be given back twice or at another level; a handle on another tree
+//!   refuses it ([`QuotaError::ForeignCharge`]). Dropping a receipt keeps
+//!   the charge: the usage happened.
 //! - **Refusals change nothing.** A charge refused at some level gives
 //!   back what the levels below took, and that is not counted as their
 //!   peak. An amount more than some level can ever hold (its limit plus its
-//!   ceiling) is refused before anything is charged
-//!   ([`QuotaError::AboveCapacity`]; `QuotaExceeded` through the spend
-//!   gate), and starts no recall.
+//!   ceiling) is refused with [`QuotaError::AboveCapacity`] whichever level
+//!   refused it first, and starts no recall; the spend gate refuses such an
+//!   estimate (`QuotaExceeded`) before charging anything. The data plane
+//!   reads no capacity up front: a charge that fits costs only its
+//!   compare-and-swaps, and the reason for a refusal is worked out after
+//!   it (the levels below, charged for that moment, may refuse a
+//!   concurrent charge: the error is on the side of refusing).
 //! - **Invalid input** (unknown quota or parent, zero or too large amounts,
 //!   a cycle, a kind differing from the parent's, a root with a ceiling, a
-//!   release of more than is in use) is a typed [`QuotaError`] and changes
+//!   receipt from another tree) is a typed [`QuotaError`] and changes
 //!   nothing.
 //!
 //! # Mapping usage to quotas
@@ -74,7 +86,7 @@
 //! | `quota_keeper/model.rs` | ids, specs, selectors, reports, errors |
 //! | `quota_keeper/table.rs` | [`QuotaTable`]: validation, publication, reports |
 //! | `quota_keeper/cell.rs` | one quota's atomic counters |
-//! | `quota_keeper/handle.rs` | [`QuotaHandle`], [`QuotaRef`], the spend gate |
+//! | `quota_keeper/handle.rs` | [`QuotaHandle`], [`QuotaRef`], [`QuotaCharge`], the spend gate |
 //! | `quota_keeper/clock.rs` | [`QuotaClock`] |
 //!
 //! # Example
@@ -91,13 +103,14 @@
 //! let (keeper, _join) = QuotaKeeper::spawn("quota-keeper-doc", args).await?;
 //! let quotas = keeper.handle().clone();
 //!
-//! quotas.try_consume("acme", 250_000)?; // 50_000 borrowed from system
+//! let charge = quotas.try_consume("acme", 250_000)?; // 50_000 borrowed from system
 //! assert!(matches!(quotas.try_consume("acme", 60_000), Err(QuotaError::Exhausted { .. })));
 //!
 //! keeper.adjust("acme", 400_000).await?;
-//! quotas.try_consume("acme", 60_000)?;
+//! quotas.try_consume("acme", 60_000)?; // receipt dropped: the charge stays
+//! quotas.settle(charge, 200_000)?; // 50_000 of the first charge unused
 //! let tree = keeper.tree().await?;
-//! assert_eq!(tree[0].quota.current, 310_000);
+//! assert_eq!(tree[0].quota.current, 260_000);
 //! assert_eq!(tree[0].children[0].quota.borrowed, 0);
 //! # Ok(()) }
 //! ```
@@ -122,7 +135,7 @@ use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 
 pub use clock::{ManualClock, QuotaClock};
-pub use handle::{QuotaHandle, QuotaRef};
+pub use handle::{QuotaCharge, QuotaHandle, QuotaRef};
 pub use model::{
     MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD, QuotaError, QuotaId, QuotaReport, QuotaSelector, QuotaSpec,
     QuotaTreeReport,

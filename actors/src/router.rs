@@ -8,7 +8,9 @@
 //!   Every change ([`RouterMsg`]) rebuilds a snapshot (the
 //!   members, and the strategy, e.g. the consistent-hash ring, built over the
 //!   healthy ones) and publishes it in an `ArcSwap`. A restarted router
-//!   recovers its members from the last published snapshot.
+//!   recovers its members from the last published snapshot, and their
+//!   health (consecutive failed checks, ejections) from the
+//!   [`HealthTracker`] it shares with its handles.
 //! * Data plane: a [`RouterHandle`] (cloneable, one `Arc`) sends without a
 //!   round trip to the actor: admission (a compare-and-swap on the token
 //!   bucket), a snapshot load, a strategy pick, then the member's
@@ -90,6 +92,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -281,6 +284,9 @@ pub struct MemberMetrics {
     pub failures: u64,
     /// Times health checks ejected it.
     pub ejections: u64,
+    /// Health checks it failed in a row since its last answer (kept across
+    /// restarts of the router).
+    pub health_failures: u32,
 }
 
 /// A router's counters, read from atomics without a round trip to the actor.
@@ -340,6 +346,13 @@ struct RouterShared<M> {
     /// by the rare closed-member report, never per message.
     actor: ArcSwapOption<ActorRef<RouterMsg<M>>>,
     events: broadcast::Sender<HealthEvent>,
+    /// Consecutive failed health checks and ejections per member. Kept here,
+    /// not in the actor's state, so that a restarted router goes on counting
+    /// where its predecessor stopped (a member two failures short of
+    /// ejection stays two short). A mutex because it is written by the
+    /// actor only, once per check result, and read by [`RouterHandle::metrics`]:
+    /// never on the send path, so it is never contended in practice.
+    health: Mutex<HealthTracker>,
 }
 
 /// The data-plane handle to a router (and its control calls). Cheap to
@@ -602,9 +615,11 @@ impl<M: Send + 'static> RouterHandle<M> {
             .collect()
     }
 
-    /// The counters (from atomics, no round trip).
+    /// The counters (from atomics and the shared health tracker, no round
+    /// trip to the actor).
     pub fn metrics(&self) -> RouterMetrics {
         let snap = self.shared.snapshot.load();
+        let health = self.shared.health.lock();
         let members = snap
             .entries
             .iter()
@@ -623,9 +638,11 @@ impl<M: Send + 'static> RouterHandle<M> {
                     sent: m.stats.sent.load(Ordering::Relaxed),
                     failures: m.stats.failures.load(Ordering::Relaxed),
                     ejections: m.stats.ejections.load(Ordering::Relaxed),
+                    health_failures: health.failures(m.id),
                 }
             })
             .collect();
+        drop(health);
         RouterMetrics {
             members,
             admission: self.shared.admission.metrics(),
@@ -756,6 +773,7 @@ impl<M: Send + 'static> RouterArgs<M> {
             admission,
             actor: ArcSwapOption::empty(),
             events,
+            health: Mutex::new(HealthTracker::new(config.health.unhealthy_threshold)),
         });
         let handle = RouterHandle {
             shared: Arc::clone(&shared),
@@ -812,7 +830,6 @@ pub struct RouterState<M> {
     shared: Arc<RouterShared<M>>,
     /// Every member by id, with its weight and health flag.
     entries: BTreeMap<MemberId, Entry<M>>,
-    health: HealthTracker,
     next_id: u64,
     /// The health-check interval's task.
     timer: Option<JoinHandle<()>>,
@@ -865,7 +882,7 @@ impl<M: Send + 'static> RouterState<M> {
             },
         );
         self.publish(entries, self.next_id + 1)?;
-        self.health.insert(id, true);
+        self.shared.health.lock().insert(id, true);
         Ok(id)
     }
 
@@ -873,7 +890,7 @@ impl<M: Send + 'static> RouterState<M> {
         let mut entries = self.entries.clone();
         entries.remove(&id).ok_or(RouterError::UnknownMember(id))?;
         self.publish(entries, self.next_id)?;
-        self.health.remove(id);
+        self.shared.health.lock().remove(id);
         Ok(())
     }
 
@@ -947,13 +964,20 @@ impl<M: Send + 'static> Actor for Router<M> {
         args: RouterArgs<M>,
     ) -> Result<Self::State, ActorProcessingErr> {
         // Recover membership from the last published snapshot: a restarted
-        // router keeps its members, weights and health.
+        // router keeps its members and weights, and the shared tracker keeps
+        // their consecutive failures and ejections. The tracker is made to
+        // follow the snapshot exactly (a predecessor that stopped between
+        // publishing a change and recording it leaves them apart).
         let snapshot = args.shared.snapshot.load_full();
-        let mut health = HealthTracker::new(args.config.health.unhealthy_threshold);
-        let mut entries = BTreeMap::new();
-        for e in &snapshot.entries {
-            health.insert(e.member.id, e.healthy);
-            entries.insert(e.member.id, e.clone());
+        let entries: BTreeMap<MemberId, Entry<M>> = snapshot.entries.iter().map(|e| (e.member.id, e.clone())).collect();
+        {
+            let mut health = args.shared.health.lock();
+            health.retain(|id| entries.contains_key(&id));
+            for e in entries.values() {
+                if !health.contains(e.member.id) {
+                    health.insert(e.member.id, e.healthy);
+                }
+            }
         }
         // Ids are never reused, not even those of members removed before
         // the restart: a stale id must not name a new member.
@@ -963,7 +987,6 @@ impl<M: Send + 'static> Actor for Router<M> {
             config: args.config,
             shared: args.shared,
             entries,
-            health,
             next_id,
             timer: None,
         })
@@ -1013,6 +1036,7 @@ impl<M: Send + 'static> Actor for Router<M> {
             RouterMsg::HealthResults { results, reply } => {
                 let mut report = HealthReport::default();
                 let mut changes = Vec::new();
+                let mut health = state.shared.health.lock();
                 for (id, answered) in results {
                     if !state.entries.contains_key(&id) {
                         continue; // removed while the round ran
@@ -1021,7 +1045,7 @@ impl<M: Send + 'static> Actor for Router<M> {
                     if !answered {
                         report.failed.push(id);
                     }
-                    if let Some(change) = state.health.record(id, answered) {
+                    if let Some(change) = health.record(id, answered) {
                         match change {
                             HealthChange::Ejected => report.ejected.push(id),
                             HealthChange::Readmitted => report.readmitted.push(id),
@@ -1029,6 +1053,7 @@ impl<M: Send + 'static> Actor for Router<M> {
                         changes.push((id, change));
                     }
                 }
+                drop(health);
                 state.apply_health(&changes);
                 if let Some(reply) = reply {
                     // The caller may have stopped waiting; the round counted anyway.
@@ -1036,7 +1061,8 @@ impl<M: Send + 'static> Actor for Router<M> {
                 }
             }
             RouterMsg::MemberClosed(id) => {
-                if let Some(change) = state.health.eject(id) {
+                let change = state.shared.health.lock().eject(id);
+                if let Some(change) = change {
                     state.apply_health(&[(id, change)]);
                 }
             }

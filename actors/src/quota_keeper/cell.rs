@@ -112,6 +112,9 @@ struct Hot {
 pub(crate) struct QuotaNode {
     hot: Hot,
     pub(crate) id: QuotaId,
+    /// Place in the order of definition, unique in its tree: what a
+    /// charge's receipt names it by.
+    pub(crate) index: usize,
     pub(crate) kind: ResourceKind,
     pub(crate) parent: Option<QuotaId>,
     pub(crate) selector: Option<QuotaSelector>,
@@ -123,6 +126,7 @@ pub(crate) struct QuotaNode {
 /// What a new node is made of.
 pub(crate) struct NodeInit {
     pub(crate) id: QuotaId,
+    pub(crate) index: usize,
     pub(crate) kind: ResourceKind,
     pub(crate) parent: Option<Arc<QuotaNode>>,
     pub(crate) selector: Option<QuotaSelector>,
@@ -153,6 +157,7 @@ impl QuotaNode {
             },
             parent: init.parent.as_ref().map(|p| p.id.clone()),
             id: init.id,
+            index: init.index,
             kind: init.kind,
             selector: init.selector,
             path,
@@ -327,55 +332,6 @@ impl QuotaNode {
                 .compare_exchange_weak(state, new, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => return Some(used),
-                Err(actual) => state = actual,
-            }
-        }
-    }
-
-    /// Releases `amount` if at least that much is in use now; otherwise
-    /// returns what is in use and changes nothing.
-    pub(crate) fn release_checked(&self, amount: u64, now: &mut Now<'_>) -> Result<(), u64> {
-        let cur = self.current_tag(now);
-        let mut state = self.hot.state.load(Ordering::Relaxed);
-        loop {
-            let (tag, used) = self.effective(state, cur);
-            if used < amount {
-                return Err(used);
-            }
-            match self.hot.state.compare_exchange_weak(
-                state,
-                pack(tag, used - amount),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.note_reset(state, tag);
-                    self.note_peak(used);
-                    return Ok(());
-                }
-                Err(actual) => state = actual,
-            }
-        }
-    }
-
-    /// Releases up to `amount` (an ancestor may have been reset by its own
-    /// period since the charge).
-    pub(crate) fn release_saturating(&self, amount: u64, now: &mut Now<'_>) {
-        let cur = self.current_tag(now);
-        let mut state = self.hot.state.load(Ordering::Relaxed);
-        loop {
-            let (tag, used) = self.effective(state, cur);
-            match self.hot.state.compare_exchange_weak(
-                state,
-                pack(tag, used.saturating_sub(amount)),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
-                    self.note_reset(state, tag);
-                    self.note_peak(used);
-                    return;
-                }
                 Err(actual) => state = actual,
             }
         }

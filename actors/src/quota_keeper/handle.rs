@@ -1,5 +1,6 @@
-//! The data plane: [`QuotaHandle`] charges and releases lock-free, and is
-//! the quota keeper's [`SpendGate`].
+//! The data plane: [`QuotaHandle`] charges lock-free and hands back a
+//! [`QuotaCharge`] receipt, the only way to release or settle the charge;
+//! it is also the quota keeper's [`SpendGate`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -22,6 +23,12 @@ use super::table::{Shared, Snapshot, check_amount};
 /// refused because of another's charge that is then rolled back; the error
 /// is always on the side of refusing, never of exceeding a limit.
 ///
+/// A charge that succeeds returns a [`QuotaCharge`]: the receipt naming the
+/// quota and the period of each level it charged. Releasing or settling it
+/// ([`release`](Self::release), [`settle`](Self::settle)) consumes it, so a
+/// charge is given back once, at the levels it was made at, and never
+/// more than it took.
+///
 /// ```
 /// use nexus_swarm_actors::quota_keeper::{QuotaClock, QuotaSpec, QuotaTable};
 /// use nexus_swarm_runtime::resources::ResourceKind::LlmRequests;
@@ -30,9 +37,12 @@ use super::table::{Shared, Snapshot, check_amount};
 /// table.define(QuotaSpec::root("all", LlmRequests, 10)).unwrap();
 /// let quotas = table.handle();
 /// let all = quotas.resolve("all").unwrap(); // skips the lookup by name
-/// all.try_consume(4).unwrap();
-/// quotas.release("all", 1).unwrap();
-/// assert_eq!(quotas.report("all").unwrap().current, 3);
+/// let kept = all.try_consume(4).unwrap();
+/// let estimate = quotas.try_consume("all", 5).unwrap();
+/// quotas.settle(estimate, 2).unwrap(); // used 2 of the 5: 3 given back
+/// assert_eq!(quotas.report("all").unwrap().current, 6);
+/// drop(kept); // dropping a receipt keeps its charge
+/// assert_eq!(quotas.report("all").unwrap().current, 6);
 /// ```
 #[derive(Clone)]
 pub struct QuotaHandle {
@@ -65,15 +75,71 @@ impl QuotaRef {
         &self.node.id
     }
 
-    /// Charges `amount` to this quota and its ancestors, or to none.
+    /// Charges `amount` to this quota and its ancestors, or to none; the
+    /// receipt releases or settles it (see [`QuotaHandle::try_consume`]).
     #[inline]
-    pub fn try_consume(&self, amount: u64) -> Result<(), QuotaError> {
+    pub fn try_consume(&self, amount: u64) -> Result<QuotaCharge, QuotaError> {
         charge_path(&self.shared, &self.node, amount)
     }
 
-    /// Gives back `amount` (see [`QuotaHandle::release`]).
-    pub fn release(&self, amount: u64) -> Result<(), QuotaError> {
-        release_path(&self.shared, &self.node, amount)
+    /// Gives a charge back whole (see [`QuotaHandle::release`]).
+    pub fn release(&self, charge: QuotaCharge) -> Result<(), QuotaError> {
+        settle_charge(&self.shared, charge, 0)
+    }
+
+    /// Settles a charge at what was used (see [`QuotaHandle::settle`]).
+    pub fn settle(&self, charge: QuotaCharge, used: u64) -> Result<(), QuotaError> {
+        settle_charge(&self.shared, charge, used)
+    }
+}
+
+/// The receipt of one successful charge: which quota of which tree, how
+/// much, and the period each level was charged in. The only way to give a
+/// charge back, so it cannot be given back at another level or twice.
+///
+/// - Move-only: neither `Clone` nor `Copy`. [`QuotaHandle::release`] and
+///   [`QuotaHandle::settle`] (or the same on a [`QuotaRef`]) consume it.
+///   Any handle on the tree that made it will do: the receipt, not the
+///   handle, says where the charge is. A handle on another tree refuses it
+///   with [`QuotaError::ForeignCharge`] and changes nothing.
+/// - **Dropping a receipt keeps its charge.** The usage happened (or is
+///   committed to); only an explicit release or settle gives any of it
+///   back. So `quotas.try_consume(q, n)?;` is a plain, permanent charge.
+/// - A level whose period has reset since the charge has nothing to give
+///   back: the reset already dropped the charge there (its ancestors
+///   without a period, or still in the same period, get theirs back).
+///
+/// Small (40 bytes) and free of reference counts, so taking one costs the
+/// charge nothing.
+///
+/// Giving a charge back twice does not compile:
+///
+/// ```compile_fail,E0382
+/// use nexus_swarm_actors::quota_keeper::{QuotaClock, QuotaSpec, QuotaTable};
+/// use nexus_swarm_runtime::resources::ResourceKind::LlmRequests;
+///
+/// let mut table = QuotaTable::new(QuotaClock::manual().0);
+/// table.define(QuotaSpec::root("all", LlmRequests, 10)).unwrap();
+/// let quotas = table.handle();
+/// let charge = quotas.try_consume("all", 1).unwrap();
+/// quotas.release(charge).unwrap();
+/// quotas.release(charge).unwrap(); // use of a moved value
+/// ```
+#[derive(Debug)]
+pub struct QuotaCharge {
+    /// The tree that made the charge (`Shared::tree`).
+    tree: u64,
+    /// The charged quota (`QuotaNode::index`); its ancestors follow from it.
+    index: usize,
+    amount: u64,
+    /// The period tag each level was charged in, the quota first.
+    tags: [u16; MAX_QUOTA_DEPTH],
+}
+
+impl QuotaCharge {
+    /// The amount charged to the quota and each of its ancestors.
+    pub fn amount(&self) -> u64 {
+        self.amount
     }
 }
 
@@ -98,9 +164,16 @@ impl QuotaHandle {
     }
 
     /// Charges `amount` (1 to [`MAX_QUOTA_AMOUNT`]) to `quota` and every
-    /// ancestor, or to none of them.
+    /// ancestor, or to none of them. The receipt is the only way to give
+    /// the charge back; dropping it keeps the charge (see [`QuotaCharge`]).
+    ///
+    /// The product's data-plane path: a lookup by name in this thread's
+    /// cached snapshot of the tree, then one compare-and-swap per level.
+    /// Nothing else is read on success; why a refused charge was refused
+    /// (an amount some level can never hold, or one that does not fit now)
+    /// is worked out only after the refusal.
     #[inline]
-    pub fn try_consume(&self, quota: &str, amount: u64) -> Result<(), QuotaError> {
+    pub fn try_consume(&self, quota: &str, amount: u64) -> Result<QuotaCharge, QuotaError> {
         self.shared
             .with_snapshot(|snap| match snap.nodes.get(quota) {
                 Some(node) => charge_boxed(&self.shared, node, amount),
@@ -109,15 +182,26 @@ impl QuotaHandle {
             .map_err(|e| *e)
     }
 
-    /// Gives back `amount` to `quota` and its ancestors. Refused, changing
-    /// nothing, if the quota has less than `amount` in use in the current
-    /// period (what a period reset dropped cannot be released). Ancestors
-    /// reset by their own periods give back what they still count.
-    pub fn release(&self, quota: &str, amount: u64) -> Result<(), QuotaError> {
-        self.shared.with_snapshot(|snap| match snap.nodes.get(quota) {
-            Some(node) => release_path(&self.shared, node, amount),
-            None => Err(QuotaError::UnknownQuota(QuotaId::new(quota))),
-        })
+    /// Gives a charge back whole, at the quota and ancestors it was made
+    /// at, in the periods it was made in. Refused with
+    /// [`QuotaError::ForeignCharge`], changing nothing, if the charge was
+    /// made on another tree.
+    pub fn release(&self, charge: QuotaCharge) -> Result<(), QuotaError> {
+        settle_charge(&self.shared, charge, 0)
+    }
+
+    /// Settles a charge at the amount actually `used`: what it leaves
+    /// unused is given back (as [`release`](Self::release) does), and what
+    /// it exceeds is charged to the same levels without a limit check (the
+    /// usage already happened), saturating at [`MAX_QUOTA_AMOUNT`].
+    pub fn settle(&self, charge: QuotaCharge, used: u64) -> Result<(), QuotaError> {
+        settle_charge(&self.shared, charge, used)
+    }
+
+    /// The quota a charge was made to, if this handle's tree made it.
+    pub fn quota_of(&self, charge: &QuotaCharge) -> Result<QuotaId, QuotaError> {
+        self.shared
+            .with_snapshot(|snap| charged_node(&self.shared, snap, charge).map(|n| n.id.clone()))
     }
 
     /// Resolves `quota` once, for charges without the lookup by name.
@@ -168,35 +252,34 @@ enum Next {
 
 /// [`charge_boxed`] with the error unboxed.
 #[inline]
-fn charge_path(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<(), QuotaError> {
+fn charge_path(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<QuotaCharge, QuotaError> {
     charge_boxed(shared, node, amount).map_err(|e| *e)
 }
 
 /// The hot path: leaf first, then each ancestor, one CAS per level; on a
-/// refusal the levels already charged are given back. The error is boxed
-/// (built on the cold path only) so that the success path moves 8 bytes,
-/// not a whole error, through the callers' closures.
+/// refusal the levels already charged are given back, and only then is
+/// the reason worked out (see [`path_refused`]). The error is boxed (built
+/// on the cold path only) so that the success path moves the receipt, not
+/// a whole error, through the callers' closures.
 #[inline]
-fn charge_boxed(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<(), Box<QuotaError>> {
+fn charge_boxed(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<QuotaCharge, Box<QuotaError>> {
     if amount == 0 || amount > MAX_QUOTA_AMOUNT {
         return Err(Box::new(bad_amount(&node.id, amount)));
-    }
-    // An amount no level could ever hold changes nothing: no level is
-    // charged (and rolled back), and no lender recalls its loans for it.
-    if let Some(level) = std::iter::once(node)
-        .chain(node.path.iter())
-        .find(|l| amount > l.capacity())
-    {
-        return Err(Box::new(above_capacity(level, amount)));
     }
     let mut retried = false;
     loop {
         let mut now = Now::new(&shared.clock);
-        let mut charged = [Charged::default(); MAX_QUOTA_DEPTH];
+        let mut tags = [0u16; MAX_QUOTA_DEPTH];
+        // Whether the level below the one being charged borrowed: what a
+        // refusal needs to know to decide on a recall.
+        let mut below_borrowing = false;
         let mut refused = None;
         for (i, level) in std::iter::once(node).chain(node.path.iter()).enumerate() {
             match level.try_add(amount, &mut now) {
-                Ok(c) => charged[i] = c,
+                Ok(Charged { tag, borrowing }) => {
+                    tags[i] = tag;
+                    below_borrowing = borrowing;
+                }
                 Err(r) => {
                     refused = Some((i, r));
                     break;
@@ -204,14 +287,33 @@ fn charge_boxed(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<(
             }
         }
         let Some((at, refusal)) = refused else {
-            return Ok(());
+            return Ok(QuotaCharge {
+                tree: shared.tree,
+                index: node.index,
+                amount,
+                tags,
+            });
         };
-        match path_refused(shared, node, amount, &charged[..at], at, refusal, &mut now) {
+        let refusal = Refused {
+            at,
+            below_borrowing: at > 0 && below_borrowing,
+            refusal,
+        };
+        match path_refused(shared, node, amount, &tags[..at], refusal, &mut now) {
             Next::Retry if !retried => retried = true,
             Next::Retry => return Err(Box::new(recalled_error(node, at))),
             Next::Fail(e) => return Err(Box::new(e)),
         }
     }
+}
+
+/// Where and why a charge was refused.
+struct Refused {
+    /// The level that refused (0: the quota itself).
+    at: usize,
+    /// Whether the level below it took the charge by borrowing.
+    below_borrowing: bool,
+    refusal: Refusal,
 }
 
 #[cold]
@@ -244,26 +346,38 @@ fn recalled_error(node: &Arc<QuotaNode>, at: usize) -> QuotaError {
     }
 }
 
+/// The cold path of a refused charge: gives back what the levels below
+/// the refusing one took (never counted as their peak), then works out the
+/// reason. An amount more than some level of the path can ever hold (its
+/// limit plus its ceiling) is [`QuotaError::AboveCapacity`] and starts no
+/// recall, whichever level refused first; otherwise the refusing level's
+/// reason stands, and a lender refused within its own share recalls its
+/// loans.
 #[cold]
 #[inline(never)]
 fn path_refused(
     shared: &Shared,
     node: &Arc<QuotaNode>,
     amount: u64,
-    charged: &[Charged],
-    at: usize,
-    refusal: Refusal,
+    charged_tags: &[u16],
+    refused: Refused,
     now: &mut Now<'_>,
 ) -> Next {
-    for (i, c) in charged.iter().enumerate() {
-        level_of(node, i).rollback(amount, c.tag);
+    for (i, tag) in charged_tags.iter().enumerate() {
+        level_of(node, i).rollback(amount, *tag);
     }
+    if let Some(level) = std::iter::once(node)
+        .chain(node.path.iter())
+        .find(|l| amount > l.capacity())
+    {
+        return Next::Fail(above_capacity(level, amount));
+    }
+    let at = refused.at;
     let level = level_of(node, at);
     let snap = shared.snapshot.load();
-    match refusal {
+    match refused.refusal {
         Refusal::Exhausted { used, limit, ceiling } => {
-            let own_share = at == 0 || !charged[at - 1].borrowing;
-            recall_if_lent(&snap, level, own_share, now);
+            recall_if_lent(&snap, level, !refused.below_borrowing, now);
             Next::Fail(QuotaError::Exhausted {
                 quota: level.id.clone(),
                 kind: level.kind.clone(),
@@ -307,19 +421,44 @@ fn lift_recall_if_repaid(snap: &Snapshot, borrower: &QuotaNode, now: &mut Now<'_
     true
 }
 
-fn release_path(shared: &Shared, node: &Arc<QuotaNode>, amount: u64) -> Result<(), QuotaError> {
-    check_amount(&node.id, amount)?;
-    let mut now = Now::new(&shared.clock);
-    node.release_checked(amount, &mut now)
-        .map_err(|used| QuotaError::ReleaseExceedsUsage {
-            quota: node.id.clone(),
-            used,
-            amount,
-        })?;
-    for level in node.path.iter() {
-        level.release_saturating(amount, &mut now);
-    }
-    Ok(())
+/// The quota `charge` was made to, if `shared`'s tree made it. Nodes are
+/// never removed and indices never reused, so a charge this tree made names
+/// a node of every later snapshot.
+fn charged_node<'s>(
+    shared: &Shared,
+    snap: &'s Snapshot,
+    charge: &QuotaCharge,
+) -> Result<&'s Arc<QuotaNode>, QuotaError> {
+    let node = (charge.tree == shared.tree)
+        .then(|| snap.by_index.get(charge.index))
+        .flatten();
+    node.ok_or(QuotaError::ForeignCharge {
+        amount: charge.amount,
+        charged_on: charge.tree,
+        given_to: shared.tree,
+    })
+}
+
+/// Settles `charge` at `used` (0 releases it whole): gives back what it
+/// leaves unused in the periods it was charged in, charges what it exceeds
+/// in the current ones.
+fn settle_charge(shared: &Shared, charge: QuotaCharge, used: u64) -> Result<(), QuotaError> {
+    shared.with_snapshot(|snap| {
+        let node = charged_node(shared, snap, &charge)?;
+        let levels = std::iter::once(node).chain(node.path.iter());
+        if used < charge.amount {
+            let back = charge.amount - used;
+            for (level, tag) in levels.zip(charge.tags) {
+                level.undo(back, tag);
+            }
+        } else if used > charge.amount {
+            let mut now = Now::new(&shared.clock);
+            for level in levels {
+                level.force_add(used - charge.amount, &mut now);
+            }
+        }
+        Ok(())
+    })
 }
 
 /// The quotas a spend of `amounts` by `meta` charges: for each kind, the

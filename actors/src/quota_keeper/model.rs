@@ -358,15 +358,17 @@ pub enum QuotaError {
         /// The maximum.
         max: u64,
     },
-    /// A release of more than the quota has in use.
-    #[error("cannot release {amount} from quota {quota}: only {used} in use")]
-    ReleaseExceedsUsage {
-        /// The quota.
-        quota: QuotaId,
-        /// In use now.
-        used: u64,
-        /// Asked to release.
+    /// A [`QuotaCharge`](super::QuotaCharge) was given to a handle on
+    /// another quota tree than the one that made it. Nothing changed: the
+    /// receipt is consumed and its charge stays where it was made.
+    #[error("a charge of {amount} to quota tree #{charged_on} cannot be released or settled on quota tree #{given_to}")]
+    ForeignCharge {
+        /// The amount the receipt stands for.
         amount: u64,
+        /// The tree that made the charge.
+        charged_on: u64,
+        /// The tree of the handle it was given to.
+        given_to: u64,
     },
     /// The charge would take this level above its limit plus what it may
     /// borrow (or its parent has no idle capacity to lend).

@@ -30,6 +30,9 @@ type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Snapshot {
     pub(crate) nodes: FastMap<QuotaId, Arc<QuotaNode>>,
+    /// Every node by its index (`QuotaNode::index`, the order of
+    /// definition): how a charge's receipt finds its quota again.
+    pub(crate) by_index: Vec<Arc<QuotaNode>>,
     pub(crate) children: FastMap<QuotaId, Vec<Arc<QuotaNode>>>,
     /// Quotas with a selector, by kind (what the spend gate searches).
     pub(crate) selected: FastMap<ResourceKind, Vec<Arc<QuotaNode>>>,
@@ -96,7 +99,7 @@ thread_local! {
 
 /// State shared by the keeper and every handle.
 pub(crate) struct Shared {
-    tree: u64,
+    pub(crate) tree: u64,
     // Replaced only by the single writer, then `version` is bumped. arc-swap
     // gives readers a lock-free load; the hot path reads it through each
     // thread's cache (`with_snapshot`) and so touches it once per change.
@@ -279,6 +282,7 @@ impl QuotaTable {
                 .map(|p| Arc::clone(next.nodes.get(p).expect("parents are ordered first")));
             let node = Arc::new(QuotaNode::new(NodeInit {
                 id: spec.id.clone(),
+                index: next.by_index.len(),
                 kind: spec.kind.clone(),
                 parent,
                 selector: spec.selector.clone(),
@@ -296,6 +300,7 @@ impl QuotaTable {
                     .or_default()
                     .push(Arc::clone(&node));
             }
+            next.by_index.push(Arc::clone(&node));
             next.nodes.insert(spec.id.clone(), node);
         }
         self.shared.publish(next);

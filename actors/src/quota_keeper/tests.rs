@@ -36,17 +36,64 @@ fn usage(h: &QuotaHandle) -> Vec<(QuotaId, u64, u64, u64, bool)> {
 #[test]
 fn a_charge_goes_to_every_level() {
     let (_t, h, _) = three_levels();
-    h.try_consume("agent", 30).unwrap();
-    h.try_consume("tenant", 10).unwrap();
+    let agent = h.try_consume("agent", 30).unwrap();
+    let tenant = h.try_consume("tenant", 10).unwrap();
     assert_eq!(
         (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
         (30, 40, 40)
     );
-    h.release("agent", 5).unwrap();
+    h.settle(agent, 25).unwrap();
     assert_eq!(
         (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
         (25, 35, 35)
     );
+    h.release(tenant).unwrap();
+    assert_eq!(
+        (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
+        (25, 25, 25)
+    );
+}
+
+/// A receipt gives its charge back at the quota and ancestors it was made
+/// at, whichever handle or ref is used: two charges at different levels
+/// released in any order leave every level exactly where it started.
+#[test]
+fn a_receipt_gives_back_at_the_levels_it_was_charged() {
+    let (_t, h, _) = three_levels();
+    let at_agent = h.try_consume("agent", 7).unwrap();
+    let at_tenant = h.resolve("tenant").unwrap().try_consume(11).unwrap();
+    assert_eq!(h.quota_of(&at_agent).unwrap().as_str(), "agent");
+    assert_eq!(h.quota_of(&at_tenant).unwrap().as_str(), "tenant");
+    // Released through a ref on another quota: still the tenant's charge.
+    h.resolve("agent").unwrap().release(at_tenant).unwrap();
+    assert_eq!((used(&h, "agent"), used(&h, "tenant"), used(&h, "system")), (7, 7, 7));
+    h.release(at_agent).unwrap();
+    assert_eq!((used(&h, "agent"), used(&h, "tenant"), used(&h, "system")), (0, 0, 0));
+    let peak = h.report("agent").unwrap().peak;
+    assert_eq!(peak, 7, "a release records the usage it ends as a peak");
+}
+
+/// Dropping a receipt keeps its charge (the usage happened); settling above
+/// the amount charged adds the difference at every level, past the limit.
+#[test]
+fn a_dropped_receipt_keeps_its_charge_and_settling_above_adds_the_rest() {
+    let (_t, h, _) = three_levels();
+    // The receipt is dropped at once.
+    let _ = h.try_consume("agent", 30).unwrap();
+    assert_eq!(
+        (used(&h, "agent"), used(&h, "tenant"), used(&h, "system")),
+        (30, 30, 30)
+    );
+    let estimate = h.try_consume("agent", 5).unwrap();
+    assert_eq!(estimate.amount(), 5);
+    h.settle(estimate, 15).unwrap();
+    let agent = h.report("agent").unwrap();
+    assert_eq!((agent.current, agent.limit), (45, 40));
+    assert_eq!((used(&h, "tenant"), used(&h, "system")), (45, 45));
+    assert!(matches!(h.try_consume("agent", 1), Err(QuotaError::Exhausted { .. })));
+    let same = h.try_consume("tenant", 2).unwrap();
+    h.settle(same, 2).unwrap();
+    assert_eq!(used(&h, "tenant"), 47);
 }
 
 #[test]
@@ -84,16 +131,14 @@ fn invalid_input_is_a_typed_error_and_changes_nothing() {
         Err(QuotaError::AmountTooLarge { .. })
     ));
     assert!(matches!(h.try_consume("nobody", 1), Err(QuotaError::UnknownQuota(_))));
-    assert!(matches!(h.release("nobody", 1), Err(QuotaError::UnknownQuota(_))));
-    assert!(matches!(h.release("agent", 0), Err(QuotaError::ZeroAmount(_))));
+    // A receipt from another tree (same names, same shape) is refused.
+    let (_other_table, other, _) = three_levels();
+    let foreign = other.try_consume("agent", 5).unwrap();
     assert!(matches!(
-        h.release("agent", 11),
-        Err(QuotaError::ReleaseExceedsUsage {
-            used: 10,
-            amount: 11,
-            ..
-        })
+        h.release(foreign),
+        Err(QuotaError::ForeignCharge { amount: 5, .. })
     ));
+    assert_eq!(used(&other, "agent"), 5, "a refused receipt keeps its charge");
     assert!(matches!(h.resolve("nobody"), Err(QuotaError::UnknownQuota(_))));
 
     assert!(matches!(t.adjust("nobody", 5), Err(QuotaError::UnknownQuota(_))));
@@ -208,16 +253,22 @@ fn periods_reset_usage_and_keep_the_peak() {
     ));
     assert_eq!(used(&h, "per-second"), 0);
     hand.advance(Duration::from_secs(50));
-    h.try_consume("per-second", 7).unwrap();
+    let seven = h.try_consume("per-second", 7).unwrap();
     let minute = h.report("per-minute").unwrap();
     assert_eq!((minute.current, minute.peak), (7, 100));
-    // A release after its period ended has nothing to give back.
+    // A release after a level's period ended gives nothing back there (the
+    // reset dropped the charge), and gives back at the levels still in the
+    // period it was made in.
     hand.advance(Duration::from_secs(1));
-    assert!(matches!(
-        h.release("per-second", 7),
-        Err(QuotaError::ReleaseExceedsUsage { used: 0, .. })
-    ));
-    assert_eq!(used(&h, "per-minute"), 7);
+    h.try_consume("per-second", 2).unwrap();
+    h.release(seven).unwrap();
+    assert_eq!((used(&h, "per-second"), used(&h, "per-minute")), (2, 2));
+    // In the next minute, the first charge of the old one gives nothing back.
+    let old = h.try_consume("per-second", 1).unwrap();
+    hand.advance(Duration::from_secs(60));
+    h.try_consume("per-second", 4).unwrap();
+    h.release(old).unwrap();
+    assert_eq!((used(&h, "per-second"), used(&h, "per-minute")), (4, 4));
 }
 
 #[test]
@@ -283,8 +334,8 @@ fn a_refused_charge_changes_no_usage_peak_or_recall() {
     ));
     assert_eq!(h.reports(), before);
     // a keeps its loan and may still borrow: nothing was recalled.
-    h.try_consume("a", 5).unwrap();
-    h.release("a", 5).unwrap();
+    let five = h.try_consume("a", 5).unwrap();
+    h.release(five).unwrap();
 
     // Fits every level's capacity, refused by the parent's usage: "big" is
     // charged, then given back, and that is no peak of its own.
@@ -355,7 +406,8 @@ fn borrowing_needs_idle_capacity_in_the_parent() {
 #[test]
 fn a_lender_in_need_recalls_its_loans() {
     let (_t, h) = lending();
-    h.try_consume("a", 80).unwrap(); // borrows 30
+    let first = h.try_consume("a", 45).unwrap();
+    let loan = h.try_consume("a", 35).unwrap(); // borrows 30
     h.try_consume("b", 20).unwrap(); // parent full
     // b is within its own 50 but the parent is full because of a's loan.
     assert!(matches!(
@@ -365,14 +417,14 @@ fn a_lender_in_need_recalls_its_loans() {
     assert!(h.report("parent").unwrap().recalling);
 
     // a releases 10 and may not borrow it again: it goes to b.
-    h.release("a", 10).unwrap();
+    h.settle(loan, 25).unwrap();
     assert!(matches!(
         h.try_consume("a", 5),
         Err(QuotaError::BorrowRecalled { ref quota, ref lender }) if quota.as_str() == "a" && lender.as_str() == "parent"
     ));
     h.try_consume("b", 10).unwrap();
     // Within its own limit a is still served (the recall is about loans).
-    h.release("a", 25).unwrap(); // a at 45, b at 30
+    h.settle(first, 20).unwrap(); // a at 45, b at 30
     h.try_consume("a", 5).unwrap();
     // Every loan is repaid: the next borrow lifts the recall.
     assert!(h.report("parent").unwrap().recalling);
@@ -385,13 +437,13 @@ fn a_lender_in_need_recalls_its_loans() {
 #[test]
 fn the_sweep_lifts_a_recall_once_loans_are_repaid() {
     let (mut t, h) = lending();
-    h.try_consume("a", 80).unwrap();
+    let a = h.try_consume("a", 80).unwrap();
     h.try_consume("b", 20).unwrap();
     assert!(h.try_consume("b", 1).is_err());
     assert!(h.report("parent").unwrap().recalling);
     t.sweep();
     assert!(h.report("parent").unwrap().recalling, "a still borrows");
-    h.release("a", 30).unwrap();
+    h.settle(a, 50).unwrap();
     t.sweep();
     assert!(!h.report("parent").unwrap().recalling);
 }
@@ -399,13 +451,13 @@ fn the_sweep_lifts_a_recall_once_loans_are_repaid() {
 #[test]
 fn adjust_takes_effect_at_once_and_keeps_usage() {
     let (mut t, h, _) = three_levels();
-    h.try_consume("agent", 40).unwrap();
+    let forty = h.try_consume("agent", 40).unwrap();
     assert_eq!(t.adjust("agent", 50).unwrap(), 40);
     h.try_consume("agent", 10).unwrap();
     assert_eq!(t.adjust("agent", 20).unwrap(), 50);
     assert_eq!(used(&h, "agent"), 50);
     assert!(h.try_consume("agent", 1).is_err());
-    h.release("agent", 31).unwrap();
+    h.settle(forty, 9).unwrap();
     h.try_consume("agent", 1).unwrap();
     assert_eq!(t.set_borrow_ceiling("agent", 10).unwrap(), 0);
     h.try_consume("agent", 10).unwrap();
@@ -416,8 +468,8 @@ fn adjust_takes_effect_at_once_and_keeps_usage() {
 fn reports_form_a_tree_with_peaks_and_utilization() {
     let (t, h, _) = three_levels();
     let agent = h.resolve("agent").unwrap();
-    agent.try_consume(30).unwrap();
-    agent.release(20).unwrap();
+    let thirty = agent.try_consume(30).unwrap();
+    agent.settle(thirty, 10).unwrap();
     let tree = t.tree();
     assert_eq!(tree.len(), 1);
     let ids: Vec<&str> = tree[0].iter().map(|r| r.id.as_str()).collect();
@@ -478,7 +530,7 @@ fn the_gate_charges_the_most_specific_quotas_and_their_ancestors_once() {
         ]
     );
     assert_eq!(h.holds_in_flight(), 1);
-    h.settle(hold, &tokens(60).with(Cost, 25));
+    SpendGate::settle(&h, hold, &tokens(60).with(Cost, 25));
     assert_eq!(
         (
             used(&h, "triage"),
@@ -523,7 +575,7 @@ fn settle_charges_actuals_above_the_estimate_and_unestimated_kinds() {
     let meta = UsageMeta::default().tenant("acme");
     let hold = h.reserve(&meta, &tokens(100)).unwrap();
     // The spend happened: charged even past acme's limit.
-    h.settle(hold, &tokens(550).with(Cost, 7).with(OutputTokens, 3));
+    SpendGate::settle(&h, hold, &tokens(550).with(Cost, 7).with(OutputTokens, 3));
     assert_eq!((used(&h, "acme"), used(&h, "system"), used(&h, "spend")), (550, 550, 7));
     assert_eq!(h.report("acme").unwrap().borrowed, 50);
     // Kinds no quota selects are not limited by the gate.
@@ -536,21 +588,28 @@ fn settle_charges_actuals_above_the_estimate_and_unestimated_kinds() {
 #[derive(Debug, Clone)]
 enum Op {
     Consume(usize, u64),
-    Release(usize, u64),
+    /// Settles the receipt at this position (mod the number held) at this
+    /// share of its amount, in percent (0: a release).
+    Settle(usize, u64),
+    /// Drops the receipt at this position: its charge stays.
+    Drop(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (0usize..4, 1u64..40).prop_map(|(q, n)| Op::Consume(q, n)),
-        (0usize..4, 1u64..40).prop_map(|(q, n)| Op::Release(q, n)),
+        3 => (0usize..4, 1u64..40).prop_map(|(q, n)| Op::Consume(q, n)),
+        2 => (0usize..64, 0u64..=100).prop_map(|(i, p)| Op::Settle(i, p)),
+        1 => (0usize..64).prop_map(Op::Drop),
     ]
 }
 
 proptest! {
-    /// Random charges and releases on root (100) > {a (50, borrows 30), b (40, borrows 10)},
+    /// Random charges, settlements (down to 0: releases) and dropped
+    /// receipts on root (100) > {a (50, borrows 30), b (40, borrows 10)},
     /// a > leaf (30, borrows 20): each level's usage is exactly the sum of
-    /// the successful charges through it minus releases, never above its
-    /// limit plus ceiling, and a refused operation changes nothing.
+    /// the successful charges through it minus what their receipts gave
+    /// back, never above its limit plus ceiling, and a refused operation
+    /// changes nothing.
     #[test]
     fn usage_is_the_sum_of_successful_charges(ops in proptest::collection::vec(op(), 1..200)) {
         let (clock, _) = QuotaClock::manual();
@@ -566,15 +625,20 @@ proptest! {
         let paths: [&[usize]; 4] = [&[0], &[1, 0], &[2, 0], &[3, 1, 0]];
         let caps = [100u64, 80, 50, 50];
         let mut model = [0u64; 4];
+        let mut held: Vec<(usize, QuotaCharge)> = Vec::new();
         for op in ops {
             let before: Vec<u64> = names.iter().map(|n| used(&h, n)).collect();
             match op {
                 Op::Consume(q, n) => {
                     let fits = paths[q].iter().all(|&l| model[l] + n <= caps[l]);
                     match h.try_consume(names[q], n) {
-                        Ok(()) => {
+                        Ok(charge) => {
                             prop_assert!(fits);
+                            prop_assert_eq!(charge.amount(), n);
+                            let quota = h.quota_of(&charge).unwrap();
+                            prop_assert_eq!(quota.as_str(), names[q]);
                             for &l in paths[q] { model[l] += n; }
+                            held.push((q, charge));
                         }
                         Err(QuotaError::BorrowRecalled { .. }) => {}
                         Err(e) => {
@@ -584,20 +648,18 @@ proptest! {
                         }
                     }
                 }
-                Op::Release(q, n) => {
-                    match h.release(names[q], n) {
-                        Ok(()) => {
-                            model[q] -= n;
-                            // Ancestors give back what they still count.
-                            for &l in &paths[q][1..] { model[l] = model[l].saturating_sub(n); }
-                        }
-                        Err(e) => {
-                            prop_assert!(model[q] < n);
-                            let exceeds = matches!(e, QuotaError::ReleaseExceedsUsage { .. });
-                            prop_assert!(exceeds, "{:?}", e);
-                        }
-                    }
+                Op::Settle(i, percent) if !held.is_empty() => {
+                    let (q, charge) = held.swap_remove(i % held.len());
+                    let used_now = charge.amount() * percent / 100;
+                    let back = charge.amount() - used_now;
+                    h.settle(charge, used_now).unwrap();
+                    for &l in paths[q] { model[l] -= back; }
                 }
+                Op::Drop(i) if !held.is_empty() => {
+                    // Removed from `held` and dropped at once.
+                    let _ = held.swap_remove(i % held.len());
+                }
+                Op::Settle(..) | Op::Drop(_) => {}
             }
             let after: Vec<u64> = names.iter().map(|n| used(&h, n)).collect();
             prop_assert_eq!(&after, &model.to_vec(), "before {:?}", before);

@@ -58,6 +58,16 @@ impl HealthTracker {
         self.members.remove(&id);
     }
 
+    /// Whether a member is tracked.
+    pub fn contains(&self, id: MemberId) -> bool {
+        self.members.contains_key(&id)
+    }
+
+    /// Stops tracking every member for which `keep` is false.
+    pub fn retain(&mut self, mut keep: impl FnMut(MemberId) -> bool) {
+        self.members.retain(|id, _| keep(*id));
+    }
+
     /// Whether a tracked member takes traffic (`false` for unknown ids).
     pub fn is_healthy(&self, id: MemberId) -> bool {
         self.members.get(&id).is_some_and(|h| h.healthy)
