@@ -32,10 +32,11 @@ pub(crate) fn ring_lookup_ns(n: u64, distinct: usize) -> anyhow::Result<f64> {
 
 /// Charges `amount` to `quota` through the quota handle: the product's
 /// data-plane call, and the one place in the benchmark that spells it, so
-/// that a change of its call shape is made here only.
+/// that a change of its call shape is made here only. The receipt is
+/// dropped, which keeps the charge (the usage happened).
 #[inline]
 pub(crate) fn charge(quotas: &QuotaHandle, quota: &str, amount: u64) -> Result<(), QuotaError> {
-    quotas.try_consume(quota, amount)
+    quotas.try_consume(quota, amount).map(drop)
 }
 
 /// A 3-level quota tree (system > tenant > agent) with limits high enough
