@@ -25,9 +25,9 @@ use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
 use crate::pool::{AgentPool, PoolMsg, PoolRef, PoolShared};
 use crate::supervisor::{
-    ChildInfo, ChildSpec, Domains, EventSink, GiveUp, NameClaim, Names, NodeEvent, NodeExit, NodeSupervisor,
-    NodeSupervisorArgs, RootMsg, Strategy, SubtreeKind, Supervised, Supervisor, SupervisorArgs, SupervisorMsg,
-    spawn_error,
+    Adoption, ChildInfo, ChildSpec, Domains, EventSink, GiveUp, NameClaim, Names, NodeEvent, NodeExit, NodeSupervisor,
+    NodeSupervisorArgs, Registry, RootMsg, Strategy, SubtreeKind, Supervised, Supervisor, SupervisorArgs,
+    SupervisorMsg, spawn_error,
 };
 
 /// A running node: a [`NodeSupervisor`] and the configuration it was
@@ -222,6 +222,7 @@ impl Supervised for GroupChild {
 pub struct GroupRef {
     name: Arc<str>,
     supervisor: Arc<arc_swap::ArcSwapOption<ActorRef<SupervisorMsg>>>,
+    registry: Arc<Registry>,
     names: Names,
     mailbox: MailboxConfig,
 }
@@ -246,7 +247,15 @@ impl GroupRef {
             .load_full()
             .map(|s| (*s).clone())
             .ok_or(SpawnError::SupervisorGone)?;
-        spawn_agent_under(&supervisor, &self.names, name, agent, self.mailbox.clone()).await
+        spawn_agent_under(
+            &supervisor,
+            &self.registry,
+            &self.names,
+            name,
+            agent,
+            self.mailbox.clone(),
+        )
+        .await
     }
 
     /// The members and their restart counts.
@@ -263,6 +272,7 @@ impl GroupRef {
 /// queue behind the supervisor.
 async fn spawn_agent_under<A: Agent>(
     supervisor: &ActorRef<SupervisorMsg>,
+    registry: &Registry,
     names: &Names,
     name: &str,
     agent: A,
@@ -283,7 +293,7 @@ async fn spawn_agent_under<A: Agent>(
         aging_after: mailbox.aging_after,
     };
     let spec = ChildSpec::from_child(Arc::new(AgentChild { host, claim }));
-    adopt(supervisor, name, spec).await?;
+    adopt(supervisor, registry, name, spec).await?;
     Ok(AgentRef::from_mailbox(shared))
 }
 
@@ -293,18 +303,29 @@ fn is_gone(supervisor: &ActorRef<SupervisorMsg>) -> bool {
     supervisor.get_status() >= ActorStatus::Draining
 }
 
-/// Starts `spec` linked to `supervisor` and casts it the adoption.
-async fn adopt(supervisor: &ActorRef<SupervisorMsg>, name: &str, spec: ChildSpec) -> Result<(), SpawnError> {
+/// Starts `spec` linked to `supervisor` and files it in the supervisor's
+/// registry (see "Adoption" in [`crate::supervisor`]).
+async fn adopt(
+    supervisor: &ActorRef<SupervisorMsg>,
+    registry: &Registry,
+    name: &str,
+    spec: ChildSpec,
+) -> Result<(), SpawnError> {
     let cell = match spec.start(supervisor.get_cell(), 0).await {
         Ok(cell) => cell,
         Err(_) if is_gone(supervisor) => return Err(SpawnError::SupervisorGone),
         Err(e) => return Err(spawn_error(name, e)),
     };
-    if let Err(e) = supervisor.cast(SupervisorMsg::Adopt(cell.clone(), spec)) {
-        // The supervisor stopped in between: nothing would supervise it.
-        cell.stop(Some("supervisor gone".into()));
-        drop(e);
-        return Err(SpawnError::SupervisorGone);
+    match registry.adopt(&cell, spec) {
+        Adoption::Supervised => {}
+        Adoption::Retire(spec) => spec.inner.retire(&cell),
+        Adoption::Replay(spec) => {
+            if supervisor.cast(SupervisorMsg::Adopt(cell.clone(), spec)).is_err() {
+                // The supervisor stopped in between: nothing would supervise it.
+                cell.stop(Some("supervisor gone".into()));
+                return Err(SpawnError::SupervisorGone);
+            }
+        }
     }
     Ok(())
 }
@@ -421,7 +442,15 @@ impl Node {
         agent: A,
         mailbox: MailboxConfig,
     ) -> Result<AgentRef<A::Msg>, SpawnError> {
-        spawn_agent_under(&self.domains.agents, &self.names, name, agent, mailbox).await
+        spawn_agent_under(
+            &self.domains.agents,
+            &self.domains.agents_registry,
+            &self.names,
+            name,
+            agent,
+            mailbox,
+        )
+        .await
     }
 
     /// Starts a named group: agents spawned through the returned
@@ -435,12 +464,14 @@ impl Node {
     pub async fn spawn_group_with(&self, name: &str, policy: SupervisionConfig) -> Result<GroupRef, SpawnError> {
         let claim = self.names.claim(name)?;
         let current = Arc::new(arc_swap::ArcSwapOption::empty());
+        let registry = Arc::new(Registry::new(policy.clone()));
         let args = SupervisorArgs {
             name: Arc::clone(&claim.name),
             policy,
             strategy: Strategy::OneForAll,
             give_up: GiveUp::Escalate,
             events: self.events.clone(),
+            registry: Arc::clone(&registry),
         };
         let group_name = Arc::clone(&claim.name);
         let spec = ChildSpec::from_child(Arc::new(GroupChild {
@@ -448,10 +479,11 @@ impl Node {
             claim,
             current: Arc::clone(&current),
         }));
-        adopt(&self.domains.agents, name, spec).await?;
+        adopt(&self.domains.agents, &self.domains.agents_registry, name, spec).await?;
         Ok(GroupRef {
             name: group_name,
             supervisor: current,
+            registry,
             names: self.names.clone(),
             mailbox: self.config.mailbox.clone(),
         })
@@ -495,7 +527,7 @@ impl Node {
             initial: size,
         };
         let spec = ChildSpec::from_child(Arc::new(PoolChild { pool, claim }));
-        adopt(&self.domains.agents, name, spec).await?;
+        adopt(&self.domains.agents, &self.domains.agents_registry, name, spec).await?;
         Ok(AgentPool::<A>::handle(shared))
     }
 

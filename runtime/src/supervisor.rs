@@ -45,12 +45,15 @@
 //!
 //! # Adoption
 //!
-//! Spawning an agent or a pool does not queue behind the supervisor: the
-//! caller starts the child itself, linked to the supervisor's cell, and then
-//! hands its spec over with a cast ([`SupervisorMsg::Adopt`]). ractor
-//! delivers supervision events ahead of ordinary messages, so the child may
-//! fail before its adoption is read; such early events are kept and
-//! replayed when the adoption arrives.
+//! Spawning an agent or a pool neither queues behind the supervisor nor
+//! sends it a message: the caller starts the child itself, linked to the
+//! supervisor's cell, and files its spec in the supervisor's [`Registry`]
+//! (a map shared by the supervisor and the spawning tasks). The supervisor
+//! reads the registry only when a supervision event arrives. A child may
+//! fail before its spec is filed; the supervisor then notes the event in
+//! the registry, and the spawner, finding it there, hands the spec over
+//! with a cast ([`SupervisorMsg::Adopt`]) so that the supervisor replays
+//! the event with it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
@@ -505,6 +508,8 @@ pub struct SupervisorArgs {
     pub give_up: GiveUp,
     /// Where stopped subtrees are reported.
     pub events: EventSink,
+    /// The children, shared with the tasks that start them.
+    pub registry: Arc<Registry>,
 }
 
 struct Child {
@@ -521,11 +526,143 @@ enum Early {
     Terminated,
 }
 
+/// The children of one supervisor, shared with the tasks that start
+/// children for it (see "Adoption" in the module docs). A plain mutex:
+/// taken once per spawn and once per supervision event, never per message,
+/// and never held across an await.
+pub struct Registry {
+    policy: SupervisionConfig,
+    inner: Mutex<RegistryInner>,
+}
+
+#[derive(Default)]
+struct RegistryInner {
+    children: HashMap<ActorId, Child>,
+    early: HashMap<ActorId, Early>,
+    shutting_down: bool,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inner = self.inner.lock();
+        f.debug_struct("Registry")
+            .field("children", &inner.children.len())
+            .field("early", &inner.early.len())
+            .finish()
+    }
+}
+
+/// What became of a child filed in a [`Registry`].
+pub(crate) enum Adoption {
+    /// Supervised from now on.
+    Supervised,
+    /// Supervised, but the supervisor is shutting down: retire it.
+    Retire(ChildSpec),
+    /// It already failed or stopped: hand the spec to the supervisor
+    /// ([`SupervisorMsg::Adopt`]), which replays the event.
+    Replay(ChildSpec),
+}
+
+impl Registry {
+    /// An empty registry whose children get `policy`'s restart intensity.
+    pub(crate) fn new(policy: SupervisionConfig) -> Self {
+        Self {
+            policy,
+            inner: Mutex::new(RegistryInner::default()),
+        }
+    }
+
+    fn child(&self, spec: ChildSpec) -> Child {
+        Child {
+            spec,
+            restarts: 0,
+            intensity: RestartIntensity::new(self.policy.max_restarts, self.policy.within),
+            restart_pending: false,
+        }
+    }
+
+    /// Files a child that the caller started, linked to the supervisor.
+    pub(crate) fn adopt(&self, cell: &ActorCell, spec: ChildSpec) -> Adoption {
+        let id = cell.get_id();
+        let mut inner = self.inner.lock();
+        if inner.early.contains_key(&id) {
+            return Adoption::Replay(spec);
+        }
+        let retire = inner.shutting_down.then(|| spec.clone());
+        inner.children.insert(id, self.child(spec));
+        match retire {
+            Some(spec) => Adoption::Retire(spec),
+            None => Adoption::Supervised,
+        }
+    }
+
+    fn insert(&self, id: ActorId, child: Child) {
+        self.inner.lock().children.insert(id, child);
+    }
+
+    /// Takes the child out, or notes `early` for a child not filed yet.
+    fn take_or_note(&self, id: ActorId, early: Early) -> Option<(Child, Early)> {
+        let mut inner = self.inner.lock();
+        match inner.children.remove(&id) {
+            Some(child) => Some((child, early)),
+            None => {
+                inner.early.insert(id, early);
+                None
+            }
+        }
+    }
+
+    fn take_early(&self, id: &ActorId) -> Option<Early> {
+        self.inner.lock().early.remove(id)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.inner.lock().children.is_empty()
+    }
+
+    fn drain(&self) -> Vec<Child> {
+        self.inner.lock().children.drain().map(|(_, c)| c).collect()
+    }
+
+    fn mark_restart_pending(&self, id: &ActorId) -> bool {
+        match self.inner.lock().children.get_mut(id) {
+            Some(child) => {
+                child.restart_pending = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn spec_of(&self, id: &ActorId) -> Option<ChildSpec> {
+        self.inner.lock().children.get(id).map(|c| c.spec.clone())
+    }
+
+    fn set_shutting_down(&self) {
+        self.inner.lock().shutting_down = true;
+    }
+
+    fn list(&self) -> Vec<ChildInfo> {
+        let mut list: Vec<ChildInfo> = self
+            .inner
+            .lock()
+            .children
+            .values()
+            .map(|c| ChildInfo {
+                name: c.spec.name().to_string(),
+                kind: c.spec.inner.kind(),
+                restarts: c.restarts,
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+}
+
 /// State of a [`Supervisor`].
 pub struct SupervisorState {
     args: SupervisorArgs,
-    children: HashMap<ActorId, Child>,
-    early: HashMap<ActorId, Early>,
+    registry: Arc<Registry>,
     /// One-for-all: the whole group's restarts.
     group: RestartIntensity,
     /// Set once a shutdown is asked for: everyone waiting for it. A list,
@@ -534,11 +671,21 @@ pub struct SupervisorState {
     shutdown: Option<Vec<RpcReplyPort<()>>>,
 }
 
+impl Drop for SupervisorState {
+    fn drop(&mut self) {
+        // The supervisor is gone (stopped, or killed with the tree, when
+        // `post_stop` does not run): its children are gone for good, and
+        // dropping their specs closes their lanes and drops what those
+        // admitted. The registry itself may outlive it (spawners hold it).
+        drop(self.registry.drain());
+    }
+}
+
 impl fmt::Debug for SupervisorState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SupervisorState")
             .field("name", &self.args.name)
-            .field("children", &self.children.len())
+            .field("registry", &self.registry)
             .field("shutting_down", &self.shutdown.is_some())
             .finish()
     }
@@ -546,12 +693,7 @@ impl fmt::Debug for SupervisorState {
 
 impl Supervisor {
     fn new_child(state: &SupervisorState, spec: ChildSpec) -> Child {
-        Child {
-            spec,
-            restarts: 0,
-            intensity: RestartIntensity::new(state.args.policy.max_restarts, state.args.policy.within),
-            restart_pending: false,
-        }
+        state.registry.child(spec)
     }
 
     /// Starts a child again after a failure (retrying failed starts, each
@@ -587,7 +729,7 @@ impl Supervisor {
                         // predecessor had admitted.
                         child.spec.inner.retire(&cell);
                     }
-                    state.children.insert(cell.get_id(), child);
+                    state.registry.insert(cell.get_id(), child);
                     return Ok(());
                 }
                 Err(e) => {
@@ -632,8 +774,7 @@ impl Supervisor {
             // Siblings are killed and restarted when their termination is
             // reported; their lanes (and what they admitted) survive.
             for cell in myself.get_children() {
-                if let Some(sibling) = state.children.get_mut(&cell.get_id()) {
-                    sibling.restart_pending = true;
+                if state.registry.mark_restart_pending(&cell.get_id()) {
                     cell.kill();
                 }
             }
@@ -689,7 +830,7 @@ impl Supervisor {
                     stopped.kind = SubtreeKind::Group;
                 }
                 myself.stop_children(Some("supervisor gave up".into()));
-                for (_, sibling) in state.children.drain() {
+                for sibling in state.registry.drain() {
                     stopped.discarded += sibling.spec.inner.discard();
                 }
                 tracing::error!(supervisor = %state.args.name, "{stopped}");
@@ -699,7 +840,7 @@ impl Supervisor {
     }
 
     fn finish_shutdown_if_done(myself: &ActorRef<SupervisorMsg>, state: &mut SupervisorState) {
-        if state.children.is_empty() {
+        if state.registry.is_empty() {
             if let Some(replies) = state.shutdown.take() {
                 for reply in replies {
                     // The caller may have stopped waiting; shutting down is still right.
@@ -717,7 +858,7 @@ impl Supervisor {
         spec: ChildSpec,
     ) -> Result<(), ActorProcessingErr> {
         let child = Self::new_child(state, spec);
-        match state.early.remove(&cell.get_id()) {
+        match state.registry.take_early(&cell.get_id()) {
             Some(Early::Failed(error)) => Self::child_failed(myself, state, child, error).await,
             Some(Early::Terminated) => {
                 drop(child);
@@ -728,7 +869,7 @@ impl Supervisor {
                 if state.shutdown.is_some() {
                     child.spec.inner.retire(&cell);
                 }
-                state.children.insert(cell.get_id(), child);
+                state.registry.insert(cell.get_id(), child);
                 Ok(())
             }
         }
@@ -747,9 +888,8 @@ impl Actor for Supervisor {
     ) -> Result<SupervisorState, ActorProcessingErr> {
         Ok(SupervisorState {
             group: RestartIntensity::new(args.policy.max_restarts, args.policy.within),
+            registry: Arc::clone(&args.registry),
             args,
-            children: HashMap::new(),
-            early: HashMap::new(),
             shutdown: None,
         })
     }
@@ -768,7 +908,7 @@ impl Actor for Supervisor {
                     match spec.start(myself.get_cell(), 0).await {
                         Ok(cell) => {
                             let child = Self::new_child(state, spec);
-                            state.children.insert(cell.get_id(), child);
+                            state.registry.insert(cell.get_id(), child);
                             Ok(cell)
                         }
                         Err(e) => Err(spawn_error(spec.name(), e)),
@@ -779,17 +919,7 @@ impl Actor for Supervisor {
             }
             SupervisorMsg::Adopt(cell, spec) => Self::adopt(&myself, state, cell, spec).await?,
             SupervisorMsg::Children(reply) => {
-                let mut list: Vec<ChildInfo> = state
-                    .children
-                    .values()
-                    .map(|c| ChildInfo {
-                        name: c.spec.name().to_string(),
-                        kind: c.spec.inner.kind(),
-                        restarts: c.restarts,
-                    })
-                    .collect();
-                list.sort_by(|a, b| a.name.cmp(&b.name));
-                let _ = reply.send(list);
+                let _ = reply.send(state.registry.list());
             }
             SupervisorMsg::Shutdown(reply) => {
                 if let Some(waiting) = &mut state.shutdown {
@@ -798,10 +928,12 @@ impl Actor for Supervisor {
                     return Ok(());
                 }
                 state.shutdown = Some(vec![reply]);
-                // Children started but not adopted yet are retired on adoption.
+                // Children started but not filed yet are retired as they
+                // are filed (`Adoption::Retire`).
+                state.registry.set_shutting_down();
                 for cell in myself.get_children() {
-                    if let Some(child) = state.children.get(&cell.get_id()) {
-                        child.spec.inner.retire(&cell);
+                    if let Some(spec) = state.registry.spec_of(&cell.get_id()) {
+                        spec.inner.retire(&cell);
                     }
                 }
                 Self::finish_shutdown_if_done(&myself, state);
@@ -818,8 +950,8 @@ impl Actor for Supervisor {
     ) -> Result<(), ActorProcessingErr> {
         match event {
             SupervisionEvent::ActorFailed(cell, err) => {
-                let Some(child) = state.children.remove(&cell.get_id()) else {
-                    state.early.insert(cell.get_id(), Early::Failed(err));
+                let Some((child, Early::Failed(err))) = state.registry.take_or_note(cell.get_id(), Early::Failed(err))
+                else {
                     return Ok(());
                 };
                 if child.restart_pending {
@@ -830,7 +962,11 @@ impl Actor for Supervisor {
                 }
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
-                match state.children.remove(&cell.get_id()) {
+                match state
+                    .registry
+                    .take_or_note(cell.get_id(), Early::Terminated)
+                    .map(|(c, _)| c)
+                {
                     Some(child) if child.restart_pending && state.shutdown.is_none() => {
                         Self::restart_or_give_up(&myself, state, child, "restarted with its group".into(), true)
                             .await?;
@@ -838,9 +974,8 @@ impl Actor for Supervisor {
                     Some(child) => {
                         tracing::debug!(supervisor = %state.args.name, child = %child.spec.name(), ?reason, "child stopped");
                     }
-                    None => {
-                        state.early.insert(cell.get_id(), Early::Terminated);
-                    }
+                    // Not filed yet: noted for its spawner.
+                    None => {}
                 }
                 Self::finish_shutdown_if_done(&myself, state);
             }
@@ -857,7 +992,7 @@ impl Actor for Supervisor {
         // Stopped with children still listed (the node escalated or was
         // killed): nothing will handle what their lanes admitted.
         let mut discarded = 0;
-        for (_, child) in state.children.drain() {
+        for child in state.registry.drain() {
             discarded += child.spec.inner.discard();
         }
         if discarded > 0 {
@@ -890,6 +1025,8 @@ pub struct Domains {
     pub system: ActorRef<SupervisorMsg>,
     /// Agents, pools and groups.
     pub agents: ActorRef<SupervisorMsg>,
+    /// The children of `agents`, filed by the tasks that spawn them.
+    pub agents_registry: Arc<Registry>,
 }
 
 /// Arguments of a [`NodeSupervisor`].
@@ -929,12 +1066,18 @@ impl Actor for NodeSupervisor {
             strategy: Strategy::OneForOne,
             give_up,
             events: args.events.clone(),
+            registry: Arc::new(Registry::new(args.policy.clone())),
         };
         let (system, _) =
             Actor::spawn_linked(None, Supervisor, domain("system", GiveUp::Escalate), myself.get_cell()).await?;
-        let (agents, _) =
-            Actor::spawn_linked(None, Supervisor, domain("agents", GiveUp::StopChild), myself.get_cell()).await?;
-        let domains = Domains { system, agents };
+        let agents_args = domain("agents", GiveUp::StopChild);
+        let agents_registry = Arc::clone(&agents_args.registry);
+        let (agents, _) = Actor::spawn_linked(None, Supervisor, agents_args, myself.get_cell()).await?;
+        let domains = Domains {
+            system,
+            agents,
+            agents_registry,
+        };
         // Set once: this actor is never restarted (it has no parent).
         let _ = args.domains.set(domains.clone());
         Ok(NodeSupervisorState {
