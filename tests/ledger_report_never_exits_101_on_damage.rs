@@ -6,8 +6,8 @@
 #[path = "support/ledger_fixture.rs"]
 mod fixture;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use fixture::nexus;
+
 
 use nexus_swarm::actors::cost_ledger::STORE_FILE;
 use rand::rngs::StdRng;
@@ -15,15 +15,6 @@ use rand::{Rng, SeedableRng};
 
 const SEED: u64 = 0x0101_dead;
 const DAMAGED_COPIES: usize = 40;
-
-fn nexus(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nexus"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("nexus runs")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_ledgers_exit_0_with_the_intact_report_or_1() {

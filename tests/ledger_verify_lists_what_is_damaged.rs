@@ -7,19 +7,10 @@
 #[path = "support/ledger_fixture.rs"]
 mod fixture;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use fixture::nexus;
+
 
 use nexus_swarm::actors::cost_ledger::*;
-
-fn nexus(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nexus"))
-        .args(args)
-        .arg("--data-dir")
-        .arg(dir)
-        .output()
-        .expect("nexus runs")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_passes_an_intact_ledger_and_names_a_damaged_record() {

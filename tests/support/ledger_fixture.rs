@@ -2,7 +2,7 @@
 //! days, the first two compacted into daily aggregates), and everything a
 //! reader can get back from it, for the damage and read-only tests.
 
-#![allow(dead_code)] // each test file uses a subset
+#![allow(dead_code, unreachable_pub)] // each test file uses a subset
 
 use std::path::Path;
 use std::sync::Arc;
@@ -119,4 +119,14 @@ pub(crate) fn read_contents(dir: &Path) -> Result<Contents, LedgerError> {
         budgets: store.load_budgets()?,
         prices: store.load_prices()?,
     })
+}
+
+/// Runs the `nexus` binary with `args` and `--data-dir dir`.
+pub fn nexus(args: &[&str], dir: &Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("nexus runs")
 }
