@@ -8,7 +8,6 @@ mod fixture;
 
 use fixture::nexus;
 
-
 use nexus_swarm::actors::cost_ledger::STORE_FILE;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

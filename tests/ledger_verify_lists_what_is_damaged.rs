@@ -9,7 +9,6 @@ mod fixture;
 
 use fixture::nexus;
 
-
 use nexus_swarm::actors::cost_ledger::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
