@@ -199,6 +199,9 @@ pub struct BenchReport {
     /// The gateway's added latency over a direct provider call, 99th percentile.
     pub gateway_overhead_p99_us: f64,
     /// Idle supervised agents spawned by the scale probe (and bare actors).
+    /// The probe runs in fresh child processes, bare and agents alternating
+    /// (three times each outside `--smoke`); the figures below are each
+    /// kind's median.
     pub spawned_agents: u64,
     /// Time to spawn them.
     pub spawn_100k_ms: f64,
@@ -302,6 +305,8 @@ struct Sizes {
     scenario: Duration,
     gateway_samples: u64,
     spawn: usize,
+    /// Each scale probe runs this many times, alternating kinds (median).
+    probe_rounds: usize,
     spawn_batch: usize,
     workers: usize,
     lookups: u64,
@@ -320,6 +325,7 @@ impl Sizes {
                 scenario: Duration::from_millis(200),
                 gateway_samples: 300,
                 spawn: 1_000,
+                probe_rounds: 1,
                 spawn_batch: 300,
                 workers: 2,
                 lookups: 100_000,
@@ -335,6 +341,7 @@ impl Sizes {
                 scenario: Duration::from_secs(2),
                 gateway_samples: 20_000,
                 spawn: 100_000,
+                probe_rounds: 3,
                 spawn_batch: 10_000,
                 workers: 2,
                 lookups: 10_000_000,
@@ -350,6 +357,7 @@ impl Sizes {
                 scenario: Duration::from_secs(10),
                 gateway_samples: 50_000,
                 spawn: 100_000,
+                probe_rounds: 3,
                 spawn_batch: 10_000,
                 workers: 2,
                 lookups: 20_000_000,
@@ -404,9 +412,8 @@ pub fn run_once(opts: &BenchOptions) -> anyhow::Result<BenchReport> {
     let agents_ms = rt.block_on(lanes::spawn_agents_ms(sizes.spawn_batch))?;
     let pool_ms = rt.block_on(lanes::pool_spawn_ms(sizes.spawn_batch))?;
     drop(rt);
-    progress.start("scale: idle bare ractor actors, then idle agents (child processes)");
-    let raw_probe = probe::probe_in_child("raw", sizes.spawn)?;
-    let agent_probe = probe::probe_in_child("agents", sizes.spawn)?;
+    progress.start("scale: idle bare ractor actors and idle agents, alternating (child processes)");
+    let (raw_probe, agent_probe) = probe::paired_probes(sizes.spawn, sizes.probe_rounds)?;
     progress.start("hash ring lookups and quota charges");
     let ring_lookup = tenth(micro::ring_lookup_ns(sizes.lookups, sizes.ring_keys)?);
     let quota_charge = tenth(micro::quota_charge_ns(sizes.charges)?);

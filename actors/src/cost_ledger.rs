@@ -121,7 +121,7 @@ pub use record::{
     Ack, EntryDamage, Field, LedgerRecord, MAX_META_VALUE_LEN, NONE_VALUE, NewRecord, PROMPT_HASH_LABEL, RecordCodec,
     RecordId, parse_labels, validate_meta,
 };
-pub use redb_store::{FORMAT_VERSION, RedbStore, SNAPSHOT_ATTEMPTS, STORE_FILE, VerifyReport};
+pub use redb_store::{FORMAT_VERSION, RedbStore, SNAPSHOT_ATTEMPTS, STORE_FILE, VerifyReport, WRITER_CACHE_BYTES};
 pub use report::{Report, ReportBuilder, ReportQuery, ReportRow, TimeRange, format_usd};
 pub use store::{CompactionStats, LedgerStore, StoredBudget, UsageRow};
 

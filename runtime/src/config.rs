@@ -624,13 +624,15 @@ impl MailboxConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         for p in Priority::ALL {
             let lane = self.lane(p);
-            in_range(
-                &format!("mailbox.{p}.capacity"),
-                lane.capacity as u64,
-                1,
-                MAX_LANE_CAPACITY as u64,
-            )?;
-            nonzero_duration(&format!("mailbox.{p}.timeout"), lane.timeout)?;
+            // Every spawn validates its mailbox: the field's name is
+            // formatted only for a value that is refused.
+            let field = |what: &str| format!("mailbox.{p}.{what}");
+            if !(1..=MAX_LANE_CAPACITY).contains(&lane.capacity) {
+                in_range(&field("capacity"), lane.capacity as u64, 1, MAX_LANE_CAPACITY as u64)?;
+            }
+            if lane.timeout.is_zero() || lane.timeout > MAX_DURATION {
+                nonzero_duration(&field("timeout"), lane.timeout)?;
+            }
         }
         in_range("mailbox.drain_batch", self.drain_batch as u64, 1, 1 << 20)?;
         at_least("mailbox.aging_after", self.aging_after.into(), 1)?;

@@ -27,6 +27,33 @@ pub(crate) struct ProbeResult {
     pub(crate) spawn_ms: f64,
 }
 
+/// Runs the bare-ractor and the agents probe `rounds` times each,
+/// alternating (raw, agents, raw, agents, ...) so that both see the same
+/// machine, and returns each kind's median (per field): one slow moment of
+/// a shared machine moves one sample, not the ratio.
+pub(crate) fn paired_probes(n: usize, rounds: usize) -> anyhow::Result<(ProbeResult, ProbeResult)> {
+    let mut raw = Vec::with_capacity(rounds);
+    let mut agents = Vec::with_capacity(rounds);
+    for _ in 0..rounds.max(1) {
+        raw.push(probe_in_child("raw", n)?);
+        agents.push(probe_in_child("agents", n)?);
+    }
+    Ok((median_probe(&raw), median_probe(&agents)))
+}
+
+/// The median of each field (the upper one of an even count).
+fn median_probe(results: &[ProbeResult]) -> ProbeResult {
+    let mut ms: Vec<f64> = results.iter().map(|r| r.spawn_ms).collect();
+    let mut bytes: Vec<u64> = results.iter().map(|r| r.bytes_per_actor).collect();
+    ms.sort_by(f64::total_cmp);
+    bytes.sort_unstable();
+    ProbeResult {
+        count: results.first().map_or(0, |r| r.count),
+        bytes_per_actor: bytes[bytes.len() / 2],
+        spawn_ms: ms[ms.len() / 2],
+    }
+}
+
 /// Resident set size of this process in bytes (Linux).
 fn rss_bytes() -> anyhow::Result<u64> {
     let status = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
