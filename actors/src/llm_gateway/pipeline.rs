@@ -89,7 +89,9 @@ impl Core {
         if !self.running.load(Ordering::SeqCst) {
             return Err(GatewayError::Stopped);
         }
-        validate(req)?;
+        if let Some(why) = invalid(req) {
+            return Err(GatewayError::InvalidRequest(why));
+        }
         let deadline = self.now() + req.timeout;
         // 1. Cache.
         let key = (req.cacheable && self.cache.is_enabled())
@@ -352,22 +354,20 @@ impl Core {
     }
 }
 
-/// Refuses a malformed request before anything is looked up or held.
-fn validate(req: &LlmRequest) -> Result<(), GatewayError> {
+/// What is wrong with a malformed request, if anything (checked before
+/// anything is looked up or held).
+fn invalid(req: &LlmRequest) -> Option<String> {
     if req.messages.is_empty() {
-        return Err(GatewayError::InvalidRequest("no messages".into()));
+        return Some("no messages".into());
     }
     if req.max_tokens == 0 {
-        return Err(GatewayError::InvalidRequest("max_tokens must be at least 1".into()));
+        return Some("max_tokens must be at least 1".into());
     }
     if req.timeout.is_zero() {
-        return Err(GatewayError::InvalidRequest("timeout must be longer than zero".into()));
+        return Some("timeout must be longer than zero".into());
     }
     if req.temperature_milli > 2000 {
-        return Err(GatewayError::InvalidRequest(format!(
-            "temperature_milli {} is above 2000",
-            req.temperature_milli
-        )));
+        return Some(format!("temperature_milli {} is above 2000", req.temperature_milli));
     }
-    Ok(())
+    None
 }
