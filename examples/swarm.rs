@@ -114,7 +114,9 @@ enum Outcome {
 fn outcome_of(e: &GatewayError) -> Outcome {
     match e {
         GatewayError::SpendRefused(SpendRefused::BudgetExceeded { .. }) => Outcome::Halted,
-        GatewayError::DeadlineExceeded(_) => Outcome::Expired,
+        // The deadline passed in the rate-limit queue, or behind the
+        // agent's own calls in flight.
+        GatewayError::DeadlineExceeded(_) | GatewayError::AgentBusy { .. } => Outcome::Expired,
         // The deadline passed while other requests' budget holds were in flight.
         GatewayError::SpendRefused(SpendRefused::HoldsInFlight { .. }) => Outcome::Expired,
         other => Outcome::Failed(other.to_string()),

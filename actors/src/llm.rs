@@ -15,6 +15,7 @@
 //! | [`catalogue`] | models, prices, deployments, fallbacks; model choice |
 //! | [`routing`] | deployment ordering strategies and cooldown |
 //! | [`admission`] | the priority queue of requests waiting for rate-limit capacity |
+//! | [`agent_slots`] | per-agent concurrency: slots of `llm.max_concurrent_per_agent`, handed on first come first served |
 //! | [`dispatch`] | which waiting call goes next, and where: limits, learned holds, priority across shared limits |
 //! | [`learned`] | what providers' replies teach: allowances and holds until an instant |
 //! | [`batch`] | grouping of calls to one deployment |
@@ -22,6 +23,7 @@
 //! | [`tokens`] | token counting (tiktoken) and context pruning |
 
 pub mod admission;
+pub mod agent_slots;
 pub mod backoff;
 pub mod batch;
 pub mod cache;
@@ -37,6 +39,7 @@ pub mod simulated;
 pub mod tokens;
 pub mod types;
 
+pub use agent_slots::{AgentKey, AgentLoad};
 pub use catalogue::{DeploymentSpec, ModelCatalogue, ModelSpec};
 pub use error::{CacheError, CatalogueError, GatewayBuildError, GatewayError, ProviderError, RateLimitError};
 pub use limiter::RateLimits;

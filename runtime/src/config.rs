@@ -965,9 +965,19 @@ pub struct LlmConfig {
     pub max_connections: u32,
     /// Connections per host at most. Default: 10 (seed).
     pub max_connections_per_host: u32,
-    /// Requests in flight through the gateway at most. Default: 1000 (seed).
+    /// Requests waiting in the gateway for rate-limit capacity at most (its
+    /// wait queue); one more is refused at once with `Overloaded`.
+    /// Default: 1000 (seed).
     pub max_concurrent: u32,
-    /// Requests in flight per agent at most. Default: 50 (seed).
+    /// Gateway requests under way per agent at most. A request whose usage
+    /// metadata names an agent (an agent is its tenant, workflow and agent
+    /// together) holds one of that agent's slots from after the cache
+    /// lookup until it ends, retries and fallbacks included, whether it is
+    /// answered, fails or is dropped by its caller. One more request of the
+    /// agent waits, first come first served, until one of them ends, and
+    /// gives up at its own timeout with `AgentBusy`, holding nothing.
+    /// Requests that name no agent are not bounded per agent. At most
+    /// `max_concurrent`. Default: 50 (seed).
     pub max_concurrent_per_agent: u32,
     /// Retries with exponential backoff (seed).
     pub retry: RetryConfig,

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use nexus_swarm_runtime::config::ConfigError;
 use nexus_swarm_runtime::usage::SpendRefused;
 
 use super::types::RateLimitSnapshot;
@@ -210,6 +211,18 @@ pub enum GatewayError {
     /// The request's timeout passed before it completed.
     #[error("deadline passed after {0:?}")]
     DeadlineExceeded(Duration),
+    /// The request's timeout passed while it waited for one of its agent's
+    /// calls to finish (`llm.max_concurrent_per_agent`); it took no slot
+    /// and reserved nothing.
+    #[error("deadline passed after {timeout:?} waiting behind agent `{agent}`'s {limit} calls in flight")]
+    AgentBusy {
+        /// The agent (`tenant/workflow/agent`, the parts named).
+        agent: String,
+        /// Calls per agent at most.
+        limit: u32,
+        /// The request's timeout.
+        timeout: Duration,
+    },
     /// Every model of the chain failed; the last provider error.
     #[error("all models failed (tried {tried:?}); last error: {last}")]
     Exhausted {
@@ -239,6 +252,10 @@ pub enum GatewayBuildError {
     /// The cache could not be opened.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// A configuration value is out of range (the gateway's arguments
+    /// need not have passed `NexusConfig::validate`).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
     /// Two providers share an id.
     #[error("duplicate provider id `{0}`")]
     DuplicateProvider(String),
