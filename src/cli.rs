@@ -10,6 +10,7 @@ use crate::runtime::config::NexusConfig;
 
 pub mod ledger;
 pub mod ledger_stress;
+pub mod quota_stress;
 pub mod report;
 
 /// Nexus Swarm: an actor-based multi-agent runtime.
@@ -38,6 +39,9 @@ pub enum Command {
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
+    /// Charge a quota kept under a data directory, printing each usage once it is written (crash tests).
+    #[command(hide = true)]
+    QuotaStress(quota_stress::QuotaStressArgs),
 }
 
 /// `nexus config ...`
@@ -81,5 +85,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Report(args) => report::run(args),
         Command::Ledger(command) => ledger::run(command),
         Command::LedgerStress(args) => ledger_stress::run(args),
+        Command::QuotaStress(args) => quota_stress::run(args),
     }
 }

@@ -7,7 +7,7 @@
 //! | crate / module | what it holds |
 //! |---|---|
 //! | [`runtime`] (`nexus-swarm-runtime`) | agents, lanes, supervision, pools, config |
-//! | [`actors`] (`nexus-swarm-actors`) | router, scheduler, quotas, ledger, gateway, monitor, scaler |
+//! | [`actors`] (`nexus-swarm-actors`) | router, scheduler, quotas, ledger, gateway |
 //! | [`prelude`] | the names needed to write and run agents |
 //! | [`bench`](mod@bench) | the load benchmark behind `nexus bench` and `cargo bench --bench swarm` |
 //! | [`cli`] | the `nexus` command line |

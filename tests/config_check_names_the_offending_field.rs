@@ -37,8 +37,35 @@ fn the_printed_defaults_pass_the_check() {
         text.contains("timeout = \"10s\""),
         "the seed's high-lane timeout is printed"
     );
+    for absent in ["[scaling]", "[monitor", "name = \"node-1\""] {
+        assert!(!text.contains(absent), "defaults print {absent}:\n{text}");
+    }
     let (ok, stderr) = check(&text);
     assert!(ok, "{stderr}");
+}
+
+#[test]
+fn sections_of_missing_features_fail_saying_so() {
+    for (text, section, feature) in [
+        (
+            "[scaling]\nenabled = true\n",
+            "`scaling`",
+            "auto-scaling is not implemented",
+        ),
+        ("[monitor]\ninterval = \"10s\"\n", "`monitor`", "monitoring"),
+        (
+            "[node]\nname = \"node-1\"\n",
+            "`node.name`",
+            "clustering is not implemented",
+        ),
+    ] {
+        let (ok, stderr) = check(text);
+        assert!(!ok, "{text:?} should be rejected");
+        assert!(
+            stderr.contains(section) && stderr.contains("not supported yet") && stderr.contains(feature),
+            "{text:?}: {stderr}"
+        );
+    }
 }
 
 #[test]
@@ -64,9 +91,9 @@ fn invalid_files_fail_naming_the_field() {
             "[[quotas.quotas]]\nid = \"a\"\nparent = \"a\"\nkind = \"cost\"\nlimit = 5\n",
             "quotas.quotas[0].parent",
         ),
-        ("[node]\nname = \"a\\u0000b\"\n", "node.name"),
+        ("[node]\ndata_dir = \"a\\u0000b\"\n", "node.data_dir"),
         ("[node]\ndata_dir = \" \"\n", "node.data_dir"),
-        ("[node]\nname = \"n\"\n[mailbox\n", "line 3, column 9"),
+        ("[node]\ndata_dir = \"n\"\n[mailbox\n", "line 3, column 9"),
     ];
     for (text, field) in cases {
         let (ok, stderr) = check(text);

@@ -1,5 +1,6 @@
 //! The `[scheduler]` and `[quotas]` sections configure both actors, which
-//! run supervised under a node and are reached by name.
+//! run supervised under a node and are reached by name; the keeper keeps
+//! its usage under the node's data directory.
 
 use std::time::Duration;
 
@@ -46,12 +47,14 @@ limit = 10
 
 #[tokio::test]
 async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
-    let config = NexusConfig::from_toml_str(CONFIG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NexusConfig::from_toml_str(CONFIG).unwrap();
+    config.node.data_dir = dir.path().to_path_buf();
     let node = Node::start(config.clone()).await.unwrap();
     let keeper = QuotaKeeper::start(
         &node,
         "node-quota-keeper",
-        QuotaKeeperArgs::from_config(&config.quotas).unwrap(),
+        QuotaKeeperArgs::from_config(&config).unwrap(),
     )
     .await
     .unwrap();
@@ -111,4 +114,11 @@ async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
     node.shutdown(TIMEOUT).await;
     assert!(keeper.actor().is_none());
     assert!(matches!(keeper.report("system").await, Err(QuotaError::Unavailable)));
+
+    // The keeper wrote its usage when the node shut it down: a keeper
+    // started again from the same configuration resumes it.
+    drop((keeper, node));
+    let again = QuotaKeeperArgs::from_config(&config).unwrap();
+    assert_eq!(again.handle().report("acme-agent").unwrap().current, 3);
+    assert_eq!(again.handle().report("system").unwrap().current, 3);
 }

@@ -17,6 +17,42 @@
 //! arguments, so a keeper restarted by its supervisor resumes with every
 //! definition and every unit in use.
 //!
+//! # Durability
+//!
+//! A keeper started from configuration ([`QuotaKeeperArgs::from_config`])
+//! or on a data directory ([`QuotaKeeperArgs::open`]) keeps each quota's
+//! usage in `<data_dir>/quotas.redb` (see [`QuotaStoreError`] for how the
+//! store is checked), so a restarted process resumes it:
+//!
+//! - **What is stored**, per quota id: its kind, period and period start,
+//!   the usage of the period it is in, and its peak. Definitions are not
+//!   stored: quotas come from configuration or [`QuotaKeeperMsg::Define`],
+//!   and a quota defined with an id, kind and period found in the store
+//!   resumes that usage (limits and borrow ceilings are the definition's;
+//!   an adjustment at run time is not kept). Entries of ids not defined in
+//!   a run stay for a later one.
+//! - **Periods** keep running from the stored start on the wall clock:
+//!   usage of the period still current is restored, usage of a period that
+//!   has ended since is not (a quota without a period restores its usage
+//!   whatever the time).
+//! - **When it is written.** The data plane never writes: a charge stays
+//!   the atomic operations above, with no I/O and no lock. The keeper
+//!   writes the quotas whose usage changed every
+//!   [`flush_interval`](QuotaKeeperArgs::flush_interval) (config
+//!   `quotas.flush_interval`, default 1 s) in one committed transaction,
+//!   on a blocking thread; when it stops cleanly (a stop, the node's
+//!   shutdown) it writes once more; and [`QuotaKeeperRef::flush`] writes at
+//!   once. So a process that is killed (SIGKILL, power loss, a keeper
+//!   killed with `kill`) loses at most the charges, releases and settles
+//!   made since the last write: at most one flush interval of them. A
+//!   receipt or spend-gate hold outstanding at a restart stays charged in
+//!   full, for the rest of its period or for good without one (its release
+//!   or settlement died with the process).
+//! - **Consistency.** A write reads each counter once, one after the
+//!   other: a charge or release in flight at that instant may be stored at
+//!   some of its levels and not yet at the others (the next write stores
+//!   the rest).
+//!
 //! # Semantics
 //!
 //! - **Hierarchy.** Each quota has a [`ResourceKind`](nexus_swarm_runtime::resources::ResourceKind), a limit and an
@@ -88,6 +124,7 @@
 //! | `quota_keeper/cell.rs` | one quota's atomic counters |
 //! | `quota_keeper/handle.rs` | [`QuotaHandle`], [`QuotaRef`], [`QuotaCharge`], the spend gate |
 //! | `quota_keeper/clock.rs` | [`QuotaClock`] |
+//! | `quota_keeper/store.rs` | the usage store (`quotas.redb`), [`QuotaStoreError`] |
 //!
 //! # Example
 //!
@@ -119,15 +156,17 @@ mod cell;
 mod clock;
 mod handle;
 mod model;
+mod store;
 mod table;
 
 #[cfg(test)]
 mod tests;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_swarm_runtime::config::QuotasConfig;
+use nexus_swarm_runtime::config::{NexusConfig, QuotasConfig};
 use nexus_swarm_runtime::error::SpawnError;
 use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::supervisor::ChildSpec;
@@ -140,6 +179,7 @@ pub use model::{
     MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD, QuotaError, QuotaId, QuotaReport, QuotaSelector, QuotaSpec,
     QuotaTreeReport,
 };
+pub use store::{FORMAT_VERSION, QuotaStoreError, STORE_FILE};
 pub use table::QuotaTable;
 
 use table::Shared;
@@ -150,42 +190,63 @@ use table::Shared;
 pub struct QuotaKeeper;
 
 /// What a keeper starts from: the shared tree (with any quotas defined at
-/// start) and the sweep interval. Cloning shares the tree, which is how a
-/// restarted keeper finds its state again.
+/// start and, if persistent, its store), the sweep interval and the flush
+/// interval. Cloning shares the tree, which is how a restarted keeper finds
+/// its state again.
 #[derive(Debug, Clone)]
 pub struct QuotaKeeperArgs {
     shared: Arc<Shared>,
     sweep_interval: Duration,
+    flush_interval: Duration,
 }
 
 impl Default for QuotaKeeperArgs {
-    /// An empty tree on tokio's clock, swept every 10 s.
+    /// An empty tree in memory only, on tokio's clock, swept every 10 s.
     fn default() -> Self {
         Self::new(QuotaClock::tokio())
     }
 }
 
 impl QuotaKeeperArgs {
-    /// An empty tree whose periods follow `clock`, swept every 10 s.
+    /// An empty tree in memory only (usage is lost with the process) whose
+    /// periods follow `clock`, swept every 10 s.
     pub fn new(clock: QuotaClock) -> Self {
+        Self::with_shared(Shared::new(clock))
+    }
+
+    fn with_shared(shared: Shared) -> Self {
+        let defaults = QuotasConfig::default();
         Self {
-            shared: Arc::new(Shared::new(clock)),
-            sweep_interval: QuotasConfig::default().sweep_interval,
+            shared: Arc::new(shared),
+            sweep_interval: defaults.sweep_interval,
+            flush_interval: defaults.flush_interval,
         }
     }
 
-    /// The `[quotas]` section: its quotas defined, its sweep interval. The
-    /// section is validated first ([`QuotaError::InvalidConfig`] names the
-    /// field).
-    pub fn from_config(config: &QuotasConfig) -> Result<Self, QuotaError> {
-        config.validate().map_err(|e| QuotaError::InvalidConfig {
+    /// An empty tree whose periods follow `clock` and whose usage is kept
+    /// in `<data_dir>/quotas.redb` (see [`QuotaTable::open`] and the
+    /// module's "Durability"), swept every 10 s and written every second.
+    /// Quotas defined on it resume their stored usage.
+    pub fn open(clock: QuotaClock, data_dir: impl AsRef<Path>) -> Result<Self, QuotaError> {
+        Ok(Self::with_shared(Shared::open(clock, data_dir.as_ref())?))
+    }
+
+    /// A keeper as configured: usage kept under `node.data_dir`, the
+    /// `[quotas]` section's quotas defined (resuming their stored usage),
+    /// its sweep and flush intervals. The section is validated first
+    /// ([`QuotaError::InvalidConfig`] names the field); a store that cannot
+    /// be opened is [`QuotaError::Store`].
+    pub fn from_config(config: &NexusConfig) -> Result<Self, QuotaError> {
+        let quotas = &config.quotas;
+        quotas.validate().map_err(|e| QuotaError::InvalidConfig {
             field: e.field().to_string(),
             message: e.to_string(),
         })?;
-        let specs = config.quotas.iter().cloned().map(QuotaSpec::from).collect();
-        Ok(Self::default()
+        let specs = quotas.quotas.iter().cloned().map(QuotaSpec::from).collect();
+        Ok(Self::open(QuotaClock::tokio(), &config.node.data_dir)?
             .with_quotas(specs)?
-            .sweep_interval(config.sweep_interval))
+            .sweep_interval(quotas.sweep_interval)
+            .flush_interval(quotas.flush_interval))
     }
 
     /// Defines `specs` (in any order) before the keeper starts; all or
@@ -204,17 +265,27 @@ impl QuotaKeeperArgs {
         self
     }
 
+    /// How often a keeper with a store writes the usage that changed
+    /// (default 1 s): what a killed process may lose. A keeper with a
+    /// store refuses to start with a zero interval; without a store it is
+    /// not used.
+    pub fn flush_interval(mut self, every: Duration) -> Self {
+        self.flush_interval = every;
+        self
+    }
+
     /// A data-plane handle on the tree.
     pub fn handle(&self) -> QuotaHandle {
         QuotaHandle::new(Arc::clone(&self.shared))
     }
 }
 
-/// The keeper's state: the writer of the tree and its sweep timer.
+/// The keeper's state: the writer of the tree and its timers.
 #[derive(Debug)]
 pub struct QuotaKeeperState {
     table: QuotaTable,
     sweep: Option<JoinHandle<()>>,
+    flush: Option<JoinHandle<()>>,
 }
 
 /// Messages to the quota keeper.
@@ -250,6 +321,10 @@ pub enum QuotaKeeperMsg {
     /// Rewrites idle counters whose period ended (sent by the keeper's own
     /// timer).
     Sweep,
+    /// Writes the usage that changed to the store, answering how many
+    /// quotas were written (0 without a store). Sent with no reply port by
+    /// the keeper's own timer.
+    Flush(Option<RpcReplyPort<Result<usize, QuotaError>>>),
 }
 
 impl ractor::Message for QuotaKeeperMsg {}
@@ -269,10 +344,16 @@ impl Actor for QuotaKeeper {
         if args.sweep_interval.is_zero() {
             return Err("quota keeper sweep interval must be longer than zero".into());
         }
+        let persistent = args.shared.is_persistent();
+        if persistent && args.flush_interval.is_zero() {
+            return Err("quota keeper flush interval must be longer than zero".into());
+        }
         let sweep = myself.send_interval(args.sweep_interval, || QuotaKeeperMsg::Sweep);
+        let flush = persistent.then(|| myself.send_interval(args.flush_interval, || QuotaKeeperMsg::Flush(None)));
         Ok(QuotaKeeperState {
             table: QuotaTable::from_shared(args.shared),
             sweep: Some(sweep),
+            flush,
         })
     }
 
@@ -281,8 +362,13 @@ impl Actor for QuotaKeeper {
         _myself: ActorRef<Self::Msg>,
         state: &mut QuotaKeeperState,
     ) -> Result<(), ActorProcessingErr> {
-        if let Some(sweep) = state.sweep.take() {
-            sweep.abort();
+        for timer in [state.sweep.take(), state.flush.take()].into_iter().flatten() {
+            timer.abort();
+        }
+        // A clean stop writes what the last interval left in memory.
+        match flush(&state.table).await {
+            Ok(written) => tracing::debug!(written, "quota usage written at stop"),
+            Err(e) => tracing::error!(error = %e, "quota usage could not be written at stop"),
         }
         Ok(())
     }
@@ -333,8 +419,36 @@ impl Actor for QuotaKeeper {
                     tracing::debug!(rewritten, "idle quota periods reset");
                 }
             }
+            QuotaKeeperMsg::Flush(reply) => {
+                let result = flush(&state.table).await;
+                match (&result, reply) {
+                    (_, Some(reply)) => {
+                        let _ = reply.send(result);
+                    }
+                    // The timer's write: the next tick tries again.
+                    (Err(e), None) => tracing::warn!(error = %e, "quota usage could not be written"),
+                    (Ok(_), None) => {}
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// Writes the usage that changed on a blocking thread (a committed redb
+/// transaction waits for the disk), while the keeper waits for it.
+async fn flush(table: &QuotaTable) -> Result<usize, QuotaError> {
+    if !table.shared().is_persistent() {
+        return Ok(0);
+    }
+    let shared = Arc::clone(table.shared());
+    match tokio::task::spawn_blocking(move || shared.flush()).await {
+        Ok(result) => Ok(result?),
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // The runtime is shutting down.
+            Err(_) => Err(QuotaError::Unavailable),
+        },
     }
 }
 
@@ -443,5 +557,11 @@ impl QuotaKeeperRef {
     /// Every tree's usage.
     pub async fn tree(&self) -> Result<Vec<QuotaTreeReport>, QuotaError> {
         self.call(QuotaKeeperMsg::Tree).await
+    }
+
+    /// Writes the usage that changed to the store now; returns how many
+    /// quotas were written (0 without a store).
+    pub async fn flush(&self) -> Result<usize, QuotaError> {
+        self.call(|r| QuotaKeeperMsg::Flush(Some(r))).await?
     }
 }

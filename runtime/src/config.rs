@@ -20,7 +20,11 @@
 //!   new kind), names holding control characters, fields that contradict
 //!   each other (the message names both, e.g. a health-check timeout longer
 //!   than its interval), and quota trees the quota keeper would refuse (the
-//!   same check, [`check_quota_tree`], runs in both places).
+//!   same check, [`check_quota_tree`], runs in both places);
+//! - sections and keys of features this version does not have
+//!   ([`UNSUPPORTED`]: `[scaling]`, `[monitor]`, `node.name`), each with a
+//!   [`ConfigError::Unsupported`] saying what is missing, so nothing looks
+//!   configured that no component reads.
 //!
 //! Durations are written as text (`"30s"`, `"10m"`, `"250ms"`, `"30days"`).
 //!
@@ -37,6 +41,10 @@
 //! let err = NexusConfig::from_toml_str("[router.health]\ninterval = \"5s\"\ntimeout = \"10s\"\n").unwrap_err();
 //! assert!(err.to_string().contains("router.health.timeout"));
 //! assert!(err.to_string().contains("router.health.interval"));
+//!
+//! let err = NexusConfig::from_toml_str("[scaling]\nmax_workers = 10\n").unwrap_err();
+//! assert_eq!(err.field(), "scaling");
+//! assert!(err.to_string().contains("auto-scaling is not implemented"));
 //! ```
 
 use std::fmt::Display;
@@ -74,6 +82,26 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// `memory`, `gpu`, `llm_requests`, `input_tokens`, `output_tokens`,
 /// `cost`).
 pub const CUSTOM_KIND_PREFIX: &str = "custom.";
+
+/// Sections and keys of features this version does not have, with why:
+/// a configuration holding one is refused with
+/// [`ConfigError::Unsupported`] rather than read and then ignored (no
+/// field may look configured while nothing reads it). Each comes back with
+/// the component that reads it.
+pub const UNSUPPORTED: [(&str, &str); 3] = [
+    (
+        "scaling",
+        "auto-scaling is not implemented in this version (remove the [scaling] section)",
+    ),
+    (
+        "monitor",
+        "monitoring and pressure detection are not implemented in this version (remove the [monitor] section)",
+    ),
+    (
+        "node.name",
+        "clustering is not implemented in this version, so a node has no name to use (remove `name` from [node])",
+    ),
+];
 
 /// The names of the known resource kinds, as configuration spells them.
 const KNOWN_KINDS: [&str; 7] = [
@@ -154,6 +182,15 @@ pub enum ConfigError {
         /// The rule they break together.
         reason: String,
     },
+    /// A section or key of a feature this version does not have (see
+    /// [`UNSUPPORTED`]): refused rather than accepted and ignored.
+    #[error("`{field}` is not supported yet: {reason}")]
+    Unsupported {
+        /// Dotted path of the section or key, e.g. `scaling`.
+        field: String,
+        /// Why, naming the missing feature.
+        reason: String,
+    },
     /// The quota tree breaks a rule the quota keeper enforces.
     #[error("invalid config at `{field}`: {source}")]
     QuotaTree {
@@ -176,6 +213,7 @@ impl ConfigError {
             ConfigError::Parse { field, .. }
             | ConfigError::Invalid { field, .. }
             | ConfigError::Conflict { field, .. }
+            | ConfigError::Unsupported { field, .. }
             | ConfigError::QuotaTree { field, .. } => field,
         }
     }
@@ -207,7 +245,7 @@ impl ConfigError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct NexusConfig {
-    /// This node's identity and data directory.
+    /// This node's data directory.
     pub node: NodeConfig,
     /// Every agent's priority lanes.
     pub mailbox: MailboxConfig,
@@ -215,16 +253,12 @@ pub struct NexusConfig {
     pub supervision: SupervisionConfig,
     /// Message routing, health checks and admission.
     pub router: RouterConfig,
-    /// Agent pool auto-scaling.
-    pub scaling: ScalingConfig,
     /// The LLM gateway.
     pub llm: LlmConfig,
     /// The LLM response cache.
     pub cache: CacheConfig,
     /// The cost ledger.
     pub ledger: LedgerConfig,
-    /// System monitoring and pressure detection.
-    pub monitor: MonitorConfig,
     /// The resource scheduler: pools, strategy, aging.
     pub scheduler: SchedulerConfig,
     /// The quota keeper: the quota tree defined at start.
@@ -247,6 +281,7 @@ impl NexusConfig {
                 message: e.message().trim().to_string(),
             }
         })?;
+        check_unsupported(table.get_ref())?;
         check_integers(text, &table)?;
         let de = toml::Deserializer::from(table);
         let cfg: NexusConfig = serde_path_to_error::deserialize(de).map_err(|e| {
@@ -323,11 +358,9 @@ impl NexusConfig {
         self.mailbox.validate()?;
         self.supervision.validate()?;
         self.router.validate()?;
-        self.scaling.validate()?;
         self.llm.validate()?;
         self.cache.validate()?;
         self.ledger.validate()?;
-        self.monitor.validate()?;
         self.scheduler.validate()?;
         self.quotas.validate()?;
         Ok(())
@@ -344,6 +377,32 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     (line, before[line_start..].chars().count() + 1)
+}
+
+/// Refuses the first section or key of [`UNSUPPORTED`] present, however it
+/// is written (a `[scaling]` header, `scaling.enabled = true`, an inline
+/// table).
+fn check_unsupported(table: &DeTable<'_>) -> Result<(), ConfigError> {
+    for (path, reason) in UNSUPPORTED {
+        let mut at = Some(table);
+        let mut keys = path.split('.').peekable();
+        while let (Some(t), Some(key)) = (at, keys.next()) {
+            let Some((_, value)) = t.iter().find(|(k, _)| k.get_ref() == key) else {
+                break;
+            };
+            if keys.peek().is_none() {
+                return Err(ConfigError::Unsupported {
+                    field: path.to_string(),
+                    reason: reason.to_string(),
+                });
+            }
+            at = match value.get_ref() {
+                DeValue::Table(inner) => Some(inner),
+                _ => None,
+            };
+        }
+    }
+    Ok(())
 }
 
 /// Refuses integers outside TOML's range (64-bit signed): the parser
@@ -496,20 +555,20 @@ fn toml_integer(field: &str, value: u64) -> Result<(), ConfigError> {
     in_range(field, value, 0, i64::MAX as u64)
 }
 
-/// This node's identity and data directory.
+/// This node's data directory. (A node name arrives with clustering:
+/// `node.name` is refused until then, see [`UNSUPPORTED`].)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// The node's name, unique in a cluster. Default: `"node-1"`.
-    pub name: String,
-    /// Where durable state (ledger, quotas, disk cache) lives. Default: `"./nexus-data"`.
+    /// Where durable state lives: the cost ledger (`ledger.redb`), quota
+    /// usage (`quotas.redb`) and the LLM response cache's disk tier
+    /// (`llm-cache/`). Default: `"./nexus-data"`.
     pub data_dir: PathBuf,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
-            name: "node-1".into(),
             data_dir: PathBuf::from("./nexus-data"),
         }
     }
@@ -517,7 +576,6 @@ impl Default for NodeConfig {
 
 impl NodeConfig {
     fn validate(&self) -> Result<(), ConfigError> {
-        check_name("node.name", &self.name)?;
         // A path read from TOML is UTF-8; one built in code may not be.
         check_name("node.data_dir", &self.data_dir.to_string_lossy())
     }
@@ -827,82 +885,6 @@ impl RouterConfig {
     }
 }
 
-/// Auto-scaling of agent pools.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScalingConfig {
-    /// Whether the scaler acts. Default: true.
-    pub enabled: bool,
-    /// Fewest workers in a pool. Default: 2 (seed).
-    pub min_workers: u32,
-    /// Most workers in a pool. Default: 10 (seed).
-    pub max_workers: u32,
-    /// Workers added or removed per step. Default: 1 (seed).
-    pub increment: u32,
-    /// Quiet time after a scaling step. Default: 10 min (seed).
-    #[serde(with = "humantime_serde")]
-    pub cooldown: Duration,
-    /// CPU use (percent) that triggers scale-out. Default: 75 (seed).
-    pub cpu_percent: u8,
-    /// Memory use (percent) that triggers scale-out. Default: 80 (seed).
-    pub memory_percent: u8,
-    /// How long a CPU or memory trigger must hold. Default: 5 min (seed).
-    #[serde(with = "humantime_serde")]
-    pub sustained_for: Duration,
-    /// Queued messages that trigger scale-out. Default: 1000 (seed).
-    pub queue_length: u64,
-    /// Queue wait that triggers scale-out. Default: 30 s (seed).
-    #[serde(with = "humantime_serde")]
-    pub queue_wait: Duration,
-    /// The utilization the scaler aims for (percent). Default: 70.
-    pub target_utilization_percent: u8,
-}
-
-impl Default for ScalingConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            min_workers: 2,
-            max_workers: 10,
-            increment: 1,
-            cooldown: Duration::from_secs(600),
-            cpu_percent: 75,
-            memory_percent: 80,
-            sustained_for: Duration::from_secs(300),
-            queue_length: 1000,
-            queue_wait: Duration::from_secs(30),
-            target_utilization_percent: 70,
-        }
-    }
-}
-
-impl ScalingConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        at_least("scaling.min_workers", self.min_workers.into(), 1)?;
-        if self.max_workers < self.min_workers {
-            return Err(ConfigError::conflict(
-                ("scaling.max_workers", self.max_workers),
-                ("scaling.min_workers", self.min_workers),
-                "the most workers must be at least the fewest",
-            ));
-        }
-        at_least("scaling.increment", self.increment.into(), 1)?;
-        in_range("scaling.cpu_percent", self.cpu_percent.into(), 1, 100)?;
-        in_range("scaling.memory_percent", self.memory_percent.into(), 1, 100)?;
-        in_range(
-            "scaling.target_utilization_percent",
-            self.target_utilization_percent.into(),
-            1,
-            100,
-        )?;
-        in_range("scaling.queue_length", self.queue_length, 1, i64::MAX as u64)?;
-        bounded_duration("scaling.cooldown", self.cooldown)?;
-        nonzero_duration("scaling.sustained_for", self.sustained_for)?;
-        nonzero_duration("scaling.queue_wait", self.queue_wait)?;
-        Ok(())
-    }
-}
-
 /// Retries of failed LLM calls.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -1159,88 +1141,6 @@ impl LedgerConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         nonzero_duration("ledger.retention", self.retention)?;
         in_range("ledger.group_commit_max", self.group_commit_max.into(), 1, 1 << 20)?;
-        Ok(())
-    }
-}
-
-/// Usage thresholds (percent) of the monitor.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ThresholdConfig {
-    /// Warning level. Default: 80 (seed).
-    pub warning_percent: u8,
-    /// Critical level. Default: 90 (seed).
-    pub critical_percent: u8,
-    /// Level at which automated action is taken. Default: 95 (seed).
-    pub action_percent: u8,
-}
-
-impl Default for ThresholdConfig {
-    fn default() -> Self {
-        Self {
-            warning_percent: 80,
-            critical_percent: 90,
-            action_percent: 95,
-        }
-    }
-}
-
-/// System monitoring and pressure detection.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MonitorConfig {
-    /// Time between samples. Default: 10 s (seed).
-    #[serde(with = "humantime_serde")]
-    pub interval: Duration,
-    /// Aggregation window of samples. Default: 1 min (seed).
-    #[serde(with = "humantime_serde")]
-    pub aggregation: Duration,
-    /// Samples kept in history. Default: 1000.
-    pub history: u32,
-    /// Alert thresholds.
-    pub thresholds: ThresholdConfig,
-}
-
-impl Default for MonitorConfig {
-    fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(10),
-            aggregation: Duration::from_secs(60),
-            history: 1000,
-            thresholds: ThresholdConfig::default(),
-        }
-    }
-}
-
-impl MonitorConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        nonzero_duration("monitor.interval", self.interval)?;
-        nonzero_duration("monitor.aggregation", self.aggregation)?;
-        not_longer(
-            ("monitor.interval", self.interval),
-            ("monitor.aggregation", self.aggregation),
-            "a window must hold at least one sample",
-        )?;
-        at_least("monitor.history", self.history.into(), 1)?;
-        let t = &self.thresholds;
-        in_range("monitor.thresholds.warning_percent", t.warning_percent.into(), 1, 100)?;
-        in_range("monitor.thresholds.critical_percent", t.critical_percent.into(), 1, 100)?;
-        in_range("monitor.thresholds.action_percent", t.action_percent.into(), 1, 100)?;
-        let order = "thresholds must rise: warning, critical, action";
-        if t.critical_percent < t.warning_percent {
-            return Err(ConfigError::conflict(
-                ("monitor.thresholds.critical_percent", t.critical_percent),
-                ("monitor.thresholds.warning_percent", t.warning_percent),
-                order,
-            ));
-        }
-        if t.action_percent < t.critical_percent {
-            return Err(ConfigError::conflict(
-                ("monitor.thresholds.action_percent", t.action_percent),
-                ("monitor.thresholds.critical_percent", t.critical_percent),
-                order,
-            ));
-        }
         Ok(())
     }
 }

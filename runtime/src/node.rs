@@ -73,7 +73,9 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("name", &self.config.node.name).finish()
+        f.debug_struct("Node")
+            .field("data_dir", &self.config.node.data_dir)
+            .finish()
     }
 }
 

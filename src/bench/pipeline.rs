@@ -4,7 +4,8 @@
 //! would: a routed message ([`Router`] admission and round-robin pick over
 //! a pool of agents' bounded lanes), then, in the agent, a quota charge
 //! through the [`QuotaHandle`] of a quota keeper running under the node
-//! (agent > tenant > system, per minute), an LLM call through the
+//! (agent > tenant > system, per minute; its usage written to the temporary
+//! directory every second, as a configured keeper does), an LLM call through the
 //! [`LlmGateway`] (token count, model choice, spend reservation against the
 //! ledger's budget, rate-limit admission, the call, settlement) to a
 //! [`SimulatedProvider`] that answers at once, and the usage committed in
@@ -240,7 +241,8 @@ impl Pipeline {
         let keeper = QuotaKeeper::start(
             &node,
             "quotas",
-            QuotaKeeperArgs::new(QuotaClock::tokio()).with_quotas(specs)?,
+            // Durable, as a configured keeper is: usage written every second.
+            QuotaKeeperArgs::open(QuotaClock::tokio(), &dir.0)?.with_quotas(specs)?,
         )
         .await?;
         let quotas = keeper.handle().clone();

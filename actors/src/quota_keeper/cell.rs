@@ -123,6 +123,40 @@ pub(crate) struct QuotaNode {
     pub(crate) path: Box<[Arc<QuotaNode>]>,
 }
 
+/// A quota's period in nanoseconds, 0 for none (a period rounds up to at
+/// least 1 ns and saturates at `u64::MAX`).
+pub(crate) fn period_nanos(period: Option<Duration>) -> u64 {
+    period.map_or(0, |p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX).max(1))
+}
+
+/// Where a quota defined anew resumes from stored usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resume {
+    /// Where its periods are counted from.
+    pub(crate) start: u64,
+    /// The current period's tag.
+    pub(crate) tag: u16,
+    /// Usage in the current period.
+    pub(crate) used: u64,
+    /// Highest usage recorded.
+    pub(crate) peak: u64,
+}
+
+/// A quota's counter as it is stored: see [`QuotaNode::stored`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CounterState {
+    /// The period in nanoseconds, 0 for none.
+    pub(crate) period: u64,
+    /// Where periods are counted from (0 without a period).
+    pub(crate) start: u64,
+    /// The current period's index (0 without a period).
+    pub(crate) index: u64,
+    /// Usage in the current period.
+    pub(crate) used: u64,
+    /// Highest usage recorded.
+    pub(crate) peak: u64,
+}
+
 /// What a new node is made of.
 pub(crate) struct NodeInit {
     pub(crate) id: QuotaId,
@@ -134,6 +168,8 @@ pub(crate) struct NodeInit {
     pub(crate) ceiling: u64,
     pub(crate) period: Option<Duration>,
     pub(crate) start_nanos: u64,
+    /// Stored usage to start from (its start replaces `start_nanos`).
+    pub(crate) resume: Option<Resume>,
 }
 
 impl QuotaNode {
@@ -142,18 +178,22 @@ impl QuotaNode {
             None => Box::new([]),
             Some(p) => std::iter::once(Arc::clone(p)).chain(p.path.iter().cloned()).collect(),
         };
-        let period = init
-            .period
-            .map_or(0, |p| u64::try_from(p.as_nanos()).unwrap_or(u64::MAX).max(1));
+        let period = period_nanos(init.period);
+        let resume = init.resume.unwrap_or(Resume {
+            start: init.start_nanos,
+            tag: 0,
+            used: 0,
+            peak: 0,
+        });
         Self {
             hot: Hot {
-                state: AtomicU64::new(pack(0, 0)),
+                state: AtomicU64::new(pack(resume.tag, resume.used.min(MAX_QUOTA_AMOUNT))),
                 limit: AtomicU64::new(init.limit),
                 ceiling: AtomicU64::new(init.ceiling),
-                peak: AtomicU64::new(0),
+                peak: AtomicU64::new(resume.peak),
                 recall: AtomicBool::new(false),
                 period,
-                start: init.start_nanos,
+                start: resume.start,
             },
             parent: init.parent.as_ref().map(|p| p.id.clone()),
             id: init.id,
@@ -372,6 +412,34 @@ impl QuotaNode {
                 }
                 Err(actual) => state = actual,
             }
+        }
+    }
+
+    /// The counter as the store keeps it: usage in the current period (by
+    /// the full period index, not the counter's 16-bit tag) and the peak.
+    /// One read of the counter.
+    pub(crate) fn stored(&self, now: &mut Now<'_>) -> CounterState {
+        let raw = self.hot.state.load(Ordering::Relaxed);
+        let peak = self.hot.peak.load(Ordering::Relaxed).max(unpack(raw).1);
+        let period = self.hot.period;
+        if period == 0 {
+            return CounterState {
+                period,
+                start: 0,
+                index: 0,
+                used: unpack(raw).1,
+                peak,
+            };
+        }
+        let index = now.get().saturating_sub(self.hot.start) / period;
+        // Truncation to 16 bits is the tag's modulus.
+        let used = self.effective(raw, index as u16).1;
+        CounterState {
+            period,
+            start: self.hot.start,
+            index,
+            used,
+            peak,
         }
     }
 

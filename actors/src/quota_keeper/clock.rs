@@ -7,35 +7,58 @@ use std::time::Duration;
 
 /// Where quota periods read the time: tokio's clock (so paused test time
 /// and `tokio::time::advance` drive period resets) or a manual clock for
-/// tests without a runtime. Read as nanoseconds since the clock's origin.
+/// tests without a runtime. Read as nanoseconds since the UNIX epoch for
+/// tokio's clock, since the clock was made for a manual one.
+///
+/// Periods are counted on this clock, and stored usage
+/// ([`QuotaTable::open`](super::QuotaTable::open)) is stored with its
+/// period's start on it, so a restarted process finds the period it is in
+/// by the wall clock: tokio's clock reads the wall clock once, when it is
+/// made, and then advances by tokio's monotonic clock (a wall-clock step
+/// while a process runs moves no period boundary of that process).
 #[derive(Clone)]
 pub struct QuotaClock(Source);
 
 #[derive(Clone)]
 enum Source {
-    Tokio(tokio::time::Instant),
+    Tokio {
+        origin: tokio::time::Instant,
+        /// The wall clock at `origin`, in nanoseconds since the UNIX epoch.
+        epoch: u64,
+    },
     // Shared with its `ManualClock`; a plain counter because only tests
     // move it, and readers need no ordering with other memory.
     Manual(Arc<AtomicU64>),
 }
 
 impl QuotaClock {
-    /// Tokio's clock, with its origin now. Follows paused time in tests.
+    /// Tokio's clock, reading the wall clock now. Follows paused time in
+    /// tests.
     pub fn tokio() -> Self {
-        Self(Source::Tokio(tokio::time::Instant::now()))
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        Self(Source::Tokio {
+            origin: tokio::time::Instant::now(),
+            epoch,
+        })
     }
 
-    /// A clock that moves only when its [`ManualClock`] is advanced.
+    /// A clock at 0 that moves only when its [`ManualClock`] is advanced.
     pub fn manual() -> (Self, ManualClock) {
         let t = Arc::new(AtomicU64::new(0));
         (Self(Source::Manual(Arc::clone(&t))), ManualClock(t))
     }
 
-    /// Nanoseconds since the origin (saturating after 584 years).
+    /// Nanoseconds since the UNIX epoch (tokio's clock; saturating in the
+    /// year 2554) or since a manual clock was made.
     #[inline]
     pub fn now_nanos(&self) -> u64 {
         match &self.0 {
-            Source::Tokio(origin) => u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX),
+            Source::Tokio { origin, epoch } => {
+                let elapsed = u64::try_from(origin.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                epoch.saturating_add(elapsed)
+            }
             Source::Manual(t) => t.load(Ordering::Relaxed),
         }
     }
@@ -50,7 +73,7 @@ impl Default for QuotaClock {
 impl fmt::Debug for QuotaClock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Source::Tokio(_) => f.write_str("QuotaClock::Tokio"),
+            Source::Tokio { .. } => f.write_str("QuotaClock::Tokio"),
             Source::Manual(t) => write!(f, "QuotaClock::Manual({}ns)", t.load(Ordering::Relaxed)),
         }
     }

@@ -428,6 +428,10 @@ pub enum QuotaError {
     /// The quota keeper actor is not running.
     #[error("quota keeper unavailable")]
     Unavailable,
+    /// The store quota usage is kept in could not be opened, read or
+    /// written (damage is [`QuotaStoreError::Corrupt`](super::QuotaStoreError::Corrupt)).
+    #[error(transparent)]
+    Store(#[from] super::store::QuotaStoreError),
 }
 
 fn fmt_path(path: &[QuotaId]) -> String {

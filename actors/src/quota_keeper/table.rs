@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -15,11 +16,13 @@ use dashmap::DashMap;
 use nexus_swarm_runtime::config::{DefinedQuota, QuotaEntry, QuotaTreeError, check_quota_tree};
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
+use parking_lot::Mutex;
 
-use super::cell::{NodeInit, Now, QuotaNode};
+use super::cell::{NodeInit, Now, QuotaNode, period_nanos};
 use super::clock::QuotaClock;
 use super::handle::{Hold, QuotaHandle};
 use super::model::{MAX_QUOTA_AMOUNT, QuotaError, QuotaId, QuotaReport, QuotaSpec, QuotaTreeReport};
+use super::store::{QuotaStore, QuotaStoreError, StoredUsage};
 
 /// Maps read on the data plane hash with foldhash (randomly seeded, a few
 /// ns for a short name where SipHash takes about 20).
@@ -114,6 +117,10 @@ pub(crate) struct Shared {
     pub(crate) holds: DashMap<u64, Hold>,
     // Hold ids; only uniqueness matters, so Relaxed.
     pub(crate) next_hold: AtomicU64,
+    // The store usage is kept in, if any. A mutex because a flush runs on a
+    // blocking thread while the keeper waits for it; only definitions and
+    // flushes take it, never the data plane.
+    persist: Option<Mutex<QuotaStore>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -122,6 +129,7 @@ impl std::fmt::Debug for Shared {
             .field("quotas", &self.snapshot.load().nodes.len())
             .field("holds", &self.holds.len())
             .field("clock", &self.clock)
+            .field("persistent", &self.persist.is_some())
             .finish()
     }
 }
@@ -135,7 +143,54 @@ impl Shared {
             clock,
             holds: DashMap::new(),
             next_hold: AtomicU64::new(1),
+            persist: None,
         }
+    }
+
+    /// A tree whose usage is kept in the store in `data_dir`.
+    pub(crate) fn open(clock: QuotaClock, data_dir: &Path) -> Result<Self, QuotaStoreError> {
+        let store = QuotaStore::open(data_dir)?;
+        Ok(Self {
+            persist: Some(Mutex::new(store)),
+            ..Self::new(clock)
+        })
+    }
+
+    /// Whether usage is kept in a store.
+    pub(crate) fn is_persistent(&self) -> bool {
+        self.persist.is_some()
+    }
+
+    /// Writes every quota whose stored usage differs from its counter, in
+    /// one transaction; returns how many were written (0, without I/O, when
+    /// none changed or there is no store).
+    pub(crate) fn flush(&self) -> Result<usize, QuotaStoreError> {
+        let Some(persist) = &self.persist else {
+            return Ok(0);
+        };
+        let snap = self.snapshot.load();
+        let mut now = Now::new(&self.clock);
+        // Each counter is read once, before the lock is taken.
+        let counters: Vec<(&Arc<QuotaNode>, StoredUsage)> = snap
+            .by_index
+            .iter()
+            .map(|n| {
+                let usage = StoredUsage {
+                    kind: n.kind.name().to_string(),
+                    counter: n.stored(&mut now),
+                };
+                (n, usage)
+            })
+            .collect();
+        let mut store = persist.lock();
+        let changed: Vec<(String, StoredUsage)> = counters
+            .into_iter()
+            .filter(|(n, usage)| store.get(&n.id) != Some(usage))
+            .map(|(n, usage)| (n.id.to_string(), usage))
+            .collect();
+        let written = changed.len();
+        store.write(changed)?;
+        Ok(written)
     }
 
     /// Publishes a new version of the tree.
@@ -229,10 +284,57 @@ impl QuotaTable {
         }
     }
 
+    /// An empty tree whose periods follow `clock` and whose usage is kept
+    /// in `<data_dir>/quotas.redb` (created with the directory if absent).
+    /// A quota defined later on this tree resumes the usage stored under
+    /// its id if the stored usage counts the same kind over the same
+    /// period: in full without a period; with a period, its periods stay
+    /// counted from the stored start, and usage of the current period is
+    /// restored while usage of a period that has ended since is not.
+    /// Usage is written by [`flush`](Self::flush) (the keeper calls it on
+    /// a timer and when it stops). A damaged store is
+    /// [`QuotaStoreError::Corrupt`](super::QuotaStoreError::Corrupt); one
+    /// open elsewhere is `Locked`.
+    ///
+    /// ```
+    /// use nexus_swarm_actors::quota_keeper::{QuotaClock, QuotaSpec, QuotaTable};
+    /// use nexus_swarm_runtime::resources::ResourceKind::Cost;
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let (clock, _hand) = QuotaClock::manual();
+    /// let mut table = QuotaTable::open(clock.clone(), dir.path()).unwrap();
+    /// table.define(QuotaSpec::root("daily", Cost, 1000)).unwrap();
+    /// table.handle().try_consume("daily", 300).unwrap();
+    /// assert_eq!(table.flush().unwrap(), 1);
+    /// drop(table);
+    ///
+    /// let mut table = QuotaTable::open(clock, dir.path()).unwrap();
+    /// table.define(QuotaSpec::root("daily", Cost, 1000)).unwrap();
+    /// assert_eq!(table.report("daily").unwrap().current, 300);
+    /// ```
+    pub fn open(clock: QuotaClock, data_dir: impl AsRef<Path>) -> Result<Self, QuotaError> {
+        Ok(Self {
+            shared: Arc::new(Shared::open(clock, data_dir.as_ref())?),
+        })
+    }
+
+    /// Writes the usage of every quota whose usage changed since the last
+    /// write to the store, in one transaction, and returns how many were
+    /// written. Without a store ([`new`](Self::new)) it does nothing.
+    /// Charges made after a flush are in memory only until the next one.
+    pub fn flush(&mut self) -> Result<usize, QuotaError> {
+        Ok(self.shared.flush()?)
+    }
+
     /// The writer of the tree a handle reads (a restarted keeper takes the
     /// tree back this way: counters and definitions survive).
     pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
         Self { shared }
+    }
+
+    /// The state this writer shares with its handles.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
     }
 
     /// A data-plane handle on this tree.
@@ -274,12 +376,25 @@ impl QuotaTable {
         // Everything below only builds the new version; nothing is visible
         // until the final store.
         let start_nanos = self.shared.clock.now_nanos();
+        let store = self.shared.persist.as_ref().map(|p| p.lock());
         let mut next = (*old).clone();
         for spec in order.into_iter().map(|i| &specs[i]) {
             let parent = spec
                 .parent
                 .as_ref()
                 .map(|p| Arc::clone(next.nodes.get(p).expect("parents are ordered first")));
+            let resume = store.as_ref().and_then(|s| s.get(&spec.id)).and_then(|stored| {
+                let resume = stored.resume(spec.kind.name(), period_nanos(spec.period), start_nanos);
+                match resume {
+                    Some(r) => tracing::debug!(quota = %spec.id, used = r.used, "quota usage restored"),
+                    None => tracing::warn!(
+                        quota = %spec.id,
+                        stored_kind = %stored.kind,
+                        "stored usage counts another kind or period: the quota starts afresh"
+                    ),
+                }
+                resume
+            });
             let node = Arc::new(QuotaNode::new(NodeInit {
                 id: spec.id.clone(),
                 index: next.by_index.len(),
@@ -290,6 +405,7 @@ impl QuotaTable {
                 ceiling: spec.borrow_ceiling,
                 period: spec.period,
                 start_nanos,
+                resume,
             }));
             if let Some(p) = &spec.parent {
                 next.children.entry(p.clone()).or_default().push(Arc::clone(&node));

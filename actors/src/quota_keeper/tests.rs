@@ -669,35 +669,153 @@ proptest! {
 }
 
 #[tokio::test]
-async fn a_bad_sweep_interval_is_refused_naming_the_field() {
-    use nexus_swarm_runtime::config::{QuotaConfig, QuotasConfig};
+async fn a_bad_sweep_or_flush_interval_is_refused_naming_the_field() {
+    use nexus_swarm_runtime::config::{NexusConfig, QuotaConfig};
 
-    let zero = QuotasConfig {
-        sweep_interval: Duration::ZERO,
-        quotas: Vec::new(),
+    let dir = tempfile::tempdir().unwrap();
+    let mut base = NexusConfig::default();
+    base.node.data_dir = dir.path().to_path_buf();
+    let refused = |config: &NexusConfig, want: &str| match QuotaKeeperArgs::from_config(config) {
+        Err(QuotaError::InvalidConfig { field, .. }) => assert_eq!(field, want),
+        other => panic!("expected InvalidConfig at {want}, got {other:?}"),
     };
-    assert!(matches!(
-        QuotaKeeperArgs::from_config(&zero),
-        Err(QuotaError::InvalidConfig { ref field, .. }) if field == "quotas.sweep_interval"
-    ));
-    let too_long = QuotasConfig {
-        sweep_interval: Duration::from_secs(60),
-        quotas: vec![QuotaConfig {
-            id: "per-ms".into(),
-            parent: None,
-            kind: "cost".into(),
-            limit: 5,
-            period: Some(Duration::from_millis(1)),
-            borrow_ceiling: 0,
-            selector: None,
-        }],
-    };
-    assert!(matches!(
-        QuotaKeeperArgs::from_config(&too_long),
-        Err(QuotaError::InvalidConfig { ref field, .. }) if field == "quotas.sweep_interval"
-    ));
+
+    let mut zero = base.clone();
+    zero.quotas.sweep_interval = Duration::ZERO;
+    refused(&zero, "quotas.sweep_interval");
+    let mut too_long = base.clone();
+    too_long.quotas.sweep_interval = Duration::from_secs(60);
+    too_long.quotas.quotas = vec![QuotaConfig {
+        id: "per-ms".into(),
+        parent: None,
+        kind: "cost".into(),
+        limit: 5,
+        period: Some(Duration::from_millis(1)),
+        borrow_ceiling: 0,
+        selector: None,
+    }];
+    refused(&too_long, "quotas.sweep_interval");
+    let mut no_flush = base.clone();
+    no_flush.quotas.flush_interval = Duration::ZERO;
+    refused(&no_flush, "quotas.flush_interval");
+    // Refused before the store is opened: nothing was created.
+    assert!(!dir.path().join(STORE_FILE).exists());
+
     // Built in code with a zero interval, the keeper refuses to start
-    // rather than run without sweeps.
+    // rather than run without sweeps or writes.
     let args = QuotaKeeperArgs::default().sweep_interval(Duration::ZERO);
     assert!(QuotaKeeper::spawn("zero-sweep-keeper", args).await.is_err());
+    let args = QuotaKeeperArgs::open(QuotaClock::tokio(), dir.path())
+        .unwrap()
+        .flush_interval(Duration::ZERO);
+    assert!(QuotaKeeper::spawn("zero-flush-keeper", args).await.is_err());
+    // Without a store the flush interval is not used.
+    let args = QuotaKeeperArgs::default().flush_interval(Duration::ZERO);
+    let (keeper, join) = QuotaKeeper::spawn("no-store-keeper", args).await.unwrap();
+    assert_eq!(keeper.flush().await, Ok(0));
+    keeper.actor().unwrap().stop(None);
+    join.await.unwrap();
+}
+
+/// A keeper on a data directory, its quotas defined, spawned unsupervised.
+async fn persistent_keeper(
+    name: &str,
+    dir: &std::path::Path,
+    flush_every: Duration,
+) -> (QuotaKeeperRef, ractor::concurrency::JoinHandle<()>) {
+    let args = QuotaKeeperArgs::open(QuotaClock::tokio(), dir)
+        .unwrap()
+        .with_quotas(vec![
+            QuotaSpec::root("system", LlmRequests, 1_000),
+            QuotaSpec::child("hourly", "system", LlmRequests, 100).period(Duration::from_secs(3_600)),
+        ])
+        .unwrap()
+        .flush_interval(flush_every);
+    QuotaKeeper::spawn(name, args).await.unwrap()
+}
+
+fn current_of(keeper: &QuotaKeeperRef, quota: &str) -> u64 {
+    keeper.handle().report(quota).unwrap().current
+}
+
+/// A clean stop writes what no timer wrote yet; a restarted keeper on the
+/// same directory resumes it.
+#[tokio::test(start_paused = true)]
+async fn a_stopped_keeper_writes_its_usage_and_a_new_one_resumes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, join) = persistent_keeper("stop-writes-keeper", dir.path(), Duration::from_secs(3_600)).await;
+    keeper.handle().try_consume("hourly", 7).unwrap();
+    keeper.handle().try_consume("system", 3).unwrap();
+    keeper.actor().unwrap().stop(None);
+    join.await.unwrap();
+    drop(keeper);
+
+    let (keeper, join) = persistent_keeper("stop-writes-keeper", dir.path(), Duration::from_secs(3_600)).await;
+    assert_eq!((current_of(&keeper, "hourly"), current_of(&keeper, "system")), (7, 10));
+    assert_eq!(keeper.flush().await, Ok(0), "nothing changed since the restart");
+    keeper.handle().try_consume("hourly", 1).unwrap();
+    assert_eq!(keeper.flush().await, Ok(2));
+    keeper.actor().unwrap().stop(None);
+    join.await.unwrap();
+}
+
+/// The keeper's timer writes usage every flush interval; a keeper killed
+/// (no clean stop) loses only what was charged since the last write.
+#[tokio::test(start_paused = true)]
+async fn a_killed_keeper_loses_only_the_charges_since_its_last_timed_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (keeper, join) = persistent_keeper("killed-keeper", dir.path(), Duration::from_secs(1)).await;
+    keeper.handle().try_consume("hourly", 5).unwrap();
+    // Past one interval: the timer's write is queued before this call.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    keeper.tree().await.unwrap();
+    keeper.handle().try_consume("hourly", 4).unwrap();
+    keeper.actor().unwrap().kill();
+    let _ = join.await;
+    drop(keeper);
+
+    let (keeper, join) = persistent_keeper("killed-keeper", dir.path(), Duration::from_secs(1)).await;
+    assert_eq!(
+        current_of(&keeper, "hourly"),
+        5,
+        "the timed write is kept, the 4 after it are lost"
+    );
+    assert_eq!(current_of(&keeper, "system"), 5);
+    keeper.actor().unwrap().stop(None);
+    join.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_keeper_from_config_keeps_usage_under_the_data_directory() {
+    use nexus_swarm_runtime::config::NexusConfig;
+
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[node]\ndata_dir = {:?}\n[quotas]\nflush_interval = \"250ms\"\n\
+         [[quotas.quotas]]\nid = \"daily\"\nkind = \"cost\"\nlimit = 1000\nperiod = \"1day\"\n",
+        dir.path().join("data")
+    );
+    let config = NexusConfig::from_toml_str(&text).unwrap();
+    assert_eq!(config.quotas.flush_interval, Duration::from_millis(250));
+    let (keeper, join) = QuotaKeeper::spawn("config-keeper", QuotaKeeperArgs::from_config(&config).unwrap())
+        .await
+        .unwrap();
+    assert!(dir.path().join("data").join(STORE_FILE).exists());
+    // One keeper per data directory.
+    assert!(matches!(
+        QuotaKeeperArgs::from_config(&config),
+        Err(QuotaError::Store(QuotaStoreError::Locked { .. }))
+    ));
+    keeper.handle().try_consume("daily", 600).unwrap();
+    assert_eq!(keeper.flush().await, Ok(1));
+    keeper.actor().unwrap().stop(None);
+    join.await.unwrap();
+    drop(keeper);
+
+    let args = QuotaKeeperArgs::from_config(&config).unwrap();
+    assert_eq!(args.handle().report("daily").unwrap().current, 600);
+    assert!(matches!(
+        args.handle().try_consume("daily", 401),
+        Err(QuotaError::Exhausted { .. })
+    ));
 }

@@ -263,6 +263,12 @@ pub struct QuotasConfig {
     /// overshooting) until 65536 periods have passed. Default: 10 s.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// How often the quota keeper writes the usage that changed to its
+    /// store, `<node.data_dir>/quotas.redb`, so that a restarted process
+    /// resumes it: a process killed loses at most the charges of the last
+    /// interval (a clean stop writes everything first). Default: 1 s.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
     /// Quotas defined at start, in any order (parents may come after their
     /// children), written as `[[quotas.quotas]]` blocks. Default: none (and
     /// then not written by `nexus config defaults`, so that blocks can be
@@ -275,6 +281,7 @@ impl Default for QuotasConfig {
     fn default() -> Self {
         Self {
             sweep_interval: Duration::from_secs(10),
+            flush_interval: Duration::from_secs(1),
             quotas: Vec::new(),
         }
     }
@@ -284,6 +291,7 @@ impl QuotasConfig {
     /// Checks the section alone; errors name `quotas.<field>`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         nonzero_duration("quotas.sweep_interval", self.sweep_interval)?;
+        nonzero_duration("quotas.flush_interval", self.flush_interval)?;
         let shortest = self.quotas.iter().filter_map(|q| q.period).min();
         let limit = shortest.and_then(|p| p.checked_mul(MAX_SWEEP_PERIODS));
         if let Some(limit) = limit.filter(|l| self.sweep_interval > *l) {

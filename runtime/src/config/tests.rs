@@ -28,7 +28,6 @@ fn defaults_carry_the_seed_numbers() {
     assert_eq!(c.router.health.unhealthy_threshold, 3);
     assert_eq!(c.llm.requests_per_minute, 3500);
     assert_eq!(c.llm.tokens_per_minute, 90_000);
-    assert_eq!((c.scaling.min_workers, c.scaling.max_workers), (2, 10));
     assert_eq!(c.cache.ttl, Duration::from_secs(300));
     assert_eq!(c.ledger.retention, Duration::from_secs(30 * 86_400));
 }
@@ -82,10 +81,6 @@ fn timeouts_that_do_not_parse_are_rejected_naming_the_field() {
 
 #[test]
 fn inconsistent_values_are_rejected() {
-    let err = parse_err("[scaling]\nmin_workers = 5\nmax_workers = 2\n");
-    assert_eq!(err.field(), "scaling.max_workers");
-    let err = parse_err("[monitor.thresholds]\nwarning_percent = 95\n");
-    assert_eq!(err.field(), "monitor.thresholds.critical_percent");
     let err = parse_err("[llm]\nmax_connections = 5\nmax_connections_per_host = 10\n");
     assert_eq!(err.field(), "llm.max_connections_per_host");
 }
@@ -167,7 +162,7 @@ fn default_keys() -> Vec<(String, String, String)> {
 #[test]
 fn every_table_fills_the_keys_it_omits() {
     let keys = default_keys();
-    assert!(keys.len() > 50, "{keys:?}");
+    assert!(keys.len() >= 45, "{keys:?}");
     for (path, table, line) in keys {
         let text = if table.is_empty() {
             format!("{line}\n")
@@ -200,7 +195,7 @@ fn every_duration_is_bounded_naming_the_field() {
         assert_eq!(err.field(), path, "{err}");
         assert!(err.to_string().contains("100 years"), "{err}");
     }
-    assert!(durations >= 20, "found {durations} duration fields");
+    assert!(durations >= 15, "found {durations} duration fields");
     let quota = "[[quotas.quotas]]\nid = \"q\"\nkind = \"cost\"\nlimit = 5\nperiod = \"500000000years\"\n";
     assert_eq!(parse_err(quota).field(), "quotas.quotas[0].period");
     NexusConfig::from_toml_str("[ledger]\nretention = \"100years\"\n").unwrap();
@@ -338,17 +333,10 @@ fn contradicting_fields_are_refused_naming_both() {
         "llm.retry.max_backoff",
         "llm.retry.base_backoff",
     );
-    both(
-        "[monitor]\ninterval = \"2m\"\naggregation = \"1m\"\n",
-        "monitor.interval",
-        "monitor.aggregation",
-    );
 }
 
 #[test]
 fn names_with_control_characters_or_only_whitespace_are_refused() {
-    assert_eq!(parse_err("[node]\nname = \"a\\u0000b\"\n").field(), "node.name");
-    assert_eq!(parse_err("[node]\nname = \"line\\nbreak\"\n").field(), "node.name");
     assert_eq!(parse_err("[node]\ndata_dir = \"   \"\n").field(), "node.data_dir");
     assert_eq!(parse_err("[node]\ndata_dir = \"a\\u0000\"\n").field(), "node.data_dir");
     assert_eq!(
@@ -368,7 +356,7 @@ fn names_with_control_characters_or_only_whitespace_are_refused() {
 
 #[test]
 fn syntax_errors_name_the_line_and_column() {
-    let err = parse_err("[node]\nname = \"n\"\n[mailbox\n");
+    let err = parse_err("[node]\ndata_dir = \"n\"\n[mailbox\n");
     match &err {
         ConfigError::Syntax { line, column, .. } => assert_eq!((*line, *column), (3, 9), "{err}"),
         other => panic!("not a syntax error: {other:?}"),
@@ -404,8 +392,8 @@ fn input_is_bounded_in_size_and_must_be_utf8() {
         NexusConfig::from_toml_str(&long),
         Err(ConfigError::TooLarge { .. })
     ));
-    let err = NexusConfig::from_reader(&b"[node]\nname = \"\xff\"\n"[..], "bytes").unwrap_err();
-    assert!(matches!(err, ConfigError::NotUtf8 { offset: 15 }), "{err:?}");
+    let err = NexusConfig::from_reader(&b"[node]\ndata_dir = \"\xff\"\n"[..], "bytes").unwrap_err();
+    assert!(matches!(err, ConfigError::NotUtf8 { offset: 19 }), "{err:?}");
     let cfg = NexusConfig::from_reader(&b"[mailbox.high]\ncapacity = 7\n"[..], "bytes").unwrap();
     assert_eq!(cfg.mailbox.high.capacity, 7);
 }
@@ -421,4 +409,49 @@ fn the_defaults_can_be_extended_with_quotas_and_pools() {
     assert_eq!(cfg.scheduler.pools.len(), 2);
     let back = NexusConfig::from_toml_str(&cfg.to_toml_string()).unwrap();
     assert_eq!(back, cfg);
+}
+
+/// Sections of features this version does not have are refused, however
+/// they are written, naming the section and the missing feature; the
+/// defaults do not print them.
+#[test]
+fn sections_of_missing_features_are_refused_and_not_printed() {
+    let cases = [
+        ("[scaling]\nmax_workers = 10\n", "scaling", "auto-scaling"),
+        ("[scaling]\n", "scaling", "auto-scaling"),
+        ("scaling.enabled = false\n", "scaling", "auto-scaling"),
+        ("scaling = {}\n", "scaling", "auto-scaling"),
+        ("[monitor.thresholds]\nwarning_percent = 80\n", "monitor", "monitoring"),
+        ("[monitor]\ninterval = \"10s\"\n", "monitor", "monitoring"),
+        ("[node]\nname = \"node-1\"\n", "node.name", "clustering"),
+        ("node = { name = \"a\", data_dir = \"d\" }\n", "node.name", "clustering"),
+    ];
+    for (text, field, feature) in cases {
+        let err = parse_err(text);
+        assert!(matches!(err, ConfigError::Unsupported { .. }), "{text}: {err:?}");
+        assert_eq!(err.field(), field, "{text}");
+        let msg = err.to_string();
+        assert!(msg.contains("not supported yet") && msg.contains(feature), "{msg}");
+        assert!(msg.contains("not implemented in this version"), "{msg}");
+    }
+    // `node` itself stays: its data directory is read.
+    let cfg = NexusConfig::from_toml_str("[node]\ndata_dir = \"/tmp/d\"\n").unwrap();
+    assert_eq!(cfg.node.data_dir, PathBuf::from("/tmp/d"));
+    // A key of the same name elsewhere is not taken for the section.
+    assert!(matches!(
+        parse_err("[router]\nscaling = 1\n"),
+        ConfigError::Parse { .. }
+    ));
+
+    let defaults = NexusConfig::default().to_toml_string();
+    let printed = default_keys();
+    for (path, _) in UNSUPPORTED {
+        let under = format!("{path}.");
+        let hit = printed.iter().find(|(p, _, _)| p == path || p.starts_with(&under));
+        assert!(hit.is_none(), "{path} is printed by the defaults: {hit:?}");
+        assert!(
+            !defaults.contains(&format!("[{path}")),
+            "[{path}] is printed:\n{defaults}"
+        );
+    }
 }
