@@ -52,6 +52,8 @@ pub mod cli;
 
 /// Everything needed to write and run agents.
 pub mod prelude {
+    pub use nexus_swarm_actors::llm::{LlmRequest, LlmResponse};
+    pub use nexus_swarm_actors::swarm::{AdmissionStatus, AgentLlm, Identity, Swarm, SwarmContext, SwarmError};
     pub use nexus_swarm_runtime::prelude::*;
 }
 

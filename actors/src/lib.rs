@@ -22,3 +22,4 @@ mod named;
 pub mod quota_keeper;
 pub mod router;
 pub mod scheduler;
+pub mod swarm;

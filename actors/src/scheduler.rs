@@ -203,6 +203,17 @@ pub enum SchedulerMsg {
         /// What it held, or why not.
         reply: RpcReplyPort<Result<ResourceVector, SchedulerError>>,
     },
+    /// Gives back part of an allocation; answers what it still holds.
+    ReleasePart {
+        /// The allocation.
+        id: RequestId,
+        /// Who releases (must be its holder).
+        requester: RequesterId,
+        /// What to give back.
+        part: ResourceVector,
+        /// What it still holds, or why not.
+        reply: RpcReplyPort<Result<ResourceVector, SchedulerError>>,
+    },
     /// Withdraws a waiting reservation.
     Cancel {
         /// The reservation.
@@ -340,6 +351,22 @@ impl Actor for Scheduler {
                         Vec::new()
                     }
                 },
+                SchedulerMsg::ReleasePart {
+                    id,
+                    requester,
+                    part,
+                    reply,
+                } => match core.release_part(id, &requester, &part, now) {
+                    Ok((rest, notices)) => {
+                        let _ = reply.send(Ok(rest));
+                        notices
+                    }
+                    Err(e) => {
+                        tracing::warn!(request = %id, error = %e, "partial release refused");
+                        let _ = reply.send(Err(e));
+                        Vec::new()
+                    }
+                },
                 SchedulerMsg::Cancel { id, requester, reply } => {
                     let (result, notices) = split(core.cancel(id, &requester, now));
                     let _ = reply.send(result);
@@ -451,6 +478,24 @@ impl SchedulerRef {
         let requester = requester.into();
         self.call(|reply| SchedulerMsg::Release { id, requester, reply })
             .await?
+    }
+
+    /// Gives back `part` of an allocation (a pool that shrinks); returns
+    /// what it still holds (empty: released whole).
+    pub async fn release_part(
+        &self,
+        id: RequestId,
+        requester: impl Into<RequesterId>,
+        part: ResourceVector,
+    ) -> Result<ResourceVector, SchedulerError> {
+        let requester = requester.into();
+        self.call(|reply| SchedulerMsg::ReleasePart {
+            id,
+            requester,
+            part,
+            reply,
+        })
+        .await?
     }
 
     /// Withdraws a waiting reservation.

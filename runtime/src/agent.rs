@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::agent_ref::AgentRef;
 use crate::error::HandlerError;
 use crate::resources::ResourceProfile;
+use crate::spawn::Preemption;
 
 /// An agent: a typed message handler with private state, hosted by the
 /// runtime as a supervised `ractor` actor behind bounded priority lanes.
@@ -76,6 +77,22 @@ pub trait Agent: Send + Sync + Sized + 'static {
         state: &mut Self::State,
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
 
+    /// Called when the agent is preempted: the resources it holds were
+    /// taken for a more important agent, and it will be stopped once
+    /// `notice.grace` has passed. Runs between messages, with the state, so
+    /// the agent can hand back or finish what it admitted (the messages
+    /// already in its lanes are still handled before it stops). Also called
+    /// on a worker restarted after the notice. Default: nothing.
+    fn on_preempt(
+        &self,
+        ctx: &AgentContext<Self::Msg>,
+        state: &mut Self::State,
+        notice: &Preemption,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = (ctx, state, notice);
+        async {}
+    }
+
     /// Called once when the agent stops normally (not after a failure).
     fn on_stop(&self, ctx: &AgentContext<Self::Msg>, state: &mut Self::State) -> impl Future<Output = ()> + Send {
         let _ = (ctx, state);
@@ -120,5 +137,17 @@ impl<M: Send + 'static> AgentContext<M> {
     /// A handle to this agent's own lanes (to send itself messages).
     pub fn myself(&self) -> &AgentRef<M> {
         &self.myself
+    }
+
+    /// The value of type `T` attached at spawn (see
+    /// [`crate::spawn::Extensions`]), if any.
+    pub fn extension<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.myself.mailbox.signals.get()?.extensions().get::<T>()
+    }
+
+    /// The preemption notice, once the agent has one: it will be stopped
+    /// when the notice's grace period has passed.
+    pub fn preemption(&self) -> Option<&Preemption> {
+        self.myself.mailbox.signals.get()?.preemption()
     }
 }

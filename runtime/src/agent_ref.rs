@@ -9,6 +9,7 @@ use crate::error::{AskError, SendError};
 use crate::host::HostMsg;
 use crate::mailbox::Mailbox;
 use crate::priority::Priority;
+use crate::spawn::Preemption;
 
 /// A handle to one agent's lanes. Cheap to clone (one `Arc`), `Send` and
 /// `Sync`; it stays valid across restarts of the agent, because the lanes
@@ -151,6 +152,37 @@ impl<M: Send + 'static> AgentRef<M> {
     /// Whether the agent has stopped admitting messages.
     pub fn is_closed(&self) -> bool {
         self.mailbox.is_closed()
+    }
+
+    /// Stops the agent for good, gracefully: it admits nothing more
+    /// (senders get `Closed`), handles every message already admitted, runs
+    /// `on_stop` and stops; it is not restarted. Returns at once; an agent
+    /// restarting at this moment retires as soon as it is up again.
+    pub fn stop(&self) {
+        self.mailbox.close();
+        if let Some(actor) = self.mailbox.current_actor() {
+            // Already stopping if this fails: nothing more to do.
+            let _ = actor.cast(HostMsg::Retire);
+        }
+    }
+
+    /// Gives the agent a preemption notice: from now on its context's
+    /// [`preemption`](crate::agent::AgentContext::preemption) returns it, and
+    /// its [`on_preempt`](crate::agent::Agent::on_preempt) runs between
+    /// messages. Stopping it after the grace period is the caller's part
+    /// (a resource manager does both). `false` if it already had a notice
+    /// (the first one stands).
+    pub fn preempt(&self, notice: Preemption) -> bool {
+        let signals = self.mailbox.signals.get_or_init(Default::default);
+        if !signals.preempt(notice) {
+            return false;
+        }
+        if let Some(actor) = self.mailbox.current_actor() {
+            // Stopped or restarting if this fails; a restarted agent hears
+            // of the notice on start.
+            let _ = actor.cast(HostMsg::Preempted);
+        }
+        true
     }
 }
 

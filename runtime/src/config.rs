@@ -47,6 +47,7 @@
 //! assert!(err.to_string().contains("auto-scaling is not implemented"));
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -564,20 +565,58 @@ pub struct NodeConfig {
     /// usage (`quotas.redb`) and the LLM response cache's disk tier
     /// (`llm-cache/`). Default: `"./nexus-data"`.
     pub data_dir: PathBuf,
+    /// What agents' declared requests are admitted against, per resource
+    /// kind (`cpu` in millicores, `memory` in bytes, any other kind in its
+    /// own unit), e.g. `capacity = { cpu = 4000, memory = 8589934592 }`.
+    /// A kind left out is what the machine has for `cpu` (its available
+    /// cores) and `memory` (its total memory), and nothing for any other
+    /// kind. Default: empty (the machine's cpu and memory).
+    pub capacity: BTreeMap<String, u64>,
+    /// How long spawning an agent whose requests do not fit waits for room
+    /// (its status readable meanwhile) before it is refused; zero refuses
+    /// at once. Default: `"0s"`.
+    #[serde(with = "humantime_serde")]
+    pub admission_wait: Duration,
+    /// How long a preempted agent has to hand back or finish what it
+    /// admitted before it is stopped. Default: `"5s"`.
+    #[serde(with = "humantime_serde")]
+    pub preemption_grace: Duration,
 }
 
 impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./nexus-data"),
+            capacity: BTreeMap::new(),
+            admission_wait: Duration::ZERO,
+            preemption_grace: Duration::from_secs(5),
         }
     }
 }
 
 impl NodeConfig {
+    /// The capacity agents are admitted against: [`Self::capacity`], with
+    /// `cpu` and `memory` taken from the machine where left out.
+    pub fn resolved_capacity(&self) -> crate::resources::ResourceVector {
+        let mut v = crate::resources::machine_capacity();
+        for (kind, &amount) in &self.capacity {
+            // Unknown names are custom kinds: parsing a kind cannot fail.
+            let Ok(kind) = kind.parse::<crate::resources::ResourceKind>();
+            v.set(kind, amount);
+        }
+        v
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         // A path read from TOML is UTF-8; one built in code may not be.
-        check_name("node.data_dir", &self.data_dir.to_string_lossy())
+        check_name("node.data_dir", &self.data_dir.to_string_lossy())?;
+        for (kind, &amount) in &self.capacity {
+            let field = format!("node.capacity.{kind}");
+            check_kind_name(&field, kind)?;
+            toml_integer(&field, amount)?;
+        }
+        bounded_duration("node.admission_wait", self.admission_wait)?;
+        bounded_duration("node.preemption_grace", self.preemption_grace)
     }
 }
 

@@ -27,6 +27,9 @@ pub enum HostMsg {
     /// Liveness probe: answered between drain batches, so an agent stuck in
     /// a handler does not answer.
     Ping(ractor::RpcReplyPort<()>),
+    /// The agent has a preemption notice (in its signals): run its
+    /// `on_preempt` between messages.
+    Preempted,
 }
 
 impl ractor::Message for HostMsg {}
@@ -77,10 +80,23 @@ impl<A: Agent> AgentHost<A> {
                 .agent
                 .handle(&state.ctx, msg, &mut state.agent_state)
                 .instrument(span);
+            // Handler time is measured only for managed agents (those with
+            // signals), so plain agents pay no clock reads.
+            let signals = self.mailbox.signals.get();
+            let started = signals.map(|_| std::time::Instant::now());
             // A handler that awaits stops the drain: parked senders get the
             // room freed so far now (see `Mailbox::offer_room_while`).
             let result = self.mailbox.offer_room_while(handling).await;
             self.mailbox.counters.handled.fetch_add(1, Ordering::Relaxed);
+            if let (Some(signals), Some(started)) = (signals, started) {
+                signals.add_busy(started.elapsed());
+                result?;
+                if signals.is_throttled() {
+                    // Over its CPU limit: every other runnable task goes first.
+                    tokio::task::yield_now().await;
+                }
+                continue;
+            }
             result?;
         }
         Ok(true)
@@ -126,6 +142,10 @@ impl<A: Agent> Actor for AgentHost<A> {
         // admitted: its lanes are new and the flag is clear, so the first
         // sender rings (the actor was attached before `init` ran). Skipping
         // it saves a message per spawn.
+        if state.ctx.restarts > 0 && self.mailbox.signals.get().is_some_and(|s| s.preemption().is_some()) {
+            // Restarted after its notice: this instance must hear it too.
+            myself.cast(HostMsg::Preempted)?;
+        }
         if state.ctx.restarts > 0 || state.retiring || self.mailbox.pending() > 0 {
             self.mailbox.force_scheduled();
             myself.cast(HostMsg::Wake)?;
@@ -154,6 +174,11 @@ impl<A: Agent> Actor for AgentHost<A> {
             HostMsg::Ping(reply) => {
                 // The prober may have timed out already; nothing to do then.
                 let _ = reply.send(());
+            }
+            HostMsg::Preempted => {
+                if let Some(notice) = self.mailbox.signals.get().and_then(|s| s.preemption()).cloned() {
+                    Box::pin(self.agent.on_preempt(&state.ctx, &mut state.agent_state, &notice)).await;
+                }
             }
             HostMsg::Wake => {
                 // Boxed: the drain future holds the agent's handler future,

@@ -22,6 +22,7 @@
 //! | [`resources`] | integer resource vectors, QoS classes, profiles |
 //! | [`priority`] | the three priorities |
 //! | [`routing`] | routing strategies and the consistent-hash ring |
+//! | [`spawn`] | `SpawnOptions`: extensions, signals (busy time, throttling, preemption), on-gone hooks |
 //! | [`admission`] | token-bucket (GCRA) admission for routers |
 //! | [`error`] | typed errors per concern |
 //! | [`telemetry`] | `tracing` set-up for binaries |
@@ -69,6 +70,7 @@ pub mod pool;
 pub mod priority;
 pub mod resources;
 pub mod routing;
+pub mod spawn;
 pub mod supervisor;
 pub mod telemetry;
 pub mod usage;
@@ -83,5 +85,6 @@ pub mod prelude {
     pub use crate::pool::PoolRef;
     pub use crate::priority::Priority;
     pub use crate::resources::{QosClass, ResourceKind, ResourceProfile, ResourceVector};
+    pub use crate::spawn::{Extensions, Preemption, SpawnOptions};
     pub use crate::supervisor::{NodeEvent, NodeExit, SubtreeKind, SubtreeStopped};
 }

@@ -232,6 +232,9 @@ pub(crate) struct Mailbox<M> {
     actor: ArcSwapOption<ActorRef<HostMsg>>,
     pub(crate) name: std::sync::Arc<str>,
     pub(crate) counters: MailboxCounters,
+    /// What the agent shares with whoever manages it; set at spawn for
+    /// agents spawned with signals, or on first use (a preemption).
+    pub(crate) signals: std::sync::OnceLock<std::sync::Arc<crate::spawn::AgentSignals>>,
 }
 
 impl<M> std::fmt::Debug for Mailbox<M> {
@@ -256,6 +259,7 @@ impl<M> Mailbox<M> {
             actor: ArcSwapOption::empty(),
             name,
             counters: MailboxCounters::default(),
+            signals: std::sync::OnceLock::new(),
         }
     }
 

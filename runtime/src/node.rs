@@ -24,6 +24,7 @@ use crate::error::{Error, SpawnError};
 use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
 use crate::pool::{AgentPool, PoolMsg, PoolRef, PoolShared};
+use crate::spawn::{OnGone, SpawnOptions};
 use crate::supervisor::{
     Adoption, ChildInfo, ChildSpec, Domains, EventSink, GiveUp, NameClaim, Names, NodeEvent, NodeExit, NodeSupervisor,
     NodeSupervisorArgs, Registry, RootMsg, Strategy, SubtreeKind, Supervised, Supervisor, SupervisorArgs,
@@ -84,6 +85,7 @@ impl std::fmt::Debug for Node {
 struct AgentChild<A: Agent> {
     host: AgentHost<A>,
     claim: NameClaim,
+    on_gone: Option<OnGone>,
 }
 
 impl<A: Agent> Drop for AgentChild<A> {
@@ -91,6 +93,9 @@ impl<A: Agent> Drop for AgentChild<A> {
         // Gone for good: nothing will handle what is left, so drop it now
         // (a waiting ask fails at once) rather than when the last handle goes.
         self.host.mailbox.discard();
+        if let Some(hook) = &self.on_gone {
+            hook.run();
+        }
     }
 }
 
@@ -132,12 +137,16 @@ impl<A: Agent> Supervised for AgentChild<A> {
 struct PoolChild<A: Agent> {
     pool: AgentPool<A>,
     claim: NameClaim,
+    on_gone: Option<OnGone>,
 }
 
 impl<A: Agent> Drop for PoolChild<A> {
     fn drop(&mut self) {
         // As for an agent (see `AgentChild`'s drop).
         AgentPool::<A>::discard_all(&self.pool.shared);
+        if let Some(hook) = &self.on_gone {
+            hook.run();
+        }
     }
 }
 
@@ -255,7 +264,7 @@ impl GroupRef {
             &self.names,
             name,
             agent,
-            self.mailbox.clone(),
+            SpawnOptions::new().mailbox(self.mailbox.clone()),
         )
         .await
     }
@@ -272,20 +281,50 @@ impl GroupRef {
 /// Starts an agent linked to `supervisor` from the caller's task and hands
 /// it over (see "Adoption" in [`crate::supervisor`]): a spawn does not
 /// queue behind the supervisor.
+///
+/// `opts.mailbox` must be set. The on-gone hook runs if the spawn fails.
 async fn spawn_agent_under<A: Agent>(
     supervisor: &ActorRef<SupervisorMsg>,
     registry: &Registry,
     names: &Names,
     name: &str,
     agent: A,
-    mailbox: MailboxConfig,
+    opts: SpawnOptions,
 ) -> Result<AgentRef<A::Msg>, SpawnError> {
+    let on_gone = opts.on_gone.clone();
+    let result = spawn_agent_inner(supervisor, registry, names, name, agent, opts).await;
+    if result.is_err()
+        && let Some(hook) = on_gone
+    {
+        hook.run();
+    }
+    result
+}
+
+async fn spawn_agent_inner<A: Agent>(
+    supervisor: &ActorRef<SupervisorMsg>,
+    registry: &Registry,
+    names: &Names,
+    name: &str,
+    agent: A,
+    opts: SpawnOptions,
+) -> Result<AgentRef<A::Msg>, SpawnError> {
+    let SpawnOptions {
+        mailbox,
+        signals,
+        on_gone,
+    } = opts;
+    let mailbox = mailbox.unwrap_or_default();
     mailbox.validate()?;
     if is_gone(supervisor) {
         return Err(SpawnError::SupervisorGone);
     }
     let claim = names.claim(name)?;
     let shared = Arc::new(Mailbox::new(Arc::clone(&claim.name), &mailbox));
+    if let Some(signals) = signals {
+        // Fresh mailbox: the cell is empty, so this cannot fail.
+        let _ = shared.signals.set(signals);
+    }
     let host = AgentHost {
         agent: Arc::new(agent),
         mailbox: Arc::clone(&shared),
@@ -294,7 +333,7 @@ async fn spawn_agent_under<A: Agent>(
         drain_batch: mailbox.drain_batch,
         aging_after: mailbox.aging_after,
     };
-    let spec = ChildSpec::from_child(Arc::new(AgentChild { host, claim }));
+    let spec = ChildSpec::from_child(Arc::new(AgentChild { host, claim, on_gone }));
     adopt(supervisor, registry, name, spec).await?;
     Ok(AgentRef::from_mailbox(shared))
 }
@@ -444,13 +483,29 @@ impl Node {
         agent: A,
         mailbox: MailboxConfig,
     ) -> Result<AgentRef<A::Msg>, SpawnError> {
+        self.spawn_agent_opts(name, agent, SpawnOptions::new().mailbox(mailbox))
+            .await
+    }
+
+    /// Spawns one supervised agent with [`SpawnOptions`] (its mailbox
+    /// configuration, else the node's; signals; an on-gone hook, which also
+    /// runs if this fails).
+    pub async fn spawn_agent_opts<A: Agent>(
+        &self,
+        name: &str,
+        agent: A,
+        mut opts: SpawnOptions,
+    ) -> Result<AgentRef<A::Msg>, SpawnError> {
+        if opts.mailbox.is_none() {
+            opts.mailbox = Some(self.config.mailbox.clone());
+        }
         spawn_agent_under(
             &self.domains.agents,
             &self.domains.agents_registry,
             &self.names,
             name,
             agent,
-            mailbox,
+            opts,
         )
         .await
     }
@@ -507,6 +562,43 @@ impl Node {
         agent: A,
         mailbox: MailboxConfig,
     ) -> Result<PoolRef<A::Msg>, SpawnError> {
+        self.spawn_pool_opts(name, size, agent, SpawnOptions::new().mailbox(mailbox))
+            .await
+    }
+
+    /// Spawns a supervised pool with [`SpawnOptions`] (its workers' mailbox
+    /// configuration, else the node's; signals shared by every worker; an
+    /// on-gone hook for the pool, which also runs if this fails).
+    pub async fn spawn_pool_opts<A: Agent>(
+        &self,
+        name: &str,
+        size: usize,
+        agent: A,
+        opts: SpawnOptions,
+    ) -> Result<PoolRef<A::Msg>, SpawnError> {
+        let on_gone = opts.on_gone.clone();
+        let result = self.spawn_pool_inner(name, size, agent, opts).await;
+        if result.is_err()
+            && let Some(hook) = on_gone
+        {
+            hook.run();
+        }
+        result
+    }
+
+    async fn spawn_pool_inner<A: Agent>(
+        &self,
+        name: &str,
+        size: usize,
+        agent: A,
+        opts: SpawnOptions,
+    ) -> Result<PoolRef<A::Msg>, SpawnError> {
+        let SpawnOptions {
+            mailbox,
+            signals,
+            on_gone,
+        } = opts;
+        let mailbox = mailbox.unwrap_or_else(|| self.config.mailbox.clone());
         mailbox.validate()?;
         if size == 0 || size > crate::pool::MAX_POOL_SIZE {
             return Err(SpawnError::Start {
@@ -521,14 +613,14 @@ impl Node {
             return Err(SpawnError::SupervisorGone);
         }
         let claim = self.names.claim(name)?;
-        let shared: Arc<PoolShared<A::Msg>> = AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox);
+        let shared: Arc<PoolShared<A::Msg>> = AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox, signals);
         let pool = AgentPool {
             agent: Arc::new(agent),
             shared: Arc::clone(&shared),
             supervision: self.config.supervision.clone(),
             initial: size,
         };
-        let spec = ChildSpec::from_child(Arc::new(PoolChild { pool, claim }));
+        let spec = ChildSpec::from_child(Arc::new(PoolChild { pool, claim, on_gone }));
         adopt(&self.domains.agents, &self.domains.agents_registry, name, spec).await?;
         Ok(AgentPool::<A>::handle(shared))
     }

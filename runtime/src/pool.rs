@@ -56,6 +56,9 @@ pub(crate) struct PoolShared<M> {
     /// actor's state, so that the count survives a restart of the pool
     /// actor itself; an atomic because `PoolRef` reads it without a round trip.
     restarts: AtomicU64,
+    /// Shared by every worker (see [`crate::spawn`]); set at spawn for a
+    /// managed pool, or on first use (a preemption).
+    pub(crate) signals: std::sync::OnceLock<Arc<crate::spawn::AgentSignals>>,
 }
 
 /// A handle to a pool. Cheap to clone.
@@ -215,6 +218,33 @@ impl<M: Send + 'static> PoolRef<M> {
         ractor::call!(actor, PoolMsg::Stats).map_err(|_| PoolError::Gone)
     }
 
+    /// Stops the pool for good, gracefully: every worker admits nothing
+    /// more, handles what it admitted and stops; the pool is not restarted.
+    pub fn stop(&self) -> Result<(), PoolError> {
+        self.actor()?.cast(PoolMsg::Retire).map_err(|_| PoolError::Gone)
+    }
+
+    /// Gives every worker a preemption notice (see [`AgentRef::preempt`]).
+    /// `false` if the pool already had one.
+    pub fn preempt(&self, notice: crate::spawn::Preemption) -> bool {
+        let signals = Arc::clone(self.shared.signals.get_or_init(Default::default));
+        if !signals.preempt(notice) {
+            return false;
+        }
+        let members = self.shared.members.load_full();
+        let retiring = self.shared.retiring.lock().clone();
+        for worker in members.iter().chain(retiring.iter()) {
+            // Workers of a managed pool already share these signals.
+            let _ = worker.mailbox.signals.set(Arc::clone(&signals));
+            if let Some(actor) = worker.mailbox.current_actor() {
+                // Stopped or restarting if this fails; a restarted worker
+                // hears of the notice on start.
+                let _ = actor.cast(HostMsg::Preempted);
+            }
+        }
+        true
+    }
+
     fn actor(&self) -> Result<ActorRef<PoolMsg>, PoolError> {
         self.shared
             .actor
@@ -291,7 +321,16 @@ pub(crate) struct PoolState<M> {
 }
 
 impl<A: Agent> AgentPool<A> {
-    pub(crate) fn new_shared(name: Arc<str>, mailbox_cfg: MailboxConfig) -> Arc<PoolShared<A::Msg>> {
+    pub(crate) fn new_shared(
+        name: Arc<str>,
+        mailbox_cfg: MailboxConfig,
+        signals: Option<Arc<crate::spawn::AgentSignals>>,
+    ) -> Arc<PoolShared<A::Msg>> {
+        let cell = std::sync::OnceLock::new();
+        if let Some(signals) = signals {
+            // Fresh cell: cannot fail.
+            let _ = cell.set(signals);
+        }
         Arc::new(PoolShared {
             name,
             members: ArcSwap::from_pointee(Vec::new()),
@@ -300,6 +339,7 @@ impl<A: Agent> AgentPool<A> {
             mailbox_cfg,
             actor: ArcSwapOption::empty(),
             restarts: AtomicU64::new(0),
+            signals: cell,
         })
     }
 
@@ -370,6 +410,10 @@ impl<A: Agent> AgentPool<A> {
             let index = state.next_index;
             state.next_index += 1;
             let mailbox = Arc::new(Mailbox::new(Arc::clone(&self.shared.name), &self.shared.mailbox_cfg));
+            if let Some(signals) = self.shared.signals.get() {
+                // Fresh mailbox: the cell is empty, so this cannot fail.
+                let _ = mailbox.signals.set(Arc::clone(signals));
+            }
             let agent = AgentRef::from_mailbox(mailbox);
             match self.spawn_worker(&myself.get_cell(), &agent, index, 0).await {
                 Ok(id) => {

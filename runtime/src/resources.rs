@@ -205,6 +205,33 @@ impl FromIterator<(ResourceKind, u64)> for ResourceVector {
     }
 }
 
+/// What this machine has: `cpu` in millicores (its available cores, which
+/// follows CPU affinity and quotas), and `memory` in bytes (its total
+/// memory, read from `/proc/meminfo`; left out where that cannot be read).
+pub fn machine_capacity() -> ResourceVector {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let mut v = ResourceVector::new().with(ResourceKind::Cpu, cores.saturating_mul(1000));
+    if let Some(bytes) = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .as_deref()
+        .and_then(mem_total_bytes)
+    {
+        v.set(ResourceKind::Memory, bytes);
+    }
+    v
+}
+
+/// `MemTotal` of a `/proc/meminfo` text, in bytes.
+fn mem_total_bytes(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let mut parts = line.split_whitespace().skip(1);
+    let kib: u64 = parts.next()?.parse().ok()?;
+    match parts.next() {
+        Some("kB") => kib.checked_mul(1024),
+        _ => None,
+    }
+}
+
 /// Quality-of-service class, in the Kubernetes sense.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -318,6 +345,18 @@ mod tests {
             "vector_searches".parse::<ResourceKind>().unwrap(),
             ResourceKind::Custom("vector_searches".into())
         );
+    }
+
+    #[test]
+    fn machine_capacity_has_cpu_and_reads_meminfo() {
+        assert!(machine_capacity().get(&ResourceKind::Cpu) >= 1000);
+        assert_eq!(
+            mem_total_bytes("MemTotal:       16384 kB\nMemFree: 1 kB\n"),
+            Some(16384 * 1024)
+        );
+        assert_eq!(mem_total_bytes("MemFree: 1 kB\n"), None);
+        assert_eq!(mem_total_bytes("MemTotal: lots kB\n"), None);
+        assert_eq!(mem_total_bytes("MemTotal: 12 MB\n"), None);
     }
 
     #[test]

@@ -466,6 +466,52 @@ impl<T: Clone> SchedulerCore<T> {
         Ok((alloc.granted, notices))
     }
 
+    /// Gives back `part` of an allocation and keeps the rest (a pool that
+    /// shrinks); releases it whole when nothing is left. Returns what it
+    /// still holds. Giving back more than it holds (of any kind) is
+    /// [`SchedulerError::ReleaseExceedsHeld`] and changes nothing.
+    pub fn release_part(
+        &mut self,
+        id: RequestId,
+        requester: &RequesterId,
+        part: &ResourceVector,
+        now: Instant,
+    ) -> Result<(ResourceVector, Vec<Notice<T>>), SchedulerError> {
+        let alloc = self.allocations.get(&id).ok_or(SchedulerError::NotHeld(id))?;
+        if &alloc.req.requester != requester {
+            return Err(SchedulerError::WrongRequester {
+                id,
+                holder: alloc.req.requester.clone(),
+                requester: requester.clone(),
+            });
+        }
+        let rest = alloc
+            .granted
+            .checked_sub(part)
+            .map_err(|_| SchedulerError::ReleaseExceedsHeld {
+                id,
+                held: alloc.granted.clone(),
+                part: part.clone(),
+            })?;
+        if rest.is_empty() {
+            let (_, notices) = self.release(id, requester, now)?;
+            return Ok((rest, notices));
+        }
+        let alloc = self.allocations.get_mut(&id).expect("checked above");
+        alloc.granted = rest.clone();
+        // What it asked for shrinks with it, so that its burst (granted above
+        // its request) stays what preemption may reclaim.
+        alloc.req.resources = alloc.req.resources.saturating_sub(part);
+        if let Some(limits) = &mut alloc.req.limits {
+            *limits = limits.saturating_sub(part);
+        }
+        let (pool, tenant) = (alloc.pool, alloc.req.tenant.clone());
+        self.give_back(pool, &tenant, part);
+        let notices = self.serve_waiting(now);
+        self.pools[pool].shrink_idle();
+        Ok((rest, notices))
+    }
+
     /// Withdraws a waiting reservation of `requester`.
     pub fn cancel(
         &mut self,

@@ -398,6 +398,16 @@ pub enum SchedulerError {
     /// No reservation with this id is waiting.
     #[error("request {0} is not waiting")]
     NotWaiting(RequestId),
+    /// A partial release of more than the allocation holds.
+    #[error("request {id} holds {held:?}, cannot give back {part:?}")]
+    ReleaseExceedsHeld {
+        /// The allocation.
+        id: RequestId,
+        /// What it holds.
+        held: ResourceVector,
+        /// What was to be given back.
+        part: ResourceVector,
+    },
     /// The allocation or reservation is another requester's.
     #[error("request {id} is held by {holder}, not {requester}")]
     WrongRequester {

@@ -846,3 +846,48 @@ fn from_config_validates_the_section_first() {
     );
     assert!(Core::from_config(&SchedulerConfig::default(), t0).is_ok());
 }
+
+#[test]
+fn a_partial_release_gives_back_exactly_its_part_and_serves_waiters() {
+    let t0 = Instant::now();
+    let mut core = core_with(AllocationStrategy::Priority, &[("p", cpu(1000))], t0);
+    let (d, _) = core.request(req(1, "pool", cpu(800)), 1, t0).unwrap();
+    assert!(matches!(d, Decision::Allocated(_)));
+    let waiter = req(2, "b", cpu(400)).deadline(t0 + Duration::from_secs(10));
+    let (d, _) = core.request(waiter, 2, t0).unwrap();
+    assert!(matches!(d, Decision::Reserved { .. }));
+
+    // Refused partial releases change nothing.
+    let before = fingerprint(&core, t0);
+    let err = core
+        .release_part(RequestId(1), &"pool".into(), &cpu(900), t0)
+        .unwrap_err();
+    assert!(matches!(err, SchedulerError::ReleaseExceedsHeld { .. }), "{err}");
+    let err = core
+        .release_part(RequestId(1), &"other".into(), &cpu(100), t0)
+        .unwrap_err();
+    assert!(matches!(err, SchedulerError::WrongRequester { .. }), "{err}");
+    let err = core
+        .release_part(RequestId(1), &"pool".into(), &cpu_mem(100, 1), t0)
+        .unwrap_err();
+    assert!(matches!(err, SchedulerError::ReleaseExceedsHeld { .. }), "{err}");
+    assert_eq!(fingerprint(&core, t0), before);
+
+    // Giving back 200 makes room for the waiter (200 free + 200 = 400).
+    let (rest, notices) = core.release_part(RequestId(1), &"pool".into(), &cpu(200), t0).unwrap();
+    assert_eq!(rest, cpu(600));
+    assert_eq!(
+        notices.iter().filter_map(allocated_event).collect::<Vec<_>>(),
+        vec![RequestId(2)]
+    );
+    assert_eq!(core.pools()[0].available, ResourceVector::new());
+
+    // Giving back the rest releases it whole.
+    let (rest, _) = core.release_part(RequestId(1), &"pool".into(), &cpu(600), t0).unwrap();
+    assert!(rest.is_empty());
+    assert!(matches!(
+        core.release(RequestId(1), &"pool".into(), t0),
+        Err(SchedulerError::NotHeld(_))
+    ));
+    assert_eq!(core.pools()[0].available, cpu(600));
+}
