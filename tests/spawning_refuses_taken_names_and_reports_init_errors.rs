@@ -148,3 +148,71 @@ async fn an_ask_with_a_zero_deadline_is_refused_without_admitting_anything() {
     assert_eq!(echo.ask(|r| r, Priority::High, TIMEOUT).await, Ok(1));
     assert_eq!(node.shutdown(TIMEOUT).await, NodeExit::Shutdown);
 }
+
+/// Counts how many times `SpawnOptions::on_gone` ran.
+fn counting_hook(count: &Arc<AtomicU64>) -> SpawnOptions {
+    let count = Arc::clone(count);
+    SpawnOptions::new().on_gone(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    })
+}
+
+#[tokio::test]
+async fn the_on_gone_hook_runs_once_when_a_spawn_fails_or_the_agent_stops_for_good() {
+    let node = Node::start(NexusConfig::default()).await.unwrap();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let gone = Arc::new(AtomicU64::new(0));
+
+    // A spawn refused for its name, or failing in `init`, runs the hook.
+    node.spawn_agent("taken", Recorder::new(tx.clone())).await.unwrap();
+    assert!(
+        node.spawn_agent_opts("taken", Recorder::new(tx.clone()), counting_hook(&gone))
+            .await
+            .is_err()
+    );
+    assert_eq!(gone.load(Ordering::SeqCst), 1);
+    let starts = Arc::new(AtomicU64::new(0));
+    let bad = BadInit {
+        starts: Arc::clone(&starts),
+    };
+    assert!(node.spawn_pool_opts("bad", 2, bad, counting_hook(&gone)).await.is_err());
+    assert_eq!(gone.load(Ordering::SeqCst), 2);
+
+    // A restart does not run it; a stop does, once.
+    let gone = Arc::new(AtomicU64::new(0));
+    let flaky = node
+        .spawn_agent_opts(
+            "flaky",
+            Recorder::new(tx.clone()).panicking_on(&[1]),
+            counting_hook(&gone),
+        )
+        .await
+        .unwrap();
+    flaky
+        .send(
+            support::Tagged {
+                id: 1,
+                priority: Priority::Normal,
+            },
+            Priority::Normal,
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while flaky.restarts() == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "never restarted");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(flaky.ping(TIMEOUT).await);
+    assert_eq!(gone.load(Ordering::SeqCst), 0, "a restart is not the end");
+    flaky.stop();
+    while gone.load(Ordering::SeqCst) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the hook never ran");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(flaky.is_closed());
+    let names: Vec<String> = node.children().await.into_iter().map(|c| c.name).collect();
+    assert_eq!(names, vec!["taken"]);
+    assert_eq!(node.shutdown(TIMEOUT).await, NodeExit::Shutdown);
+    assert_eq!(gone.load(Ordering::SeqCst), 1);
+}
