@@ -455,3 +455,30 @@ fn sections_of_missing_features_are_refused_and_not_printed() {
         );
     }
 }
+
+#[test]
+fn node_capacity_overrides_the_machine_per_kind_and_refuses_bad_entries() {
+    let config =
+        NexusConfig::from_toml_str("[node]\ncapacity = { cpu = 4000, gpu = 2 }\nadmission_wait = \"2s\"\n").unwrap();
+    let capacity = config.node.resolved_capacity();
+    assert_eq!(capacity.get(&crate::resources::ResourceKind::Cpu), 4000);
+    assert_eq!(capacity.get(&crate::resources::ResourceKind::Gpu), 2);
+    // Memory left out: the machine's (where /proc/meminfo is readable).
+    assert_eq!(
+        capacity.get(&crate::resources::ResourceKind::Memory),
+        crate::resources::machine_capacity().get(&crate::resources::ResourceKind::Memory)
+    );
+    assert_eq!(config.node.admission_wait, Duration::from_secs(2));
+    assert_eq!(
+        parse_err("[node]\ncapacity = { cpu = -1 }\n").field(),
+        "node.capacity.cpu"
+    );
+    assert_eq!(
+        parse_err("[node.capacity]\n\"bad\\nkind\" = 1\n").field(),
+        "node.capacity.bad\nkind"
+    );
+    assert_eq!(
+        parse_err("[node]\npreemption_grace = \"200 years\"\n").field(),
+        "node.preemption_grace"
+    );
+}
