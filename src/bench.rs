@@ -28,6 +28,7 @@ mod probe;
 mod raw;
 pub mod results;
 mod scenario;
+pub mod soak_table;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -65,11 +66,17 @@ pub enum BenchCommand {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RenderArgs {
     /// Replace the block between `<!-- bench-table:begin -->` and
-    /// `<!-- bench-table:end -->` in this file instead of printing.
+    /// `<!-- bench-table:end -->` (and, with `--soak`, the block between
+    /// `<!-- soak-table:begin -->` and `<!-- soak-table:end -->`) in this
+    /// file instead of printing.
     #[arg(long, value_name = "FILE")]
     pub readme: Option<PathBuf>,
+    /// A soak result (the JSON line `nexus bench --scenario soak` printed,
+    /// saved to a file): render its per-minute table.
+    #[arg(long, value_name = "FILE")]
+    pub soak: Option<PathBuf>,
     /// Result files written by `nexus bench --save` (or `--json`).
-    #[arg(required = true, value_name = "FILES")]
+    #[arg(required_unless_present = "soak", value_name = "FILES")]
     pub files: Vec<PathBuf>,
 }
 

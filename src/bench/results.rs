@@ -676,15 +676,36 @@ pub fn replace_block(text: &str, block: &str) -> anyhow::Result<String> {
 
 /// `nexus bench render`.
 pub fn render_command(args: &RenderArgs) -> anyhow::Result<ExitCode> {
-    let files = args.files.iter().map(|p| load(p)).collect::<anyhow::Result<Vec<_>>>()?;
-    let block = render(&files)?;
+    let bench = if args.files.is_empty() {
+        None
+    } else {
+        let files = args.files.iter().map(|p| load(p)).collect::<anyhow::Result<Vec<_>>>()?;
+        Some(render(&files)?)
+    };
+    let soak = match &args.soak {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            Some(super::soak_table::render(path, &text)?)
+        }
+    };
     match &args.readme {
-        None => print!("{block}"),
+        None => {
+            for block in bench.iter().chain(soak.iter()) {
+                println!("{block}");
+            }
+        }
         Some(readme) => {
-            let text = std::fs::read_to_string(readme).with_context(|| format!("read {}", readme.display()))?;
-            let updated = replace_block(&text, &block).with_context(|| format!("{}", readme.display()))?;
-            std::fs::write(readme, updated).with_context(|| format!("write {}", readme.display()))?;
-            println!("updated the benchmark table in {}", readme.display());
+            let mut text = std::fs::read_to_string(readme).with_context(|| format!("read {}", readme.display()))?;
+            if let Some(block) = &bench {
+                text = replace_block(&text, block).with_context(|| format!("{}", readme.display()))?;
+            }
+            if let Some(block) = &soak {
+                text =
+                    super::soak_table::replace_block(&text, block).with_context(|| format!("{}", readme.display()))?;
+            }
+            std::fs::write(readme, text).with_context(|| format!("write {}", readme.display()))?;
+            println!("updated the rendered tables in {}", readme.display());
         }
     }
     Ok(ExitCode::SUCCESS)
