@@ -200,6 +200,25 @@ async fn a_spawn_that_does_not_fit_waits_saying_why_and_starts_when_one_stops() 
                 .unwrap(),
         );
     }
+    // A spawn abandoned while it waits leaves no reservation behind.
+    let abandoned = {
+        let swarm = swarm.clone();
+        tokio::spawn(async move {
+            swarm
+                .spawn_agent("gave-up", Declared::cpu(1000, QosClass::Guaranteed))
+                .await
+        })
+    };
+    until("the abandoned spawn waits", || async {
+        swarm.scheduler().waiting().await.unwrap().len() == 1
+    })
+    .await;
+    abandoned.abort();
+    until("its reservation is withdrawn", || async {
+        swarm.scheduler().waiting().await.unwrap().is_empty() && swarm.admission("gave-up").await.is_none()
+    })
+    .await;
+
     let waiting = {
         let swarm = swarm.clone();
         tokio::spawn(async move {

@@ -587,6 +587,9 @@ impl Swarm {
             self.file(&key, entry)?;
             return Ok((self.spawn_options(&key, &signals), signals));
         }
+        // Made before the first wait: if this spawn is abandoned (its future
+        // dropped) while it waits, dropping them forgets the entry and gives
+        // back whatever the scheduler holds or reserves for it.
         let id = RequestId(self.inner.next_request.fetch_add(1, Ordering::Relaxed));
         let mut req = ResourceRequest::new(id.0, name, requested.clone())
             .tenant(identity.tenant.as_str())
@@ -605,6 +608,7 @@ impl Swarm {
         entry.waiting_until = deadline;
         self.file(&key, entry)?;
         self.inner.table.lock().by_request.insert(id, Arc::clone(&key));
+        let opts = self.spawn_options(&key, &signals);
         let decision = match self.inner.scheduler.request(req, self.notifier(&key)).await {
             Ok(d) => d,
             Err(e) => {
@@ -637,7 +641,7 @@ impl Swarm {
             e.waiting_until = None;
             e.waiter = None;
         }
-        Ok((self.spawn_options(&key, &signals), signals))
+        Ok((opts, signals))
     }
 
     /// Files a new entry; a name already in the table is a duplicate spawn.
@@ -809,6 +813,13 @@ fn gone(inner: &Weak<Inner>, key: &str) {
     let name = key.to_string();
     rt.spawn(async move {
         for id in held {
+            // A spawn abandoned while it waited leaves a reservation: withdrawn
+            // first, so that it cannot be served after the release below.
+            match scheduler.cancel(id, name.as_str()).await {
+                Ok(()) => continue,
+                Err(SchedulerError::NotWaiting(_)) => {}
+                Err(e) => tracing::warn!(agent = %name, request = %id, error = %e, "withdrawing a reservation failed"),
+            }
             match scheduler.release(id, name.as_str()).await {
                 // Preempted whole: the scheduler already took it back.
                 Ok(_) | Err(SchedulerError::NotHeld(_)) => {}

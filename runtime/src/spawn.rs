@@ -13,8 +13,9 @@
 //!   the [`Preemption`] notice once it has one;
 //! - **on gone**: a hook run exactly once when the agent (or the pool) is
 //!   gone for good: stopped, given up on by its supervisor, or torn down with
-//!   the node. Not on a restart. Also run when the spawn itself fails, so a
-//!   resource held for the agent is never leaked.
+//!   the node. Not on a restart. Also run when the spawn itself fails or the
+//!   options are dropped without spawning, so a resource held for the agent
+//!   is never leaked.
 //!
 //! Agents spawned without options pay nothing for any of this: the signals
 //! are created on first use, and handler time is measured only for agents
@@ -141,24 +142,42 @@ impl AgentSignals {
 
 type Hook = Box<dyn FnOnce() + Send>;
 
-/// Run once when an agent or a pool is gone for good.
-#[derive(Clone)]
-pub(crate) struct OnGone(Arc<Mutex<Option<Hook>>>);
+/// The hook, run at most once: by [`OnGone::run`], or when the last handle
+/// on it is dropped without having run it (options dropped unused, a spawn
+/// abandoned half way), so what it releases is never leaked.
+struct HookCell(Mutex<Option<Hook>>);
 
-impl OnGone {
-    pub(crate) fn new(f: impl FnOnce() + Send + 'static) -> Self {
-        Self(Arc::new(Mutex::new(Some(Box::new(f)))))
-    }
-
-    /// Runs the hook unless it already ran. A hook that panics is logged:
-    /// it runs inside a `Drop`, where a panic would abort.
-    pub(crate) fn run(&self) {
+impl HookCell {
+    fn run(&self) {
         let hook = self.0.lock().take();
+        // A hook that panics is logged: it may run inside a `Drop`, where a
+        // second panic would abort.
         if let Some(hook) = hook
             && std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)).is_err()
         {
             tracing::error!("an agent's on-gone hook panicked");
         }
+    }
+}
+
+impl Drop for HookCell {
+    fn drop(&mut self) {
+        self.run();
+    }
+}
+
+/// Run once when an agent or a pool is gone for good.
+#[derive(Clone)]
+pub(crate) struct OnGone(Arc<HookCell>);
+
+impl OnGone {
+    pub(crate) fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        Self(Arc::new(HookCell(Mutex::new(Some(Box::new(f))))))
+    }
+
+    /// Runs the hook unless it already ran.
+    pub(crate) fn run(&self) {
+        self.0.run();
     }
 }
 
@@ -209,7 +228,7 @@ impl SpawnOptions {
     }
 
     /// Builder-style: a hook run once when the agent is gone for good (or
-    /// its spawn failed).
+    /// its spawn failed, or these options are dropped without spawning).
     pub fn on_gone(mut self, f: impl FnOnce() + Send + 'static) -> Self {
         self.on_gone = Some(OnGone::new(f));
         self
@@ -255,5 +274,19 @@ mod tests {
         hook.run();
         assert_eq!(count.load(Ordering::SeqCst), 1);
         OnGone::new(|| panic!("boom")).run();
+    }
+
+    #[test]
+    fn options_dropped_unused_run_their_hook() {
+        let count = Arc::new(AtomicU64::new(0));
+        let c = Arc::clone(&count);
+        let opts = SpawnOptions::new().on_gone(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        let copy = opts.clone();
+        drop(opts);
+        assert_eq!(count.load(Ordering::SeqCst), 0, "a copy still holds it");
+        drop(copy);
+        assert_eq!(count.load(Ordering::SeqCst), 1);
     }
 }
