@@ -36,17 +36,16 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
-use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates, TimeRange,
-};
+use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, BudgetScope, TimeRange};
 use nexus_swarm::actors::llm::{
-    DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
+    DeploymentSpec, GatewayError, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{LlmGatewayHandle as GatewayHandle, ProviderEntry};
 use nexus_swarm::prelude::*;
-use nexus_swarm::runtime::usage::{SpendRefused, UsageMeta};
+use nexus_swarm::runtime::usage::SpendRefused;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -112,7 +111,6 @@ enum Outcome {
 // ---- analysts ----
 
 struct Analyst {
-    gateway: LlmGatewayHandle,
     collector: AgentRef<CollectorMsg>,
 }
 
@@ -125,11 +123,8 @@ impl Agent for Analyst {
     }
 
     async fn handle(&self, ctx: &AgentContext<Ask>, ask: Ask, _: &mut ()) -> Result<(), HandlerError> {
-        let meta = UsageMeta::default()
-            .tenant(TENANT)
-            .workflow("analysis")
-            .agent(format!("analyst-{}", ctx.worker()));
-        let outcome = match self.gateway.complete(ask.request.meta(meta)).await {
+        // Charged to the pool's tenant / workflow / name (see `main`).
+        let outcome = match ctx.llm()?.complete(ask.request).await {
             Ok(resp) => Outcome::Answered(resp.cost_micro_usd),
             Err(GatewayError::SpendRefused(SpendRefused::BudgetExceeded { .. })) => Outcome::Refused,
             Err(e) => Outcome::Failed(e.to_string()),
@@ -224,25 +219,8 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
     ])?)
 }
 
-/// The cost ledger, priced from the catalogue, with the hard budget.
-async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
-    let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
-    for m in &catalogue.models {
-        ledger
-            .set_model_price(
-                m.name.clone(),
-                ModelRates::new(i64::try_from(m.input_price)?, i64::try_from(m.output_price)?, 0)?,
-            )
-            .await?;
-    }
-    let hard = Budget::new(BUDGET_ID, budget, BudgetPeriod::Daily, BudgetAction::Halt)
-        .scope(BudgetScope::all().tenant(TENANT));
-    ledger.put_budget(hard).await?;
-    Ok(ledger)
-}
-
 /// The questions, each with the worst case the gateway will reserve for it.
-fn questions(args: &Args, gateway: &LlmGatewayHandle) -> anyhow::Result<Vec<(LlmRequest, u64)>> {
+fn questions(args: &Args, gateway: &GatewayHandle) -> anyhow::Result<Vec<(LlmRequest, u64)>> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     (0..args.requests)
         .map(|id| {
@@ -272,13 +250,8 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
 
     let temp = tempfile::tempdir()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    std::fs::create_dir_all(&data_dir)?;
-    let node = Node::start(NexusConfig::default()).await?;
-    let catalogue = catalogue()?;
-    let ledger = ledger(&data_dir, &catalogue, args.budget).await?;
-    let run_started_us = ledger.clock().now_us();
-
+    let mut config = NexusConfig::default();
+    config.node.data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let sim = SimulatedProvider::new(
         "sim",
         SimulatedConfig {
@@ -286,29 +259,29 @@ async fn main() -> anyhow::Result<()> {
             ..SimulatedConfig::instant(args.seed)
         },
     );
-    let mut gw_args = LlmGatewayArgs::new(
-        catalogue,
-        vec![ProviderEntry::new("sim", Arc::new(sim.clone())).limits(RateLimits::unlimited())],
-    )
-    .gate(Arc::new(ledger.budgets()))
-    .sink(Arc::new(ledger.clone()));
-    gw_args.seed = args.seed;
-    let (gateway, _gw_actor, _gw_join) = LlmGateway::spawn(gw_args).await?;
+    let provider = ProviderEntry::new("sim", Arc::new(sim.clone())).limits(RateLimits::unlimited());
+    // Quota keeper, scheduler, ledger (priced from the catalogue) and gateway, supervised.
+    let swarm = Swarm::builder(config)
+        .llm(catalogue()?, vec![provider])
+        .gateway_seed(args.seed)
+        .start()
+        .await?;
+    let ledger = swarm.ledger().clone();
+    let hard = Budget::new(BUDGET_ID, args.budget, BudgetPeriod::Daily, BudgetAction::Halt)
+        .scope(BudgetScope::all().tenant(TENANT));
+    ledger.put_budget(hard).await?;
+    let run_started_us = ledger.clock().now_us();
+    let gateway = swarm.gateway().cloned().context("the swarm has a gateway")?;
 
     let questions = questions(&args, &gateway)?;
     let worst = questions.iter().map(|(_, w)| *w).max().unwrap_or(0);
 
-    let collector = node.spawn_agent("collector", Collector).await?;
-    let analysts = node
-        .spawn_pool(
-            "analysts",
-            args.agents,
-            Analyst {
-                gateway: gateway.clone(),
-                collector: collector.clone(),
-            },
-        )
-        .await?;
+    let collector = swarm.spawn_agent("collector", Collector).await?;
+    let analyst = Analyst {
+        collector: collector.clone(),
+    };
+    let analysis = Identity::new("analysts").tenant(TENANT).workflow("analysis");
+    let analysts = swarm.spawn_pool_as(analysis, args.agents, analyst).await?;
 
     let started = Instant::now();
     let limit = REQUEST_TIMEOUT * 3;
@@ -348,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
     let stats = gateway.stats();
     let sim_counts = sim.counters();
     let halted = tally.refused > 0;
-    node.shutdown(Duration::from_secs(10)).await;
+    swarm.shutdown(Duration::from_secs(10)).await;
 
     // With --json, stdout carries the JSON line alone.
     let mut out: Box<dyn Write> = if args.json {

@@ -32,19 +32,16 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use hdrhistogram::Histogram;
-use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates,
-};
+use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, BudgetScope};
 use nexus_swarm::actors::llm::{
-    Capability, DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig,
-    SimulatedProvider,
+    Capability, DeploymentSpec, GatewayError, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::ProviderEntry;
 use nexus_swarm::actors::router::{Router, RouterHandle};
 use nexus_swarm::prelude::*;
 use nexus_swarm::runtime::config::{RouterConfig, RoutingStrategyKind};
 use nexus_swarm::runtime::routing::RoutingKey;
-use nexus_swarm::runtime::usage::{SpendRefused, UsageMeta};
+use nexus_swarm::runtime::usage::SpendRefused;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -181,7 +178,6 @@ struct WorkerMsg {
 }
 
 struct Worker {
-    gateway: LlmGatewayHandle,
     reviewers: RouterHandle<ReviewerMsg>,
 }
 
@@ -194,18 +190,12 @@ impl Agent for Worker {
     }
 
     async fn handle(&self, ctx: &AgentContext<WorkerMsg>, msg: WorkerMsg, _: &mut ()) -> Result<(), HandlerError> {
-        let meta = UsageMeta::default()
-            .tenant(TENANT)
-            .workflow("research")
-            .agent(format!("worker-{}", ctx.worker()));
         let finding = if msg.task.left().is_zero() {
             Err(Outcome::Expired)
         } else {
-            let request = LlmRequest::user(msg.question)
-                .max_tokens(64)
-                .meta(meta)
-                .timeout(msg.task.left());
-            match self.gateway.complete(request).await {
+            // Charged to the pool's tenant / workflow / name (see `main`).
+            let request = LlmRequest::user(msg.question).max_tokens(64).timeout(msg.task.left());
+            match ctx.llm()?.complete(request).await {
                 Ok(resp) => Ok(resp.content),
                 Err(e) => Err(outcome_of(&e)),
             }
@@ -236,7 +226,6 @@ enum ReviewerMsg {
 }
 
 struct Reviewer {
-    gateway: LlmGatewayHandle,
     collector: AgentRef<CollectorMsg>,
     fanout: u32,
 }
@@ -275,10 +264,6 @@ impl Agent for Reviewer {
             Some(outcome) => outcome,
             None if task.left().is_zero() => Outcome::Expired,
             None => {
-                let meta = UsageMeta::default()
-                    .tenant(TENANT)
-                    .workflow("review")
-                    .agent(format!("reviewer-{}", ctx.worker()));
                 let prompt = format!(
                     "Review these findings for task {} and list open questions:\n{}",
                     task.id,
@@ -287,9 +272,8 @@ impl Agent for Reviewer {
                 let request = LlmRequest::user(prompt)
                     .needs([Capability::Reasoning])
                     .max_tokens(96)
-                    .meta(meta)
                     .timeout(task.left());
-                match self.gateway.complete(request).await {
+                match ctx.llm()?.complete(request).await {
                     Ok(_) => Outcome::Done,
                     Err(e) => outcome_of(&e),
                 }
@@ -401,21 +385,15 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
     ])?)
 }
 
-/// The cost ledger, priced from the catalogue, with the hard budget.
-async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
-    let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
-    for m in &catalogue.models {
-        ledger
-            .set_model_price(
-                m.name.clone(),
-                ModelRates::new(i64::try_from(m.input_price)?, i64::try_from(m.output_price)?, 0)?,
-            )
-            .await?;
-    }
-    let hard = Budget::new("swarm-daily", budget, BudgetPeriod::Daily, BudgetAction::Halt)
-        .scope(BudgetScope::all().tenant(TENANT));
-    ledger.put_budget(hard).await?;
-    Ok(ledger)
+/// A router with the `[router]` defaults and this strategy; no admission
+/// limit (the gateway paces the LLM calls).
+fn routed(strategy: RoutingStrategyKind) -> RouterConfig {
+    let mut config = RouterConfig {
+        strategy,
+        ..RouterConfig::default()
+    };
+    config.admission.enabled = false;
+    config
 }
 
 #[tokio::main]
@@ -427,12 +405,8 @@ async fn main() -> anyhow::Result<()> {
     // A fresh data directory per run unless one is given, so the daily
     // budget starts unspent.
     let temp = tempfile::tempdir()?;
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
-    std::fs::create_dir_all(&data_dir)?;
-    let node = Node::start(NexusConfig::default()).await?;
-    let catalogue = catalogue()?;
-    let ledger = ledger(&data_dir, &catalogue, args.budget).await?;
-
+    let mut config = NexusConfig::default();
+    config.node.data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let sim = SimulatedProvider::new(
         "sim",
         SimulatedConfig {
@@ -442,63 +416,40 @@ async fn main() -> anyhow::Result<()> {
             ..SimulatedConfig::instant(args.seed)
         },
     );
-    let mut gw_args = LlmGatewayArgs::new(
-        catalogue,
-        vec![ProviderEntry::new("sim", Arc::new(sim.clone())).limits(RateLimits::rpm_tpm(args.rpm, args.tpm))],
-    )
-    .gate(Arc::new(ledger.budgets()))
-    .sink(Arc::new(ledger.clone()));
-    gw_args.seed = args.seed;
-    gw_args.cache_dir = Some(data_dir.join("llm-cache"));
-    let (gateway, _gw_actor, _gw_join) = LlmGateway::spawn(gw_args).await?;
-
-    let collector = node.spawn_agent("collector", Collector).await?;
-    let reviewer_pool = node
-        .spawn_pool(
-            "reviewers",
-            4,
-            Reviewer {
-                gateway: gateway.clone(),
-                collector: collector.clone(),
-                fanout: args.fanout,
-            },
-        )
+    let provider = ProviderEntry::new("sim", Arc::new(sim.clone())).limits(RateLimits::rpm_tpm(args.rpm, args.tpm));
+    // Quota keeper, scheduler, ledger (priced from the catalogue) and gateway, supervised.
+    let swarm = Swarm::builder(config)
+        .llm(catalogue()?, vec![provider])
+        .gateway_seed(args.seed)
+        .start()
         .await?;
-    let mut by_task = RouterConfig {
-        strategy: RoutingStrategyKind::ConsistentHash,
-        ..RouterConfig::default()
+    let hard = Budget::new("swarm-daily", args.budget, BudgetPeriod::Daily, BudgetAction::Halt)
+        .scope(BudgetScope::all().tenant(TENANT));
+    swarm.ledger().put_budget(hard).await?;
+
+    let collector = swarm.spawn_agent("collector", Collector).await?;
+    let reviewer = Reviewer {
+        collector: collector.clone(),
+        fanout: args.fanout,
     };
-    by_task.admission.enabled = false;
-    let reviewers = Router::spawn(&node, "reviewers", by_task).await?;
+    let review = Identity::new("reviewers").tenant(TENANT).workflow("review");
+    let reviewer_pool = swarm.spawn_pool_as(review, 4, reviewer).await?;
+    let reviewers = Router::spawn(swarm.node(), "reviewers", routed(RoutingStrategyKind::ConsistentHash)).await?;
     reviewers.add_pool(&reviewer_pool).await?;
 
-    let worker_pool = node
-        .spawn_pool(
-            "workers",
-            args.agents,
-            Worker {
-                gateway: gateway.clone(),
-                reviewers: reviewers.clone(),
-            },
-        )
-        .await?;
-    let mut least_busy = RouterConfig {
-        strategy: RoutingStrategyKind::LeastConnections,
-        ..RouterConfig::default()
+    let worker = Worker {
+        reviewers: reviewers.clone(),
     };
-    least_busy.admission.enabled = false;
-    let workers = Router::spawn(&node, "workers", least_busy).await?;
+    let research = Identity::new("workers").tenant(TENANT).workflow("research");
+    let worker_pool = swarm.spawn_pool_as(research, args.agents, worker).await?;
+    let workers = Router::spawn(swarm.node(), "workers", routed(RoutingStrategyKind::LeastConnections)).await?;
     workers.add_pool(&worker_pool).await?;
 
-    let planner = node
-        .spawn_agent(
-            "planner",
-            Planner {
-                workers: workers.clone(),
-                fanout: args.fanout,
-            },
-        )
-        .await?;
+    let planner = Planner {
+        workers: workers.clone(),
+        fanout: args.fanout,
+    };
+    let planner = swarm.spawn_agent("planner", planner).await?;
     let reviewer_count = reviewer_pool.size();
     let agents = 2 + args.agents + reviewer_count;
 
@@ -533,11 +484,11 @@ async fn main() -> anyhow::Result<()> {
         Err(_) => anyhow::bail!("swarm did not finish within {limit:?}"),
     };
 
-    let stats = gateway.stats();
+    let stats = swarm.gateway().map(|g| g.stats()).unwrap_or_default();
     let sim_counts = sim.counters();
-    let budget = ledger.budget_status("swarm-daily")?;
+    let budget = swarm.ledger().budget_status("swarm-daily")?;
     let handled = planner.handled() + worker_pool.handled() + reviewer_pool.handled() + collector.handled();
-    node.shutdown(Duration::from_secs(10)).await;
+    swarm.shutdown(Duration::from_secs(10)).await;
 
     let msgs_per_sec = handled as f64 / elapsed.as_secs_f64();
     let (p50, p99) = (

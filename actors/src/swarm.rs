@@ -149,6 +149,7 @@ impl From<nexus_swarm_runtime::error::Error> for SwarmError {
 pub struct SwarmBuilder {
     config: NexusConfig,
     llm: Option<(ModelCatalogue, Vec<ProviderEntry>)>,
+    gateway_seed: u64,
 }
 
 impl std::fmt::Debug for SwarmBuilder {
@@ -166,6 +167,13 @@ impl SwarmBuilder {
     /// `[cache]` sections' settings.
     pub fn llm(mut self, catalogue: ModelCatalogue, providers: Vec<ProviderEntry>) -> Self {
         self.llm = Some((catalogue, providers));
+        self
+    }
+
+    /// The seed of the gateway's routing shuffles and backoff jitter
+    /// (default 0), for runs that repeat exactly.
+    pub fn gateway_seed(mut self, seed: u64) -> Self {
+        self.gateway_seed = seed;
         self
     }
 
@@ -219,11 +227,19 @@ impl Swarm {
 
     /// A builder, to give LLM providers in code.
     pub fn builder(config: NexusConfig) -> SwarmBuilder {
-        SwarmBuilder { config, llm: None }
+        SwarmBuilder {
+            config,
+            llm: None,
+            gateway_seed: 0,
+        }
     }
 
     async fn start_with(builder: SwarmBuilder) -> Result<Swarm, SwarmError> {
-        let SwarmBuilder { config, llm } = builder;
+        let SwarmBuilder {
+            config,
+            llm,
+            gateway_seed,
+        } = builder;
         let id = NEXT_SWARM.fetch_add(1, Ordering::Relaxed);
         // Opened before the node starts, so a bad store or section is an
         // error here and nothing is left running.
@@ -233,6 +249,7 @@ impl Swarm {
         let capacity = config.node.resolved_capacity();
         let (admission_wait, grace) = (config.node.admission_wait, config.node.preemption_grace);
         let node = Node::start(config.clone()).await?;
+        let llm = llm.map(|(catalogue, providers)| (catalogue, providers, gateway_seed));
         let started = Self::start_actors(
             &node,
             id,
@@ -273,7 +290,7 @@ impl Swarm {
         node: &Node,
         id: u64,
         config: &NexusConfig,
-        llm: Option<(ModelCatalogue, Vec<ProviderEntry>)>,
+        llm: Option<(ModelCatalogue, Vec<ProviderEntry>, u64)>,
         quota_args: QuotaKeeperArgs,
         scheduler_args: SchedulerArgs,
         ledger_args: CostLedgerArgs,
@@ -290,7 +307,7 @@ impl Swarm {
         ))
         .await?;
         let gateway = match llm {
-            Some((catalogue, providers)) => {
+            Some((catalogue, providers, seed)) => {
                 // One price book: the ledger prices usage by the catalogue's prices.
                 for model in &catalogue.models {
                     let rates = ModelRates {
@@ -300,10 +317,11 @@ impl Swarm {
                     };
                     ledger.set_model_price(model.name.clone(), rates).await?;
                 }
-                let args = LlmGatewayArgs::from_config(config, catalogue, providers)
+                let mut args = LlmGatewayArgs::from_config(config, catalogue, providers)
                     .gate(Arc::new(ledger.budgets()))
                     .gate(Arc::new(quotas.handle().clone()))
                     .sink(Arc::new(ledger.clone()));
+                args.seed = seed;
                 let (gateway, handle) = LlmGateway::build(args)?;
                 node.start_child(ChildSpec::for_actor(system_name(id, "llm-gateway"), gateway, ()))
                     .await?;
