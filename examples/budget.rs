@@ -39,12 +39,13 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates, TimeRange,
+    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions,
+    ModelRates, TimeRange,
 };
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use nexus_swarm::prelude::*;
 use nexus_swarm::runtime::usage::{SpendRefused, UsageMeta};
 use rand::rngs::StdRng;
@@ -112,7 +113,7 @@ enum Outcome {
 // ---- analysts ----
 
 struct Analyst {
-    gateway: LlmGatewayHandle,
+    gateway: GatewayHandle,
     collector: AgentRef<CollectorMsg>,
 }
 
@@ -224,9 +225,16 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
     ])?)
 }
 
-/// The cost ledger, priced from the catalogue, with the hard budget.
-async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
-    let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
+/// The cost ledger, supervised by the node, priced from the catalogue,
+/// with the hard budget.
+async fn ledger(
+    node: &Node,
+    dir: &std::path::Path,
+    catalogue: &ModelCatalogue,
+    budget: u64,
+) -> anyhow::Result<LedgerHandle> {
+    let args = CostLedgerArgs::open(LedgerOptions::new(dir)).await?;
+    let ledger = CostLedger::start(node, "cost-ledger", args).await?;
     for m in &catalogue.models {
         ledger
             .set_model_price(
@@ -242,7 +250,7 @@ async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) 
 }
 
 /// The questions, each with the worst case the gateway will reserve for it.
-fn questions(args: &Args, gateway: &LlmGatewayHandle) -> anyhow::Result<Vec<(LlmRequest, u64)>> {
+fn questions(args: &Args, gateway: &GatewayHandle) -> anyhow::Result<Vec<(LlmRequest, u64)>> {
     let mut rng = StdRng::seed_from_u64(args.seed);
     (0..args.requests)
         .map(|id| {
@@ -276,7 +284,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)?;
     let node = Node::start(NexusConfig::default()).await?;
     let catalogue = catalogue()?;
-    let ledger = ledger(&data_dir, &catalogue, args.budget).await?;
+    let ledger = ledger(&node, &data_dir, &catalogue, args.budget).await?;
     let run_started_us = ledger.clock().now_us();
 
     let sim = SimulatedProvider::new(
@@ -293,7 +301,7 @@ async fn main() -> anyhow::Result<()> {
     .gate(Arc::new(ledger.budgets()))
     .sink(Arc::new(ledger.clone()));
     gw_args.seed = args.seed;
-    let (gateway, _gw_actor, _gw_join) = LlmGateway::spawn(gw_args).await?;
+    let gateway = LlmGateway::start(&node, "llm-gateway", gw_args).await?;
 
     let questions = questions(&args, &gateway)?;
     let worst = questions.iter().map(|(_, w)| *w).max().unwrap_or(0);

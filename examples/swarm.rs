@@ -33,13 +33,14 @@ use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use hdrhistogram::Histogram;
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates,
+    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions,
+    ModelRates,
 };
 use nexus_swarm::actors::llm::{
     Capability, DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig,
     SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use nexus_swarm::actors::router::{Router, RouterHandle};
 use nexus_swarm::prelude::*;
 use nexus_swarm::runtime::config::{RouterConfig, RoutingStrategyKind};
@@ -181,7 +182,7 @@ struct WorkerMsg {
 }
 
 struct Worker {
-    gateway: LlmGatewayHandle,
+    gateway: GatewayHandle,
     reviewers: RouterHandle<ReviewerMsg>,
 }
 
@@ -236,7 +237,7 @@ enum ReviewerMsg {
 }
 
 struct Reviewer {
-    gateway: LlmGatewayHandle,
+    gateway: GatewayHandle,
     collector: AgentRef<CollectorMsg>,
     fanout: u32,
 }
@@ -401,9 +402,16 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
     ])?)
 }
 
-/// The cost ledger, priced from the catalogue, with the hard budget.
-async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
-    let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
+/// The cost ledger, supervised by the node, priced from the catalogue,
+/// with the hard budget.
+async fn ledger(
+    node: &Node,
+    dir: &std::path::Path,
+    catalogue: &ModelCatalogue,
+    budget: u64,
+) -> anyhow::Result<LedgerHandle> {
+    let args = CostLedgerArgs::open(LedgerOptions::new(dir)).await?;
+    let ledger = CostLedger::start(node, "cost-ledger", args).await?;
     for m in &catalogue.models {
         ledger
             .set_model_price(
@@ -431,7 +439,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&data_dir)?;
     let node = Node::start(NexusConfig::default()).await?;
     let catalogue = catalogue()?;
-    let ledger = ledger(&data_dir, &catalogue, args.budget).await?;
+    let ledger = ledger(&node, &data_dir, &catalogue, args.budget).await?;
 
     let sim = SimulatedProvider::new(
         "sim",
@@ -450,7 +458,7 @@ async fn main() -> anyhow::Result<()> {
     .sink(Arc::new(ledger.clone()));
     gw_args.seed = args.seed;
     gw_args.cache_dir = Some(data_dir.join("llm-cache"));
-    let (gateway, _gw_actor, _gw_join) = LlmGateway::spawn(gw_args).await?;
+    let gateway = LlmGateway::start(&node, "llm-gateway", gw_args).await?;
 
     let collector = node.spawn_agent("collector", Collector).await?;
     let reviewer_pool = node
@@ -469,7 +477,7 @@ async fn main() -> anyhow::Result<()> {
         ..RouterConfig::default()
     };
     by_task.admission.enabled = false;
-    let reviewers = Router::spawn(&node, "reviewers", by_task).await?;
+    let reviewers = Router::start(&node, "reviewers", by_task).await?;
     reviewers.add_pool(&reviewer_pool).await?;
 
     let worker_pool = node
@@ -487,7 +495,7 @@ async fn main() -> anyhow::Result<()> {
         ..RouterConfig::default()
     };
     least_busy.admission.enabled = false;
-    let workers = Router::spawn(&node, "workers", least_busy).await?;
+    let workers = Router::start(&node, "workers", least_busy).await?;
     workers.add_pool(&worker_pool).await?;
 
     let planner = node
