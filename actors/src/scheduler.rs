@@ -56,7 +56,8 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `scheduler.rs` | the actor, its arguments, messages, handle, [`Notifier`] |
+//! | `scheduler.rs` | the actor, its arguments, messages and handle |
+//! | `scheduler/notifier.rs` | [`Notifier`]: how a requester hears of its events |
 //! | `scheduler/model.rs` | ids, requests, pools, decisions, events, errors |
 //! | `scheduler/core.rs` | [`SchedulerCore`]: every decision, synchronous |
 //!
@@ -87,11 +88,11 @@
 
 mod core;
 mod model;
+mod notifier;
 
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
@@ -103,7 +104,6 @@ use nexus_swarm_runtime::supervisor::ChildSpec;
 use parking_lot::Mutex;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use self::core::{SchedulerCore, Share};
@@ -112,44 +112,7 @@ pub use model::{
     RequestId, RequesterId, ResourceRequest, ScalingPolicy, SchedulerError, SchedulerEvent, TenantId,
 };
 pub use nexus_swarm_runtime::config::AllocationStrategy;
-
-/// Delivers a requester's [`SchedulerEvent`]s. Called by the scheduler actor
-/// outside its lock; it must not block (send, don't wait).
-#[derive(Clone)]
-pub struct Notifier(Arc<dyn Fn(SchedulerEvent) + Send + Sync>);
-
-impl fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Notifier(..)")
-    }
-}
-
-impl Notifier {
-    /// A notifier that calls `f`.
-    pub fn new(f: impl Fn(SchedulerEvent) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    /// A notifier and the receiver of its events. The channel is unbounded
-    /// but carries at most two events per request (its outcome, then a
-    /// preemption), so it is bounded by the requests its owner makes.
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<SchedulerEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        // A receiver that was dropped no longer cares: ignored on purpose.
-        (Self::new(move |e| drop(tx.send(e))), rx)
-    }
-
-    /// A notifier that drops every event (for requests that cannot wait
-    /// and holders that are never preempted, such as guaranteed ones).
-    pub fn ignore() -> Self {
-        Self::new(|_| {})
-    }
-
-    /// Delivers one event.
-    pub fn notify(&self, event: SchedulerEvent) {
-        (self.0)(event)
-    }
-}
+pub use notifier::Notifier;
 
 /// The scheduler actor. Its state is in [`SchedulerArgs`].
 #[derive(Debug, Clone, Copy, Default)]
