@@ -20,7 +20,7 @@ use nexus_swarm::actors::llm::{
     DeploymentSpec, LlmProvider, LlmRequest, ModelCatalogue, ModelSpec, ProviderRequest, RateLimits, SimulatedConfig,
     SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 
 const WARMUP: u64 = 2_000;
 const SAMPLES: u64 = 20_000;
@@ -33,7 +33,7 @@ fn request(i: u64) -> LlmRequest {
         .cacheable(false)
 }
 
-async fn build(sim: &SimulatedProvider) -> LlmGatewayHandle {
+async fn build(sim: &SimulatedProvider) -> GatewayHandle {
     let catalogue = ModelCatalogue::new(vec![ModelSpec::new("m", 128_000, 150_000, 600_000).deployment(
         DeploymentSpec::new("m@sim", "sim").limits(RateLimits::rpm_tpm(1_000_000_000, 1_000_000_000_000)),
     )])
@@ -47,7 +47,7 @@ async fn build(sim: &SimulatedProvider) -> LlmGatewayHandle {
     );
     args.cache.enabled = false;
     args.llm.max_concurrent = 10_000;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.expect("gateway");
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.expect("gateway");
     gw
 }
 

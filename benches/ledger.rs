@@ -12,7 +12,9 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 use futures::future::join_all;
-use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, CostLedger, LedgerOptions, ModelRates};
+use nexus_swarm::actors::cost_ledger::{
+    Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerOptions, ModelRates,
+};
 use nexus_swarm::runtime::resources::ResourceKind;
 use nexus_swarm::runtime::usage::UsageMeta;
 
@@ -35,7 +37,9 @@ fn bench_ledger(c: &mut Criterion) {
                 group_commit_max,
                 ..LedgerOptions::new(dir.path())
             };
-            let (actor, ledger) = CostLedger::start(options).await.unwrap();
+            let (actor, ledger) = CostLedger::spawn_unsupervised(CostLedgerArgs::open(options).await.unwrap())
+                .await
+                .unwrap();
             ledger
                 .set_model_price("m", ModelRates::new(150_000, 600_000, 0).unwrap())
                 .await

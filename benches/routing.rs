@@ -186,7 +186,7 @@ fn end_to_end(c: &mut Criterion) {
         };
         cfg.admission.rate_per_sec = u32::MAX;
         cfg.admission.burst = u32::MAX;
-        let router = Router::spawn(&node, "bench-router", cfg).await.unwrap();
+        let router = Router::start(&node, "bench-router", cfg).await.unwrap();
         router.add_member(routed, 1).await.unwrap();
         let (raw, _) = ractor::Actor::spawn(None, RawSink, ()).await.unwrap();
         (node, agent, router, raw)

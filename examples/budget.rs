@@ -43,7 +43,7 @@ use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, Budge
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGatewayHandle as GatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, ProviderEntry};
 use nexus_swarm::prelude::*;
 use nexus_swarm::runtime::usage::SpendRefused;
 use rand::rngs::StdRng;

@@ -434,7 +434,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let review = Identity::new("reviewers").tenant(TENANT).workflow("review");
     let reviewer_pool = swarm.spawn_pool_as(review, 4, reviewer).await?;
-    let reviewers = Router::spawn(swarm.node(), "reviewers", routed(RoutingStrategyKind::ConsistentHash)).await?;
+    let reviewers = Router::start(swarm.node(), "reviewers", routed(RoutingStrategyKind::ConsistentHash)).await?;
     reviewers.add_pool(&reviewer_pool).await?;
 
     let worker = Worker {
@@ -442,7 +442,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let research = Identity::new("workers").tenant(TENANT).workflow("research");
     let worker_pool = swarm.spawn_pool_as(research, args.agents, worker).await?;
-    let workers = Router::spawn(swarm.node(), "workers", routed(RoutingStrategyKind::LeastConnections)).await?;
+    let workers = Router::start(swarm.node(), "workers", routed(RoutingStrategyKind::LeastConnections)).await?;
     workers.add_pool(&worker_pool).await?;
 
     let planner = Planner {

@@ -14,7 +14,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 #[tokio::test(start_paused = true)]
 async fn a_panicking_notifier_does_not_stop_the_scheduler() {
     let args = SchedulerArgs::new(SchedulerCore::new(AllocationStrategy::Priority, None, 10));
-    let (scheduler, _join) = Scheduler::spawn("panicking-notifier-scheduler", args).await.unwrap();
+    let (scheduler, _join) = Scheduler::spawn_unsupervised(args).await.unwrap();
     let gpu = |n| ResourceVector::new().with(ResourceKind::Gpu, n);
     scheduler.register_pool(PoolSpec::new("gpus", gpu(2))).await.unwrap();
 

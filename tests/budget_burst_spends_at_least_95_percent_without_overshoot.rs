@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, CostLedger, LedgerOptions, MICROS_PER_SEC, ModelRates, TimeRange, TokioClock,
+    Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerOptions, MICROS_PER_SEC, ModelRates,
+    TimeRange, TokioClock,
 };
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
@@ -49,9 +50,13 @@ fn request(i: u64, max_tokens: u32) -> LlmRequest {
 async fn a_burst_spends_at_least_95_percent_of_a_hard_budget_without_overshoot() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(TokioClock::starting_at(START_US));
-    let (_ledger_actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path()).clock(clock))
-        .await
-        .unwrap();
+    let (_ledger_actor, ledger) = CostLedger::spawn_unsupervised(
+        CostLedgerArgs::open(LedgerOptions::new(dir.path()).clock(clock))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     ledger
         .set_model_price(MODEL, ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
         .await
@@ -74,7 +79,7 @@ async fn a_burst_spends_at_least_95_percent_of_a_hard_budget_without_overshoot()
     );
     args.cache.enabled = false;
     let args = args.gate(Arc::new(ledger.budgets())).sink(Arc::new(ledger.clone()));
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     // The burst: arrival times spread over 2 s, worst cases of 1 to 3 %.
     let mut rng = StdRng::seed_from_u64(11);
@@ -162,9 +167,13 @@ async fn a_burst_spends_at_least_95_percent_of_a_hard_budget_without_overshoot()
 async fn a_request_whose_worst_case_exceeds_the_whole_budget_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(TokioClock::starting_at(START_US));
-    let (_ledger_actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path()).clock(clock))
-        .await
-        .unwrap();
+    let (_ledger_actor, ledger) = CostLedger::spawn_unsupervised(
+        CostLedgerArgs::open(LedgerOptions::new(dir.path()).clock(clock))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     ledger
         .set_model_price(MODEL, ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
         .await
@@ -184,7 +193,7 @@ async fn a_request_whose_worst_case_exceeds_the_whole_budget_is_refused_at_once(
     )
     .gate(Arc::new(ledger.budgets()))
     .sink(Arc::new(ledger.clone()));
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     // 10,001 completion tokens at 100 micro-dollars: over the whole budget.
     let before = Instant::now();

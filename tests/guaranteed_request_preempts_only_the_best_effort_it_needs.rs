@@ -23,7 +23,7 @@ fn cpu_gpu(cpu: u64, gpu: u64) -> ResourceVector {
 #[tokio::test(start_paused = true)]
 async fn guaranteed_request_preempts_only_the_best_effort_it_needs() {
     let args = SchedulerArgs::new(SchedulerCore::new(AllocationStrategy::Priority, None, 100));
-    let (scheduler, _join) = Scheduler::spawn("preemption-test-scheduler", args).await.unwrap();
+    let (scheduler, _join) = Scheduler::spawn_unsupervised(args).await.unwrap();
     scheduler
         .register_pool(PoolSpec::new("gpus", cpu_gpu(8000, 8)))
         .await

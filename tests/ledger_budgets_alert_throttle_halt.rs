@@ -23,7 +23,13 @@ const MODEL: &str = "m1";
 
 /// A ledger on a fresh directory whose model costs 1 micro-dollar per token.
 async fn ledger(dir: &std::path::Path, clock: Arc<dyn Clock>) -> (ractor::ActorRef<CostLedgerMsg>, LedgerHandle) {
-    let (actor, ledger) = CostLedger::start(LedgerOptions::new(dir).clock(clock)).await.unwrap();
+    let (actor, ledger) = CostLedger::spawn_unsupervised(
+        CostLedgerArgs::open(LedgerOptions::new(dir).clock(clock))
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
     ledger
         .set_model_price(MODEL, ModelRates::new(1_000_000, 1_000_000, 0).unwrap())
         .await
@@ -250,9 +256,13 @@ async fn budget_spend_and_alerts_survive_a_restart() {
             .unwrap();
         actor.stop_and_wait(None, None).await.unwrap();
     }
-    let (actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path()).clock(clock.clone()))
-        .await
-        .expect("the store is free again once the ledger stopped");
+    let (actor, ledger) = CostLedger::spawn_unsupervised(
+        CostLedgerArgs::open(LedgerOptions::new(dir.path()).clock(clock.clone()))
+            .await
+            .expect("the store is free again once the ledger stopped"),
+    )
+    .await
+    .unwrap();
     let status = ledger.budget_status("d").unwrap();
     assert_eq!(status.spent_micro_usd, 600);
     assert_eq!(

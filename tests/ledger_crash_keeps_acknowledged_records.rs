@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use nexus_swarm::actors::cost_ledger::{CostLedger, LedgerOptions, TimeRange};
+use nexus_swarm::actors::cost_ledger::{CostLedger, CostLedgerArgs, LedgerOptions, TimeRange};
 use nexus_swarm::cli::ledger_stress::OP_LABEL;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -115,10 +115,11 @@ async fn every_acknowledged_record_survives_sigkill_once_and_budgets_match_recor
     let identities: HashSet<(String, String)> = acked.iter().map(Acked::identity).collect();
     assert_eq!(identities.len(), acked.len(), "the child acknowledged a record twice");
 
-    let (actor, ledger) = tokio::time::timeout(TIMEOUT, CostLedger::start(LedgerOptions::new(dir.path())))
+    let args = tokio::time::timeout(TIMEOUT, CostLedgerArgs::open(LedgerOptions::new(dir.path())))
         .await
         .expect("ledger reopens in time")
         .expect("the killed store reopens");
+    let (actor, ledger) = CostLedger::spawn_unsupervised(args).await.unwrap();
     let records = ledger.records(TimeRange::all()).await.unwrap();
     let stored: HashSet<u64> = records.iter().map(|r| r.id).collect();
     assert_eq!(stored.len(), records.len(), "two records share an id");

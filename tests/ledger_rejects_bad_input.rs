@@ -14,7 +14,9 @@ use nexus_swarm::runtime::usage::{UsageMeta, UsageRecord, UsageSink, UsageSinkEr
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 async fn started(dir: &std::path::Path) -> (ractor::ActorRef<CostLedgerMsg>, LedgerHandle) {
-    let (actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await.unwrap();
+    let (actor, ledger) = CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(dir)).await.unwrap())
+        .await
+        .unwrap();
     ledger
         .set_model_price("m", ModelRates::new(1_000_000, 2_000_000, 0).unwrap())
         .await
@@ -151,7 +153,7 @@ async fn a_corrupt_store_is_reported_and_never_replaced() {
     let path = dir.path().join(STORE_FILE);
     std::fs::write(&path, b"this is not a ledger, and it must survive being opened").unwrap();
     let before = std::fs::read(&path).unwrap();
-    let err = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap_err();
+    let err = CostLedgerArgs::open(LedgerOptions::new(dir.path())).await.unwrap_err();
     assert!(matches!(err, LedgerError::Corrupt { .. }), "{err}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
 
@@ -186,12 +188,15 @@ async fn a_store_held_by_another_process_is_locked() {
     // `<id> <op> <kind>`: the record's id comes first.
     let id = line.split_whitespace().next().unwrap_or_default();
     assert!(id.parse::<u64>().is_ok(), "{line}");
-    let err = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap_err();
+    let err = CostLedgerArgs::open(LedgerOptions::new(dir.path())).await.unwrap_err();
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(matches!(err, LedgerError::Locked { .. }), "{err}");
     // Once the other process is gone the store opens, with its records.
-    let (actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap();
+    let (actor, ledger) =
+        CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(dir.path())).await.unwrap())
+            .await
+            .unwrap();
     assert!(record_count(&ledger).await >= 1);
     actor.stop_and_wait(None, None).await.unwrap();
 }

@@ -73,7 +73,10 @@ async fn a_report_leaves_the_file_byte_for_byte_and_its_mtime_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_report_runs_beside_the_ledger_that_holds_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let (actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap();
+    let (actor, ledger) =
+        CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(dir.path())).await.unwrap())
+            .await
+            .unwrap();
     ledger
         .set_model_price("m", ModelRates::new(1_000_000, 2_000_000, 0).unwrap())
         .await
@@ -124,7 +127,7 @@ async fn a_zero_byte_ledger_is_corrupt_not_a_new_ledger() {
             ..
         })
     ));
-    let err = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap_err();
+    let err = CostLedgerArgs::open(LedgerOptions::new(dir.path())).await.unwrap_err();
     assert!(
         matches!(
             err,

@@ -24,7 +24,9 @@ async fn reports_group_over_ranges_and_keep_totals_after_compaction() {
         retention: Duration::from_secs(24 * 3600),
         ..LedgerOptions::new(dir.path()).clock(clock.clone())
     };
-    let (actor, ledger) = CostLedger::start(options).await.unwrap();
+    let (actor, ledger) = CostLedger::spawn_unsupervised(CostLedgerArgs::open(options).await.unwrap())
+        .await
+        .unwrap();
     ledger
         .set_model_price("big", ModelRates::new(5_000_000, 15_000_000, 0).unwrap())
         .await

@@ -1,5 +1,5 @@
 //! The cost ledger as a node's supervised child: started from the node's
-//! configuration with `ChildSpec::for_actor`, tracking usage through its
+//! configuration with `CostLedger::start`, tracking usage through its
 //! handle, and sending budget events to an actor subscribed to its ractor
 //! output port.
 
@@ -9,7 +9,6 @@ use nexus_swarm::actors::cost_ledger::*;
 use nexus_swarm::runtime::config::NexusConfig;
 use nexus_swarm::runtime::node::Node;
 use nexus_swarm::runtime::resources::ResourceKind;
-use nexus_swarm::runtime::supervisor::ChildSpec;
 use nexus_swarm::runtime::usage::UsageMeta;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
@@ -49,10 +48,10 @@ async fn a_supervised_ledger_tracks_usage_and_publishes_budget_events_to_actors(
     let args = CostLedgerArgs::open(LedgerOptions::from_config(node.config()))
         .await
         .unwrap();
-    node.start_child(ChildSpec::for_actor("cost-ledger", CostLedger, args.clone()))
-        .await
-        .unwrap();
-    let ledger = args.handle();
+    let ledger = CostLedger::start(&node, "cost-ledger", args).await.unwrap();
+    let children = node.system_children().await;
+    assert_eq!(children.len(), 1);
+    assert_eq!(children[0].name, "cost-ledger");
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let (listener, _) = Actor::spawn(None, Listener, tx).await.unwrap();

@@ -16,14 +16,14 @@ use nexus_swarm::actors::llm::{
     AgentLoad, DeploymentSpec, GatewayError, LlmRequest, LlmResponse, ModelCatalogue, ModelSpec, ProviderError,
     RateLimits,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use nexus_swarm::runtime::usage::UsageMeta;
 use tokio::task::JoinHandle;
 
 /// Longer than any test runs: calls end when the test answers them.
 const LONG: Duration = Duration::from_secs(3600);
 
-async fn gateway(held: &Arc<HeldProvider>) -> LlmGatewayHandle {
+async fn gateway(held: &Arc<HeldProvider>) -> GatewayHandle {
     let catalogue = ModelCatalogue::new(vec![
         ModelSpec::new("m", 16_000, 1_000_000, 1_000_000).deployment(DeploymentSpec::new("m@held", "held")),
     ])
@@ -36,7 +36,7 @@ async fn gateway(held: &Arc<HeldProvider>) -> LlmGatewayHandle {
     args.cache.enabled = false;
     args.llm.timeout = LONG;
     args.llm.max_concurrent_per_agent = 2;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     gw
 }
 
@@ -46,7 +46,7 @@ fn agent(name: &str) -> UsageMeta {
 
 /// Starts a request whose prompt is `prompt` (how the provider knows it).
 fn call(
-    gw: &LlmGatewayHandle,
+    gw: &GatewayHandle,
     meta: UsageMeta,
     prompt: &str,
     timeout: Duration,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, CostLedger, LedgerOptions, ModelRates, TimeRange,
+    Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerOptions, ModelRates, TimeRange,
 };
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
@@ -26,7 +26,10 @@ const PRICES: (u64, u64) = (270_000, 1_100_000);
 #[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() {
     let dir = tempfile::tempdir().unwrap();
-    let (_ledger_actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap();
+    let (_ledger_actor, ledger) =
+        CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(dir.path())).await.unwrap())
+            .await
+            .unwrap();
     ledger
         .set_model_price("big", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
         .await
@@ -57,7 +60,7 @@ async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() 
         .await
         .unwrap();
     let args = args.gate(Arc::new(ledger.budgets())).sink(Arc::new(ledger.clone()));
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     let calls: Vec<_> = (0..1000)
         .map(|i| {

@@ -13,7 +13,7 @@ use budget_gate::{BudgetGate, RecordingSink};
 use nexus_swarm::actors::llm::{
     DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, ResponseSource, SimulatedConfig, SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use ractor::ActorRef;
 use tokio::task::JoinHandle;
 
@@ -21,7 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 const PRICES: (u64, u64) = (1_000_000, 4_000_000);
 
 struct Running {
-    gw: LlmGatewayHandle,
+    gw: GatewayHandle,
     actor: ActorRef<nexus_swarm::actors::llm_gateway::LlmGatewayMsg>,
     join: JoinHandle<()>,
     sim: SimulatedProvider,
@@ -41,7 +41,7 @@ async fn start(dir: &Path) -> Running {
         .gate(budget.clone())
         .sink(sink.clone());
     args.cache_dir = Some(dir.to_path_buf());
-    let (gw, actor, join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, actor, join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     Running {
         gw,
         actor,

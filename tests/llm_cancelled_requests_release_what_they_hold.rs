@@ -59,7 +59,7 @@ async fn cancel_everything_then_use_the_whole_budget(batching: bool) {
             .sum()
     };
     let budget = BudgetGate::new(limit);
-    let (gw, _actor, _join) = LlmGateway::spawn(args.gate(budget.clone())).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args.gate(budget.clone())).await.unwrap();
 
     let callers: Vec<_> = (0..REQUESTS)
         .map(|i| {

@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, CostLedger, LedgerHandle, LedgerOptions, ModelRates, TimeRange,
+    Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions, ModelRates, TimeRange,
 };
 use nexus_swarm::actors::llm::{
     DeploymentSpec, LlmProvider, LlmRequest, ModelCatalogue, ModelSpec, ProviderRequest, ProviderResponse,
     ProviderResult, RateLimits,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use nexus_swarm::runtime::resources::ResourceKind;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -46,8 +46,10 @@ impl LlmProvider for Terse {
     }
 }
 
-async fn start(dir: &std::path::Path) -> (LlmGatewayHandle, LedgerHandle) {
-    let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await.unwrap();
+async fn start(dir: &std::path::Path) -> (GatewayHandle, LedgerHandle) {
+    let (_actor, ledger) = CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(dir)).await.unwrap())
+        .await
+        .unwrap();
     ledger
         .set_model_price("m", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
         .await
@@ -67,7 +69,7 @@ async fn start(dir: &std::path::Path) -> (LlmGatewayHandle, LedgerHandle) {
     .gate(Arc::new(ledger.budgets()))
     .sink(Arc::new(ledger.clone()));
     args.cache.enabled = false;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     (gw, ledger)
 }
 

@@ -45,7 +45,7 @@ async fn a_fallback_is_recorded_and_priced_under_the_model_that_served_it() {
     let sink = RecordingSink::new([("big".to_string(), BIG), ("small".to_string(), SMALL)]);
     let budget = BudgetGate::new(u64::MAX / 2);
     let args = args.gate(budget.clone()).sink(sink.clone());
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     // The caller names the model it asks for in its metadata too.
     let meta = UsageMeta::default().tenant("acme").model("big");

@@ -189,7 +189,7 @@ async fn the_gateway_retries_a_429_over_http_and_settles_the_reported_usage() {
     args.cache.enabled = false;
     args.llm.retry.base_backoff = Duration::from_millis(10);
     args.llm.retry.max_backoff = Duration::from_millis(20);
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     let start = std::time::Instant::now();
     let r = tokio::time::timeout(TIMEOUT, gw.complete(LlmRequest::user("hello").timeout(TIMEOUT)))
         .await

@@ -77,7 +77,7 @@ async fn run(rpm: u64, tpm: u64, max_tokens: u32, prompt_words: usize, batch: Op
         args.llm.batch.max_size = max_size;
         args.llm.batch.max_wait = max_wait;
     }
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     let demand_per_sec = rpm * 10 / 60;
     let interval = Duration::from_secs(1) / demand_per_sec as u32;
@@ -192,7 +192,7 @@ async fn a_late_batch_and_a_full_one_never_overfill_a_provider_minute() {
     args.llm.batch.enabled = true;
     args.llm.batch.max_size = rpm as u32;
     args.llm.batch.max_wait = Duration::from_secs(30);
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     let ask = |text: String| {
         let gw = gw.clone();

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_swarm::actors::llm::{DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, RateLimits};
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use nexus_swarm::runtime::priority::Priority;
 use scripted::Scripted;
 use tokio::task::JoinHandle;
@@ -22,7 +22,7 @@ const TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Models `a` and `b` at provider `p` (limited to `limits`, the whole limit
 /// as burst), model `c` at an unlimited provider `q`.
-async fn gateway(p: &Scripted, q: &Scripted, limits: RateLimits) -> LlmGatewayHandle {
+async fn gateway(p: &Scripted, q: &Scripted, limits: RateLimits) -> GatewayHandle {
     let catalogue = ModelCatalogue::new(vec![
         ModelSpec::new("a", 8_000, 1, 1).deployment(DeploymentSpec::new("a@p", "p")),
         ModelSpec::new("b", 8_000, 1, 1).deployment(DeploymentSpec::new("b@p", "p")),
@@ -38,12 +38,12 @@ async fn gateway(p: &Scripted, q: &Scripted, limits: RateLimits) -> LlmGatewayHa
     );
     args.cache.enabled = false;
     args.llm.burst_percent = 100;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     gw
 }
 
 /// Starts a call and lets it reach the queue before returning.
-async fn start(gw: &LlmGatewayHandle, model: &str, priority: Priority, max_tokens: u32) -> JoinHandle<Instant> {
+async fn start(gw: &GatewayHandle, model: &str, priority: Priority, max_tokens: u32) -> JoinHandle<Instant> {
     let gw = gw.clone();
     let req = LlmRequest::user(format!("{model} {priority:?} {max_tokens}"))
         .model(model)

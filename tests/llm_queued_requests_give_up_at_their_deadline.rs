@@ -22,7 +22,7 @@ async fn waiters_past_their_deadline_are_told_so_and_never_sent() {
         vec![ProviderEntry::new("sim", Arc::new(sim.clone())).limits(RateLimits::rpm_tpm(2, 1_000_000))],
     );
     args.cache.enabled = false;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
 
     let calls: Vec<_> = (0..12)
         .map(|i| {

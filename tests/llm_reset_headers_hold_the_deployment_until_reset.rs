@@ -229,7 +229,7 @@ async fn serve() -> (SocketAddr, Seen, tokio::task::JoinHandle<()>) {
 
 /// A gateway whose models `six`, `one` and `other` all go to the local
 /// server through one provider, limits at `at`.
-async fn http_gateway(addr: SocketAddr, at: LimitsAt) -> nexus_swarm::actors::llm_gateway::LlmGatewayHandle {
+async fn http_gateway(addr: SocketAddr, at: LimitsAt) -> nexus_swarm::actors::llm_gateway::GatewayHandle {
     let pool = HttpPool::new(&LlmConfig::default()).unwrap();
     let http = OpenAiCompatible::new("local", &OpenAiConfig::new(format!("http://{addr}/v1")), &pool).unwrap();
     let own = |d: DeploymentSpec| match at {
@@ -246,7 +246,7 @@ async fn http_gateway(addr: SocketAddr, at: LimitsAt) -> nexus_swarm::actors::ll
     });
     let mut args = LlmGatewayArgs::new(ModelCatalogue::new(models).unwrap(), vec![entry]);
     args.cache.enabled = false;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     gw
 }
 

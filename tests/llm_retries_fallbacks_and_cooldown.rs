@@ -9,7 +9,7 @@ use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, ProviderError, RateLimits, SimulatedConfig,
     SimulatedProvider,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use tokio::time::Instant;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -20,7 +20,7 @@ fn failing(seed: u64) -> SimulatedConfig {
     c
 }
 
-async fn gateway(models: Vec<ModelSpec>, sims: &[(&str, &SimulatedProvider)]) -> LlmGatewayHandle {
+async fn gateway(models: Vec<ModelSpec>, sims: &[(&str, &SimulatedProvider)]) -> GatewayHandle {
     let providers = sims
         .iter()
         .map(|(id, s)| ProviderEntry::new(*id, Arc::new((*s).clone())).limits(RateLimits::unlimited()))
@@ -30,7 +30,7 @@ async fn gateway(models: Vec<ModelSpec>, sims: &[(&str, &SimulatedProvider)]) ->
     args.llm.retry.base_backoff = Duration::from_millis(100);
     args.llm.retry.max_backoff = Duration::from_secs(1);
     args.seed = 5;
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     gw
 }
 

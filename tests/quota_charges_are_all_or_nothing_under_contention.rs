@@ -47,8 +47,7 @@ async fn quota_charges_are_all_or_nothing_under_contention() {
         })
         .collect();
     let args = QuotaKeeperArgs::default().with_quotas(specs).unwrap();
-    let (keeper, _join) = QuotaKeeper::spawn("contention-test-keeper", args).await.unwrap();
-    let quotas = keeper.handle().clone();
+    let (quotas, _join) = QuotaKeeper::spawn_unsupervised(args).await.unwrap();
     let targets = ["agent-a1", "agent-a2", "agent-b1", "tenant-a", "tenant-b"];
 
     let done = AtomicBool::new(false);

@@ -25,8 +25,7 @@ async fn quota_periods_reset_with_paused_time() {
         ])
         .unwrap()
         .sweep_interval(Duration::from_secs(10));
-    let (keeper, _join) = QuotaKeeper::spawn("period-test-keeper", args).await.unwrap();
-    let quotas = keeper.handle().clone();
+    let (quotas, _join) = QuotaKeeper::spawn_unsupervised(args).await.unwrap();
 
     quotas.try_consume("acme", 30_000).unwrap();
     assert!(matches!(
@@ -38,33 +37,33 @@ async fn quota_periods_reset_with_paused_time() {
     tokio::time::advance(Duration::from_secs(1)).await;
     quotas.try_consume("acme", 1).unwrap();
 
-    let acme = keeper.report("acme").await.unwrap();
+    let acme = quotas.report("acme").unwrap();
     assert_eq!((acme.current, acme.peak, acme.resets_in), (1, 30_000, Some(MINUTE)));
 
-    // Run-time adjustment through the keeper.
-    assert_eq!(keeper.adjust("acme", 40_000).await.unwrap(), 30_000);
+    // Run-time adjustment: a call to the keeper.
+    assert_eq!(quotas.adjust("acme", 40_000).await.unwrap(), 30_000);
     quotas.try_consume("acme", 39_999).unwrap();
     assert!(quotas.try_consume("acme", 1).is_err());
 
     // Invalid changes are typed errors and change nothing.
-    let before = keeper.tree().await.unwrap();
+    let before = quotas.tree();
     assert_eq!(
-        keeper.adjust("nobody", 5).await.unwrap_err(),
+        quotas.adjust("nobody", 5).await.unwrap_err(),
         QuotaError::UnknownQuota("nobody".into())
     );
-    assert!(matches!(keeper.adjust("acme", 0).await, Err(QuotaError::ZeroAmount(_))));
+    assert!(matches!(quotas.adjust("acme", 0).await, Err(QuotaError::ZeroAmount(_))));
     let cycle = vec![
         QuotaSpec::child("x", "y", InputTokens, 5),
         QuotaSpec::child("y", "x", InputTokens, 5),
     ];
-    assert!(matches!(keeper.define_all(cycle).await, Err(QuotaError::Cycle(_))));
+    assert!(matches!(quotas.define_all(cycle).await, Err(QuotaError::Cycle(_))));
     assert!(matches!(
-        keeper
+        quotas
             .define(QuotaSpec::child("z", "tpm", InputTokens, 5).borrow_ceiling(1 << 60))
             .await,
         Err(QuotaError::AmountTooLarge { .. })
     ));
-    assert_eq!(keeper.tree().await.unwrap(), before);
+    assert_eq!(quotas.tree(), before);
 
     // The LLM gateway reserves through the handle as a SpendGate.
     let gate: Arc<dyn SpendGate> = Arc::new(quotas.clone());
@@ -87,7 +86,7 @@ async fn quota_periods_reset_with_paused_time() {
         .reserve(&acme_call, &ResourceVector::new().with(InputTokens, 10))
         .unwrap();
     gate.release(hold);
-    let tree = keeper.tree().await.unwrap();
+    let tree = quotas.tree();
     // The peak counts the reservation while it was held.
     assert_eq!((tree[0].quota.current, tree[0].quota.peak), (0, 41_000));
 }

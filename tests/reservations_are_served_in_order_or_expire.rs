@@ -26,7 +26,7 @@ async fn next(events: &mut UnboundedReceiver<SchedulerEvent>) -> SchedulerEvent 
 #[tokio::test(start_paused = true)]
 async fn reservations_are_served_in_order_or_expire() {
     let args = SchedulerArgs::new(SchedulerCore::new(AllocationStrategy::Priority, None, 100));
-    let (scheduler, _join) = Scheduler::spawn("reservation-test-scheduler", args).await.unwrap();
+    let (scheduler, _join) = Scheduler::spawn_unsupervised(args).await.unwrap();
     scheduler.register_pool(PoolSpec::new("memory", mem(16))).await.unwrap();
     let holder = ResourceRequest::new(1, "holder", mem(16)).qos(QosClass::Guaranteed);
     assert!(matches!(
@@ -102,7 +102,7 @@ async fn reservations_are_served_in_order_or_expire() {
 async fn an_aged_reservation_is_served_at_its_aging_step() {
     let aging = Duration::from_secs(10);
     let args = SchedulerArgs::new(SchedulerCore::new(AllocationStrategy::Priority, Some(aging), 100));
-    let (scheduler, _join) = Scheduler::spawn("aging-test-scheduler", args).await.unwrap();
+    let (scheduler, _join) = Scheduler::spawn_unsupervised(args).await.unwrap();
     scheduler.register_pool(PoolSpec::new("memory", mem(16))).await.unwrap();
     let (notifier, mut batch) = Notifier::channel();
     let holder = ResourceRequest::new(1, "batch", mem(16));

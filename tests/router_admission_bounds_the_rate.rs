@@ -26,7 +26,7 @@ async fn setup() -> (Node, RouterHandle<Msg>) {
     };
     let node = Node::start(config).await.unwrap();
     let pool = node.spawn_pool("probes", 2, Probe).await.unwrap();
-    let router = Router::spawn(&node, "router", RouterConfig::default()).await.unwrap();
+    let router = Router::start(&node, "router", RouterConfig::default()).await.unwrap();
     router.add_pool(&pool).await.unwrap();
     (node, router)
 }

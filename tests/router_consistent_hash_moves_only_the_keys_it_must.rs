@@ -37,7 +37,7 @@ fn owners(router: &RouterHandle<Msg>, keys: &[RoutingKey]) -> Vec<MemberId> {
 /// A consistent-hash router named `name` over `members` agents; the
 /// members are named `shard-{i}` in the ring whatever the router.
 async fn ring_router(node: &Node, name: &str, members: usize) -> (RouterHandle<Msg>, Vec<MemberId>) {
-    let router = Router::spawn(node, name, strategy_config(RoutingStrategyKind::ConsistentHash))
+    let router = Router::start(node, name, strategy_config(RoutingStrategyKind::ConsistentHash))
         .await
         .unwrap();
     let mut ids = Vec::new();

@@ -98,7 +98,7 @@ async fn health_checks_follow_the_seed_schedule() {
 
     let node = Node::start(NexusConfig::default()).await.unwrap();
     let agent = node.spawn_agent("slow", support::Probe).await.unwrap();
-    let router = Router::spawn(&node, "router", strategy_config(RoutingStrategyKind::RoundRobin))
+    let router = Router::start(&node, "router", strategy_config(RoutingStrategyKind::RoundRobin))
         .await
         .unwrap();
     let id = router.add_member(agent.clone(), 1).await.unwrap();

@@ -27,7 +27,7 @@ fn counts(picks: &[MemberId]) -> HashMap<MemberId, u32> {
 async fn weighted_proportions_match_the_weights_exactly_over_each_cycle() {
     let node = Node::start(NexusConfig::default()).await.unwrap();
     let pool = node.spawn_pool("probes", 3, Probe).await.unwrap();
-    let router = Router::spawn(&node, "weighted", strategy_config(RoutingStrategyKind::Weighted))
+    let router = Router::start(&node, "weighted", strategy_config(RoutingStrategyKind::Weighted))
         .await
         .unwrap();
     let workers = pool.members();

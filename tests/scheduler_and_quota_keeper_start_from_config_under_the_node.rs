@@ -51,7 +51,7 @@ async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
     let mut config = NexusConfig::from_toml_str(CONFIG).unwrap();
     config.node.data_dir = dir.path().to_path_buf();
     let node = Node::start(config.clone()).await.unwrap();
-    let keeper = QuotaKeeper::start(
+    let quotas = QuotaKeeper::start(
         &node,
         "node-quota-keeper",
         QuotaKeeperArgs::from_config(&config).unwrap(),
@@ -70,7 +70,6 @@ async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
     assert!(children.contains(&"node-scheduler".to_string()));
 
     // The quota tree came from the file (its parents listed after the leaf).
-    let quotas = keeper.handle();
     for _ in 0..3 {
         quotas.try_consume("acme-agent", 1).unwrap();
     }
@@ -78,7 +77,7 @@ async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
         quotas.try_consume("acme-agent", 1),
         Err(QuotaError::Exhausted { .. })
     ));
-    let tree = tokio::time::timeout(TIMEOUT, keeper.tree()).await.unwrap().unwrap();
+    let tree = quotas.tree();
     assert_eq!(tree[0].quota.id.as_str(), "system");
     assert_eq!(tree[0].children[0].children[0].quota.borrowed, 1);
 
@@ -112,12 +111,12 @@ async fn scheduler_and_quota_keeper_start_from_config_under_the_node() {
     );
 
     node.shutdown(TIMEOUT).await;
-    assert!(keeper.actor().is_none());
-    assert!(matches!(keeper.report("system").await, Err(QuotaError::Unavailable)));
+    assert!(quotas.actor().is_none());
+    assert!(matches!(quotas.flush().await, Err(QuotaError::Unavailable)));
 
     // The keeper wrote its usage when the node shut it down: a keeper
     // started again from the same configuration resumes it.
-    drop((keeper, node));
+    drop((quotas, node));
     let again = QuotaKeeperArgs::from_config(&config).unwrap();
     assert_eq!(again.handle().report("acme-agent").unwrap().current, 3);
     assert_eq!(again.handle().report("system").unwrap().current, 3);

@@ -50,6 +50,21 @@
 //!   budget periods (restoring throttled rates, lifting halts) and compacts
 //!   records older than `ledger.retention` into daily aggregates.
 //!
+//! # Supervision
+//!
+//! [`CostLedger::start`] runs the actor in a node's `system` subtree. The
+//! store, the budgets, the writer and the slot through which handles find
+//! the actor live in [`CostLedgerArgs`], shared by every restart, so a
+//! ledger restarted after a failure resumes with the same store and
+//! budgets, and every [`LedgerHandle`] reaches the new actor. ractor runs
+//! no `post_stop` after a panic: the writer task is then still running,
+//! and the restarted actor keeps it (one writer, queued records committed
+//! in order) instead of starting a second one; the old tick timer is
+//! aborted when the failed actor's state is dropped. Tracking usage never
+//! goes through the actor, so it goes on during the restart, and what was
+//! acknowledged is committed: a restart loses nothing acknowledged
+//! (`tests/system_actors_restart_after_panic.rs`).
+//!
 //! Budget spend is stored per (budget, period bucket) in the same
 //! transaction as the records it comes from, so after a crash every
 //! budget's spend equals the sum of its committed records in the period.
@@ -63,7 +78,9 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;
-//! let (actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path())).await?;
+//! let args = CostLedgerArgs::open(LedgerOptions::new(dir.path())).await?;
+//! // Under a node: `CostLedger::start(&node, "cost-ledger", args)`.
+//! let (actor, ledger) = CostLedger::spawn_unsupervised(args).await?;
 //! ledger.set_model_price("gpt-4o-mini", ModelRates::new(150_000, 600_000, 0)?).await?;
 //! let meta = UsageMeta::default().tenant("acme").model("gpt-4o-mini");
 //! let ack = ledger.track_usage(ResourceKind::InputTokens, 10_000, meta).await?;
@@ -74,16 +91,16 @@
 //! # Ok(()) }
 //! ```
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use futures::future::BoxFuture;
-use nexus_swarm_runtime::config::NexusConfig;
+use nexus_swarm_runtime::error::SpawnError;
+use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::resources::ResourceKind;
-use nexus_swarm_runtime::usage::{RateControl, UsageMeta, UsageRecord, UsageSink, UsageSinkError};
-use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use nexus_swarm_runtime::supervisor::ChildSpec;
+use parking_lot::Mutex;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -91,7 +108,9 @@ mod budget;
 mod clock;
 mod error;
 mod gate;
+mod handle;
 mod optimize;
+mod options;
 mod pricing;
 mod record;
 mod redb_store;
@@ -109,10 +128,12 @@ pub use clock::{
 };
 pub use error::{Damage, Damaged, LedgerError};
 pub use gate::{BudgetHandle, SpendDelta};
+pub use handle::LedgerHandle;
 pub use optimize::{
     ModelPrice, Opportunity, OpportunityKind, OptimizeInput, Optimizer, PoolUsage, TARGET_PERMILLE,
     UNDERUSED_BELOW_PERMILLE,
 };
+pub use options::LedgerOptions;
 pub use pricing::{
     MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_MICRO_USD_PER_UNIT, ModelRates, PriceTable, Rate, cost_of_units,
     tokens_cost_micro_usd,
@@ -126,81 +147,11 @@ pub use report::{Report, ReportBuilder, ReportQuery, ReportRow, TimeRange, forma
 pub use store::{CompactionStats, LedgerStore, StoredBudget, UsageRow};
 
 use gate::BudgetBook;
-use writer::{ChargeGuard, WriteJob};
+use writer::WriteJob;
 
 /// Spend buckets older than this are never needed (the longest period is a
 /// 31-day month or rolling window).
 const SPEND_BUCKET_HORIZON_US: u64 = 32 * MICROS_PER_DAY;
-
-/// How a ledger runs. [`LedgerOptions::from_config`] takes the node's
-/// data directory and the `ledger` section.
-#[derive(Debug, Clone)]
-pub struct LedgerOptions {
-    /// The data directory; the store is `<data_dir>/ledger.redb`.
-    /// Default: `./nexus-data` (config `node.data_dir`).
-    pub data_dir: PathBuf,
-    /// How long records are kept before compaction into daily aggregates.
-    /// Default: 30 days (config `ledger.retention`, seed).
-    pub retention: Duration,
-    /// Records per transaction at most. Default: 1024 (config `ledger.group_commit_max`).
-    pub group_commit_max: u32,
-    /// The clock stamping records and rolling periods. Default: the system clock.
-    pub clock: Arc<dyn Clock>,
-    /// How often the ledger rolls budget periods. Default: 1 s.
-    pub tick: Duration,
-    /// How often records past retention are compacted. Default: 1 h.
-    pub compact_every: Duration,
-    /// How long a settled reservation stays counted while its records are
-    /// awaited. Default: 60 s (the LLM timeout).
-    pub settle_grace: Duration,
-    /// Write jobs queued at most before trackers wait. Default: 8192.
-    pub queue_capacity: usize,
-}
-
-impl LedgerOptions {
-    /// Defaults with this data directory.
-    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self {
-            data_dir: data_dir.into(),
-            retention: Duration::from_secs(30 * 24 * 3600),
-            group_commit_max: 1024,
-            clock: Arc::new(SystemClock),
-            tick: Duration::from_secs(1),
-            compact_every: Duration::from_secs(3600),
-            settle_grace: Duration::from_secs(60),
-            queue_capacity: 8192,
-        }
-    }
-
-    /// The node's data directory and `ledger` section.
-    pub fn from_config(config: &NexusConfig) -> Self {
-        Self {
-            retention: config.ledger.retention,
-            group_commit_max: config.ledger.group_commit_max,
-            ..Self::new(config.node.data_dir.clone())
-        }
-    }
-
-    /// Builder-style: sets the clock.
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    fn validate(&self) -> Result<(), LedgerError> {
-        let bad = |what: &str| Err(LedgerError::InvalidQuery(format!("ledger option {what}")));
-        if self.group_commit_max == 0 {
-            return bad("group_commit_max must be at least 1");
-        }
-        if self.retention.is_zero() || self.tick.is_zero() || self.compact_every.is_zero() {
-            return bad("durations must be longer than zero");
-        }
-        if self.queue_capacity == 0 {
-            return bad("queue_capacity must be at least 1");
-        }
-        Ok(())
-    }
-}
 
 /// State shared by the actor (across restarts) and every handle.
 #[derive(Debug)]
@@ -213,6 +164,11 @@ struct LedgerShared {
     // them when it stops.
     writer: ArcSwapOption<mpsc::Sender<WriteJob>>,
     actor: ArcSwapOption<ActorRef<CostLedgerMsg>>,
+    // The writer task, here rather than in the actor's state so that an
+    // actor restarted after a failure (no `post_stop` ran) finds it still
+    // running and keeps it. A plain mutex: taken when the actor starts and
+    // stops, never on a call.
+    writer_task: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// The cost-ledger actor. It holds no configuration of its own: the store,
@@ -222,7 +178,8 @@ pub struct CostLedger;
 
 /// What the ledger actor starts from: the opened store and loaded budgets.
 /// Cloneable, so that a supervisor can restart the actor from it
-/// (`ChildSpec::for_actor("cost-ledger", CostLedger, args)`).
+/// ([`CostLedger::start`]); every clone shares the same store, budgets and
+/// writer.
 #[derive(Debug, Clone)]
 pub struct CostLedgerArgs {
     shared: Arc<LedgerShared>,
@@ -260,6 +217,7 @@ impl CostLedgerArgs {
                 options,
                 writer: ArcSwapOption::empty(),
                 actor: ArcSwapOption::empty(),
+                writer_task: Mutex::new(None),
             }),
         })
     }
@@ -276,9 +234,16 @@ impl CostLedgerArgs {
 #[derive(Debug)]
 pub struct CostLedgerState {
     shared: Arc<LedgerShared>,
-    writer: Option<JoinHandle<()>>,
     ticker: JoinHandle<()>,
     last_compaction_us: u64,
+}
+
+impl Drop for CostLedgerState {
+    fn drop(&mut self) {
+        // Also after a panic, when no `post_stop` runs: the restarted actor
+        // has a timer of its own.
+        self.ticker.abort();
+    }
 }
 
 /// Messages to the ledger actor (the control plane).
@@ -300,24 +265,37 @@ pub enum CostLedgerMsg {
     Compact(RpcReplyPort<Result<CompactionStats, LedgerError>>),
     /// Rolls budget periods; compacts when due.
     Tick,
+    /// Panics in the handler (supervision tests only; the
+    /// `fault-injection` feature).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl ractor::Message for CostLedgerMsg {}
 
 impl CostLedger {
-    /// Opens the store in `options.data_dir` and starts an unsupervised
-    /// ledger actor; returns it and a handle.
-    pub async fn start(options: LedgerOptions) -> Result<(ActorRef<CostLedgerMsg>, LedgerHandle), LedgerError> {
-        let args = CostLedgerArgs::open(options).await?;
-        Self::spawn(args).await
+    /// Starts the ledger under `node`'s supervisor, in its `system`
+    /// subtree, as `name` (unique among the node's system actors), and
+    /// returns a handle that keeps working across restarts (see
+    /// "Supervision" in the module docs).
+    pub async fn start(node: &Node, name: &str, args: CostLedgerArgs) -> Result<LedgerHandle, SpawnError> {
+        let handle = args.handle();
+        node.start_child(Self::child_spec(name, args)).await?;
+        Ok(handle)
     }
 
-    /// Starts an unsupervised ledger actor from opened arguments.
-    pub async fn spawn(args: CostLedgerArgs) -> Result<(ActorRef<CostLedgerMsg>, LedgerHandle), LedgerError> {
+    /// A supervisor child spec for a ledger named `name`; every restart
+    /// resumes the same store, budgets and writer.
+    pub fn child_spec(name: &str, args: CostLedgerArgs) -> ChildSpec {
+        ChildSpec::for_actor(name, CostLedger, args)
+    }
+
+    /// Starts a ledger actor that no supervisor restarts (tests, tools
+    /// that own the ledger for one run); returns it and a handle.
+    pub async fn spawn_unsupervised(args: CostLedgerArgs) -> Result<(ActorRef<CostLedgerMsg>, LedgerHandle), SpawnErr> {
         let handle = args.handle();
-        let (actor, _) = Actor::spawn(None, CostLedger, args)
-            .await
-            .map_err(|e| LedgerError::Store(format!("ledger actor failed to start: {e}")))?;
+        let (actor, _) = Actor::spawn(None, CostLedger, args).await?;
         Ok((actor, handle))
     }
 }
@@ -385,32 +363,49 @@ impl Actor for CostLedger {
         args: CostLedgerArgs,
     ) -> Result<Self::State, ActorProcessingErr> {
         let shared = args.shared;
-        let (tx, rx) = mpsc::channel(shared.options.queue_capacity);
-        let writer = tokio::spawn(writer::run(
-            shared.store.clone(),
-            shared.book.clone(),
-            rx,
-            shared.options.group_commit_max as usize,
-        ));
-        shared.writer.store(Some(Arc::new(tx)));
+        {
+            let mut task = shared.writer_task.lock();
+            // A predecessor that failed left its writer running, with the
+            // queue every handle sends to: keep it. Start one on a first
+            // start, after a clean stop, or if the writer itself ended.
+            let running = task.as_ref().is_some_and(|t| !t.is_finished()) && shared.writer.load().is_some();
+            if !running {
+                let (tx, rx) = mpsc::channel(shared.options.queue_capacity);
+                *task = Some(tokio::spawn(writer::run(
+                    shared.store.clone(),
+                    shared.book.clone(),
+                    rx,
+                    shared.options.group_commit_max as usize,
+                )));
+                shared.writer.store(Some(Arc::new(tx)));
+            }
+        }
         shared.actor.store(Some(Arc::new(myself.clone())));
         shared.book.refresh_throttles();
         let ticker = myself.send_interval(shared.options.tick, || CostLedgerMsg::Tick);
         let now = shared.book.now_us();
         Ok(CostLedgerState {
             shared,
-            writer: Some(writer),
             ticker,
             last_compaction_us: now,
         })
     }
 
-    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, myself: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         state.ticker.abort();
-        state.shared.actor.store(None);
+        let shared = &state.shared;
+        if shared
+            .actor
+            .load()
+            .as_ref()
+            .is_some_and(|a| a.get_id() == myself.get_id())
+        {
+            shared.actor.store(None);
+        }
         // Dropping our sender lets the writer finish the queued jobs and end.
-        state.shared.writer.store(None);
-        if let Some(writer) = state.writer.take() {
+        shared.writer.store(None);
+        let writer = shared.writer_task.lock().take();
+        if let Some(writer) = writer {
             let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
         }
         Ok(())
@@ -471,6 +466,8 @@ impl Actor for CostLedger {
                 let r = submit(&shared, |reply| Self::compact_job(&shared, reply)).await;
                 send(reply, r);
             }
+            #[cfg(any(test, feature = "fault-injection"))]
+            CostLedgerMsg::InjectPanic => panic!("fault injected into the cost ledger"),
             CostLedgerMsg::Tick => {
                 shared.book.tick();
                 let now = shared.book.now_us();
@@ -487,193 +484,6 @@ impl Actor for CostLedger {
             }
         }
         Ok(())
-    }
-}
-
-/// A cloneable handle on a running ledger: tracks usage (data plane, group
-/// committed), defines budgets and prices, reads reports.
-#[derive(Debug, Clone)]
-pub struct LedgerHandle {
-    shared: Arc<LedgerShared>,
-}
-
-impl LedgerHandle {
-    fn actor(&self) -> Result<Arc<ActorRef<CostLedgerMsg>>, LedgerError> {
-        self.shared.actor.load_full().ok_or(LedgerError::Unavailable)
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        msg: impl FnOnce(RpcReplyPort<Result<T, LedgerError>>) -> CostLedgerMsg,
-    ) -> Result<T, LedgerError> {
-        let actor = self.actor()?;
-        let (tx, rx) = oneshot::channel();
-        actor.cast(msg(tx.into())).map_err(|_| LedgerError::Unavailable)?;
-        rx.await.map_err(|_| LedgerError::Unavailable)?
-    }
-
-    /// The budgets' data-plane handle (a `SpendGate`).
-    pub fn budgets(&self) -> BudgetHandle {
-        BudgetHandle {
-            book: self.shared.book.clone(),
-        }
-    }
-
-    /// The ledger's clock.
-    pub fn clock(&self) -> Arc<dyn Clock> {
-        self.shared.options.clock.clone()
-    }
-
-    /// The current price table.
-    pub fn prices(&self) -> Arc<PriceTable> {
-        self.shared.book.prices()
-    }
-
-    fn prepare(&self, records: Vec<UsageRecord>) -> Result<(Vec<NewRecord>, ChargeGuard), LedgerError> {
-        let prices = self.shared.book.prices();
-        let at_us = self.shared.book.now_us();
-        let mut out = Vec::with_capacity(records.len());
-        for r in records {
-            if r.amount == 0 {
-                return Err(LedgerError::InvalidUsage(format!("zero amount of {}", r.kind)));
-            }
-            if let ResourceKind::Custom(name) = &r.kind
-                && name.trim().is_empty()
-            {
-                return Err(LedgerError::InvalidUsage("custom kind with an empty name".into()));
-            }
-            validate_meta(&r.meta)?;
-            let cost = prices.cost(&r.kind, r.amount, r.meta.model.as_deref())?;
-            out.push(NewRecord {
-                at_us,
-                kind: r.kind,
-                amount: r.amount,
-                cost_micro_usd: cost,
-                meta: r.meta,
-            });
-        }
-        let charges = self.shared.book.charge_records(&out);
-        Ok((out, ChargeGuard::new(self.shared.book.clone(), charges)))
-    }
-
-    async fn commit(
-        shared: Arc<LedgerShared>,
-        records: Vec<NewRecord>,
-        charges: ChargeGuard,
-    ) -> Result<Vec<Ack>, LedgerError> {
-        submit(&shared, |reply| WriteJob::Append {
-            records,
-            charges,
-            reply,
-        })
-        .await
-    }
-
-    /// Records `amount` of `kind` used by `meta`; resolves once committed,
-    /// with the record's id and cost. Bad input (zero amount, unpriced
-    /// kind, malformed labels) is refused before anything is stored.
-    pub async fn track_usage(&self, kind: ResourceKind, amount: u64, meta: UsageMeta) -> Result<Ack, LedgerError> {
-        let mut acks = self.track_many(vec![UsageRecord { kind, amount, meta }]).await?;
-        acks.pop().ok_or(LedgerError::Unavailable)
-    }
-
-    /// Records several usages atomically (all or none); resolves once committed.
-    pub async fn track_many(&self, records: Vec<UsageRecord>) -> Result<Vec<Ack>, LedgerError> {
-        if records.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (records, charges) = self.prepare(records)?;
-        Self::commit(self.shared.clone(), records, charges).await
-    }
-
-    /// Defines a budget (or redefines one with the same id). Its spend
-    /// starts at the committed usage in scope in the current period.
-    pub async fn put_budget(&self, budget: Budget) -> Result<(), LedgerError> {
-        budget.validate()?;
-        self.call(|r| CostLedgerMsg::PutBudget(budget, r)).await
-    }
-
-    /// Removes a budget ([`LedgerError::UnknownBudget`] if there is none).
-    pub async fn remove_budget(&self, id: &str) -> Result<(), LedgerError> {
-        let id = id.to_string();
-        self.call(|r| CostLedgerMsg::RemoveBudget(id, r)).await
-    }
-
-    /// The state of a budget.
-    pub fn budget_status(&self, id: &str) -> Result<BudgetStatus, LedgerError> {
-        self.shared.book.status(id)
-    }
-
-    /// The state of every budget.
-    pub fn budget_statuses(&self) -> Vec<BudgetStatus> {
-        self.shared.book.statuses()
-    }
-
-    /// Sets the price of a resource kind.
-    pub async fn set_kind_price(&self, kind: ResourceKind, rate: Rate) -> Result<(), LedgerError> {
-        self.call(|r| CostLedgerMsg::SetKindPrice(kind, rate, r)).await
-    }
-
-    /// Sets a model's prices.
-    pub async fn set_model_price(&self, model: impl Into<String>, rates: ModelRates) -> Result<(), LedgerError> {
-        let model = model.into();
-        self.call(|r| CostLedgerMsg::SetModelPrice(model, rates, r)).await
-    }
-
-    /// A report over a time range, grouped by metadata fields.
-    pub async fn report(&self, query: ReportQuery) -> Result<Report, LedgerError> {
-        self.call(|r| CostLedgerMsg::Report(query, r)).await
-    }
-
-    /// Cost-saving opportunities over a time range.
-    pub async fn optimize(&self, input: OptimizeInput) -> Result<Vec<Opportunity>, LedgerError> {
-        self.call(|r| CostLedgerMsg::Optimize(input, r)).await
-    }
-
-    /// Compacts records past retention into daily aggregates now.
-    pub async fn compact(&self) -> Result<CompactionStats, LedgerError> {
-        self.call(CostLedgerMsg::Compact).await
-    }
-
-    /// Every committed (not yet compacted) record in `range`, in time order.
-    pub async fn records(&self, range: TimeRange) -> Result<Vec<LedgerRecord>, LedgerError> {
-        read_store(&self.shared, move |s| {
-            let mut out = Vec::new();
-            s.visit_records(range.from_us, range.to_us, &mut |r| {
-                out.push(r);
-                Ok(())
-            })?;
-            Ok(out)
-        })
-        .await
-    }
-
-    /// Registers an admission rate to throttle (see
-    /// [`BudgetHandle::register_rate_control`]).
-    pub fn register_rate_control(&self, scope: BudgetScope, control: Arc<dyn RateControl>) {
-        self.budgets().register_rate_control(scope, control);
-    }
-
-    /// A typed subscription to budget events.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<BudgetEvent> {
-        self.shared.book.subscribe()
-    }
-}
-
-impl UsageSink for LedgerHandle {
-    /// Prices and counts the records at once (so a settled reservation is
-    /// never uncounted), then resolves with each record's cost once committed.
-    fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'static, Result<Vec<u64>, UsageSinkError>> {
-        if records.is_empty() {
-            return Box::pin(async { Ok(Vec::new()) });
-        }
-        let prepared = self.prepare(records);
-        let shared = self.shared.clone();
-        Box::pin(async move {
-            let (records, charges) = prepared?;
-            let acks = Self::commit(shared, records, charges).await?;
-            Ok(acks.into_iter().map(|a| a.cost_micro_usd).collect())
-        })
     }
 }
 

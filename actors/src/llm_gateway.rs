@@ -1,5 +1,5 @@
 //! [`LlmGateway`]: the actor in front of every LLM call, and
-//! [`LlmGatewayHandle`], the cloneable handle agents call it through.
+//! [`GatewayHandle`], the cloneable handle agents call it through.
 //!
 //! # Per request, in order
 //!
@@ -69,6 +69,19 @@
 //! (stats, cache flush, and completions for callers that only hold an
 //! `ActorRef`).
 //!
+//! # Supervision
+//!
+//! [`LlmGateway::start`] runs the actor in a node's `system` subtree. The
+//! shared state (limits, holds, the queue, the cache, agent slots) is the
+//! actor's configuration, not its state, so a gateway restarted after a
+//! failure keeps all of it and every [`GatewayHandle`] goes on working.
+//! The admission task's handle lives in the shared state too: ractor runs
+//! no `post_stop` after a panic, so the restarted actor aborts its
+//! predecessor's task (if still running) before starting its own, and
+//! there is never more than one. The task holds nothing across an await
+//! (an admission is one synchronous step), so aborting it loses no grant.
+//! Requests under way run on their callers' tasks and are not disturbed.
+//!
 //! # Layout
 //!
 //! | file | what it holds |
@@ -80,6 +93,7 @@
 //! | `llm_gateway/grants.rs` | rate-limit grants from the [`dispatch`]er, and the admission task |
 //! | `llm_gateway/per_agent.rs` | agent slots: the wait, and the release guard |
 //! | `llm_gateway/stats.rs` | [`GatewayStats`] and its counters |
+//! | `llm_gateway/tests.rs` | the actor under a supervisor: restarts |
 //!
 //! The decisions themselves are synchronous types in [`crate::llm`], tested
 //! on an explicit clock: [`dispatch`], [`admission`], [`limiter`],
@@ -99,7 +113,8 @@
 //!     ModelSpec::new("small", 8_000, 150_000, 600_000).deployment(DeploymentSpec::new("small@sim", "sim")),
 //! ])?;
 //! let args = LlmGatewayArgs::new(catalogue, vec![ProviderEntry::new("sim", Arc::new(sim))]);
-//! let (gateway, _actor, _join) = LlmGateway::spawn(args).await?;
+//! // Under a node: `LlmGateway::start(&node, "llm-gateway", args)`.
+//! let (gateway, _actor, _join) = LlmGateway::spawn_unsupervised(args).await?;
 //! let answer = gateway.complete(LlmRequest::user("Plan the survey.").max_tokens(64)).await?;
 //! assert_eq!(answer.model, "small");
 //! assert!(answer.cost_micro_usd > 0);
@@ -120,12 +135,16 @@ mod pipeline;
 mod policy;
 mod shared;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use nexus_swarm_runtime::config::{CacheConfig, LlmConfig, NexusConfig};
+use nexus_swarm_runtime::node::Node;
+use nexus_swarm_runtime::supervisor::ChildSpec;
 use nexus_swarm_runtime::usage::{SpendGate, UsageMeta, UsageSink};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::task::JoinHandle;
@@ -256,13 +275,15 @@ impl LlmGatewayArgs {
     }
 }
 
-/// The cloneable data-plane handle: requests run on the caller's task.
+/// The cloneable data-plane handle: requests run on the caller's task. It
+/// shares the gateway's state with the actor, so it keeps working across a
+/// supervisor's restart of the actor.
 #[derive(Debug, Clone)]
-pub struct LlmGatewayHandle {
+pub struct GatewayHandle {
     core: Arc<Core>,
 }
 
-impl LlmGatewayHandle {
+impl GatewayHandle {
     /// Runs a request through the whole pipeline.
     pub async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, GatewayError> {
         self.core.complete(request).await
@@ -299,6 +320,20 @@ impl LlmGatewayHandle {
     pub fn is_running(&self) -> bool {
         self.core.running.load(Ordering::SeqCst)
     }
+
+    /// Makes the gateway actor panic in its handler, as a bug would, so
+    /// that a test can watch its supervisor restart it. Only with the
+    /// `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    // The handle's own error type, as `complete` returns; a test hook.
+    #[allow(clippy::result_large_err)]
+    pub fn inject_panic(&self) -> Result<(), GatewayError> {
+        let actor = self.core.actor.load_full().ok_or(GatewayError::Stopped)?;
+        actor
+            .cast(LlmGatewayMsg::InjectPanic)
+            .map_err(|_| GatewayError::Stopped)
+    }
 }
 
 /// The gateway actor. `self` is its configuration: the shared core, which
@@ -308,10 +343,11 @@ pub struct LlmGateway {
     core: Arc<Core>,
 }
 
-/// The actor's state: the task that admits waiting requests.
+/// The actor's state. Empty: what the actor owns (the admission task)
+/// is kept in the shared state, where a restarted actor finds it.
 #[derive(Debug)]
 pub struct LlmGatewayState {
-    admission: JoinHandle<()>,
+    _private: (),
 }
 
 /// Messages of the gateway actor.
@@ -323,32 +359,51 @@ pub enum LlmGatewayMsg {
     Stats(RpcReplyPort<GatewayStats>),
     /// Replies once the cache's disk tier has every answer so far.
     FlushCache(RpcReplyPort<()>),
+    /// Panics in the handler (supervision tests only; the
+    /// `fault-injection` feature).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl ractor::Message for LlmGatewayMsg {}
 
 impl LlmGateway {
-    /// Builds the gateway and its handle (not started yet: start the actor
-    /// with [`Self::spawn`], or under a supervisor with
-    /// `ChildSpec::for_actor(name, gateway, ())`).
-    pub fn build(args: LlmGatewayArgs) -> Result<(LlmGateway, LlmGatewayHandle), GatewayBuildError> {
+    /// Builds the gateway and its handle without starting the actor (until
+    /// it starts, requests are refused with [`GatewayError::Stopped`]).
+    pub fn build(args: LlmGatewayArgs) -> Result<(LlmGateway, GatewayHandle), GatewayBuildError> {
         let core = Arc::new(Core::build(args)?);
         Ok((
             LlmGateway {
                 core: Arc::clone(&core),
             },
-            LlmGatewayHandle { core },
+            GatewayHandle { core },
         ))
     }
 
-    /// Builds and starts an unsupervised gateway.
-    pub async fn spawn(
-        args: LlmGatewayArgs,
-    ) -> Result<(LlmGatewayHandle, ActorRef<LlmGatewayMsg>, JoinHandle<()>), GatewayBuildError> {
+    /// Builds the gateway and starts it under `node`'s supervisor, in its
+    /// `system` subtree, as `name` (unique among the node's system
+    /// actors); returns a handle that keeps working across restarts (see
+    /// "Supervision" in the module docs).
+    pub async fn start(node: &Node, name: &str, args: LlmGatewayArgs) -> Result<GatewayHandle, GatewayBuildError> {
         let (gateway, handle) = Self::build(args)?;
-        let (actor, join) = Actor::spawn(None, gateway, ())
-            .await
-            .map_err(|e| GatewayBuildError::Spawn(e.to_string()))?;
+        node.start_child(gateway.child_spec(name)).await?;
+        Ok(handle)
+    }
+
+    /// A supervisor child spec for this gateway named `name`; every
+    /// restart shares the same state.
+    pub fn child_spec(self, name: &str) -> ChildSpec {
+        ChildSpec::for_actor(name, self, ())
+    }
+
+    /// Builds and starts a gateway that no supervisor restarts (tests,
+    /// benchmarks that own it for one run).
+    pub async fn spawn_unsupervised(
+        args: LlmGatewayArgs,
+    ) -> Result<(GatewayHandle, ActorRef<LlmGatewayMsg>, JoinHandle<()>), GatewayBuildError> {
+        let (gateway, handle) = Self::build(args)?;
+        let (actor, join) = Actor::spawn(None, gateway, ()).await?;
         Ok((handle, actor, join))
     }
 }
@@ -358,10 +413,19 @@ impl Actor for LlmGateway {
     type State = LlmGatewayState;
     type Arguments = ();
 
-    async fn pre_start(&self, _me: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
-        self.core.running.store(true, Ordering::SeqCst);
-        let admission = tokio::spawn(admission_loop(Arc::clone(&self.core)));
-        Ok(LlmGatewayState { admission })
+    async fn pre_start(&self, me: ActorRef<Self::Msg>, _args: ()) -> Result<Self::State, ActorProcessingErr> {
+        {
+            let mut admission = self.core.admission.lock();
+            // A predecessor that failed ran no `post_stop`: its task may
+            // still run. One admission task at a time.
+            if let Some(old) = admission.take() {
+                old.abort();
+            }
+            self.core.running.store(true, Ordering::SeqCst);
+            *admission = Some(tokio::spawn(admission_loop(Arc::clone(&self.core))));
+        }
+        self.core.actor.store(Some(Arc::new(me)));
+        Ok(LlmGatewayState { _private: () })
     }
 
     #[tracing::instrument(skip_all, name = "llm_gateway")]
@@ -389,16 +453,30 @@ impl Actor for LlmGateway {
                     let _ = reply.send(()); // the caller may have stopped waiting
                 });
             }
+            #[cfg(any(test, feature = "fault-injection"))]
+            LlmGatewayMsg::InjectPanic => panic!("fault injected into the LLM gateway"),
         }
         Ok(())
     }
 
-    async fn post_stop(&self, _me: ActorRef<Self::Msg>, state: &mut Self::State) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, me: ActorRef<Self::Msg>, _state: &mut Self::State) -> Result<(), ActorProcessingErr> {
         self.core.running.store(false, Ordering::SeqCst);
-        state.admission.abort();
-        // Wait for the task to be gone so that it no longer holds the core
-        // (and the cache's files) once the actor has stopped.
-        let _ = (&mut state.admission).await; // cancelled on purpose
+        if self
+            .core
+            .actor
+            .load()
+            .as_ref()
+            .is_some_and(|a| a.get_id() == me.get_id())
+        {
+            self.core.actor.store(None);
+        }
+        let admission = self.core.admission.lock().take();
+        if let Some(admission) = admission {
+            admission.abort();
+            // Wait for the task to be gone so that it no longer holds the
+            // core (and the cache's files) once the actor has stopped.
+            let _ = admission.await; // cancelled on purpose
+        }
         // Waiters are answered `Stopped` (their senders are dropped); their
         // grants were never made, so nothing is held.
         let drained = self.core.sched.lock().drain();

@@ -13,9 +13,16 @@
 //!   level from the quota up to its root, all or nothing, and returns a
 //!   [`QuotaCharge`] receipt.
 //!
+//! One handle does both: [`QuotaKeeper::start`] returns a [`QuotaHandle`],
+//! whose control-plane calls ([`QuotaHandle::define`],
+//! [`QuotaHandle::adjust`], [`QuotaHandle::flush`], ...) go to the keeper
+//! running on its tree and whose charges and reports never do.
+//!
 //! The tree and its counters live in an `Arc` held by the keeper's
 //! arguments, so a keeper restarted by its supervisor resumes with every
-//! definition and every unit in use.
+//! definition and every unit in use; the restarted keeper stores itself
+//! where every handle finds it, so handles taken before the restart keep
+//! working (`tests/system_actors_restart_after_panic.rs`).
 //!
 //! # Durability
 //!
@@ -41,8 +48,9 @@
 //!   [`flush_interval`](QuotaKeeperArgs::flush_interval) (config
 //!   `quotas.flush_interval`, default 1 s) in one committed transaction,
 //!   on a blocking thread; when it stops cleanly (a stop, the node's
-//!   shutdown) it writes once more; and [`QuotaKeeperRef::flush`] writes at
-//!   once. So a process that is killed (SIGKILL, power loss, a keeper
+//!   shutdown) it writes once more; and [`QuotaHandle::flush`] writes at
+//!   once. A keeper that fails and is restarted by its supervisor loses
+//!   nothing: the counters are in memory, shared with its successor. So a process that is killed (SIGKILL, power loss, a keeper
 //!   killed with `kill`) loses at most the charges, releases and settles
 //!   made since the last write: at most one flush interval of them. A
 //!   receipt or spend-gate hold outstanding at a restart stays charged in
@@ -118,11 +126,12 @@
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `quota_keeper.rs` | the actor, its arguments, messages and client |
+//! | `quota_keeper.rs` | the actor, its arguments and messages |
+//! | `quota_keeper/control.rs` | [`QuotaHandle`]'s control plane: calls to the keeper |
 //! | `quota_keeper/model.rs` | ids, specs, selectors, reports, errors |
 //! | `quota_keeper/table.rs` | [`QuotaTable`]: validation, publication, reports |
 //! | `quota_keeper/cell.rs` | one quota's atomic counters |
-//! | `quota_keeper/handle.rs` | [`QuotaHandle`], [`QuotaRef`], [`QuotaCharge`], the spend gate |
+//! | `quota_keeper/handle.rs` | [`QuotaHandle`]'s data plane, [`QuotaRef`], [`QuotaCharge`], the spend gate |
 //! | `quota_keeper/clock.rs` | [`QuotaClock`] |
 //! | `quota_keeper/store.rs` | the usage store (`quotas.redb`), [`QuotaStoreError`] |
 //!
@@ -137,16 +146,16 @@
 //!     QuotaSpec::root("system", Cost, 1_000_000),
 //!     QuotaSpec::child("acme", "system", Cost, 200_000).borrow_ceiling(100_000),
 //! ])?;
-//! let (keeper, _join) = QuotaKeeper::spawn("quota-keeper-doc", args).await?;
-//! let quotas = keeper.handle().clone();
+//! // Under a node: `QuotaKeeper::start(&node, "quota-keeper", args)`.
+//! let (quotas, _join) = QuotaKeeper::spawn_unsupervised(args).await?;
 //!
 //! let charge = quotas.try_consume("acme", 250_000)?; // 50_000 borrowed from system
 //! assert!(matches!(quotas.try_consume("acme", 60_000), Err(QuotaError::Exhausted { .. })));
 //!
-//! keeper.adjust("acme", 400_000).await?;
+//! quotas.adjust("acme", 400_000).await?; // a call to the keeper
 //! quotas.try_consume("acme", 60_000)?; // receipt dropped: the charge stays
 //! quotas.settle(charge, 200_000)?; // 50_000 of the first charge unused
-//! let tree = keeper.tree().await?;
+//! let tree = quotas.tree();
 //! assert_eq!(tree[0].quota.current, 260_000);
 //! assert_eq!(tree[0].children[0].quota.borrowed, 0);
 //! # Ok(()) }
@@ -154,6 +163,7 @@
 
 mod cell;
 mod clock;
+mod control;
 mod handle;
 mod model;
 mod store;
@@ -274,7 +284,8 @@ impl QuotaKeeperArgs {
         self
     }
 
-    /// A data-plane handle on the tree.
+    /// A handle on the tree: its data plane works at once, its
+    /// control-plane calls once a keeper runs on these arguments.
     pub fn handle(&self) -> QuotaHandle {
         QuotaHandle::new(Arc::clone(&self.shared))
     }
@@ -286,6 +297,16 @@ pub struct QuotaKeeperState {
     table: QuotaTable,
     sweep: Option<JoinHandle<()>>,
     flush: Option<JoinHandle<()>>,
+}
+
+impl Drop for QuotaKeeperState {
+    fn drop(&mut self) {
+        // Also after a panic, when no `post_stop` runs: the restarted
+        // keeper has timers of its own.
+        for timer in [self.sweep.take(), self.flush.take()].into_iter().flatten() {
+            timer.abort();
+        }
+    }
 }
 
 /// Messages to the quota keeper.
@@ -325,6 +346,11 @@ pub enum QuotaKeeperMsg {
     /// quotas were written (0 without a store). Sent with no reply port by
     /// the keeper's own timer.
     Flush(Option<RpcReplyPort<Result<usize, QuotaError>>>),
+    /// Panics in the handler (supervision tests only; the
+    /// `fault-injection` feature).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl ractor::Message for QuotaKeeperMsg {}
@@ -350,6 +376,7 @@ impl Actor for QuotaKeeper {
         }
         let sweep = myself.send_interval(args.sweep_interval, || QuotaKeeperMsg::Sweep);
         let flush = persistent.then(|| myself.send_interval(args.flush_interval, || QuotaKeeperMsg::Flush(None)));
+        args.shared.keeper.store(Some(Arc::new(myself)));
         Ok(QuotaKeeperState {
             table: QuotaTable::from_shared(args.shared),
             sweep: Some(sweep),
@@ -359,11 +386,15 @@ impl Actor for QuotaKeeper {
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         state: &mut QuotaKeeperState,
     ) -> Result<(), ActorProcessingErr> {
         for timer in [state.sweep.take(), state.flush.take()].into_iter().flatten() {
             timer.abort();
+        }
+        let keeper = &state.table.shared().keeper;
+        if keeper.load().as_ref().is_some_and(|k| k.get_id() == myself.get_id()) {
+            keeper.store(None);
         }
         // A clean stop writes what the last interval left in memory.
         match flush(&state.table).await {
@@ -430,6 +461,8 @@ impl Actor for QuotaKeeper {
                     (Ok(_), None) => {}
                 }
             }
+            #[cfg(any(test, feature = "fault-injection"))]
+            QuotaKeeperMsg::InjectPanic => panic!("fault injected into the quota keeper"),
         }
         Ok(())
     }
@@ -460,108 +493,26 @@ fn log_change<T: std::fmt::Debug>(op: &str, quota: &QuotaId, result: &Result<T, 
 }
 
 impl QuotaKeeper {
-    /// Spawns an unsupervised keeper registered as `name`.
-    pub async fn spawn(name: &str, args: QuotaKeeperArgs) -> Result<(QuotaKeeperRef, JoinHandle<()>), SpawnErr> {
-        let handle = args.handle();
-        let (_, join) = crate::named::spawn(name, QuotaKeeper, args).await?;
-        Ok((QuotaKeeperRef::new(name, handle), join))
-    }
-
-    /// A supervisor child spec for a keeper registered as `name`; restarts
-    /// resume the same tree.
-    pub fn child_spec(name: &str, args: QuotaKeeperArgs) -> ChildSpec {
-        crate::named::child_spec(name, QuotaKeeper, args)
-    }
-
-    /// Starts a keeper under `node`'s supervisor, registered as `name`.
-    pub async fn start(node: &Node, name: &str, args: QuotaKeeperArgs) -> Result<QuotaKeeperRef, SpawnError> {
+    /// Starts a keeper under `node`'s supervisor, in its `system` subtree,
+    /// as `name` (unique among the node's system actors), and returns a
+    /// handle on its tree that keeps working across restarts.
+    pub async fn start(node: &Node, name: &str, args: QuotaKeeperArgs) -> Result<QuotaHandle, SpawnError> {
         let handle = args.handle();
         node.start_child(Self::child_spec(name, args)).await?;
-        Ok(QuotaKeeperRef::new(name, handle))
-    }
-}
-
-/// A client of a registered keeper: its control-plane calls find the
-/// keeper by name each time (so they reach a restarted keeper), and its
-/// [`QuotaHandle`] is the data plane.
-#[derive(Debug, Clone)]
-pub struct QuotaKeeperRef {
-    name: Arc<str>,
-    handle: QuotaHandle,
-}
-
-impl QuotaKeeperRef {
-    fn new(name: &str, handle: QuotaHandle) -> Self {
-        Self {
-            name: Arc::from(name),
-            handle,
-        }
+        Ok(handle)
     }
 
-    /// The keeper's registered name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// A supervisor child spec for a keeper named `name`; restarts resume
+    /// the same tree.
+    pub fn child_spec(name: &str, args: QuotaKeeperArgs) -> ChildSpec {
+        ChildSpec::for_actor(name, QuotaKeeper, args)
     }
 
-    /// The lock-free data-plane handle.
-    pub fn handle(&self) -> &QuotaHandle {
-        &self.handle
-    }
-
-    /// The keeper's actor, if it is running.
-    pub fn actor(&self) -> Option<ActorRef<QuotaKeeperMsg>> {
-        crate::named::lookup(&self.name)
-    }
-
-    async fn call<T: Send + 'static>(
-        &self,
-        msg: impl FnOnce(RpcReplyPort<T>) -> QuotaKeeperMsg,
-    ) -> Result<T, QuotaError> {
-        let actor = self.actor().ok_or(QuotaError::Unavailable)?;
-        match actor.call(msg, None).await {
-            Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
-            _ => Err(QuotaError::Unavailable),
-        }
-    }
-
-    /// Defines one quota.
-    pub async fn define(&self, spec: QuotaSpec) -> Result<(), QuotaError> {
-        self.call(|r| QuotaKeeperMsg::Define(spec, r)).await?
-    }
-
-    /// Defines a batch of quotas, all or nothing.
-    pub async fn define_all(&self, specs: Vec<QuotaSpec>) -> Result<(), QuotaError> {
-        self.call(|r| QuotaKeeperMsg::DefineAll(specs, r)).await?
-    }
-
-    /// Sets a quota's limit; returns the previous one.
-    pub async fn adjust(&self, quota: impl Into<QuotaId>, limit: u64) -> Result<u64, QuotaError> {
-        let quota = quota.into();
-        self.call(|reply| QuotaKeeperMsg::Adjust { quota, limit, reply })
-            .await?
-    }
-
-    /// Sets a quota's borrow ceiling; returns the previous one.
-    pub async fn set_borrow_ceiling(&self, quota: impl Into<QuotaId>, ceiling: u64) -> Result<u64, QuotaError> {
-        let quota = quota.into();
-        self.call(|reply| QuotaKeeperMsg::SetBorrowCeiling { quota, ceiling, reply })
-            .await?
-    }
-
-    /// One quota's usage.
-    pub async fn report(&self, quota: impl Into<QuotaId>) -> Result<QuotaReport, QuotaError> {
-        let quota = quota.into();
-        self.call(|r| QuotaKeeperMsg::Report(quota, r)).await?
-    }
-
-    /// Every tree's usage.
-    pub async fn tree(&self) -> Result<Vec<QuotaTreeReport>, QuotaError> {
-        self.call(QuotaKeeperMsg::Tree).await
-    }
-
-    /// Writes the usage that changed to the store now; returns how many
-    /// quotas were written (0 without a store).
-    pub async fn flush(&self) -> Result<usize, QuotaError> {
-        self.call(|r| QuotaKeeperMsg::Flush(Some(r))).await?
+    /// Starts a keeper that no supervisor restarts (tests, tools that own
+    /// the tree for one run).
+    pub async fn spawn_unsupervised(args: QuotaKeeperArgs) -> Result<(QuotaHandle, JoinHandle<()>), SpawnErr> {
+        let handle = args.handle();
+        let (_, join) = Actor::spawn(None, QuotaKeeper, args).await?;
+        Ok((handle, join))
     }
 }

@@ -72,7 +72,7 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let node = Node::start(NexusConfig::default()).await?;
 //! let pool = node.spawn_pool("echo", 3, Echo).await?;
-//! let router = Router::spawn(&node, "echo-router", node.config().router.clone()).await?;
+//! let router = Router::start(&node, "echo-router", node.config().router.clone()).await?;
 //! router.add_pool(&pool).await?;
 //! let key = RoutingKey::new("conversation-1");
 //! let n = router.ask(|r| (7, r), Priority::Normal, Some(&key), Duration::from_secs(1)).await?;
@@ -814,9 +814,11 @@ impl<M> fmt::Debug for Router<M> {
 }
 
 impl<M: Send + 'static> Router<M> {
-    /// Starts a router supervised by `node`, its admission waits bounded by
-    /// the node's lane timeouts, and returns its handle.
-    pub async fn spawn(node: &Node, name: &str, config: RouterConfig) -> Result<RouterHandle<M>, SpawnError> {
+    /// Starts a router under `node`'s supervisor, in its `system` subtree,
+    /// as `name` (unique among the node's system actors), its admission
+    /// waits bounded by the node's lane timeouts, and returns its handle,
+    /// which keeps working across restarts.
+    pub async fn start(node: &Node, name: &str, config: RouterConfig) -> Result<RouterHandle<M>, SpawnError> {
         let (args, handle) = RouterArgs::new(name, config, &node.config().mailbox)?;
         node.start_child(ChildSpec::for_actor(name, Router::new(), args))
             .await?;

@@ -47,13 +47,17 @@
 //!
 //! The core ([`SchedulerCore`]) lives in the actor's arguments behind a
 //! mutex that only the actor locks, so a scheduler restarted by its
-//! supervisor resumes with every allocation and reservation it had.
+//! supervisor ([`Scheduler::start`] runs it in a node's `system` subtree)
+//! resumes with every allocation and reservation it had. The arguments
+//! also hold the slot where the running scheduler stores itself, so a
+//! [`SchedulerHandle`] taken before a restart reaches the new scheduler.
 //!
 //! # Layout
 //!
 //! | file | what it holds |
 //! |---|---|
-//! | `scheduler.rs` | the actor, its arguments, messages, client, [`Notifier`] |
+//! | `scheduler.rs` | the actor, its arguments, messages and handle |
+//! | `scheduler/notifier.rs` | [`Notifier`]: how a requester hears of its events |
 //! | `scheduler/model.rs` | ids, requests, pools, decisions, events, errors |
 //! | `scheduler/core.rs` | [`SchedulerCore`]: every decision, synchronous |
 //!
@@ -66,7 +70,8 @@
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let cpu = |m| ResourceVector::new().with(Cpu, m);
 //! let args = SchedulerArgs::new(SchedulerCore::new(Default::default(), None, 100));
-//! let (scheduler, _join) = Scheduler::spawn("scheduler-doc", args).await?;
+//! // Under a node: `Scheduler::start(&node, "scheduler", args)`.
+//! let (scheduler, _join) = Scheduler::spawn_unsupervised(args).await?;
 //! scheduler.register_pool(PoolSpec::new("cpu", cpu(1000))).await?;
 //!
 //! let (notifier, mut events) = Notifier::channel();
@@ -83,13 +88,14 @@
 
 mod core;
 mod model;
+mod notifier;
 
 #[cfg(test)]
 mod tests;
 
-use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use nexus_swarm_runtime::config::SchedulerConfig;
 use nexus_swarm_runtime::error::SpawnError;
 use nexus_swarm_runtime::node::Node;
@@ -98,7 +104,6 @@ use nexus_swarm_runtime::supervisor::ChildSpec;
 use parking_lot::Mutex;
 use ractor::concurrency::JoinHandle;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 pub use self::core::{SchedulerCore, Share};
@@ -107,44 +112,7 @@ pub use model::{
     RequestId, RequesterId, ResourceRequest, ScalingPolicy, SchedulerError, SchedulerEvent, TenantId,
 };
 pub use nexus_swarm_runtime::config::AllocationStrategy;
-
-/// Delivers a requester's [`SchedulerEvent`]s. Called by the scheduler actor
-/// outside its lock; it must not block (send, don't wait).
-#[derive(Clone)]
-pub struct Notifier(Arc<dyn Fn(SchedulerEvent) + Send + Sync>);
-
-impl fmt::Debug for Notifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Notifier(..)")
-    }
-}
-
-impl Notifier {
-    /// A notifier that calls `f`.
-    pub fn new(f: impl Fn(SchedulerEvent) + Send + Sync + 'static) -> Self {
-        Self(Arc::new(f))
-    }
-
-    /// A notifier and the receiver of its events. The channel is unbounded
-    /// but carries at most two events per request (its outcome, then a
-    /// preemption), so it is bounded by the requests its owner makes.
-    pub fn channel() -> (Self, mpsc::UnboundedReceiver<SchedulerEvent>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        // A receiver that was dropped no longer cares: ignored on purpose.
-        (Self::new(move |e| drop(tx.send(e))), rx)
-    }
-
-    /// A notifier that drops every event (for requests that cannot wait
-    /// and holders that are never preempted, such as guaranteed ones).
-    pub fn ignore() -> Self {
-        Self::new(|_| {})
-    }
-
-    /// Delivers one event.
-    pub fn notify(&self, event: SchedulerEvent) {
-        (self.0)(event)
-    }
-}
+pub use notifier::Notifier;
 
 /// The scheduler actor. Its state is in [`SchedulerArgs`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -158,6 +126,10 @@ pub struct SchedulerArgs {
     // contended; it is a mutex (not plain state) because it lives in the
     // arguments, shared with the supervisor's copy used for restarts.
     core: Arc<Mutex<SchedulerCore<Notifier>>>,
+    // The running scheduler, for handles. ArcSwapOption: read on every
+    // call; the actor stores itself when it (re)starts and clears itself
+    // when it stops.
+    actor: Arc<ArcSwapOption<ActorRef<SchedulerMsg>>>,
 }
 
 impl SchedulerArgs {
@@ -165,6 +137,15 @@ impl SchedulerArgs {
     pub fn new(core: SchedulerCore<Notifier>) -> Self {
         Self {
             core: Arc::new(Mutex::new(core)),
+            actor: Arc::new(ArcSwapOption::empty()),
+        }
+    }
+
+    /// A handle on the scheduler these arguments start (its calls answer
+    /// [`SchedulerError::Unavailable`] until it runs).
+    pub fn handle(&self) -> SchedulerHandle {
+        SchedulerHandle {
+            actor: Arc::clone(&self.actor),
         }
     }
 
@@ -179,7 +160,18 @@ impl SchedulerArgs {
 #[derive(Debug)]
 pub struct SchedulerState {
     core: Arc<Mutex<SchedulerCore<Notifier>>>,
+    actor: Arc<ArcSwapOption<ActorRef<SchedulerMsg>>>,
     timer: Option<(Instant, JoinHandle<()>)>,
+}
+
+impl Drop for SchedulerState {
+    fn drop(&mut self) {
+        // Also after a panic, when no `post_stop` runs: the restarted
+        // scheduler arms a timer of its own.
+        if let Some((_, timer)) = self.timer.take() {
+            timer.abort();
+        }
+    }
 }
 
 /// Messages to the scheduler.
@@ -235,6 +227,11 @@ pub enum SchedulerMsg {
     /// those that aging raised (sent by the scheduler's own timer, at
     /// [`SchedulerCore::next_wakeup`]).
     Wake,
+    /// Panics in the handler (supervision tests only; the
+    /// `fault-injection` feature).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl ractor::Message for SchedulerMsg {}
@@ -284,21 +281,31 @@ impl Actor for Scheduler {
     ) -> Result<SchedulerState, ActorProcessingErr> {
         let mut state = SchedulerState {
             core: args.core,
+            actor: args.actor,
             timer: None,
         };
         // A restarted scheduler may have reservations waiting.
         let next = state.core.lock().next_wakeup(Instant::now());
         Self::arm(&myself, &mut state, next);
+        state.actor.store(Some(Arc::new(myself)));
         Ok(state)
     }
 
     async fn post_stop(
         &self,
-        _myself: ActorRef<Self::Msg>,
+        myself: ActorRef<Self::Msg>,
         state: &mut SchedulerState,
     ) -> Result<(), ActorProcessingErr> {
         if let Some((_, timer)) = state.timer.take() {
             timer.abort();
+        }
+        if state
+            .actor
+            .load()
+            .as_ref()
+            .is_some_and(|a| a.get_id() == myself.get_id())
+        {
+            state.actor.store(None);
         }
         Ok(())
     }
@@ -390,6 +397,8 @@ impl Actor for Scheduler {
                     Vec::new()
                 }
                 SchedulerMsg::Wake => core.expire(now),
+                #[cfg(any(test, feature = "fault-injection"))]
+                SchedulerMsg::InjectPanic => panic!("fault injected into the scheduler"),
             };
             (notices, core.next_wakeup(now))
         };
@@ -407,45 +416,40 @@ fn split(result: Result<Vec<Notice<Notifier>>, SchedulerError>) -> (Result<(), S
 }
 
 impl Scheduler {
-    /// Spawns an unsupervised scheduler registered as `name`.
-    pub async fn spawn(name: &str, args: SchedulerArgs) -> Result<(SchedulerRef, JoinHandle<()>), SpawnErr> {
-        let (_, join) = crate::named::spawn(name, Scheduler, args).await?;
-        Ok((SchedulerRef::new(name), join))
-    }
-
-    /// A supervisor child spec for a scheduler registered as `name`;
-    /// restarts resume the same allocations and reservations.
-    pub fn child_spec(name: &str, args: SchedulerArgs) -> ChildSpec {
-        crate::named::child_spec(name, Scheduler, args)
-    }
-
-    /// Starts a scheduler under `node`'s supervisor, registered as `name`.
-    pub async fn start(node: &Node, name: &str, args: SchedulerArgs) -> Result<SchedulerRef, SpawnError> {
+    /// Starts a scheduler under `node`'s supervisor, in its `system`
+    /// subtree, as `name` (unique among the node's system actors), and
+    /// returns a handle that keeps working across restarts.
+    pub async fn start(node: &Node, name: &str, args: SchedulerArgs) -> Result<SchedulerHandle, SpawnError> {
+        let handle = args.handle();
         node.start_child(Self::child_spec(name, args)).await?;
-        Ok(SchedulerRef::new(name))
+        Ok(handle)
+    }
+
+    /// A supervisor child spec for a scheduler named `name`; restarts
+    /// resume the same allocations and reservations.
+    pub fn child_spec(name: &str, args: SchedulerArgs) -> ChildSpec {
+        ChildSpec::for_actor(name, Scheduler, args)
+    }
+
+    /// Starts a scheduler that no supervisor restarts (tests, tools).
+    pub async fn spawn_unsupervised(args: SchedulerArgs) -> Result<(SchedulerHandle, JoinHandle<()>), SpawnErr> {
+        let handle = args.handle();
+        let (_, join) = Actor::spawn(None, Scheduler, args).await?;
+        Ok((handle, join))
     }
 }
 
-/// A client of a registered scheduler, which it finds by name on each call
-/// (so it reaches a restarted scheduler).
+/// A cloneable handle on a scheduler: each call goes to the scheduler
+/// running now (so it reaches one restarted by its supervisor).
 #[derive(Debug, Clone)]
-pub struct SchedulerRef {
-    name: Arc<str>,
+pub struct SchedulerHandle {
+    actor: Arc<ArcSwapOption<ActorRef<SchedulerMsg>>>,
 }
 
-impl SchedulerRef {
-    fn new(name: &str) -> Self {
-        Self { name: Arc::from(name) }
-    }
-
-    /// The scheduler's registered name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
+impl SchedulerHandle {
     /// The scheduler's actor, if it is running.
     pub fn actor(&self) -> Option<ActorRef<SchedulerMsg>> {
-        crate::named::lookup(&self.name)
+        self.actor.load_full().map(|a| (*a).clone())
     }
 
     async fn call<T: Send + 'static>(
@@ -522,5 +526,17 @@ impl SchedulerRef {
     /// Waiting reservations in service order.
     pub async fn waiting(&self) -> Result<Vec<RequestId>, SchedulerError> {
         self.call(SchedulerMsg::Waiting).await
+    }
+
+    /// Makes the scheduler panic in its handler, as a bug would, so that a
+    /// test can watch its supervisor restart it. Only with the
+    /// `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) -> Result<(), SchedulerError> {
+        let actor = self.actor().ok_or(SchedulerError::Unavailable)?;
+        actor
+            .cast(SchedulerMsg::InjectPanic)
+            .map_err(|_| SchedulerError::Unavailable)
     }
 }

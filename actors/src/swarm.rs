@@ -70,7 +70,7 @@ use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::pool::PoolRef;
 use nexus_swarm_runtime::resources::{QosClass, ResourceKind, ResourceProfile, ResourceVector};
 use nexus_swarm_runtime::spawn::{AgentSignals, Extensions, SpawnOptions};
-use nexus_swarm_runtime::supervisor::{ChildSpec, NodeExit};
+use nexus_swarm_runtime::supervisor::NodeExit;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -80,11 +80,11 @@ pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
 
 use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions, ModelRates};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
-use crate::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
-use crate::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaKeeperRef};
+use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
+use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
-    SchedulerError, SchedulerEvent, SchedulerRef,
+    SchedulerError, SchedulerEvent, SchedulerHandle,
 };
 use admission::{Control, Entry, Table};
 
@@ -113,7 +113,7 @@ pub enum SwarmError {
     Ledger(#[from] LedgerError),
     /// The LLM gateway could not be built.
     #[error("LLM gateway: {0}")]
-    Gateway(#[from] GatewayBuildError),
+    Gateway(Box<GatewayBuildError>),
     /// A pool could not be resized.
     #[error("pool: {0}")]
     Pool(#[from] PoolError),
@@ -137,6 +137,12 @@ pub enum SwarmError {
     /// No agent or pool of that name was spawned through this swarm.
     #[error("no agent or pool named {0} in this swarm")]
     Unknown(String),
+}
+
+impl From<GatewayBuildError> for SwarmError {
+    fn from(e: GatewayBuildError) -> Self {
+        SwarmError::Gateway(Box::new(e))
+    }
 }
 
 impl From<nexus_swarm_runtime::error::Error> for SwarmError {
@@ -183,8 +189,8 @@ impl SwarmBuilder {
     }
 }
 
-/// Names of a swarm's system actors: unique in the process (ractor's
-/// registry is process-wide), so that several swarms can run side by side.
+/// Names of a swarm's system actors (unique among the swarms of a process,
+/// so that logs tell them apart).
 fn system_name(swarm: u64, actor: &str) -> String {
     format!("swarm-{swarm}.{actor}")
 }
@@ -193,10 +199,10 @@ static NEXT_SWARM: AtomicU64 = AtomicU64::new(1);
 
 struct Inner {
     node: Node,
-    quotas: QuotaKeeperRef,
-    scheduler: SchedulerRef,
+    quotas: QuotaHandle,
+    scheduler: SchedulerHandle,
     ledger: LedgerHandle,
-    gateway: Option<LlmGatewayHandle>,
+    gateway: Option<GatewayHandle>,
     table: Mutex<Table>,
     next_request: AtomicU64,
     admission_wait: Duration,
@@ -295,17 +301,11 @@ impl Swarm {
         scheduler_args: SchedulerArgs,
         ledger_args: CostLedgerArgs,
         capacity: ResourceVector,
-    ) -> Result<(QuotaKeeperRef, SchedulerRef, LedgerHandle, Option<LlmGatewayHandle>), SwarmError> {
+    ) -> Result<(QuotaHandle, SchedulerHandle, LedgerHandle, Option<GatewayHandle>), SwarmError> {
         let quotas = QuotaKeeper::start(node, &system_name(id, "quota-keeper"), quota_args).await?;
         let scheduler = Scheduler::start(node, &system_name(id, "scheduler"), scheduler_args).await?;
         scheduler.register_pool(PoolSpec::new(AGENT_POOL, capacity)).await?;
-        let ledger = ledger_args.handle();
-        node.start_child(ChildSpec::for_actor(
-            system_name(id, "cost-ledger"),
-            CostLedger,
-            ledger_args,
-        ))
-        .await?;
+        let ledger = CostLedger::start(node, &system_name(id, "cost-ledger"), ledger_args).await?;
         let gateway = match llm {
             Some((catalogue, providers, seed)) => {
                 // One price book: the ledger prices usage by the catalogue's prices.
@@ -319,13 +319,10 @@ impl Swarm {
                 }
                 let mut args = LlmGatewayArgs::from_config(config, catalogue, providers)
                     .gate(Arc::new(ledger.budgets()))
-                    .gate(Arc::new(quotas.handle().clone()))
+                    .gate(Arc::new(quotas.clone()))
                     .sink(Arc::new(ledger.clone()));
                 args.seed = seed;
-                let (gateway, handle) = LlmGateway::build(args)?;
-                node.start_child(ChildSpec::for_actor(system_name(id, "llm-gateway"), gateway, ()))
-                    .await?;
-                Some(handle)
+                Some(LlmGateway::start(node, &system_name(id, "llm-gateway"), args).await?)
             }
             None => None,
         };
@@ -338,12 +335,12 @@ impl Swarm {
     }
 
     /// The quota keeper.
-    pub fn quotas(&self) -> &QuotaKeeperRef {
+    pub fn quotas(&self) -> &QuotaHandle {
         &self.inner.quotas
     }
 
     /// The scheduler.
-    pub fn scheduler(&self) -> &SchedulerRef {
+    pub fn scheduler(&self) -> &SchedulerHandle {
         &self.inner.scheduler
     }
 
@@ -353,7 +350,7 @@ impl Swarm {
     }
 
     /// The LLM gateway, when the swarm has providers and models.
-    pub fn gateway(&self) -> Option<&LlmGatewayHandle> {
+    pub fn gateway(&self) -> Option<&GatewayHandle> {
         self.inner.gateway.as_ref()
     }
 

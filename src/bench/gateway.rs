@@ -36,7 +36,7 @@ pub(crate) async fn overhead_us(samples: u64) -> anyhow::Result<(f64, f64)> {
     );
     args.cache.enabled = false;
     args.llm.max_concurrent = 10_000;
-    let (gw, actor, join) = LlmGateway::spawn(args).await?;
+    let (gw, actor, join) = LlmGateway::spawn_unsupervised(args).await?;
     let warmup = (samples / 10).max(1);
     for i in 0..warmup {
         gw.complete(request(i)).await?;

@@ -96,7 +96,7 @@ async fn routed_pool(node: &Node, agent: BenchAgent, workers: usize) -> anyhow::
     let mut cfg = RouterConfig::default();
     cfg.admission.rate_per_sec = 1_000_000_000;
     cfg.admission.burst = 1_000_000;
-    let router = Router::spawn(node, "bench-router", cfg).await?;
+    let router = Router::start(node, "bench-router", cfg).await?;
     router.add_pool(&pool).await?;
     Ok(router)
 }

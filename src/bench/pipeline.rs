@@ -24,12 +24,13 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nexus_swarm_actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerMsg, LedgerHandle, LedgerOptions, ModelRates,
+    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions,
+    ModelRates,
 };
 use nexus_swarm_actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
-use nexus_swarm_actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, LlmGatewayMsg, ProviderEntry};
+use nexus_swarm_actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use nexus_swarm_actors::quota_keeper::{
     MAX_QUOTA_AMOUNT, QuotaClock, QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs, QuotaSpec,
 };
@@ -39,7 +40,6 @@ use nexus_swarm_runtime::error::SendErrorKind;
 use nexus_swarm_runtime::prelude::*;
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
-use ractor::ActorRef;
 use tokio::sync::oneshot;
 
 /// The tenant every conversation belongs to (quota tree and budget scope).
@@ -88,7 +88,7 @@ pub(crate) const INJECTED_FAULT: &str = "injected fault (nexus bench soak)";
 #[derive(Debug)]
 struct ConversationAgent {
     quotas: QuotaHandle,
-    gateway: LlmGatewayHandle,
+    gateway: GatewayHandle,
     /// Quota name per worker index (built once; charges go by name).
     quota_names: Arc<[String]>,
     /// While set, every worker panics on its next message (soak's fault).
@@ -199,10 +199,8 @@ pub(crate) struct Pipeline {
     node: Node,
     pool: PoolRef<Step>,
     router: RouterHandle<Step>,
-    gateway: LlmGatewayHandle,
-    gateway_actor: ActorRef<LlmGatewayMsg>,
+    gateway: GatewayHandle,
     ledger: LedgerHandle,
-    ledger_actor: ActorRef<CostLedgerMsg>,
     fault: Arc<AtomicBool>,
     lane_capacity: usize,
     next_turn: AtomicU64,
@@ -238,16 +236,16 @@ impl Pipeline {
                 QuotaSpec::child(name.as_str(), TENANT, ResourceKind::LlmRequests, MAX_QUOTA_AMOUNT).period(minute),
             );
         }
-        let keeper = QuotaKeeper::start(
+        let quotas = QuotaKeeper::start(
             &node,
             "quotas",
             // Durable, as a configured keeper is: usage written every second.
             QuotaKeeperArgs::open(QuotaClock::tokio(), &dir.0)?.with_quotas(specs)?,
         )
         .await?;
-        let quotas = keeper.handle().clone();
 
-        let (ledger_actor, ledger) = CostLedger::start(LedgerOptions::new(&dir.0)).await?;
+        let ledger =
+            CostLedger::start(&node, "ledger", CostLedgerArgs::open(LedgerOptions::new(&dir.0)).await?).await?;
         ledger
             .set_model_price(MODEL, ModelRates::new(500_000, 1_500_000, 0)?)
             .await?;
@@ -277,7 +275,7 @@ impl Pipeline {
         // Every prompt is new: the cache would only grow.
         args.cache.enabled = false;
         args.llm.max_concurrent = 100_000;
-        let (gateway, gateway_actor, _join) = LlmGateway::spawn(args).await?;
+        let gateway = LlmGateway::start(&node, "gateway", args).await?;
 
         let fault = Arc::new(AtomicBool::new(false));
         let agent = ConversationAgent {
@@ -293,16 +291,14 @@ impl Pipeline {
         };
         router_cfg.admission.rate_per_sec = cfg.admission_rate;
         router_cfg.admission.burst = cfg.admission_burst;
-        let router = Router::spawn(&node, "conversations", router_cfg).await?;
+        let router = Router::start(&node, "conversations", router_cfg).await?;
         router.add_pool(&pool).await?;
         Ok(Self {
             node,
             pool,
             router,
             gateway,
-            gateway_actor,
             ledger,
-            ledger_actor,
             fault,
             lane_capacity: cfg.lane_capacity,
             next_turn: AtomicU64::new(0),
@@ -383,14 +379,11 @@ impl Pipeline {
         Ok(stats.completed)
     }
 
-    /// Stops everything and removes the data directory.
+    /// Stops everything and removes the data directory. The node's
+    /// shutdown retires the agents, then the system actors, and returns
+    /// once they have stopped: the ledger has committed what it queued.
     pub(crate) async fn shutdown(self) {
         self.node.shutdown(Duration::from_secs(30)).await;
-        // Stopped and waited for, so the ledger has closed its store before
-        // the directory goes. An error means it had already stopped.
-        let wait = Some(Duration::from_secs(30));
-        let _ = self.gateway_actor.stop_and_wait(None, wait).await;
-        let _ = self.ledger_actor.stop_and_wait(None, wait).await;
     }
 }
 

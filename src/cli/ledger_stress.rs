@@ -17,7 +17,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::actors::cost_ledger::{
-    Ack, Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates, Rate,
+    Ack, Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions,
+    ModelRates, Rate,
 };
 use crate::runtime::resources::{ResourceKind, ResourceVector};
 use crate::runtime::usage::{SpendGate, UsageMeta, UsageRecord};
@@ -146,7 +147,8 @@ pub fn run(args: StressArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let (actor, ledger) = CostLedger::start(LedgerOptions::new(&args.data_dir)).await?;
+        let (actor, ledger) =
+            CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(&args.data_dir)).await?).await?;
         ledger
             .set_model_price(STRESS_MODEL, ModelRates::new(150_000, 600_000, 100)?)
             .await?;

@@ -39,21 +39,20 @@ pub fn run(args: QuotaStressArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     rt.block_on(async move {
         let keeper_args = QuotaKeeperArgs::from_config(&config)?;
-        let (keeper, join) = QuotaKeeper::spawn("quota-stress-keeper", keeper_args).await?;
-        let quotas = keeper.handle().clone();
+        let (quotas, join) = QuotaKeeper::spawn_unsupervised(keeper_args).await?;
         loop {
             match quotas.try_consume(&args.quota, args.amount) {
                 Ok(_receipt) => {}
                 Err(QuotaError::Exhausted { .. }) => break,
                 Err(e) => return Err(e.into()),
             }
-            keeper.flush().await?;
+            quotas.flush().await?;
             let used = quotas.report(&args.quota)?.current;
             // Stdout closed means the test stopped listening; keep going until killed.
             let _ = writeln!(std::io::stdout().lock(), "{used}");
         }
         eprintln!("quota-stress: {} is exhausted", args.quota);
-        if let Some(actor) = keeper.actor() {
+        if let Some(actor) = quotas.actor() {
             actor.stop(None);
         }
         join.await?;

@@ -26,7 +26,9 @@ pub(crate) async fn write_ledger(dir: &Path, records: u64) {
     let clock = Arc::new(ManualClock::new(START_US));
     let mut options = LedgerOptions::new(dir).clock(clock.clone());
     options.retention = Duration::from_secs(2 * 86_400);
-    let (actor, ledger) = CostLedger::start(options).await.expect("ledger starts");
+    let (actor, ledger) = CostLedger::spawn_unsupervised(CostLedgerArgs::open(options).await.expect("ledger starts"))
+        .await
+        .unwrap();
     for model in ["gpt-a", "gpt-b"] {
         ledger
             .set_model_price(model, ModelRates::new(150_000, 600_000, 0).unwrap())

@@ -88,7 +88,7 @@ pub(crate) async fn router_over_pool(
 ) -> (Node, PoolRef<Msg>, RouterHandle<Msg>) {
     let node = Node::start(NexusConfig::default()).await.unwrap();
     let pool = node.spawn_pool("probes", n, Probe).await.unwrap();
-    let router = Router::spawn(&node, "router", strategy_config(strategy)).await.unwrap();
+    let router = Router::start(&node, "router", strategy_config(strategy)).await.unwrap();
     router.add_pool(&pool).await.unwrap();
     (node, pool, router)
 }

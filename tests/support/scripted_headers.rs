@@ -17,7 +17,7 @@ use nexus_swarm::actors::llm::{
     DeploymentSpec, LlmProvider, ModelCatalogue, ModelSpec, ProviderRequest, ProviderResponse, ProviderResult,
     RateLimits,
 };
-use nexus_swarm::actors::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
+use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -156,7 +156,7 @@ pub(crate) fn generous() -> RateLimits {
 /// (deployments `a@p`, `b@p`), plus, if `spare` is given, a second
 /// deployment of `a` at another provider `q` (`a@q`, upstream model
 /// `a-spare`). No cache, no retries unless `retries`.
-pub(crate) async fn gateway(p: &Scripted, at: LimitsAt, spare: Option<&Scripted>, retries: u32) -> LlmGatewayHandle {
+pub(crate) async fn gateway(p: &Scripted, at: LimitsAt, spare: Option<&Scripted>, retries: u32) -> GatewayHandle {
     let own = |spec: DeploymentSpec| match at {
         LimitsAt::Deployment => spec.limits(generous()),
         _ => spec,
@@ -174,7 +174,7 @@ pub(crate) async fn gateway(p: &Scripted, at: LimitsAt, spare: Option<&Scripted>
     args.llm.retry.max_retries = retries;
     args.llm.retry.base_backoff = Duration::from_millis(10);
     args.llm.retry.max_backoff = Duration::from_millis(20);
-    let (gw, _actor, _join) = LlmGateway::spawn(args).await.unwrap();
+    let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     gw
 }
 

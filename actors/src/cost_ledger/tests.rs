@@ -7,6 +7,8 @@ use proptest::prelude::*;
 
 use super::*;
 
+mod restart;
+
 /// 2024-02-29T00:00:00Z, a leap day, in microseconds.
 const LEAP_DAY_US: u64 = 1_709_164_800 * MICROS_PER_SEC;
 const HOUR_US: u64 = 3600 * MICROS_PER_SEC;

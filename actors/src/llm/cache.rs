@@ -199,8 +199,8 @@ fn now_unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-fn store_err(e: impl std::fmt::Display) -> CacheError {
-    CacheError::Store(e.to_string())
+fn store_err(e: impl Into<redb::Error>) -> CacheError {
+    CacheError::Store(Box::new(e.into()))
 }
 
 impl ResponseCache {

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use nexus_swarm_runtime::config::ConfigError;
+use nexus_swarm_runtime::error::SpawnError;
 use nexus_swarm_runtime::usage::SpendRefused;
 
 use super::types::RateLimitSnapshot;
@@ -175,7 +176,7 @@ pub enum CatalogueError {
 pub enum CacheError {
     /// The disk store failed to open or write.
     #[error("cache store: {0}")]
-    Store(String),
+    Store(#[source] Box<redb::Error>),
     /// The cache directory could not be created.
     #[error("cache directory {path}: {source}")]
     Io {
@@ -259,7 +260,10 @@ pub enum GatewayBuildError {
     /// Two providers share an id.
     #[error("duplicate provider id `{0}`")]
     DuplicateProvider(String),
-    /// The actor failed to start.
+    /// The node could not start the gateway under its supervisor.
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    /// The gateway actor (unsupervised) failed to start.
     #[error("gateway actor failed to start: {0}")]
-    Spawn(String),
+    Actor(#[from] ractor::SpawnErr),
 }

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use nexus_swarm_runtime::config::{ConfigError, LlmConfig};
 use nexus_swarm_runtime::usage::{SpendGate, UsageSink};
 use parking_lot::Mutex;
+use ractor::ActorRef;
 use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::llm::agent_slots::AgentSlots;
@@ -24,7 +27,7 @@ use crate::llm::provider::LlmProvider;
 use crate::llm::tokens::TokenCounter;
 
 use super::stats::Counters;
-use super::{LlmGatewayArgs, default_provider_limits};
+use super::{LlmGatewayArgs, LlmGatewayMsg, default_provider_limits};
 
 #[derive(Debug)]
 pub(super) struct ProviderRt {
@@ -74,6 +77,14 @@ pub(super) struct Core {
     // Whether the actor (and so the admission task) runs; SeqCst so a
     // request never queues after the stop was seen by the actor.
     pub(super) running: AtomicBool,
+    // The admission task of the running actor. Here, not in the actor's
+    // state, so that an actor restarted after a panic (no `post_stop` ran)
+    // can abort its predecessor's task. A plain mutex: taken when the
+    // actor starts and stops, never on a request.
+    pub(super) admission: Mutex<Option<JoinHandle<()>>>,
+    // The running actor, for the handle's calls to it. ArcSwapOption: the
+    // actor stores itself when it (re)starts and clears itself when it stops.
+    pub(super) actor: ArcSwapOption<ActorRef<LlmGatewayMsg>>,
     pub(super) stats: Counters,
 }
 
@@ -174,6 +185,8 @@ impl Core {
             epoch: Instant::now(),
             wake: Notify::new(),
             running: AtomicBool::new(false),
+            admission: Mutex::new(None),
+            actor: ArcSwapOption::empty(),
             stats: Counters::default(),
         })
     }

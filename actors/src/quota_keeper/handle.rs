@@ -1,6 +1,7 @@
 //! The data plane: [`QuotaHandle`] charges lock-free and hands back a
 //! [`QuotaCharge`] receipt, the only way to release or settle the charge;
-//! it is also the quota keeper's [`SpendGate`].
+//! it is also the quota keeper's [`SpendGate`]. Its control-plane calls
+//! (to the keeper actor) are in the parent module.
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,6 +16,11 @@ use super::table::{Shared, Snapshot, check_amount};
 
 /// A cloneable, lock-free handle on a quota tree: charges and releases go
 /// straight to the quotas' atomic counters, never through the keeper actor.
+/// Reports read the same counters. Changes of structure (defining quotas,
+/// adjusting limits and ceilings) and writes to the store are calls to the
+/// keeper running on the tree, whichever instance runs now
+/// ([`define`](Self::define), [`adjust`](Self::adjust), [`flush`](Self::flush), ...);
+/// without a keeper they are [`QuotaError::Unavailable`].
 ///
 /// `try_consume(quota, n)` charges `n` to the quota and every ancestor up
 /// to its root, or to none of them: levels are charged leaf first by
@@ -46,7 +52,7 @@ use super::table::{Shared, Snapshot, check_amount};
 /// ```
 #[derive(Clone)]
 pub struct QuotaHandle {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
 impl fmt::Debug for QuotaHandle {

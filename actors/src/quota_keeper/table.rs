@@ -11,13 +11,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use dashmap::DashMap;
 use nexus_swarm_runtime::config::{DefinedQuota, QuotaEntry, QuotaTreeError, check_quota_tree};
 use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageMeta;
 use parking_lot::Mutex;
+use ractor::ActorRef;
 
+use super::QuotaKeeperMsg;
 use super::cell::{NodeInit, Now, QuotaNode, period_nanos};
 use super::clock::QuotaClock;
 use super::handle::{Hold, QuotaHandle};
@@ -121,6 +123,10 @@ pub(crate) struct Shared {
     // blocking thread while the keeper waits for it; only definitions and
     // flushes take it, never the data plane.
     persist: Option<Mutex<QuotaStore>>,
+    // The keeper running on this tree, if any, for handles' control-plane
+    // calls. ArcSwapOption: read on each such call; a keeper stores itself
+    // when it (re)starts and clears itself when it stops.
+    pub(crate) keeper: ArcSwapOption<ActorRef<QuotaKeeperMsg>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -144,6 +150,7 @@ impl Shared {
             holds: DashMap::new(),
             next_hold: AtomicU64::new(1),
             persist: None,
+            keeper: ArcSwapOption::empty(),
         }
     }
 

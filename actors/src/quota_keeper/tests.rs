@@ -704,14 +704,14 @@ async fn a_bad_sweep_or_flush_interval_is_refused_naming_the_field() {
     // Built in code with a zero interval, the keeper refuses to start
     // rather than run without sweeps or writes.
     let args = QuotaKeeperArgs::default().sweep_interval(Duration::ZERO);
-    assert!(QuotaKeeper::spawn("zero-sweep-keeper", args).await.is_err());
+    assert!(QuotaKeeper::spawn_unsupervised(args).await.is_err());
     let args = QuotaKeeperArgs::open(QuotaClock::tokio(), dir.path())
         .unwrap()
         .flush_interval(Duration::ZERO);
-    assert!(QuotaKeeper::spawn("zero-flush-keeper", args).await.is_err());
+    assert!(QuotaKeeper::spawn_unsupervised(args).await.is_err());
     // Without a store the flush interval is not used.
     let args = QuotaKeeperArgs::default().flush_interval(Duration::ZERO);
-    let (keeper, join) = QuotaKeeper::spawn("no-store-keeper", args).await.unwrap();
+    let (keeper, join) = QuotaKeeper::spawn_unsupervised(args).await.unwrap();
     assert_eq!(keeper.flush().await, Ok(0));
     keeper.actor().unwrap().stop(None);
     join.await.unwrap();
@@ -719,10 +719,9 @@ async fn a_bad_sweep_or_flush_interval_is_refused_naming_the_field() {
 
 /// A keeper on a data directory, its quotas defined, spawned unsupervised.
 async fn persistent_keeper(
-    name: &str,
     dir: &std::path::Path,
     flush_every: Duration,
-) -> (QuotaKeeperRef, ractor::concurrency::JoinHandle<()>) {
+) -> (QuotaHandle, ractor::concurrency::JoinHandle<()>) {
     let args = QuotaKeeperArgs::open(QuotaClock::tokio(), dir)
         .unwrap()
         .with_quotas(vec![
@@ -731,11 +730,11 @@ async fn persistent_keeper(
         ])
         .unwrap()
         .flush_interval(flush_every);
-    QuotaKeeper::spawn(name, args).await.unwrap()
+    QuotaKeeper::spawn_unsupervised(args).await.unwrap()
 }
 
-fn current_of(keeper: &QuotaKeeperRef, quota: &str) -> u64 {
-    keeper.handle().report(quota).unwrap().current
+fn current_of(keeper: &QuotaHandle, quota: &str) -> u64 {
+    keeper.report(quota).unwrap().current
 }
 
 /// A clean stop writes what no timer wrote yet; a restarted keeper on the
@@ -743,17 +742,17 @@ fn current_of(keeper: &QuotaKeeperRef, quota: &str) -> u64 {
 #[tokio::test(start_paused = true)]
 async fn a_stopped_keeper_writes_its_usage_and_a_new_one_resumes_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (keeper, join) = persistent_keeper("stop-writes-keeper", dir.path(), Duration::from_secs(3_600)).await;
-    keeper.handle().try_consume("hourly", 7).unwrap();
-    keeper.handle().try_consume("system", 3).unwrap();
+    let (keeper, join) = persistent_keeper(dir.path(), Duration::from_secs(3_600)).await;
+    keeper.try_consume("hourly", 7).unwrap();
+    keeper.try_consume("system", 3).unwrap();
     keeper.actor().unwrap().stop(None);
     join.await.unwrap();
     drop(keeper);
 
-    let (keeper, join) = persistent_keeper("stop-writes-keeper", dir.path(), Duration::from_secs(3_600)).await;
+    let (keeper, join) = persistent_keeper(dir.path(), Duration::from_secs(3_600)).await;
     assert_eq!((current_of(&keeper, "hourly"), current_of(&keeper, "system")), (7, 10));
     assert_eq!(keeper.flush().await, Ok(0), "nothing changed since the restart");
-    keeper.handle().try_consume("hourly", 1).unwrap();
+    keeper.try_consume("hourly", 1).unwrap();
     assert_eq!(keeper.flush().await, Ok(2));
     keeper.actor().unwrap().stop(None);
     join.await.unwrap();
@@ -764,17 +763,17 @@ async fn a_stopped_keeper_writes_its_usage_and_a_new_one_resumes_it() {
 #[tokio::test(start_paused = true)]
 async fn a_killed_keeper_loses_only_the_charges_since_its_last_timed_write() {
     let dir = tempfile::tempdir().unwrap();
-    let (keeper, join) = persistent_keeper("killed-keeper", dir.path(), Duration::from_secs(1)).await;
-    keeper.handle().try_consume("hourly", 5).unwrap();
+    let (keeper, join) = persistent_keeper(dir.path(), Duration::from_secs(1)).await;
+    keeper.try_consume("hourly", 5).unwrap();
     // Past one interval: the timer's write is queued before this call.
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    keeper.tree().await.unwrap();
-    keeper.handle().try_consume("hourly", 4).unwrap();
+    ractor::call!(keeper.actor().unwrap(), QuotaKeeperMsg::Tree).unwrap();
+    keeper.try_consume("hourly", 4).unwrap();
     keeper.actor().unwrap().kill();
     let _ = join.await;
     drop(keeper);
 
-    let (keeper, join) = persistent_keeper("killed-keeper", dir.path(), Duration::from_secs(1)).await;
+    let (keeper, join) = persistent_keeper(dir.path(), Duration::from_secs(1)).await;
     assert_eq!(
         current_of(&keeper, "hourly"),
         5,
@@ -797,7 +796,7 @@ async fn a_keeper_from_config_keeps_usage_under_the_data_directory() {
     );
     let config = NexusConfig::from_toml_str(&text).unwrap();
     assert_eq!(config.quotas.flush_interval, Duration::from_millis(250));
-    let (keeper, join) = QuotaKeeper::spawn("config-keeper", QuotaKeeperArgs::from_config(&config).unwrap())
+    let (keeper, join) = QuotaKeeper::spawn_unsupervised(QuotaKeeperArgs::from_config(&config).unwrap())
         .await
         .unwrap();
     assert!(dir.path().join("data").join(STORE_FILE).exists());
@@ -806,7 +805,7 @@ async fn a_keeper_from_config_keeps_usage_under_the_data_directory() {
         QuotaKeeperArgs::from_config(&config),
         Err(QuotaError::Store(QuotaStoreError::Locked { .. }))
     ));
-    keeper.handle().try_consume("daily", 600).unwrap();
+    keeper.try_consume("daily", 600).unwrap();
     assert_eq!(keeper.flush().await, Ok(1));
     keeper.actor().unwrap().stop(None);
     join.await.unwrap();

@@ -5,7 +5,7 @@ use nexus_swarm_runtime::agent::AgentContext;
 use nexus_swarm_runtime::usage::UsageMeta;
 
 use crate::llm::{GatewayError, LlmRequest, LlmResponse};
-use crate::llm_gateway::LlmGatewayHandle;
+use crate::llm_gateway::GatewayHandle;
 
 /// Whom an agent's usage is charged to: its tenant, workflow and name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,12 +58,12 @@ impl Identity {
 /// bounds its calls, without the agent passing who it is).
 #[derive(Debug, Clone)]
 pub struct AgentLlm {
-    gateway: LlmGatewayHandle,
+    gateway: GatewayHandle,
     identity: Identity,
 }
 
 impl AgentLlm {
-    pub(crate) fn new(gateway: LlmGatewayHandle, identity: Identity) -> Self {
+    pub(crate) fn new(gateway: GatewayHandle, identity: Identity) -> Self {
         Self { gateway, identity }
     }
 
@@ -80,7 +80,7 @@ impl AgentLlm {
     }
 
     /// The gateway itself (its stats and catalogue).
-    pub fn gateway(&self) -> &LlmGatewayHandle {
+    pub fn gateway(&self) -> &GatewayHandle {
         &self.gateway
     }
 }

@@ -1,0 +1,281 @@
+//! Every system actor started with `X::start(&node, name, args)` is
+//! restarted by the node's supervisor when its handler panics, and nothing
+//! it was trusted with is lost: while a workload tracks usage in the
+//! ledger, charges a quota and calls the LLM gateway (whose usage goes to
+//! the ledger), the quota keeper, the scheduler, the ledger and the gateway
+//! panic in turn. Each is restarted once; the handles taken before the
+//! panics keep working, for the workload and for control-plane calls; every
+//! record the ledger acknowledged is in it afterwards, every gateway call's
+//! cost is recorded, the scheduler still holds its allocation, and the
+//! quota's usage is whole (in memory, and in its store after the node
+//! stops).
+//!
+//! The panics come from the actors crate's `fault-injection` feature (on
+//! for these tests): killing an actor would not do, since the supervisor
+//! takes a kill for a stop and does not restart the actor.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, ModelRates, TimeRange};
+use nexus_swarm::actors::llm::{
+    DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
+};
+use nexus_swarm::actors::scheduler::{Decision, Notifier, RequestId, ResourceRequest};
+use nexus_swarm::actors::{
+    CostLedger, CostLedgerArgs, GatewayHandle, LedgerHandle, LedgerOptions, LlmGateway, LlmGatewayArgs, ProviderEntry,
+    QuotaHandle, QuotaKeeper, QuotaKeeperArgs, Scheduler, SchedulerArgs, SchedulerHandle,
+};
+use nexus_swarm::runtime::prelude::*;
+use nexus_swarm::runtime::usage::UsageMeta;
+use tokio::sync::watch;
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// 1 micro-dollar per token in and out, in the catalogue and the ledger
+/// alike, so the gateway's reported cost and the ledger's are exact.
+const PRICE: u64 = 1_000_000;
+/// Rounds of work done between two panics (and after the last one).
+const ROUNDS_BETWEEN: u64 = 5;
+
+const CONFIG: &str = r#"
+[[scheduler.pools]]
+name = "cpu"
+capacity = { cpu = 4000 }
+
+[[quotas.quotas]]
+id = "work"
+kind = "llm_requests"
+limit = 1000000
+"#;
+
+/// What the workload did: every acknowledged record, every quota charge,
+/// every gateway answer's cost.
+#[derive(Debug, Default)]
+struct Done {
+    acked: Vec<(u64, u64)>,
+    charges: u64,
+    calls: u64,
+    gateway_cost: u64,
+}
+
+/// One round after another until `stop`: a tracked usage, a quota charge
+/// and an LLM call, each of which must succeed, restarts or not. Rounds
+/// are counted on `progress`.
+async fn workload(
+    ledger: LedgerHandle,
+    quotas: QuotaHandle,
+    gateway: GatewayHandle,
+    stop: Arc<AtomicBool>,
+    progress: watch::Sender<u64>,
+) -> Done {
+    let mut done = Done::default();
+    let mut round = 0;
+    while !stop.load(Ordering::Acquire) {
+        let amount = 1 + round % 7;
+        let ack = ledger
+            .track_usage(ResourceKind::Cost, amount, UsageMeta::default().tenant("acme"))
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: tracking failed: {e}"));
+        done.acked.push((ack.id, amount));
+
+        // The receipt is dropped: the charge stays.
+        let _ = quotas
+            .try_consume("work", 1)
+            .unwrap_or_else(|e| panic!("round {round}: charge failed: {e}"));
+        done.charges += 1;
+
+        let answer = gateway
+            .complete(
+                LlmRequest::user(format!("Question {round}: what changed?"))
+                    .max_tokens(16)
+                    .timeout(TIMEOUT),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: LLM call failed: {e}"));
+        done.calls += 1;
+        done.gateway_cost += answer.cost_micro_usd;
+
+        round += 1;
+        progress.send_replace(round);
+    }
+    done
+}
+
+async fn restarts_of(node: &Node, name: &str) -> u32 {
+    node.system_children()
+        .await
+        .into_iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("{name} is not a system child"))
+        .restarts
+}
+
+/// Waits until the supervisor reports `name` restarted once. A probe: each
+/// look is a round trip to the `system` supervisor.
+async fn restarted(node: &Node, name: &str) {
+    tokio::time::timeout(TIMEOUT, async {
+        while restarts_of(node, name).await == 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} was not restarted"));
+}
+
+/// Waits until the workload has done `rounds` more rounds.
+async fn more_rounds(progress: &mut watch::Receiver<u64>, rounds: u64) {
+    let target = *progress.borrow() + rounds;
+    tokio::time::timeout(TIMEOUT, progress.wait_for(|n| *n >= target))
+        .await
+        .expect("the workload goes on")
+        .expect("the workload is running");
+}
+
+fn allocated(d: Decision) {
+    assert!(matches!(d, Decision::Allocated(_)), "{d:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn system_actors_restart_after_panic_and_lose_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NexusConfig::from_toml_str(CONFIG).unwrap();
+    config.node.data_dir = dir.path().to_path_buf();
+    let node = Node::start(config.clone()).await.unwrap();
+
+    let quotas = QuotaKeeper::start(&node, "quota-keeper", QuotaKeeperArgs::from_config(&config).unwrap())
+        .await
+        .unwrap();
+    let scheduler: SchedulerHandle = Scheduler::start(
+        &node,
+        "scheduler",
+        SchedulerArgs::from_config(&config.scheduler).unwrap(),
+    )
+    .await
+    .unwrap();
+    let ledger_args = CostLedgerArgs::open(LedgerOptions::from_config(&config)).await.unwrap();
+    let ledger = CostLedger::start(&node, "cost-ledger", ledger_args).await.unwrap();
+    ledger
+        .set_model_price("m", ModelRates::new(PRICE as i64, PRICE as i64, 0).unwrap())
+        .await
+        .unwrap();
+    let catalogue = ModelCatalogue::new(vec![
+        ModelSpec::new("m", 8_000, PRICE, PRICE).deployment(DeploymentSpec::new("m@sim", "sim")),
+    ])
+    .unwrap();
+    let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(11));
+    let mut gateway_args = LlmGatewayArgs::from_config(
+        &config,
+        catalogue,
+        vec![ProviderEntry::new("sim", Arc::new(sim)).limits(RateLimits::unlimited())],
+    )
+    .sink(Arc::new(ledger.clone()));
+    // Every call reaches the provider and is recorded.
+    gateway_args.cache.enabled = false;
+    let gateway = LlmGateway::start(&node, "llm-gateway", gateway_args).await.unwrap();
+
+    let cpu = |m| ResourceVector::new().with(ResourceKind::Cpu, m);
+    allocated(
+        scheduler
+            .request(ResourceRequest::new(1, "batch", cpu(1000)), Notifier::ignore())
+            .await
+            .unwrap(),
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (progress_tx, mut progress) = watch::channel(0);
+    let work = tokio::spawn(workload(
+        ledger.clone(),
+        quotas.clone(),
+        gateway.clone(),
+        Arc::clone(&stop),
+        progress_tx,
+    ));
+    more_rounds(&mut progress, ROUNDS_BETWEEN).await;
+
+    // The quota keeper: the tree and its counters outlive it.
+    let used_before = quotas.report("work").unwrap().current;
+    quotas.inject_panic().unwrap();
+    restarted(&node, "quota-keeper").await;
+    assert!(
+        quotas.report("work").unwrap().current >= used_before,
+        "usage was not reset"
+    );
+    assert_eq!(quotas.adjust("work", 2_000_000).await, Ok(1_000_000));
+    more_rounds(&mut progress, ROUNDS_BETWEEN).await;
+
+    // The scheduler: its allocation is still held, and it takes requests.
+    scheduler.inject_panic().unwrap();
+    restarted(&node, "scheduler").await;
+    let held: Vec<RequestId> = scheduler.allocations().await.unwrap().iter().map(|a| a.id).collect();
+    assert_eq!(held, [RequestId(1)]);
+    allocated(
+        scheduler
+            .request(ResourceRequest::new(2, "api", cpu(3000)), Notifier::ignore())
+            .await
+            .unwrap(),
+    );
+    assert_eq!(scheduler.release(RequestId(2), "api").await.unwrap(), cpu(3000));
+    more_rounds(&mut progress, ROUNDS_BETWEEN).await;
+
+    // The ledger: same store, budgets and writer.
+    ledger.inject_panic().unwrap();
+    restarted(&node, "cost-ledger").await;
+    ledger
+        .put_budget(Budget::new("daily", 1 << 40, BudgetPeriod::Daily, BudgetAction::Alert))
+        .await
+        .unwrap();
+    assert!(ledger.budget_status("daily").unwrap().spent_micro_usd > 0);
+    more_rounds(&mut progress, ROUNDS_BETWEEN).await;
+
+    // The gateway: one admission task, the same limits and counters.
+    let completed_before = gateway.stats().completed;
+    gateway.inject_panic().unwrap();
+    restarted(&node, "llm-gateway").await;
+    assert!(gateway.is_running());
+    more_rounds(&mut progress, ROUNDS_BETWEEN).await;
+    assert!(gateway.stats().completed > completed_before);
+
+    stop.store(true, Ordering::Release);
+    let done = tokio::time::timeout(TIMEOUT, work).await.unwrap().unwrap();
+    assert!(done.calls >= 5 * ROUNDS_BETWEEN);
+
+    // Each restarted exactly once; none gave up.
+    for child in node.system_children().await {
+        assert_eq!(child.restarts, 1, "{}", child.name);
+    }
+
+    // Every acknowledged record is in the ledger, once, at its cost.
+    let records = ledger.records(TimeRange::all()).await.unwrap();
+    let stored: HashSet<u64> = records.iter().map(|r| r.id).collect();
+    assert_eq!(stored.len(), records.len(), "two records share an id");
+    for (id, _) in &done.acked {
+        assert!(stored.contains(id), "acknowledged record {id} is missing");
+    }
+    let tracked: u64 = records
+        .iter()
+        .filter(|r| r.meta.tenant.as_deref() == Some("acme"))
+        .map(|r| r.cost_micro_usd)
+        .sum();
+    assert_eq!(tracked, done.acked.iter().map(|(_, amount)| amount).sum::<u64>());
+    // Every gateway call's usage, across the ledger's and the gateway's
+    // restarts, was recorded at the cost the gateway answered with.
+    let recorded: u64 = records
+        .iter()
+        .filter(|r| r.meta.model.as_deref() == Some("m"))
+        .map(|r| r.cost_micro_usd)
+        .sum();
+    assert_eq!(recorded, done.gateway_cost);
+    assert_eq!(gateway.stats().sink_errors, 0);
+
+    // The quota's usage is whole: every charge, none reset.
+    assert_eq!(quotas.report("work").unwrap().current, done.charges);
+    assert_eq!(node.shutdown(TIMEOUT).await, NodeExit::Shutdown);
+
+    // The restarted keeper wrote it when the node stopped: a new keeper on
+    // the same directory resumes it.
+    drop((quotas, scheduler, ledger, gateway, node));
+    let again = QuotaKeeperArgs::from_config(&config).unwrap();
+    assert_eq!(again.handle().report("work").unwrap().current, done.charges);
+}
