@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates, TimeRange,
+    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, TimeRange,
 };
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
@@ -227,14 +227,8 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
 /// The cost ledger, priced from the catalogue, with the hard budget.
 async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
     let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
-    for m in &catalogue.models {
-        ledger
-            .set_model_price(
-                m.name.clone(),
-                ModelRates::new(i64::try_from(m.input_price)?, i64::try_from(m.output_price)?, 0)?,
-            )
-            .await?;
-    }
+    // One price book: the ledger charges the catalogue's prices.
+    ledger.use_catalogue_prices(catalogue).await?;
     let hard = Budget::new(BUDGET_ID, budget, BudgetPeriod::Daily, BudgetAction::Halt)
         .scope(BudgetScope::all().tenant(TENANT));
     ledger.put_budget(hard).await?;

@@ -33,7 +33,7 @@ use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use hdrhistogram::Histogram;
 use nexus_swarm::actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions, ModelRates,
+    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, LedgerHandle, LedgerOptions,
 };
 use nexus_swarm::actors::llm::{
     Capability, DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig,
@@ -404,14 +404,8 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
 /// The cost ledger, priced from the catalogue, with the hard budget.
 async fn ledger(dir: &std::path::Path, catalogue: &ModelCatalogue, budget: u64) -> anyhow::Result<LedgerHandle> {
     let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await?;
-    for m in &catalogue.models {
-        ledger
-            .set_model_price(
-                m.name.clone(),
-                ModelRates::new(i64::try_from(m.input_price)?, i64::try_from(m.output_price)?, 0)?,
-            )
-            .await?;
-    }
+    // One price book: the ledger charges the catalogue's prices.
+    ledger.use_catalogue_prices(catalogue).await?;
     let hard = Budget::new("swarm-daily", budget, BudgetPeriod::Daily, BudgetAction::Halt)
         .scope(BudgetScope::all().tenant(TENANT));
     ledger.put_budget(hard).await?;

@@ -28,7 +28,7 @@ async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() 
     let dir = tempfile::tempdir().unwrap();
     let (_ledger_actor, ledger) = CostLedger::start(LedgerOptions::new(dir.path())).await.unwrap();
     ledger
-        .set_model_price("big", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .set_model_price("big", ModelRates::new(PRICES.0, PRICES.1, 0).unwrap())
         .await
         .unwrap();
 

@@ -49,7 +49,7 @@ impl LlmProvider for Terse {
 async fn start(dir: &std::path::Path) -> (LlmGatewayHandle, LedgerHandle) {
     let (_actor, ledger) = CostLedger::start(LedgerOptions::new(dir)).await.unwrap();
     ledger
-        .set_model_price("m", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .set_model_price("m", ModelRates::new(PRICES.0, PRICES.1, 0).unwrap())
         .await
         .unwrap();
     ledger

@@ -259,6 +259,30 @@ pub enum GatewayBuildError {
     /// Two providers share an id.
     #[error("duplicate provider id `{0}`")]
     DuplicateProvider(String),
+    /// An `openai_compatible` provider's `api_key_env` names an
+    /// environment variable that is not set, or is empty.
+    #[error(
+        "provider `{provider}`: the environment variable `{var}` named by its api_key_env is not set (or is empty); \
+         set it to the API key"
+    )]
+    MissingApiKey {
+        /// The provider's id.
+        provider: String,
+        /// The variable's name.
+        var: String,
+    },
+    /// A provider could not be built from its configuration (e.g. a base
+    /// URL the HTTP client refuses).
+    #[error("provider `{provider}`: {source}")]
+    Provider {
+        /// The provider's id.
+        provider: String,
+        /// Why.
+        source: ProviderError,
+    },
+    /// The configuration declares no model, so there is nothing to serve.
+    #[error("no LLM model is configured: declare [[llm.models]] and the [[llm.providers]] they are deployed on")]
+    NoModels,
     /// The actor failed to start.
     #[error("gateway actor failed to start: {0}")]
     Spawn(String),
