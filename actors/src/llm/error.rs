@@ -277,8 +277,8 @@ pub enum GatewayBuildError {
     Provider {
         /// The provider's id.
         provider: String,
-        /// Why.
-        source: ProviderError,
+        /// Why (boxed: it is the largest of the errors).
+        source: Box<ProviderError>,
     },
     /// The configuration declares no model, so there is nothing to serve.
     #[error("no LLM model is configured: declare [[llm.models]] and the [[llm.providers]] they are deployed on")]

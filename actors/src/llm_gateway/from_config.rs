@@ -162,7 +162,7 @@ fn providers_from_config(
             ProviderKind::OpenAiCompatible => {
                 let failed = |source| GatewayBuildError::Provider {
                     provider: p.id.clone(),
-                    source,
+                    source: Box::new(source),
                 };
                 let base_url = p.base_url.clone().unwrap_or_default();
                 let mut endpoint = OpenAiConfig::new(base_url).timeout(llm.timeout);
@@ -186,8 +186,8 @@ fn providers_from_config(
                 pool = Some(shared.clone());
                 // The key was read above (so that its absence is a typed
                 // error naming the variable); hand the same value on.
-                let provider = OpenAiCompatible::with_env(p.id.clone(), &endpoint, &shared, |_| key.clone())
-                    .map_err(failed)?;
+                let provider =
+                    OpenAiCompatible::with_env(p.id.clone(), &endpoint, &shared, |_| key.clone()).map_err(failed)?;
                 Arc::new(provider)
             }
         };

@@ -404,9 +404,7 @@ impl ModelConfig {
 /// and `_`, not starting with a digit.
 fn is_env_var_name(name: &str) -> bool {
     let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -445,7 +443,11 @@ fn per_minute(field: &str, value: Option<u64>) -> Result<(), ConfigError> {
 
 /// `"1 model"`, `"2 models"`.
 fn entries(n: usize, what: &str) -> String {
-    if n == 1 { format!("1 {what}") } else { format!("{n} {what}s") }
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 /// Checks `llm.providers` and `llm.models` together: ids, ranges and every
@@ -503,7 +505,10 @@ pub(super) fn validate(llm: &LlmConfig) -> Result<(), ConfigError> {
         }
         price(&at("input_price"), m.input_price)?;
         price(&at("output_price"), m.output_price)?;
-        for (list, names) in [("fallbacks", &m.fallbacks), ("context_window_fallbacks", &m.context_window_fallbacks)] {
+        for (list, names) in [
+            ("fallbacks", &m.fallbacks),
+            ("context_window_fallbacks", &m.context_window_fallbacks),
+        ] {
             for (k, name) in names.iter().enumerate() {
                 let field = at(&format!("{list}[{k}]"));
                 let Some(&j) = model_index.get(name.as_str()) else {
@@ -514,7 +519,11 @@ pub(super) fn validate(llm: &LlmConfig) -> Result<(), ConfigError> {
                     ));
                 };
                 if j == i {
-                    return Err(ConfigError::invalid(field, format!("{name:?}"), "a model cannot fall back to itself"));
+                    return Err(ConfigError::invalid(
+                        field,
+                        format!("{name:?}"),
+                        "a model cannot fall back to itself",
+                    ));
                 }
                 let other = &models[j];
                 if list == "context_window_fallbacks" && other.context_window <= m.context_window {
@@ -543,7 +552,10 @@ pub(super) fn validate(llm: &LlmConfig) -> Result<(), ConfigError> {
                 return Err(ConfigError::invalid(
                     at("provider"),
                     format!("{:?}", d.provider),
-                    format!("names no provider in [[llm.providers]] (declared: {})", declared.join(", ")),
+                    format!(
+                        "names no provider in [[llm.providers]] (declared: {})",
+                        declared.join(", ")
+                    ),
                 ));
             }
             used.insert(d.provider.as_str());
@@ -572,7 +584,11 @@ pub(super) fn validate(llm: &LlmConfig) -> Result<(), ConfigError> {
             }
         }
     }
-    if let Some((i, p)) = providers.iter().enumerate().find(|(_, p)| !used.contains(p.id.as_str())) {
+    if let Some((i, p)) = providers
+        .iter()
+        .enumerate()
+        .find(|(_, p)| !used.contains(p.id.as_str()))
+    {
         return Err(ConfigError::invalid(
             format!("llm.providers[{i}].id"),
             format!("{:?}", p.id),
@@ -599,7 +615,11 @@ fn validate_provider(llm: &LlmConfig, i: usize, p: &ProviderConfig) -> Result<()
     match p.kind {
         ProviderKind::Simulated => {
             if let Some(url) = &p.base_url {
-                return Err(other_kind("base_url", format!("{url:?}"), ProviderKind::OpenAiCompatible));
+                return Err(other_kind(
+                    "base_url",
+                    format!("{url:?}"),
+                    ProviderKind::OpenAiCompatible,
+                ));
             }
             if p.api_key_env.is_some() {
                 return Err(other_kind(
@@ -658,15 +678,31 @@ fn validate_provider(llm: &LlmConfig, i: usize, p: &ProviderConfig) -> Result<()
     }
     let limits = p.limits(llm);
     let src = |own: bool, f: &str| if own { at(f) } else { format!("llm.{f}") };
-    at_least(&src(p.requests_per_minute.is_some(), "requests_per_minute"), limits.requests_per_minute.into(), 1)?;
-    at_least(&src(p.tokens_per_minute.is_some(), "tokens_per_minute"), limits.tokens_per_minute.into(), 1)?;
+    at_least(
+        &src(p.requests_per_minute.is_some(), "requests_per_minute"),
+        limits.requests_per_minute.into(),
+        1,
+    )?;
+    at_least(
+        &src(p.tokens_per_minute.is_some(), "tokens_per_minute"),
+        limits.tokens_per_minute.into(),
+        1,
+    )?;
     let total = (
         src(p.tokens_per_minute.is_some(), "tokens_per_minute"),
         u64::from(limits.tokens_per_minute),
     );
     for (f, own, v) in [
-        ("input_tokens_per_minute", p.input_tokens_per_minute.is_some(), limits.input_tokens_per_minute),
-        ("output_tokens_per_minute", p.output_tokens_per_minute.is_some(), limits.output_tokens_per_minute),
+        (
+            "input_tokens_per_minute",
+            p.input_tokens_per_minute.is_some(),
+            limits.input_tokens_per_minute,
+        ),
+        (
+            "output_tokens_per_minute",
+            p.output_tokens_per_minute.is_some(),
+            limits.output_tokens_per_minute,
+        ),
     ] {
         not_above(
             (&src(own, f), v.into()),

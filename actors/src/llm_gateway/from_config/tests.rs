@@ -67,7 +67,12 @@ fn the_catalogue_is_the_declared_models() {
     let c = ModelCatalogue::from_config(&config().llm).unwrap();
     let small = c.get("small").unwrap();
     assert_eq!(
-        (small.context_window, small.max_output_tokens, small.input_price, small.output_price),
+        (
+            small.context_window,
+            small.max_output_tokens,
+            small.input_price,
+            small.output_price
+        ),
         (8000, 8000, 150_000, 600_000)
     );
     assert_eq!(small.fallbacks, ["large"]);

@@ -122,7 +122,9 @@ fn a_key_written_instead_of_a_variable_name_is_refused_without_echoing_it() {
         assert!(text.contains("name the environment variable"), "{text}");
         assert!(!text.contains(key), "the key is echoed: {text}");
     }
-    let e = err(&openai("base_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"MY KEY\"\n"));
+    let e = err(&openai(
+        "base_url = \"http://127.0.0.1:1/v1\"\napi_key_env = \"MY KEY\"\n",
+    ));
     assert_eq!(e.field(), "llm.providers[0].api_key_env");
     assert!(e.to_string().contains("must name an environment variable"), "{e}");
 }
@@ -140,7 +142,10 @@ fn fields_of_the_other_kind_are_refused() {
 
 #[test]
 fn duplicate_ids_are_refused_naming_both() {
-    let twice = GOOD.replace("\n[[llm.models]]\nname = \"small\"", "\n[[llm.providers]]\nid = \"sim\"\nkind = \"simulated\"\n\n[[llm.models]]\nname = \"small\"");
+    let twice = GOOD.replace(
+        "\n[[llm.models]]\nname = \"small\"",
+        "\n[[llm.providers]]\nid = \"sim\"\nkind = \"simulated\"\n\n[[llm.models]]\nname = \"small\"",
+    );
     let e = err(&twice);
     assert!(matches!(e, ConfigError::Conflict { .. }), "{e:?}");
     assert_eq!(e.field(), "llm.providers[1].id");
@@ -156,15 +161,27 @@ fn duplicate_ids_are_refused_naming_both() {
 
 #[test]
 fn references_to_unknown_providers_and_models_are_refused() {
-    let e = err(&good_with("{ provider = \"sim\" }", "{ provider = \"sim\" }, { provider = \"simm\" }"));
+    let e = err(&good_with(
+        "{ provider = \"sim\" }",
+        "{ provider = \"sim\" }, { provider = \"simm\" }",
+    ));
     assert_eq!(e.field(), "llm.models[0].deployments[1].provider");
-    assert!(e.to_string().contains("\"simm\"") && e.to_string().contains("declared: sim"), "{e}");
+    assert!(
+        e.to_string().contains("\"simm\"") && e.to_string().contains("declared: sim"),
+        "{e}"
+    );
 
-    let e = err(&good_with("fallbacks = [\"large\"]\ncontext", "fallbacks = [\"large\", \"huge\"]\ncontext"));
+    let e = err(&good_with(
+        "fallbacks = [\"large\"]\ncontext",
+        "fallbacks = [\"large\", \"huge\"]\ncontext",
+    ));
     assert_eq!(e.field(), "llm.models[0].fallbacks[1]");
     assert!(e.to_string().contains("\"huge\""), "{e}");
 
-    let e = err(&good_with("fallbacks = [\"large\"]\ncontext", "fallbacks = [\"small\"]\ncontext"));
+    let e = err(&good_with(
+        "fallbacks = [\"large\"]\ncontext",
+        "fallbacks = [\"small\"]\ncontext",
+    ));
     assert_eq!(e.field(), "llm.models[0].fallbacks[0]");
     assert!(e.to_string().contains("itself"), "{e}");
 }
@@ -179,7 +196,11 @@ fn a_context_window_fallback_must_have_a_larger_window() {
 #[test]
 fn zero_and_absurd_values_are_refused() {
     for (from, to, field) in [
-        ("context_window = 16000", "context_window = 0", "llm.models[0].context_window"),
+        (
+            "context_window = 16000",
+            "context_window = 0",
+            "llm.models[0].context_window",
+        ),
         (
             "context_window = 128000",
             "context_window = 100000001",
@@ -190,7 +211,11 @@ fn zero_and_absurd_values_are_refused() {
             "max_output_tokens = 200000",
             "llm.models[1].max_output_tokens",
         ),
-        ("max_output_tokens = 4000", "max_output_tokens = 0", "llm.models[1].max_output_tokens"),
+        (
+            "max_output_tokens = 4000",
+            "max_output_tokens = 0",
+            "llm.models[1].max_output_tokens",
+        ),
         (
             "input_price = 150000",
             "input_price = 10000000001",
@@ -232,7 +257,10 @@ fn zero_and_absurd_values_are_refused() {
 
 #[test]
 fn models_without_providers_and_providers_without_models_are_refused() {
-    let models_only = GOOD.split("[[llm.models]]").skip(1).fold(String::new(), |acc, m| acc + "[[llm.models]]" + m);
+    let models_only = GOOD
+        .split("[[llm.models]]")
+        .skip(1)
+        .fold(String::new(), |acc, m| acc + "[[llm.models]]" + m);
     let e = err(&models_only);
     assert!(matches!(e, ConfigError::Conflict { .. }), "{e:?}");
     assert_eq!(e.field(), "llm.models");
@@ -268,7 +296,10 @@ fn unknown_keys_kinds_and_capabilities_are_refused_naming_where() {
     let e = err(&good_with("kind = \"simulated\"", "kind = \"anthropic\""));
     assert_eq!(e.field(), "llm.providers[0].kind", "{e}");
 
-    let e = err(&good_with("capabilities = [\"reasoning\"]", "capabilities = [\"telepathy\"]"));
+    let e = err(&good_with(
+        "capabilities = [\"reasoning\"]",
+        "capabilities = [\"telepathy\"]",
+    ));
     assert!(e.field().starts_with("llm.models[1].capabilities"), "{e}");
 
     let e = err(&good_with("output_price = 600000\n", ""));
@@ -277,7 +308,12 @@ fn unknown_keys_kinds_and_capabilities_are_refused_naming_where() {
 
 #[test]
 fn key_detection_tells_names_from_keys() {
-    for name in ["OPENAI_API_KEY", "_K", "VLLM_KEY_2", "A_VERY_LONG_ENVIRONMENT_VARIABLE_NAME_1"] {
+    for name in [
+        "OPENAI_API_KEY",
+        "_K",
+        "VLLM_KEY_2",
+        "A_VERY_LONG_ENVIRONMENT_VARIABLE_NAME_1",
+    ] {
         assert!(!looks_like_key(name) && is_env_var_name(name), "{name}");
     }
     for key in ["sk-x", "SK-abc", "sk_test_1", "bearer x", "Zx81kLmQ0pWr5tYu2iOaS3dF"] {
