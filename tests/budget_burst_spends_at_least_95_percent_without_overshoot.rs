@@ -58,7 +58,7 @@ async fn a_burst_spends_at_least_95_percent_of_a_hard_budget_without_overshoot()
     .await
     .unwrap();
     ledger
-        .set_model_price(MODEL, ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .set_model_price(MODEL, ModelRates::new(PRICES.0, PRICES.1, 0).unwrap())
         .await
         .unwrap();
     ledger
@@ -175,7 +175,7 @@ async fn a_request_whose_worst_case_exceeds_the_whole_budget_is_refused_at_once(
     .await
     .unwrap();
     ledger
-        .set_model_price(MODEL, ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .set_model_price(MODEL, ModelRates::new(PRICES.0, PRICES.1, 0).unwrap())
         .await
         .unwrap();
     ledger

@@ -1,5 +1,5 @@
 //! Bad input to the cost ledger gives a typed error and changes nothing:
-//! unknown budgets, negative or absurd prices, label sets that do not parse,
+//! unknown budgets, absurd prices (prices are unsigned), label sets that do not parse,
 //! zero amounts, unpriced kinds, invalid budgets and queries, and store
 //! files that are corrupt or held by another process (never replaced).
 
@@ -45,15 +45,15 @@ async fn unknown_budgets_are_typed_errors() {
 }
 
 #[tokio::test]
-async fn negative_and_absurd_prices_are_refused_and_prices_stay() {
+async fn absurd_prices_are_refused_and_prices_stay() {
     let dir = tempfile::tempdir().unwrap();
     let (actor, ledger) = started(dir.path()).await;
     assert!(matches!(
-        Rate::per_million(-150_000),
+        Rate::per_million(10_000_000_001),
         Err(LedgerError::InvalidPrice { .. })
     ));
     assert!(matches!(
-        ModelRates::new(-1, 0, 0),
+        ModelRates::new(0, 0, 1_000_000_001),
         Err(LedgerError::InvalidPrice { .. })
     ));
     let absurd = ModelRates {

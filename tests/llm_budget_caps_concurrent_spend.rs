@@ -31,7 +31,7 @@ async fn a_thousand_concurrent_requests_stay_within_a_hundred_requests_budget() 
             .await
             .unwrap();
     ledger
-        .set_model_price("big", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .set_model_price("big", ModelRates::new(PRICES.0, PRICES.1, 0).unwrap())
         .await
         .unwrap();
 

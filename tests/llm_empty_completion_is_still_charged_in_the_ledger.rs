@@ -51,7 +51,7 @@ async fn start(dir: &std::path::Path) -> (GatewayHandle, LedgerHandle) {
         .await
         .unwrap();
     ledger
-        .set_model_price("m", ModelRates::new(PRICES.0 as i64, PRICES.1 as i64, 0).unwrap())
+        .set_model_price("m", ModelRates::new(PRICES.0, PRICES.1, 0).unwrap())
         .await
         .unwrap();
     ledger

@@ -157,7 +157,7 @@ async fn system_actors_restart_after_panic_and_lose_nothing_acknowledged() {
     let ledger_args = CostLedgerArgs::open(LedgerOptions::from_config(&config)).await.unwrap();
     let ledger = CostLedger::start(&node, "cost-ledger", ledger_args).await.unwrap();
     ledger
-        .set_model_price("m", ModelRates::new(PRICE as i64, PRICE as i64, 0).unwrap())
+        .set_model_price("m", ModelRates::new(PRICE, PRICE, 0).unwrap())
         .await
         .unwrap();
     let catalogue = ModelCatalogue::new(vec![
@@ -165,7 +165,7 @@ async fn system_actors_restart_after_panic_and_lose_nothing_acknowledged() {
     ])
     .unwrap();
     let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(11));
-    let mut gateway_args = LlmGatewayArgs::from_config(
+    let mut gateway_args = LlmGatewayArgs::from_config_with_catalogue(
         &config,
         catalogue,
         vec![ProviderEntry::new("sim", Arc::new(sim)).limits(RateLimits::unlimited())],

@@ -105,6 +105,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 mod budget;
+mod catalogue_prices;
 mod clock;
 mod error;
 mod gate;
@@ -257,6 +258,9 @@ pub enum CostLedgerMsg {
     SetKindPrice(ResourceKind, Rate, RpcReplyPort<Result<(), LedgerError>>),
     /// Sets a model's prices.
     SetModelPrice(String, ModelRates, RpcReplyPort<Result<(), LedgerError>>),
+    /// Sets several models' prices in one change, all or none (see
+    /// [`LedgerHandle::use_catalogue_prices`]).
+    SetModelPrices(Vec<(String, ModelRates)>, RpcReplyPort<Result<(), LedgerError>>),
     /// Builds a report.
     Report(ReportQuery, RpcReplyPort<Result<Report, LedgerError>>),
     /// Finds cost-saving opportunities.
@@ -440,6 +444,9 @@ impl Actor for CostLedger {
             }
             CostLedgerMsg::SetModelPrice(model, rates, reply) => {
                 send(reply, Self::set_prices(&shared, |p| p.set_model(model, rates)).await);
+            }
+            CostLedgerMsg::SetModelPrices(rates, reply) => {
+                send(reply, Self::set_prices(&shared, |p| p.set_models(rates)).await);
             }
             CostLedgerMsg::Report(query, reply) => {
                 tokio::spawn(async move {

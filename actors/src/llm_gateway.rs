@@ -87,6 +87,7 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `llm_gateway.rs` | the actor, its handle and arguments |
+//! | `llm_gateway/from_config.rs` | the arguments built from `[[llm.providers]]` and `[[llm.models]]` |
 //! | `llm_gateway/shared.rs` | the state every caller shares, built from the arguments |
 //! | `llm_gateway/pipeline.rs` | the request pipeline (steps 1 to 9) |
 //! | `llm_gateway/policy.rs` | the pipeline's decisions: fallback order, retry or give up |
@@ -129,6 +130,7 @@
 //! [`dispatch`]: crate::llm::dispatch
 //! [`agent_slots`]: crate::llm::agent_slots
 
+mod from_config;
 mod grants;
 mod per_agent;
 mod pipeline;
@@ -252,8 +254,14 @@ impl LlmGatewayArgs {
     }
 
     /// The node's `llm` and `cache` sections, with the disk cache under
-    /// `<node.data_dir>/llm-cache`.
-    pub fn from_config(config: &NexusConfig, catalogue: ModelCatalogue, providers: Vec<ProviderEntry>) -> Self {
+    /// `<node.data_dir>/llm-cache`, serving the models of `catalogue` on
+    /// `providers` built in code (`llm.providers` and `llm.models` are not
+    /// read; [`Self::from_config`] builds both from them).
+    pub fn from_config_with_catalogue(
+        config: &NexusConfig,
+        catalogue: ModelCatalogue,
+        providers: Vec<ProviderEntry>,
+    ) -> Self {
         Self {
             llm: config.llm.clone(),
             cache: config.cache.clone(),

@@ -9,9 +9,11 @@
 //! the quota keeper (`[quotas]`, usage in `<data_dir>/quotas.redb`), the
 //! scheduler (`[scheduler]`, plus the pool [`AGENT_POOL`] holding the
 //! node's capacity, `node.capacity`), the cost ledger (`[ledger]`,
-//! `<data_dir>/ledger.redb`) and, when LLM providers and models are given,
-//! the LLM gateway, which reserves against the ledger's budgets and the
-//! quotas before each call and records usage in the ledger. A system actor
+//! `<data_dir>/ledger.redb`) and, when LLM providers and models are given
+//! in code ([`SwarmBuilder::llm`]) or declared in configuration
+//! (`[[llm.providers]]`, `[[llm.models]]`), the LLM gateway, which reserves
+//! against the ledger's budgets and the quotas before each call and records
+//! usage in the ledger, priced from the same catalogue. A system actor
 //! that fails is restarted by its supervisor with its state, and every
 //! handle to it keeps working.
 //!
@@ -78,7 +80,7 @@ use tokio::time::Instant;
 pub use admission::{AdmissionStatus, Holder, Refusal, Shortfall};
 pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
 
-use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions, ModelRates};
+use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
@@ -254,19 +256,24 @@ impl Swarm {
         let ledger_args = CostLedgerArgs::open(LedgerOptions::from_config(&config)).await?;
         let capacity = config.node.resolved_capacity();
         let (admission_wait, grace) = (config.node.admission_wait, config.node.preemption_grace);
+        // Providers and models given in code, else those the configuration
+        // declares (built here, so a missing API key variable is an error
+        // before anything starts), else no gateway.
+        let llm = match llm {
+            Some((catalogue, providers)) => Some(LlmGatewayArgs::from_config_with_catalogue(
+                &config, catalogue, providers,
+            )),
+            None if !config.llm.models.is_empty() || !config.llm.providers.is_empty() => {
+                Some(LlmGatewayArgs::from_config(&config)?)
+            }
+            None => None,
+        }
+        .map(|mut args| {
+            args.seed = gateway_seed;
+            args
+        });
         let node = Node::start(config.clone()).await?;
-        let llm = llm.map(|(catalogue, providers)| (catalogue, providers, gateway_seed));
-        let started = Self::start_actors(
-            &node,
-            id,
-            &config,
-            llm,
-            quota_args,
-            scheduler_args,
-            ledger_args,
-            capacity,
-        )
-        .await;
+        let started = Self::start_actors(&node, id, llm, quota_args, scheduler_args, ledger_args, capacity).await;
         let (quotas, scheduler, ledger, gateway) = match started {
             Ok(actors) => actors,
             Err(e) => {
@@ -295,8 +302,7 @@ impl Swarm {
     async fn start_actors(
         node: &Node,
         id: u64,
-        config: &NexusConfig,
-        llm: Option<(ModelCatalogue, Vec<ProviderEntry>, u64)>,
+        llm: Option<LlmGatewayArgs>,
         quota_args: QuotaKeeperArgs,
         scheduler_args: SchedulerArgs,
         ledger_args: CostLedgerArgs,
@@ -307,21 +313,13 @@ impl Swarm {
         scheduler.register_pool(PoolSpec::new(AGENT_POOL, capacity)).await?;
         let ledger = CostLedger::start(node, &system_name(id, "cost-ledger"), ledger_args).await?;
         let gateway = match llm {
-            Some((catalogue, providers, seed)) => {
+            Some(args) => {
                 // One price book: the ledger prices usage by the catalogue's prices.
-                for model in &catalogue.models {
-                    let rates = ModelRates {
-                        input_per_million: model.input_price,
-                        output_per_million: model.output_price,
-                        per_request: 0,
-                    };
-                    ledger.set_model_price(model.name.clone(), rates).await?;
-                }
-                let mut args = LlmGatewayArgs::from_config(config, catalogue, providers)
+                ledger.use_catalogue_prices(&args.catalogue).await?;
+                let args = args
                     .gate(Arc::new(ledger.budgets()))
                     .gate(Arc::new(quotas.clone()))
                     .sink(Arc::new(ledger.clone()));
-                args.seed = seed;
                 Some(LlmGateway::start(node, &system_name(id, "llm-gateway"), args).await?)
             }
             None => None,

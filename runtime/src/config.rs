@@ -5,7 +5,8 @@
 //! defaults (a file holding only `[router.admission.policy]` with
 //! `low = "wait"` is valid). Only the identity of a list entry has no
 //! default: a pool's `name` and `capacity`, a quota's `id`, `kind` and
-//! `limit`.
+//! `limit`, an LLM provider's `id` and `kind`, a model's `name`, window,
+//! prices and deployments (see [`ProviderConfig`] and [`ModelConfig`]).
 //!
 //! Reading refuses, each error naming the field by its dotted path (e.g.
 //! `mailbox.high.capacity`) or, for TOML syntax, the line and column:
@@ -59,8 +60,13 @@ use toml::de::{DeTable, DeValue};
 
 use crate::priority::Priority;
 
+mod llm;
 mod quota_tree;
 mod scheduling;
+pub use llm::{
+    Capability, DeploymentConfig, MAX_CONTEXT_WINDOW, MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_SIMULATED_LATENCY,
+    ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
+};
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use scheduling::{
     AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig,
@@ -971,7 +977,8 @@ impl Default for BatchConfig {
     }
 }
 
-/// The LLM gateway's provider limits and connection pool.
+/// The LLM gateway: its providers and models, their limits, the
+/// connection pool, retries, batching and routing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LlmConfig {
@@ -1022,6 +1029,21 @@ pub struct LlmConfig {
     /// How long a deployment in cooldown receives nothing. Default: 30 s.
     #[serde(with = "humantime_serde")]
     pub cooldown: Duration,
+    /// The providers the gateway may call, as `[[llm.providers]]` blocks
+    /// (see [`ProviderConfig`]): each with an `id` and a `kind`,
+    /// `"simulated"` or `"openai_compatible"` (with a `base_url` and, for
+    /// a key, `api_key_env` naming the environment variable that holds it).
+    /// Every provider must serve a model and every model needs a provider.
+    /// Default: none (and then not written by `nexus config defaults`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<ProviderConfig>,
+    /// The model catalogue, as `[[llm.models]]` blocks (see
+    /// [`ModelConfig`]): name, context window, prices in micro-dollars per
+    /// million tokens, capabilities, fallbacks and deployments on the
+    /// providers. The cost ledger is priced from them too. Default: none
+    /// (and then not written by `nexus config defaults`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelConfig>,
 }
 
 /// How the LLM gateway picks a deployment within a model group.
@@ -1059,12 +1081,16 @@ impl Default for LlmConfig {
             routing: DeploymentRouting::WeightedShuffle,
             allowed_fails: 3,
             cooldown: Duration::from_secs(30),
+            providers: Vec::new(),
+            models: Vec::new(),
         }
     }
 }
 
 impl LlmConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
+    /// Checks ranges, and that providers and models are consistent (see
+    /// [`ProviderConfig`] and [`ModelConfig`]); errors name `llm.<field>`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
         at_least("llm.requests_per_minute", self.requests_per_minute.into(), 1)?;
         at_least("llm.tokens_per_minute", self.tokens_per_minute.into(), 1)?;
         let total = ("llm.tokens_per_minute", u64::from(self.tokens_per_minute));
@@ -1109,6 +1135,7 @@ impl LlmConfig {
         in_range("llm.burst_percent", self.burst_percent.into(), 1, 100)?;
         at_least("llm.allowed_fails", self.allowed_fails.into(), 1)?;
         nonzero_duration("llm.cooldown", self.cooldown)?;
+        llm::validate(self)?;
         Ok(())
     }
 }

@@ -12,7 +12,8 @@ use super::clock::format_rfc3339;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
-    /// A price is negative, zero-sized, absurdly high, or prices money itself.
+    /// A price is zero-sized, absurdly high, or prices money itself, or a
+    /// catalogue's deployment is priced apart from its model.
     #[error("invalid price for {what}: {reason}")]
     InvalidPrice {
         /// The kind or model priced.

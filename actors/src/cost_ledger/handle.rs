@@ -35,7 +35,7 @@ impl LedgerHandle {
         self.shared.actor.load_full().ok_or(LedgerError::Unavailable)
     }
 
-    async fn call<T: Send + 'static>(
+    pub(super) async fn call<T: Send + 'static>(
         &self,
         msg: impl FnOnce(RpcReplyPort<Result<T, LedgerError>>) -> CostLedgerMsg,
     ) -> Result<T, LedgerError> {

@@ -25,8 +25,9 @@ use super::error::LedgerError;
 
 /// Highest accepted price of one unit of any kind: $1,000.
 pub const MAX_MICRO_USD_PER_UNIT: u64 = 1_000_000_000;
-/// Highest accepted price of a million tokens: $10,000.
-pub const MAX_MICRO_USD_PER_MILLION_TOKENS: u64 = 10_000_000_000;
+/// Highest accepted price of a million tokens: $10,000 (the limit the
+/// configuration's model catalogue is checked against too).
+pub const MAX_MICRO_USD_PER_MILLION_TOKENS: u64 = nexus_swarm_runtime::config::MAX_MICRO_USD_PER_MILLION_TOKENS;
 
 /// The cost of `amount` units at `micro_usd` per `per` units, rounded up to
 /// a whole micro-dollar; `None` if `per` is 0 or the cost does not fit a
@@ -56,14 +57,13 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `micro_usd` per `per` units. Negative prices, `per == 0` and prices
-    /// above [`MAX_MICRO_USD_PER_UNIT`] per unit are rejected.
-    pub fn new(micro_usd: i64, per: u64) -> Result<Rate, LedgerError> {
+    /// `micro_usd` per `per` units. `per == 0` and prices above
+    /// [`MAX_MICRO_USD_PER_UNIT`] per unit are rejected.
+    pub fn new(micro_usd: u64, per: u64) -> Result<Rate, LedgerError> {
         let invalid = |reason: String| LedgerError::InvalidPrice {
             what: "rate".into(),
             reason,
         };
-        let micro_usd = u64::try_from(micro_usd).map_err(|_| invalid(format!("{micro_usd} is negative")))?;
         if per == 0 {
             return Err(invalid("priced per 0 units".into()));
         }
@@ -76,7 +76,7 @@ impl Rate {
     }
 
     /// A price per million units (tokens). At most $10,000 per million.
-    pub fn per_million(micro_usd: i64) -> Result<Rate, LedgerError> {
+    pub fn per_million(micro_usd: u64) -> Result<Rate, LedgerError> {
         let rate = Rate::new(micro_usd, 1_000_000)?;
         if rate.micro_usd > MAX_MICRO_USD_PER_MILLION_TOKENS {
             return Err(LedgerError::InvalidPrice {
@@ -88,12 +88,12 @@ impl Rate {
     }
 
     /// A price per unit (per request, per GPU...).
-    pub fn per_unit(micro_usd: i64) -> Result<Rate, LedgerError> {
+    pub fn per_unit(micro_usd: u64) -> Result<Rate, LedgerError> {
         Rate::new(micro_usd, 1)
     }
 
     /// A price per CPU-second, for CPU usage recorded in CPU-milliseconds.
-    pub fn per_cpu_second(micro_usd: i64) -> Result<Rate, LedgerError> {
+    pub fn per_cpu_second(micro_usd: u64) -> Result<Rate, LedgerError> {
         Rate::new(micro_usd, 1000)
     }
 
@@ -125,8 +125,10 @@ pub struct ModelRates {
 }
 
 impl ModelRates {
-    /// Checked constructor: no negative or absurd price.
-    pub fn new(input_per_million: i64, output_per_million: i64, per_request: i64) -> Result<Self, LedgerError> {
+    /// Checked constructor: no absurd price (above
+    /// [`MAX_MICRO_USD_PER_MILLION_TOKENS`] per million tokens or
+    /// [`MAX_MICRO_USD_PER_UNIT`] per request).
+    pub fn new(input_per_million: u64, output_per_million: u64, per_request: u64) -> Result<Self, LedgerError> {
         Ok(Self {
             input_per_million: Rate::per_million(input_per_million)?.micro_usd,
             output_per_million: Rate::per_million(output_per_million)?.micro_usd,
@@ -135,22 +137,15 @@ impl ModelRates {
     }
 
     fn validate(&self, model: &str) -> Result<(), LedgerError> {
-        let check = |v: u64, f: fn(i64) -> Result<Rate, LedgerError>| {
-            let v = i64::try_from(v).map_err(|_| LedgerError::InvalidPrice {
-                what: format!("model `{model}`"),
-                reason: format!("{v} is absurdly high"),
-            })?;
-            f(v).map(|_| ())
-        };
-        check(self.input_per_million, Rate::per_million)?;
-        check(self.output_per_million, Rate::per_million)?;
-        check(self.per_request, Rate::per_unit).map_err(|e| match e {
-            LedgerError::InvalidPrice { reason, .. } => LedgerError::InvalidPrice {
-                what: format!("model `{model}`"),
-                reason,
-            },
-            e => e,
-        })
+        Self::new(self.input_per_million, self.output_per_million, self.per_request)
+            .map(|_| ())
+            .map_err(|e| match e {
+                LedgerError::InvalidPrice { reason, .. } => LedgerError::InvalidPrice {
+                    what: format!("model `{model}`"),
+                    reason,
+                },
+                e => e,
+            })
     }
 
     /// The rate this model charges for a kind, if it prices that kind.

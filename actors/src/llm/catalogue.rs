@@ -7,7 +7,12 @@
 //! the cost ledger prices its usage records: the prompt tokens and the
 //! completion tokens are each rounded *up* to the micro-dollar, then added,
 //! for estimates and actuals alike (one function, [`tokens_cost_micro_usd`]),
-//! so the cost a response reports is the cost its records commit.
+//! so the cost a response reports is the cost its records commit. The
+//! ledger takes its model prices from the catalogue
+//! ([`PriceTable::from_catalogue`](crate::cost_ledger::PriceTable::from_catalogue),
+//! [`LedgerHandle::use_catalogue_prices`](crate::cost_ledger::LedgerHandle::use_catalogue_prices)),
+//! so each price is written once; a catalogue can be declared in
+//! configuration ([`ModelCatalogue::from_config`]).
 
 use std::collections::{BTreeSet, HashSet};
 

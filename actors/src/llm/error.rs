@@ -263,6 +263,30 @@ pub enum GatewayBuildError {
     /// The node could not start the gateway under its supervisor.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
+    /// An `openai_compatible` provider's `api_key_env` names an
+    /// environment variable that is not set, or is empty.
+    #[error(
+        "provider `{provider}`: the environment variable `{var}` named by its api_key_env is not set (or is empty); \
+         set it to the API key"
+    )]
+    MissingApiKey {
+        /// The provider's id.
+        provider: String,
+        /// The variable's name.
+        var: String,
+    },
+    /// A provider could not be built from its configuration (e.g. a base
+    /// URL the HTTP client refuses).
+    #[error("provider `{provider}`: {source}")]
+    Provider {
+        /// The provider's id.
+        provider: String,
+        /// Why (boxed: it is the largest of the errors).
+        source: Box<ProviderError>,
+    },
+    /// The configuration declares no model, so there is nothing to serve.
+    #[error("no LLM model is configured: declare [[llm.models]] and the [[llm.providers]] they are deployed on")]
+    NoModels,
     /// The gateway actor (unsupervised) failed to start.
     #[error("gateway actor failed to start: {0}")]
     Actor(#[from] ractor::SpawnErr),

@@ -72,23 +72,9 @@ impl Message {
     }
 }
 
-/// Something a model can do, which a request may need.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Capability {
-    /// Plain chat completion (every model has it).
-    Chat,
-    /// Tool / function calling.
-    Tools,
-    /// Strict JSON output.
-    Json,
-    /// Image input.
-    Vision,
-    /// Long multi-step reasoning.
-    Reasoning,
-    /// Program code.
-    Code,
-}
+/// Something a model can do, which a request may need (defined beside the
+/// configuration, which declares models' capabilities).
+pub use nexus_swarm_runtime::config::Capability;
 
 /// Which model a request wants.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -123,7 +123,7 @@ mod agreement_with_the_ledger {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::cost_ledger::{MAX_MICRO_USD_PER_MILLION_TOKENS, ModelRates, PriceTable};
+    use crate::cost_ledger::{MAX_MICRO_USD_PER_MILLION_TOKENS, PriceTable};
 
     /// What the ledger commits for a call's records: one per kind of
     /// token used (the gateway records no zero amounts).
@@ -158,14 +158,8 @@ mod agreement_with_the_ledger {
         ) {
             let spec = ModelSpec::new("m", 4_000_000, input_price, output_price)
                 .deployment(DeploymentSpec::new("m@p", "p"));
-            let mut prices = PriceTable::new();
-            prices
-                .set_model(
-                    "m",
-                    ModelRates::new(i64::try_from(input_price).unwrap(), i64::try_from(output_price).unwrap(), 0)
-                        .unwrap(),
-                )
-                .unwrap();
+            // The ledger priced from the catalogue itself: one price book.
+            let prices = PriceTable::from_catalogue(&ModelCatalogue::new(vec![spec.clone()]).unwrap()).unwrap();
             let ledger = ledger_cost(&prices, "m", input, output);
             prop_assert_eq!(spec.cost(input, output), ledger);
             prop_assert_eq!(cost_micro_usd(input, output, input_price, output_price), ledger);
