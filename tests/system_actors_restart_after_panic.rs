@@ -279,3 +279,105 @@ async fn system_actors_restart_after_panic_and_lose_nothing_acknowledged() {
     let again = QuotaKeeperArgs::from_config(&config).unwrap();
     assert_eq!(again.handle().report("work").unwrap().current, done.charges);
 }
+
+/// The system child whose name ends with `suffix`.
+async fn system_child(node: &Node, suffix: &str) -> String {
+    node.system_children()
+        .await
+        .into_iter()
+        .map(|c| c.name)
+        .find(|n| n.ends_with(suffix))
+        .unwrap_or_else(|| panic!("no system child named *{suffix}"))
+}
+
+/// Declares one CPU, answers pings.
+struct Pinger;
+
+impl Agent for Pinger {
+    type Msg = Reply<u32>;
+    type State = ();
+
+    fn profile(&self) -> ResourceProfile {
+        ResourceProfile::guaranteed(ResourceVector::new().with(ResourceKind::Cpu, 1000))
+    }
+
+    async fn init(&self, _: &AgentContext<Reply<u32>>) -> Result<(), HandlerError> {
+        Ok(())
+    }
+
+    async fn handle(&self, ctx: &AgentContext<Reply<u32>>, reply: Reply<u32>, _: &mut ()) -> Result<(), HandlerError> {
+        reply.send(ctx.restarts());
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() {
+    use nexus_swarm::actors::swarm::{AGENT_POOL, Swarm};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = NexusConfig::from_toml_str(CONFIG).unwrap();
+    config.node.data_dir = dir.path().to_path_buf();
+    config.node.capacity = [("cpu".to_string(), 4000)].into();
+    let catalogue = ModelCatalogue::new(vec![
+        ModelSpec::new("m", 8_000, PRICE, PRICE).deployment(DeploymentSpec::new("m@sim", "sim")),
+    ])
+    .unwrap();
+    let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(3));
+    let swarm = Swarm::builder(config)
+        .llm(
+            catalogue,
+            vec![ProviderEntry::new("sim", Arc::new(sim)).limits(RateLimits::unlimited())],
+        )
+        .start()
+        .await
+        .unwrap();
+    let first = swarm.spawn_agent("first", Pinger).await.unwrap();
+    // Distinct prompts: a repeated one would be served from the cache, free.
+    let call = |prompt: &str| {
+        swarm.gateway().unwrap().complete(
+            LlmRequest::user(prompt)
+                .max_tokens(8)
+                .meta(UsageMeta::default().tenant("acme").agent("first")),
+        )
+    };
+    call("before").await.unwrap();
+
+    swarm.quotas().inject_panic().unwrap();
+    restarted(swarm.node(), &system_child(swarm.node(), ".quota-keeper").await).await;
+    swarm.scheduler().inject_panic().unwrap();
+    restarted(swarm.node(), &system_child(swarm.node(), ".scheduler").await).await;
+    // The scheduler kept the agent's allocation and admits the next one.
+    let second = swarm.spawn_agent("second", Pinger).await.unwrap();
+    let pools = swarm.scheduler().pools().await.unwrap();
+    let agents = pools.iter().find(|p| p.id.as_str() == AGENT_POOL).unwrap();
+    assert_eq!(agents.available.get(&ResourceKind::Cpu), 2000);
+
+    swarm.ledger().inject_panic().unwrap();
+    restarted(swarm.node(), &system_child(swarm.node(), ".cost-ledger").await).await;
+    swarm.gateway().unwrap().inject_panic().unwrap();
+    restarted(swarm.node(), &system_child(swarm.node(), ".llm-gateway").await).await;
+    call("after").await.unwrap();
+
+    for agent in [&first, &second] {
+        assert_eq!(agent.ask(|r| r, Priority::Normal, TIMEOUT).await.unwrap(), 0);
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    loop {
+        let records = swarm.ledger().records(TimeRange::all()).await.unwrap();
+        let calls = records
+            .iter()
+            .filter(|r| r.meta.agent.as_deref() == Some("first"))
+            .count();
+        // Two calls, each an input and an output record.
+        if calls == 4 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "records: {records:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for child in swarm.node().system_children().await {
+        assert_eq!(child.restarts, 1, "{}", child.name);
+    }
+    swarm.shutdown(TIMEOUT).await;
+}
