@@ -571,20 +571,23 @@ pub struct NodeConfig {
     /// usage (`quotas.redb`) and the LLM response cache's disk tier
     /// (`llm-cache/`). Default: `"./nexus-data"`.
     pub data_dir: PathBuf,
-    /// What agents' declared requests are admitted against, per resource
+    /// What agents' declared requests are admitted against (by a `Swarm`,
+    /// which spawns agents through the scheduler; `Node::spawn_agent` admits
+    /// nothing), per resource
     /// kind (`cpu` in millicores, `memory` in bytes, any other kind in its
     /// own unit), e.g. `capacity = { cpu = 4000, memory = 8589934592 }`.
     /// A kind left out is what the machine has for `cpu` (its available
     /// cores) and `memory` (its total memory), and nothing for any other
     /// kind. Default: empty (the machine's cpu and memory).
     pub capacity: BTreeMap<String, u64>,
-    /// How long spawning an agent whose requests do not fit waits for room
+    /// How long spawning an agent through a `Swarm` whose requests do not
+    /// fit waits for room
     /// (its status readable meanwhile) before it is refused; zero refuses
     /// at once. Default: `"0s"`.
     #[serde(with = "humantime_serde")]
     pub admission_wait: Duration,
-    /// How long a preempted agent has to hand back or finish what it
-    /// admitted before it is stopped. Default: `"5s"`.
+    /// How long an agent a `Swarm` preempts has to hand back or finish
+    /// what it admitted before it is stopped. Default: `"5s"`.
     #[serde(with = "humantime_serde")]
     pub preemption_grace: Duration,
 }
