@@ -14,6 +14,7 @@
 //! | [`router`] | `Router` / `RouterHandle` | members, weights, health, admission |
 //! | [`quota_keeper`] | `QuotaKeeper` / `QuotaHandle` | hierarchical quotas, periods, borrowing; the spend gate |
 //! | [`scheduler`] | `Scheduler` | resource pools, reservations, strategies, QoS preemption |
+//! | [`scaler`] | `Scaler` / `ScalerHandle` | scaling groups over agent pools: triggers, cooldown, stabilization |
 
 pub mod cost_ledger;
 pub mod llm;
@@ -21,5 +22,6 @@ pub mod llm_gateway;
 mod named;
 pub mod quota_keeper;
 pub mod router;
+pub mod scaler;
 pub mod scheduler;
 pub mod swarm;
