@@ -1,7 +1,8 @@
 //! A pool under a load it cannot keep up with is scaled out by the swarm's
 //! scaler only once the queue has stayed over its threshold for the
 //! sustain duration, one worker per decision, never twice inside the
-//! cooldown and never past the maximum (where it holds, saying so).
+//! cooldown and never past the maximum (where it holds, saying so); each
+//! tick's CPU utilization reaches the pressure detector.
 
 #[path = "support/scaling.rs"]
 mod scaling;
@@ -80,5 +81,9 @@ async fn scale_out_waits_for_the_sustain_and_the_cooldown_and_stops_at_max() {
     );
     assert!(events.iter().all(|e| (2..=4).contains(&e.workers)));
     assert_eq!(pool.size(), 4);
+    // Each tick also gave the pool's CPU use to the pressure detector.
+    let pressure = swarm.pressure().expect("started with the scaler");
+    let report = pressure.report().await.expect("the detector runs");
+    assert!(report.resources.iter().any(|(r, _)| r == "busy/cpu"), "{report:?}");
     swarm.shutdown(Duration::from_secs(5)).await;
 }

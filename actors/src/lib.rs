@@ -15,11 +15,13 @@
 //! | [`quota_keeper`] | `QuotaKeeper` / `QuotaHandle` | hierarchical quotas, periods, borrowing; the spend gate |
 //! | [`scheduler`] | `Scheduler` | resource pools, reservations, strategies, QoS preemption |
 //! | [`scaler`] | `Scaler` / `ScalerHandle` | scaling groups over agent pools: triggers, cooldown, stabilization |
+//! | [`pressure`] | `PressureDetector` / `PressureHandle` | pressure levels, trends, anomalies, forecasts |
 
 pub mod cost_ledger;
 pub mod llm;
 pub mod llm_gateway;
 mod named;
+pub mod pressure;
 pub mod quota_keeper;
 pub mod router;
 pub mod scaler;

@@ -65,6 +65,7 @@ pub use group::{ScaledGroup, SwarmPool};
 pub use meter::{Meter, Observation};
 pub use policy::{Decision, GroupPolicy, GroupSpec, Hold, Metric, Metrics, Reason, Sample, Trigger};
 
+use crate::pressure::PressureHandle;
 use crate::swarm::SwarmError;
 
 /// Events a subscriber may fall behind by before it loses the oldest.
@@ -155,6 +156,7 @@ pub struct Scaler;
 #[derive(Clone)]
 pub struct ScalerArgs {
     shared: Arc<Shared>,
+    pressure: Option<PressureHandle>,
 }
 
 impl std::fmt::Debug for ScalerArgs {
@@ -178,7 +180,16 @@ impl ScalerArgs {
                 groups: Mutex::new(BTreeMap::new()),
                 events,
             }),
+            pressure: None,
         }
+    }
+
+    /// Sends every group's CPU (and memory, where reported) utilization
+    /// to `detector` at each tick, as the resources `<group>/cpu` and
+    /// `<group>/memory`.
+    pub fn pressure(mut self, detector: PressureHandle) -> Self {
+        self.pressure = Some(detector);
+        self
     }
 
     /// The scaler the `[scaling]` section describes (its `interval` and,
@@ -191,6 +202,7 @@ impl ScalerArgs {
 /// The scaler's state: its groups and its ticker.
 pub struct ScalerState {
     shared: Arc<Shared>,
+    pressure: Option<PressureHandle>,
     ticker: JoinHandle<()>,
 }
 
@@ -251,6 +263,7 @@ impl Actor for Scaler {
         });
         Ok(ScalerState {
             shared: args.shared,
+            pressure: args.pressure,
             ticker,
         })
     }
@@ -293,7 +306,11 @@ impl Actor for Scaler {
                 let _ = reply.send(result);
             }
             ScalerMsg::Unregister(name, reply) => {
-                let _ = reply.send(shared.groups.lock().remove(name.as_str()).is_some());
+                let removed = shared.groups.lock().remove(name.as_str()).is_some();
+                if removed {
+                    forget_pressure(state.pressure.as_ref(), &name);
+                }
+                let _ = reply.send(removed);
             }
             ScalerMsg::Groups(reply) => {
                 let now = Instant::now();
@@ -311,8 +328,8 @@ impl Actor for Scaler {
                     .collect();
                 let _ = reply.send(status);
             }
-            ScalerMsg::Tick => self.tick(&myself, shared),
-            ScalerMsg::Resized(name, result) => Self::resized(shared, name, result),
+            ScalerMsg::Tick => self.tick(&myself, shared, state.pressure.as_ref()),
+            ScalerMsg::Resized(name, result) => Self::resized(shared, state.pressure.as_ref(), name, result),
         }
         Ok(())
     }
@@ -320,7 +337,7 @@ impl Actor for Scaler {
 
 impl Scaler {
     /// Observes every group and decides for it; starts the resizes.
-    fn tick(&self, myself: &ActorRef<ScalerMsg>, shared: &Shared) {
+    fn tick(&self, myself: &ActorRef<ScalerMsg>, shared: &Shared, pressure: Option<&PressureHandle>) {
         let now = Instant::now();
         let mut groups = shared.groups.lock();
         for (name, g) in groups.iter_mut() {
@@ -338,6 +355,17 @@ impl Scaler {
             }
             let o = g.group.observe();
             let metrics = g.meter.metrics(now, &o);
+            if let Some(detector) = pressure {
+                let permille = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+                // A detector that is not running loses the sample: scaling
+                // does not depend on it.
+                if let Some(cpu) = metrics.cpu_permille {
+                    detector.observe(format!("{name}/cpu"), permille(cpu));
+                }
+                if let Some(memory) = metrics.memory_permille {
+                    detector.observe(format!("{name}/memory"), permille(memory));
+                }
+            }
             let decision = g.policy.decide(&Sample {
                 at: now,
                 workers: o.workers,
@@ -375,7 +403,7 @@ impl Scaler {
 
     /// A resize is done: the decision is published, or the hold that
     /// replaced it.
-    fn resized(shared: &Shared, name: Arc<str>, result: Result<u32, SwarmError>) {
+    fn resized(shared: &Shared, pressure: Option<&PressureHandle>, name: Arc<str>, result: Result<u32, SwarmError>) {
         let mut groups = shared.groups.lock();
         let Some(g) = groups.get_mut(&name) else {
             return;
@@ -398,6 +426,7 @@ impl Scaler {
                 event.decision = Decision::Hold(Hold::Gone);
                 let _ = shared.events.send(event);
                 groups.remove(&name);
+                forget_pressure(pressure, &name);
                 return;
             }
             Err(e) => {
@@ -425,6 +454,15 @@ impl Scaler {
             name: Arc::from(name),
             shared,
         })
+    }
+}
+
+/// A group is gone: its resources no longer count in the detector.
+fn forget_pressure(pressure: Option<&PressureHandle>, group: &str) {
+    if let Some(detector) = pressure {
+        // A detector that is not running has nothing to forget.
+        detector.forget(format!("{group}/cpu"));
+        detector.forget(format!("{group}/memory"));
     }
 }
 

@@ -13,7 +13,8 @@
 //! the LLM gateway, which reserves against the ledger's budgets and the
 //! quotas before each call and records usage in the ledger, and, unless
 //! `scaling.enabled` is false, the scaler ([`Swarm::autoscale`] registers a
-//! pool with it; see [`crate::scaler`]). A system actor
+//! pool with it; see [`crate::scaler`]) and the pressure detector it feeds
+//! with every scaling group's utilization ([`crate::pressure`]). A system actor
 //! that fails is restarted by its supervisor with its state, and every
 //! handle to it keeps working.
 //!
@@ -84,6 +85,7 @@ use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, 
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
 use crate::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaKeeperRef};
+use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
@@ -206,7 +208,7 @@ type Started = (
     SchedulerRef,
     LedgerHandle,
     Option<LlmGatewayHandle>,
-    Option<ScalerHandle>,
+    Option<(ScalerHandle, PressureHandle)>,
 );
 
 struct Inner {
@@ -215,7 +217,7 @@ struct Inner {
     scheduler: SchedulerRef,
     ledger: LedgerHandle,
     gateway: Option<LlmGatewayHandle>,
-    scaler: Option<ScalerHandle>,
+    scaler: Option<(ScalerHandle, PressureHandle)>,
     table: Mutex<Table>,
     next_request: AtomicU64,
     admission_wait: Duration,
@@ -350,8 +352,10 @@ impl Swarm {
             None => None,
         };
         let scaler = if config.scaling.enabled {
-            let args = ScalerArgs::from_config(&config.scaling);
-            Some(Scaler::start(node, &system_name(id, "scaler"), args).await?)
+            let pressure = PressureArgs::new(PressureSpec::default());
+            let pressure = PressureDetector::start(node, &system_name(id, "pressure"), pressure).await?;
+            let args = ScalerArgs::from_config(&config.scaling).pressure(pressure.clone());
+            Some((Scaler::start(node, &system_name(id, "scaler"), args).await?, pressure))
         } else {
             None
         };
@@ -385,7 +389,12 @@ impl Swarm {
 
     /// The scaler, unless `scaling.enabled` is false.
     pub fn scaler(&self) -> Option<&ScalerHandle> {
-        self.inner.scaler.as_ref()
+        self.inner.scaler.as_ref().map(|(s, _)| s)
+    }
+
+    /// The pressure detector the scaler feeds, unless `scaling.enabled` is false.
+    pub fn pressure(&self) -> Option<&PressureHandle> {
+        self.inner.scaler.as_ref().map(|(_, p)| p)
     }
 
     /// Scales `pool` (spawned through this swarm) by its load with the
