@@ -135,7 +135,13 @@ struct Tally {
 }
 
 impl Tally {
-    fn see(&mut self, e: &ScalingEvent, cooldown: Duration, start: Instant, out: &mut dyn Write) -> std::io::Result<()> {
+    fn see(
+        &mut self,
+        e: &ScalingEvent,
+        cooldown: Duration,
+        start: Instant,
+        out: &mut dyn Write,
+    ) -> std::io::Result<()> {
         let minute = (e.at - start).as_secs() / MIN;
         let mut size = e.workers;
         match &e.decision {
@@ -164,7 +170,11 @@ impl Tally {
             }
             Decision::Hold(Hold::NotAdmitted { to, refusal }) => {
                 if self.not_admitted == 0 {
-                    writeln!(out, "  {minute:>4} min  {} -> {to:>2} not admitted: {refusal}", e.workers)?;
+                    writeln!(
+                        out,
+                        "  {minute:>4} min  {} -> {to:>2} not admitted: {refusal}",
+                        e.workers
+                    )?;
                 }
                 self.not_admitted += 1;
             }
@@ -194,7 +204,9 @@ async fn main() -> anyhow::Result<()> {
         handled: Arc::clone(&handled),
     };
     let pool = swarm.spawn_pool("workers", 2, worker).await?;
-    let scaler = swarm.scaler().ok_or_else(|| anyhow::anyhow!("the scaler is disabled"))?;
+    let scaler = swarm
+        .scaler()
+        .ok_or_else(|| anyhow::anyhow!("the scaler is disabled"))?;
     let mut events = scaler.subscribe();
     let spec = scaler.defaults().clone().trigger(Metric::Cpu, None);
     swarm.autoscale_with(&pool, spec).await?;

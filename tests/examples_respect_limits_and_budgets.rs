@@ -100,7 +100,8 @@ fn run_json_line(example: &str, flags: &[&str]) -> (Value, String) {
         "{example} {flags:?}: stdout is one JSON line:\n{stdout}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let v = serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{example} {flags:?}: stdout is not JSON ({e}): {stdout}"));
+    let v = serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("{example} {flags:?}: stdout is not JSON ({e}): {stdout}"));
     (v, stderr)
 }
 

@@ -30,7 +30,9 @@ async fn bursts_and_lulls_shorter_than_sustain_and_window_change_nothing() {
     // Bursts of 25 s at 60 messages a second (three workers take 30), then
     // 35 s of nothing: the queue peaks near 750, drains within 25 s, and so
     // stays over 50 for under 50 s, short of the 60 s sustain.
-    let load = drive(&pool, Duration::from_secs(40 * 60), |t| if t.as_secs() % 60 < 25 { 60 } else { 0 });
+    let load = drive(&pool, Duration::from_secs(40 * 60), |t| {
+        if t.as_secs() % 60 < 25 { 60 } else { 0 }
+    });
     let sent = load.await.unwrap();
     settle(&handled, sent).await;
     assert_eq!(handled.load(Ordering::SeqCst), sent);
@@ -50,7 +52,10 @@ async fn bursts_and_lulls_shorter_than_sustain_and_window_change_nothing() {
         .iter()
         .filter(|e| matches!(e.decision, Decision::Hold(Hold::Stabilizing { .. })))
         .count();
-    assert!(waited >= 40 && stabilized >= 40, "held for the sustain {waited} and the window {stabilized} times");
+    assert!(
+        waited >= 40 && stabilized >= 40,
+        "held for the sustain {waited} and the window {stabilized} times"
+    );
     assert_eq!(pool.size(), 3);
     swarm.shutdown(Duration::from_secs(5)).await;
 }

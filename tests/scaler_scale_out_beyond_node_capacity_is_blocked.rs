@@ -61,7 +61,11 @@ async fn a_scale_out_the_node_cannot_admit_is_blocked_and_the_pool_keeps_its_siz
     more.await.unwrap();
     let after = drain(&mut events);
     let c = changes(&after, t0);
-    assert_eq!(c.iter().map(|c| (c.1, c.2)).collect::<Vec<_>>(), vec![(3, 4)], "{after:?}");
+    assert_eq!(
+        c.iter().map(|c| (c.1, c.2)).collect::<Vec<_>>(),
+        vec![(3, 4)],
+        "{after:?}"
+    );
     assert!(c[0].0 <= Duration::from_secs(120) + INTERVAL * 2, "{c:?}");
     assert_eq!(pool.size(), 4);
     swarm.shutdown(Duration::from_secs(5)).await;

@@ -21,7 +21,12 @@ const COOLDOWN: Duration = Duration::from_secs(120);
 
 async fn free_cpu(swarm: &Swarm) -> u64 {
     let pools = swarm.scheduler().pools().await.unwrap();
-    pools.iter().find(|p| p.id.as_str() == AGENT_POOL).unwrap().available.get(&Cpu)
+    pools
+        .iter()
+        .find(|p| p.id.as_str() == AGENT_POOL)
+        .unwrap()
+        .available
+        .get(&Cpu)
 }
 
 #[tokio::test(start_paused = true)]
@@ -46,7 +51,11 @@ async fn scale_in_waits_for_the_window_and_every_message_sent_is_handled() {
     // Then nothing, long enough for the last scale-ins.
     tokio::time::sleep(Duration::from_secs(900)).await;
     settle(&handled, sent).await;
-    assert_eq!(handled.load(Ordering::SeqCst), sent, "every admitted message is handled");
+    assert_eq!(
+        handled.load(Ordering::SeqCst),
+        sent,
+        "every admitted message is handled"
+    );
     assert!(sent > 20_000, "{sent}");
 
     let events = drain(&mut events);
@@ -59,7 +68,10 @@ async fn scale_in_waits_for_the_window_and_every_message_sent_is_handled() {
         vec![(5, 4), (4, 3), (3, 2)],
         "{c:?}"
     );
-    assert!(outs.iter().all(|o| o.0 < high), "no scale-out once the load is low: {c:?}");
+    assert!(
+        outs.iter().all(|o| o.0 < high),
+        "no scale-out once the load is low: {c:?}"
+    );
     // The backlog drains after the drop; the last recommendation of 5 comes
     // then, and the first scale-in a whole window later.
     let last_high = events
@@ -69,7 +81,11 @@ async fn scale_in_waits_for_the_window_and_every_message_sent_is_handled() {
         .max()
         .unwrap();
     assert!(last_high >= high, "{last_high:?}");
-    assert!(ins[0].0 >= last_high + WINDOW, "scaled in at {:?}, last high {last_high:?}", ins[0].0);
+    assert!(
+        ins[0].0 >= last_high + WINDOW,
+        "scaled in at {:?}, last high {last_high:?}",
+        ins[0].0
+    );
     for pair in c.windows(2) {
         assert!(pair[1].0 - pair[0].0 >= COOLDOWN, "inside the cooldown: {c:?}");
     }

@@ -48,7 +48,11 @@ async fn scale_out_waits_for_the_sustain_and_the_cooldown_and_stops_at_max() {
         "one worker at a time, up to max: {c:?}"
     );
     let first = c[0].0;
-    assert!(first >= (over.at - t0) + SUSTAIN, "scaled at {first:?}, over since {:?}", over.at - t0);
+    assert!(
+        first >= (over.at - t0) + SUSTAIN,
+        "scaled at {first:?}, over since {:?}",
+        over.at - t0
+    );
     assert!(first < (over.at - t0) + SUSTAIN + 2 * INTERVAL, "scaled at {first:?}");
     assert!(c[1].0 - c[0].0 >= COOLDOWN, "inside the cooldown: {c:?}");
     for e in &events {
@@ -64,9 +68,13 @@ async fn scale_out_waits_for_the_sustain_and_the_cooldown_and_stops_at_max() {
     let before_first: Vec<_> = events.iter().filter(|e| e.at > over.at && e.at - t0 < first).collect();
     assert!(!before_first.is_empty());
     assert!(
-        before_first
-            .iter()
-            .all(|e| matches!(e.decision, Decision::Hold(Hold::AwaitingSustain { metric: Metric::QueueLength, .. }))),
+        before_first.iter().all(|e| matches!(
+            e.decision,
+            Decision::Hold(Hold::AwaitingSustain {
+                metric: Metric::QueueLength,
+                ..
+            })
+        )),
         "{before_first:?}"
     );
     assert!(

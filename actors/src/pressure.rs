@@ -140,7 +140,11 @@ impl Actor for PressureDetector {
     type State = PressureArgs;
     type Arguments = PressureArgs;
 
-    async fn pre_start(&self, _: ActorRef<PressureMsg>, args: PressureArgs) -> Result<PressureArgs, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        _: ActorRef<PressureMsg>,
+        args: PressureArgs,
+    ) -> Result<PressureArgs, ActorProcessingErr> {
         Ok(args)
     }
 

@@ -248,7 +248,11 @@ impl Actor for Scaler {
     type State = ScalerState;
     type Arguments = ScalerArgs;
 
-    async fn pre_start(&self, myself: ActorRef<ScalerMsg>, args: ScalerArgs) -> Result<ScalerState, ActorProcessingErr> {
+    async fn pre_start(
+        &self,
+        myself: ActorRef<ScalerMsg>,
+        args: ScalerArgs,
+    ) -> Result<ScalerState, ActorProcessingErr> {
         let interval = args.shared.interval;
         let me = myself.clone();
         let ticker = tokio::spawn(async move {

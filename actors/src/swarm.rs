@@ -84,8 +84,8 @@ pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
 use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions, ModelRates};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{LlmGateway, LlmGatewayArgs, LlmGatewayHandle, ProviderEntry};
-use crate::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaKeeperRef};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
+use crate::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaKeeperRef};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
@@ -407,7 +407,11 @@ impl Swarm {
     /// Scales `pool` (spawned through this swarm) by its load with `spec`:
     /// each scale-out is admitted as [`Swarm::resize_pool`] admits a
     /// growth, so it never exceeds the node's capacity.
-    pub async fn autoscale_with<M: Send + 'static>(&self, pool: &PoolRef<M>, spec: GroupSpec) -> Result<(), SwarmError> {
+    pub async fn autoscale_with<M: Send + 'static>(
+        &self,
+        pool: &PoolRef<M>,
+        spec: GroupSpec,
+    ) -> Result<(), SwarmError> {
         let scaler = self.scaler().ok_or(SwarmError::ScalingDisabled)?;
         if !self.inner.table.lock().entries.contains_key(pool.name()) {
             return Err(SwarmError::Unknown(pool.name().to_string()));

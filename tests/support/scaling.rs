@@ -136,7 +136,11 @@ pub fn changes(events: &[ScalingEvent], t0: Instant) -> Vec<(Duration, u32, u32)
 pub async fn settle(handled: &AtomicU64, sent: u64) {
     let deadline = Instant::now() + Duration::from_secs(3600);
     while handled.load(Ordering::SeqCst) < sent {
-        assert!(Instant::now() < deadline, "{} of {sent} handled", handled.load(Ordering::SeqCst));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {sent} handled",
+            handled.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -226,8 +226,7 @@ impl PressureCore {
         let anomaly = anomaly(spec, s.samples.iter().map(|&(_, v)| v), permille);
         s.samples.push_back((at, permille));
         while s.samples.len() > spec.max_samples.max(2)
-            || s
-                .samples
+            || s.samples
                 .front()
                 .is_some_and(|&(t, _)| at.saturating_duration_since(t) > spec.window)
         {

@@ -12,7 +12,12 @@ fn wobble(i: u32) -> i64 {
 }
 
 /// Feeds `values` to `resource` every [`EVERY`] from `t0`; every change.
-fn feed(core: &mut PressureCore, resource: &str, t0: Instant, values: &[u32]) -> (Vec<ResourcePressure>, Vec<LevelChange>) {
+fn feed(
+    core: &mut PressureCore,
+    resource: &str,
+    t0: Instant,
+    values: &[u32],
+) -> (Vec<ResourcePressure>, Vec<LevelChange>) {
     let mut reports = Vec::new();
     let mut changes = Vec::new();
     for (i, &v) in values.iter().enumerate() {
@@ -24,10 +29,7 @@ fn feed(core: &mut PressureCore, resource: &str, t0: Instant, values: &[u32]) ->
 }
 
 fn levels(changes: &[LevelChange]) -> Vec<(Option<&str>, Level, Level)> {
-    changes
-        .iter()
-        .map(|c| (c.resource.as_deref(), c.from, c.to))
-        .collect()
+    changes.iter().map(|c| (c.resource.as_deref(), c.from, c.to)).collect()
 }
 
 #[test]
@@ -167,7 +169,10 @@ fn the_overall_level_is_the_highest_and_forgetting_a_resource_lowers_it() {
     let change = core.forget("b", t0).expect("the overall level falls");
     assert_eq!((change.from, change.to), (Level::Critical, Level::Moderate));
     assert_eq!(core.forget("nothing", t0), None);
-    assert_eq!(core.levels().into_iter().collect::<Vec<_>>(), vec![("a".to_string(), Level::Moderate)]);
+    assert_eq!(
+        core.levels().into_iter().collect::<Vec<_>>(),
+        vec![("a".to_string(), Level::Moderate)]
+    );
 }
 
 #[test]

@@ -468,19 +468,23 @@ impl GroupPolicy {
             return Decision::ScaleOut {
                 from: cur,
                 to: min,
-                reason: Reason::BelowMin { min: min },
+                reason: Reason::BelowMin { min },
             };
         }
         if cur > max {
             return Decision::ScaleIn {
                 from: cur,
                 to: max,
-                reason: Reason::AboveMax { max: max },
+                reason: Reason::AboveMax { max },
             };
         }
         // The reading asking for the most workers decides (the first such
         // in `Metric::ALL` order on a tie).
-        let Some(top) = readings.iter().copied().reduce(|a, b| if b.desired > a.desired { b } else { a }) else {
+        let Some(top) = readings
+            .iter()
+            .copied()
+            .reduce(|a, b| if b.desired > a.desired { b } else { a })
+        else {
             return Decision::Hold(Hold::NoMetrics);
         };
         let recommended = top.desired.clamp(min, max);
@@ -527,7 +531,10 @@ impl GroupPolicy {
                 });
             }
             if let Some(until) = self.cooldown_until(now) {
-                return Decision::Hold(Hold::Cooldown { until, desired: highest });
+                return Decision::Hold(Hold::Cooldown {
+                    until,
+                    desired: highest,
+                });
             }
             return Decision::ScaleIn {
                 from: cur,

@@ -129,7 +129,13 @@ async fn a_sustained_queue_scales_out_then_the_cooldown_holds() {
         let e = next(&mut rx).await;
         assert_eq!(e.at - t0, TICK * i);
         assert!(
-            matches!(e.decision, Decision::Hold(Hold::AwaitingSustain { metric: Metric::QueueLength, .. })),
+            matches!(
+                e.decision,
+                Decision::Hold(Hold::AwaitingSustain {
+                    metric: Metric::QueueLength,
+                    ..
+                })
+            ),
             "{e:?}"
         );
         assert_eq!(e.metrics.queue_length, Some(500));
@@ -234,7 +240,10 @@ async fn invalid_specs_and_duplicate_names_are_refused() {
         .register(Fake::new("g", 2, 0), spec().workers(5, 4))
         .await
         .unwrap_err();
-    assert!(matches!(&err, ScalerError::InvalidSpec { group, field, .. } if group == "g" && field == "min"), "{err}");
+    assert!(
+        matches!(&err, ScalerError::InvalidSpec { group, field, .. } if group == "g" && field == "min"),
+        "{err}"
+    );
     scaler.register(Fake::new("g", 2, 0), spec()).await.unwrap();
     assert_eq!(
         scaler.register(Fake::new("g", 2, 0), spec()).await.unwrap_err(),

@@ -187,7 +187,12 @@ impl ScalingConfig {
         bounded_duration("scaling.cooldown", self.cooldown)?;
         in_range("scaling.tolerance_percent", self.tolerance_percent.into(), 0, 99)?;
         bounded_duration("scaling.scale_in_stabilization", self.scale_in_stabilization)?;
-        in_range("scaling.cpu.threshold_percent", self.cpu.threshold_percent.into(), 1, 100)?;
+        in_range(
+            "scaling.cpu.threshold_percent",
+            self.cpu.threshold_percent.into(),
+            1,
+            100,
+        )?;
         bounded_duration("scaling.cpu.duration", self.cpu.duration)?;
         in_range(
             "scaling.memory.threshold_percent",

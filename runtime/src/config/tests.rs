@@ -486,17 +486,25 @@ fn scaling_carries_the_seed_numbers_and_refuses_bad_values_naming_the_field() {
     assert_eq!((s.min_workers, s.max_workers, s.increment), (2, 10, 1));
     assert_eq!(s.cooldown, Duration::from_secs(600));
     assert_eq!(s.tolerance_percent, 10);
-    assert_eq!((s.cpu.threshold_percent, s.cpu.duration), (75, Duration::from_secs(300)));
+    assert_eq!(
+        (s.cpu.threshold_percent, s.cpu.duration),
+        (75, Duration::from_secs(300))
+    );
     assert_eq!(
         (s.memory.threshold_percent, s.memory.duration),
         (80, Duration::from_secs(300))
     );
     assert_eq!((s.queue.length, s.queue.wait_time), (1000, Duration::from_secs(30)));
 
-    let cfg = NexusConfig::from_toml_str("[scaling]\nenabled = false\n[scaling.cpu]\nthreshold_percent = 60\n").unwrap();
+    let cfg =
+        NexusConfig::from_toml_str("[scaling]\nenabled = false\n[scaling.cpu]\nthreshold_percent = 60\n").unwrap();
     assert!(!cfg.scaling.enabled);
     assert_eq!(cfg.scaling.cpu.threshold_percent, 60);
-    assert_eq!(cfg.scaling.cpu.duration, Duration::from_secs(300), "omitted keys keep defaults");
+    assert_eq!(
+        cfg.scaling.cpu.duration,
+        Duration::from_secs(300),
+        "omitted keys keep defaults"
+    );
 
     for (text, field) in [
         ("[scaling]\ninterval = \"0s\"\n", "scaling.interval"),
@@ -504,8 +512,14 @@ fn scaling_carries_the_seed_numbers_and_refuses_bad_values_naming_the_field() {
         ("[scaling]\nmax_workers = 2000000\n", "scaling.max_workers"),
         ("[scaling]\nincrement = 0\n", "scaling.increment"),
         ("[scaling]\ntolerance_percent = 100\n", "scaling.tolerance_percent"),
-        ("[scaling.cpu]\nthreshold_percent = 0\n", "scaling.cpu.threshold_percent"),
-        ("[scaling.memory]\nthreshold_percent = 101\n", "scaling.memory.threshold_percent"),
+        (
+            "[scaling.cpu]\nthreshold_percent = 0\n",
+            "scaling.cpu.threshold_percent",
+        ),
+        (
+            "[scaling.memory]\nthreshold_percent = 101\n",
+            "scaling.memory.threshold_percent",
+        ),
         ("[scaling.queue]\nlength = 0\n", "scaling.queue.length"),
         ("[scaling.queue]\nwait_time = \"0s\"\n", "scaling.queue.wait_time"),
         ("[scaling]\nmin_workers = -1\n", "scaling.min_workers"),

@@ -154,10 +154,7 @@ fn scale_in_waits_for_a_whole_window_of_lower_recommendations_then_the_cooldown(
     let log = run(&mut p, t0, 5, 40 * 6, |_, _| cpu(0));
     assert!(matches!(
         log[0].2,
-        Decision::Hold(Hold::Stabilizing {
-            desired: 2,
-            highest: 5
-        })
+        Decision::Hold(Hold::Stabilizing { desired: 2, highest: 5 })
     ));
     assert_eq!(
         changes(&log),
@@ -176,11 +173,7 @@ fn scale_in_goes_only_as_low_as_the_window_s_highest_recommendation() {
     // 8 workers at 60 % for 6 minutes (a load 7 workers carry at 69 %,
     // within tolerance of 75 %), then idle (recommends 1).
     let log = run(&mut p, t0, 8, 20 * 6, |t, w| {
-        if t < 6 * MIN {
-            cpu(4800 / u64::from(w))
-        } else {
-            cpu(0)
-        }
+        if t < 6 * MIN { cpu(4800 / u64::from(w)) } else { cpu(0) }
     });
     // At 5 minutes the window holds only 7s: down to 7. Once idle, the
     // last 7 (at 5:50) must leave the window before it goes to 1.
@@ -202,8 +195,14 @@ fn a_flapping_load_changes_nothing() {
         }
     });
     assert_eq!(changes(&log), vec![]);
-    assert!(log.iter().any(|(_, _, d)| matches!(d, Decision::Hold(Hold::AwaitingSustain { .. }))));
-    assert!(log.iter().any(|(_, _, d)| matches!(d, Decision::Hold(Hold::Stabilizing { .. }))));
+    assert!(
+        log.iter()
+            .any(|(_, _, d)| matches!(d, Decision::Hold(Hold::AwaitingSustain { .. })))
+    );
+    assert!(
+        log.iter()
+            .any(|(_, _, d)| matches!(d, Decision::Hold(Hold::Stabilizing { .. })))
+    );
 }
 
 #[test]
@@ -269,7 +268,18 @@ fn unreported_metrics_are_skipped_and_no_metric_holds() {
     };
     let log = run(&mut p, t0, 2, 7, |_, _| queue);
     assert!(
-        matches!(log[6].2, Decision::ScaleOut { from: 2, to: 3, reason: Reason::Metric { metric: Metric::QueueLength, desired: 6, .. } }),
+        matches!(
+            log[6].2,
+            Decision::ScaleOut {
+                from: 2,
+                to: 3,
+                reason: Reason::Metric {
+                    metric: Metric::QueueLength,
+                    desired: 6,
+                    ..
+                }
+            }
+        ),
         "{:?}",
         log[6].2
     );
@@ -299,7 +309,19 @@ fn queue_wait_is_judged_in_milliseconds() {
     };
     let d = p.decide(&sample(t0, 4, waiting));
     assert!(
-        matches!(d, Decision::ScaleOut { from: 4, to: 5, reason: Reason::Metric { metric: Metric::QueueWait, value: 45_000, threshold: 30_000, desired: 6 } }),
+        matches!(
+            d,
+            Decision::ScaleOut {
+                from: 4,
+                to: 5,
+                reason: Reason::Metric {
+                    metric: Metric::QueueWait,
+                    value: 45_000,
+                    threshold: 30_000,
+                    desired: 6
+                }
+            }
+        ),
         "{d:?}"
     );
 }
@@ -314,8 +336,10 @@ fn specs_no_group_can_follow_are_refused_naming_the_field() {
     assert_eq!(field(GroupSpec::default().workers(4, 3)), "min");
     assert_eq!(field(GroupSpec::default().workers(1, MAX_SCALING_WORKERS + 1)), "max");
     assert_eq!(field(GroupSpec::default().step(0)), "step");
-    let mut tolerant = GroupSpec::default();
-    tolerant.tolerance_permille = 1000;
+    let tolerant = GroupSpec {
+        tolerance_permille: 1000,
+        ..GroupSpec::default()
+    };
     assert_eq!(field(tolerant), "tolerance_permille");
     let zero = Trigger {
         threshold: 0,
