@@ -2,7 +2,8 @@
 //! scaler only once the queue has stayed over its threshold for the
 //! sustain duration, one worker per decision, never twice inside the
 //! cooldown and never past the maximum (where it holds, saying so); each
-//! tick's CPU utilization reaches the pressure detector.
+//! tick's CPU utilization reaches the pressure detector. With
+//! `scaling.enabled = false` no scaler runs and `Swarm::autoscale` says so.
 
 #[path = "support/scaling.rs"]
 mod scaling;
@@ -10,7 +11,7 @@ mod scaling;
 use std::time::Duration;
 
 use nexus_swarm::actors::scaler::{Decision, Hold, Metric, Reason};
-use nexus_swarm::actors::swarm::Swarm;
+use nexus_swarm::actors::swarm::{Swarm, SwarmError};
 use scaling::{INTERVAL, Worker, changes, config, drain, drive, queue_spec};
 use tokio::time::Instant;
 
@@ -93,5 +94,30 @@ async fn scale_out_waits_for_the_sustain_and_the_cooldown_and_stops_at_max() {
     let pressure = swarm.pressure().expect("started with the scaler");
     let report = pressure.report().await.expect("the detector runs");
     assert!(report.resources.iter().any(|(r, _)| r == "busy/cpu"), "{report:?}");
+    swarm.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_scaling_disabled_no_scaler_runs_and_autoscale_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(dir.path(), 16_000);
+    config.scaling.enabled = false;
+    let swarm = Swarm::start(config).await.unwrap();
+    assert!(swarm.scaler().is_none() && swarm.pressure().is_none());
+    let pool = swarm.spawn_pool("fixed", 2, Worker::new(100).0).await.unwrap();
+    let err = swarm.autoscale(&pool).await.unwrap_err();
+    assert!(matches!(err, SwarmError::ScalingDisabled), "{err}");
+    swarm.shutdown(Duration::from_secs(5)).await;
+
+    // Enabled, a pool the swarm did not spawn is refused by name.
+    let dir = tempfile::tempdir().unwrap();
+    let swarm = Swarm::start(scaling::config(dir.path(), 16_000)).await.unwrap();
+    let stranger = swarm
+        .node()
+        .spawn_pool("stranger", 2, Worker::new(100).0)
+        .await
+        .unwrap();
+    let err = swarm.autoscale(&stranger).await.unwrap_err();
+    assert!(matches!(&err, SwarmError::Unknown(name) if name == "stranger"), "{err}");
     swarm.shutdown(Duration::from_secs(5)).await;
 }

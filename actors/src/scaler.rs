@@ -169,8 +169,8 @@ impl std::fmt::Debug for ScalerArgs {
 }
 
 impl ScalerArgs {
-    /// A scaler that decides every `interval` (above zero), registering
-    /// groups with `defaults` unless told otherwise.
+    /// A scaler that decides every `interval` (a zero interval is taken
+    /// as 1 ms), registering groups with `defaults` unless told otherwise.
     pub fn new(interval: Duration, defaults: GroupSpec) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
