@@ -30,6 +30,8 @@ fn the_printed_defaults_pass_the_check() {
         "[llm]",
         "[cache]",
         "[ledger]",
+        "[scaling]",
+        "[scaling.queue]",
     ] {
         assert!(text.contains(section), "defaults lack {section}:\n{text}");
     }
@@ -37,7 +39,7 @@ fn the_printed_defaults_pass_the_check() {
         text.contains("timeout = \"10s\""),
         "the seed's high-lane timeout is printed"
     );
-    for absent in ["[scaling]", "[monitor", "name = \"node-1\""] {
+    for absent in ["[monitor", "name = \"node-1\""] {
         assert!(!text.contains(absent), "defaults print {absent}:\n{text}");
     }
     let (ok, stderr) = check(&text);
@@ -47,11 +49,6 @@ fn the_printed_defaults_pass_the_check() {
 #[test]
 fn sections_of_missing_features_fail_saying_so() {
     for (text, section, feature) in [
-        (
-            "[scaling]\nenabled = true\n",
-            "`scaling`",
-            "auto-scaling is not implemented",
-        ),
         ("[monitor]\ninterval = \"10s\"\n", "`monitor`", "monitoring"),
         (
             "[node]\nname = \"node-1\"\n",
@@ -72,6 +69,8 @@ fn sections_of_missing_features_fail_saying_so() {
 fn invalid_files_fail_naming_the_field() {
     let cases = [
         ("[mailbox.normal]\ncapacity = 0\n", "mailbox.normal.capacity"),
+        ("[scaling]\nmin_workers = 0\n", "scaling.min_workers"),
+        ("[scaling.queue]\nwait_time = \"soon\"\n", "scaling.queue.wait_time"),
         ("[mailbox.low]\ncapacity = -3\n", "mailbox.low.capacity"),
         ("[router.admission]\nburst = 0\n", "router.admission.burst"),
         ("[router]\nfanout = 2\n", "fanout"),

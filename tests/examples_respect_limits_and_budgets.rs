@@ -2,7 +2,9 @@
 //! the swarm never draws a 429 from the provider and never spends more than
 //! its budget, whatever its rpm / tpm / budget flags; the budget example
 //! halts with its committed spend at most the budget and less than one
-//! request's worst case below it. With `--json` stdout is exactly one JSON
+//! request's worst case below it; the autoscale example scales both ways
+//! within its bounds and the node's capacity, never inside the cooldown,
+//! and handles every message it sent. With `--json` stdout is exactly one JSON
 //! line; flags out of range exit with status 2 and a message, never a
 //! panic; a failed task's reason is reported.
 //!
@@ -59,7 +61,7 @@ fn examples_dir() -> PathBuf {
             let status = cargo
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .args(["build", "--quiet", "--profile", &profile])
-                .args(["--example", "swarm", "--example", "budget"])
+                .args(["--example", "swarm", "--example", "budget", "--example", "autoscale"])
                 .status()
                 .map_err(|e| format!("running cargo failed: {e}"))?;
             if !status.success() {
@@ -75,8 +77,9 @@ fn example_exe(name: &str) -> PathBuf {
     examples_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
 }
 
-/// Runs an example with `--json` and these flags; its one stdout line.
-fn run_json(example: &str, flags: &[&str]) -> Value {
+/// Runs an example with `--json` and these flags; its one stdout line,
+/// and the summary it printed to stderr.
+fn run_json_line(example: &str, flags: &[&str]) -> (Value, String) {
     let exe = example_exe(example);
     let out = Command::new(&exe)
         .args(flags)
@@ -96,12 +99,20 @@ fn run_json(example: &str, flags: &[&str]) -> Value {
         1,
         "{example} {flags:?}: stdout is one JSON line:\n{stdout}"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let v = serde_json::from_str(lines[0])
+        .unwrap_or_else(|e| panic!("{example} {flags:?}: stdout is not JSON ({e}): {stdout}"));
+    (v, stderr)
+}
+
+/// Runs a spending example with `--json` and these flags; its one stdout line.
+fn run_json(example: &str, flags: &[&str]) -> Value {
+    let (v, stderr) = run_json_line(example, flags);
     assert!(
         stderr.contains("spend"),
         "{example}: the summary goes to stderr:\n{stderr}"
     );
-    serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("{example} {flags:?}: stdout is not JSON ({e}): {stdout}"))
+    v
 }
 
 fn num(v: &Value, key: &str) -> u64 {
@@ -256,4 +267,19 @@ fn a_request_that_can_never_fit_the_token_limit_is_reported_with_its_reason() {
         "{why}"
     );
     assert_eq!(num(&v, "provider_calls"), 0, "{v}");
+}
+
+#[test]
+fn autoscale_example_scales_both_ways_within_bounds_and_cooldown_losing_no_message() {
+    let (v, stderr) = run_json_line("autoscale", &[]);
+    assert!(stderr.contains("scale-outs"), "the summary goes to stderr:\n{stderr}");
+    assert_eq!(num(&v, "decisions_inside_cooldown"), 0, "{v}");
+    assert!(num(&v, "scale_outs") >= 2 && num(&v, "scale_ins") >= 2, "{v}");
+    // Within the policy's 2..=10, and within the node's room for eight.
+    assert_eq!(num(&v, "min_workers_seen"), 2, "{v}");
+    assert_eq!(num(&v, "max_workers_seen"), 8, "{v}");
+    assert!(num(&v, "not_admitted") > 0, "the node's capacity refused a worker: {v}");
+    let sent = num(&v, "messages_sent");
+    assert!(sent > 10_000, "{v}");
+    assert_eq!(num(&v, "messages_handled"), sent, "{v}");
 }

@@ -24,6 +24,8 @@
 //! | [`router`] | [`Router`] / [`RouterHandle`] | members, weights, health, admission |
 //! | [`quota_keeper`] | [`QuotaKeeper`] / [`QuotaHandle`] | hierarchical quotas, periods, borrowing; the spend gate |
 //! | [`scheduler`] | [`Scheduler`] / [`SchedulerHandle`] | resource pools, reservations, strategies, QoS preemption |
+//! | [`scaler`] | [`Scaler`](scaler::Scaler) / [`ScalerHandle`](scaler::ScalerHandle) | scaling groups over agent pools: triggers, cooldown, stabilization |
+//! | [`pressure`] | [`PressureDetector`](pressure::PressureDetector) / [`PressureHandle`](pressure::PressureHandle) | pressure levels, trends, anomalies, forecasts |
 //!
 //! Each module has its error enum; [`Error`] wraps them all.
 //!
@@ -65,8 +67,11 @@ pub mod cost_ledger;
 mod error;
 pub mod llm;
 pub mod llm_gateway;
+mod named;
+pub mod pressure;
 pub mod quota_keeper;
 pub mod router;
+pub mod scaler;
 pub mod scheduler;
 pub mod swarm;
 

@@ -13,7 +13,10 @@
 //! in code ([`SwarmBuilder::llm`]) or declared in configuration
 //! (`[[llm.providers]]`, `[[llm.models]]`), the LLM gateway, which reserves
 //! against the ledger's budgets and the quotas before each call and records
-//! usage in the ledger, priced from the same catalogue. A system actor
+//! usage in the ledger, priced from the same catalogue; and, unless
+//! `scaling.enabled` is false, the scaler ([`Swarm::autoscale`] registers a
+//! pool with it; see [`crate::scaler`]) and the pressure detector it feeds
+//! with every scaling group's utilization ([`crate::pressure`]). A system actor
 //! that fails is restarted by its supervisor with its state, and every
 //! handle to it keeps working.
 //!
@@ -83,7 +86,9 @@ pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
 use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
+use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
+use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
     SchedulerError, SchedulerEvent, SchedulerHandle,
@@ -119,6 +124,12 @@ pub enum SwarmError {
     /// A pool could not be resized.
     #[error("pool: {0}")]
     Pool(#[from] PoolError),
+    /// The scaler refused a scaling group.
+    #[error("scaler: {0}")]
+    Scaler(#[from] ScalerError),
+    /// Auto-scaling is off (`scaling.enabled = false`): no scaler runs.
+    #[error("auto-scaling is disabled (scaling.enabled = false)")]
+    ScalingDisabled,
     /// The agent's requests were not admitted.
     #[error("agent {name} was not admitted: {refusal}")]
     NotAdmitted {
@@ -199,12 +210,22 @@ fn system_name(swarm: u64, actor: &str) -> String {
 
 static NEXT_SWARM: AtomicU64 = AtomicU64::new(1);
 
+/// The system actors [`Swarm::start_actors`] started.
+type Started = (
+    QuotaHandle,
+    SchedulerHandle,
+    LedgerHandle,
+    Option<GatewayHandle>,
+    Option<(ScalerHandle, PressureHandle)>,
+);
+
 struct Inner {
     node: Node,
     quotas: QuotaHandle,
     scheduler: SchedulerHandle,
     ledger: LedgerHandle,
     gateway: Option<GatewayHandle>,
+    scaler: Option<(ScalerHandle, PressureHandle)>,
     table: Mutex<Table>,
     next_request: AtomicU64,
     admission_wait: Duration,
@@ -273,8 +294,18 @@ impl Swarm {
             args
         });
         let node = Node::start(config.clone()).await?;
-        let started = Self::start_actors(&node, id, llm, quota_args, scheduler_args, ledger_args, capacity).await;
-        let (quotas, scheduler, ledger, gateway) = match started {
+        let started = Self::start_actors(
+            &node,
+            id,
+            &config,
+            llm,
+            quota_args,
+            scheduler_args,
+            ledger_args,
+            capacity,
+        )
+        .await;
+        let (quotas, scheduler, ledger, gateway, scaler) = match started {
             Ok(actors) => actors,
             Err(e) => {
                 node.shutdown(Duration::from_secs(5)).await;
@@ -288,6 +319,7 @@ impl Swarm {
                 scheduler,
                 ledger,
                 gateway,
+                scaler,
                 table: Mutex::new(Table::default()),
                 next_request: AtomicU64::new(1),
                 admission_wait,
@@ -302,12 +334,13 @@ impl Swarm {
     async fn start_actors(
         node: &Node,
         id: u64,
+        config: &NexusConfig,
         llm: Option<LlmGatewayArgs>,
         quota_args: QuotaKeeperArgs,
         scheduler_args: SchedulerArgs,
         ledger_args: CostLedgerArgs,
         capacity: ResourceVector,
-    ) -> Result<(QuotaHandle, SchedulerHandle, LedgerHandle, Option<GatewayHandle>), SwarmError> {
+    ) -> Result<Started, SwarmError> {
         let quotas = QuotaKeeper::start(node, &system_name(id, "quota-keeper"), quota_args).await?;
         let scheduler = Scheduler::start(node, &system_name(id, "scheduler"), scheduler_args).await?;
         scheduler.register_pool(PoolSpec::new(AGENT_POOL, capacity)).await?;
@@ -324,7 +357,15 @@ impl Swarm {
             }
             None => None,
         };
-        Ok((quotas, scheduler, ledger, gateway))
+        let scaler = if config.scaling.enabled {
+            let pressure = PressureArgs::new(PressureSpec::default());
+            let pressure = PressureDetector::start(node, &system_name(id, "pressure"), pressure).await?;
+            let args = ScalerArgs::from_config(&config.scaling).pressure(pressure.clone());
+            Some((Scaler::start(node, &system_name(id, "scaler"), args).await?, pressure))
+        } else {
+            None
+        };
+        Ok((quotas, scheduler, ledger, gateway, scaler))
     }
 
     /// The node (its supervision tree, events, plain spawns).
@@ -350,6 +391,44 @@ impl Swarm {
     /// The LLM gateway, when the swarm has providers and models.
     pub fn gateway(&self) -> Option<&GatewayHandle> {
         self.inner.gateway.as_ref()
+    }
+
+    /// The scaler, unless `scaling.enabled` is false.
+    pub fn scaler(&self) -> Option<&ScalerHandle> {
+        self.inner.scaler.as_ref().map(|(s, _)| s)
+    }
+
+    /// The pressure detector the scaler feeds, unless `scaling.enabled` is false.
+    pub fn pressure(&self) -> Option<&PressureHandle> {
+        self.inner.scaler.as_ref().map(|(_, p)| p)
+    }
+
+    /// Scales `pool` (spawned through this swarm) by its load with the
+    /// `[scaling]` section's policy; see [`Swarm::autoscale_with`].
+    pub async fn autoscale<M: Send + 'static>(&self, pool: &PoolRef<M>) -> Result<(), SwarmError> {
+        let spec = self.scaler().ok_or(SwarmError::ScalingDisabled)?.defaults().clone();
+        self.autoscale_with(pool, spec).await
+    }
+
+    /// Scales `pool` (spawned through this swarm) by its load with `spec`:
+    /// each scale-out is admitted as [`Swarm::resize_pool`] admits a
+    /// growth, so it never exceeds the node's capacity.
+    pub async fn autoscale_with<M: Send + 'static>(
+        &self,
+        pool: &PoolRef<M>,
+        spec: GroupSpec,
+    ) -> Result<(), SwarmError> {
+        let scaler = self.scaler().ok_or(SwarmError::ScalingDisabled)?;
+        if !self.inner.table.lock().entries.contains_key(pool.name()) {
+            return Err(SwarmError::Unknown(pool.name().to_string()));
+        }
+        Ok(scaler.register(SwarmPool::new(self, pool.clone()), spec).await?)
+    }
+
+    /// A reference that does not keep the swarm alive (held by its own
+    /// system actors, such as the scaler's groups).
+    pub fn downgrade(&self) -> WeakSwarm {
+        WeakSwarm(Arc::downgrade(&self.inner))
     }
 
     /// Spawns an agent of the default tenant, admitting its profile's
@@ -553,7 +632,8 @@ impl Swarm {
         Some(AgentUsage {
             busy: e.signals.busy(),
             cpu_millicores: e.cpu.millicores,
-            cpu_limit_millicores: e.cpu_limit,
+            cpu_limit_millicores: e.cpu_limit(),
+            cpu_request_millicores: e.per_worker.get(&ResourceKind::Cpu).saturating_mul(e.workers),
             throttled: e.cpu.throttled,
         })
     }
@@ -578,7 +658,7 @@ impl Swarm {
         }
         let signals = Arc::new(AgentSignals::new(extensions));
         let requested = scaled(&profile.requests, workers, name)?;
-        let cpu_limit = profile.limits.get(&ResourceKind::Cpu).saturating_mul(workers);
+        let cpu_limit_per_worker = profile.limits.get(&ResourceKind::Cpu);
         let mut entry = Entry {
             allocs: Vec::new(),
             tenant: identity.tenant.clone(),
@@ -592,7 +672,7 @@ impl Swarm {
             pending: None,
             preempted: None,
             signals: Arc::clone(&signals),
-            cpu_limit,
+            cpu_limit_per_worker,
             cpu: Default::default(),
         };
         let key: Arc<str> = Arc::from(name);
@@ -764,14 +844,31 @@ impl Swarm {
                 let now = Instant::now();
                 let mut table = inner.table.lock();
                 for (name, e) in table.entries.iter_mut() {
-                    if e.cpu.sample(e.signals.busy(), now, e.cpu_limit) {
+                    if e.cpu.sample(e.signals.busy(), now, e.cpu_limit()) {
                         e.signals.set_throttled(e.cpu.throttled);
-                        tracing::info!(agent = %name, millicores = e.cpu.millicores, limit = e.cpu_limit,
+                        tracing::info!(agent = %name, millicores = e.cpu.millicores, limit = e.cpu_limit(),
                             throttled = e.cpu.throttled, "agent CPU throttle changed");
                     }
                 }
             }
         });
+    }
+}
+
+/// A [`Swarm`] that is not kept alive by this reference ([`Swarm::downgrade`]).
+#[derive(Clone)]
+pub struct WeakSwarm(Weak<Inner>);
+
+impl std::fmt::Debug for WeakSwarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WeakSwarm")
+    }
+}
+
+impl WeakSwarm {
+    /// The swarm, if it still exists.
+    pub fn upgrade(&self) -> Option<Swarm> {
+        self.0.upgrade().map(|inner| Swarm { inner })
     }
 }
 
@@ -784,6 +881,8 @@ pub struct AgentUsage {
     pub cpu_millicores: u64,
     /// Its profile's CPU limit, every worker together (0 = none).
     pub cpu_limit_millicores: u64,
+    /// Its profile's CPU requests, every worker together (0 = none).
+    pub cpu_request_millicores: u64,
     /// Whether it is throttled (over its limit for a sustained period).
     pub throttled: bool,
 }

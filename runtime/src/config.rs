@@ -23,7 +23,7 @@
 //!   than its interval), and quota trees the quota keeper would refuse (the
 //!   same check, [`check_quota_tree`], runs in both places);
 //! - sections and keys of features this version does not have
-//!   ([`UNSUPPORTED`]: `[scaling]`, `[monitor]`, `node.name`), each with a
+//!   ([`UNSUPPORTED`]: `[monitor]`, `node.name`), each with a
 //!   [`ConfigError::Unsupported`] saying what is missing, so nothing looks
 //!   configured that no component reads.
 //!
@@ -43,9 +43,9 @@
 //! assert!(err.to_string().contains("router.health.timeout"));
 //! assert!(err.to_string().contains("router.health.interval"));
 //!
-//! let err = NexusConfig::from_toml_str("[scaling]\nmax_workers = 10\n").unwrap_err();
-//! assert_eq!(err.field(), "scaling");
-//! assert!(err.to_string().contains("auto-scaling is not implemented"));
+//! let err = NexusConfig::from_toml_str("[monitor]\ninterval = \"10s\"\n").unwrap_err();
+//! assert_eq!(err.field(), "monitor");
+//! assert!(err.to_string().contains("monitoring is not implemented"));
 //! ```
 
 use std::collections::BTreeMap;
@@ -62,12 +62,14 @@ use crate::priority::Priority;
 
 mod llm;
 mod quota_tree;
+mod scaling;
 mod scheduling;
 pub use llm::{
     Capability, DeploymentConfig, MAX_CONTEXT_WINDOW, MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_SIMULATED_LATENCY,
     ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
 };
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
+pub use scaling::{CpuTriggerConfig, MAX_SCALING_WORKERS, MemoryTriggerConfig, QueueTriggerConfig, ScalingConfig};
 pub use scheduling::{
     AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig,
     QuotaSelectorConfig, QuotasConfig, SchedulerConfig,
@@ -95,14 +97,10 @@ pub const CUSTOM_KIND_PREFIX: &str = "custom.";
 /// [`ConfigError::Unsupported`] rather than read and then ignored (no
 /// field may look configured while nothing reads it). Each comes back with
 /// the component that reads it.
-pub const UNSUPPORTED: [(&str, &str); 3] = [
-    (
-        "scaling",
-        "auto-scaling is not implemented in this version (remove the [scaling] section)",
-    ),
+pub const UNSUPPORTED: [(&str, &str); 2] = [
     (
         "monitor",
-        "monitoring and pressure detection are not implemented in this version (remove the [monitor] section)",
+        "monitoring is not implemented in this version (remove the [monitor] section)",
     ),
     (
         "node.name",
@@ -270,6 +268,8 @@ pub struct NexusConfig {
     pub scheduler: SchedulerConfig,
     /// The quota keeper: the quota tree defined at start.
     pub quotas: QuotasConfig,
+    /// The scaler: its tick and the default policy of scaling groups.
+    pub scaling: ScalingConfig,
 }
 
 impl NexusConfig {
@@ -370,6 +370,7 @@ impl NexusConfig {
         self.ledger.validate()?;
         self.scheduler.validate()?;
         self.quotas.validate()?;
+        self.scaling.validate()?;
         Ok(())
     }
 }

@@ -189,12 +189,18 @@ pub(crate) struct Entry {
     pub(crate) pending: Option<Preemption>,
     pub(crate) preempted: Option<(String, Instant)>,
     pub(crate) signals: Arc<AgentSignals>,
-    /// The CPU limit of every worker together, in millicores (0 = none).
-    pub(crate) cpu_limit: u64,
+    /// The CPU limit of one worker, in millicores (0 = none).
+    pub(crate) cpu_limit_per_worker: u64,
     pub(crate) cpu: super::cpu::CpuMeter,
 }
 
 impl Entry {
+    /// The CPU limit of every worker together, in millicores (0 = none):
+    /// it follows the pool's size as it is resized.
+    pub(crate) fn cpu_limit(&self) -> u64 {
+        self.cpu_limit_per_worker.saturating_mul(self.workers)
+    }
+
     pub(crate) fn status(&self) -> Option<AdmissionStatus> {
         if let Some((by, stops_at)) = &self.preempted {
             return Some(AdmissionStatus::Preempted {
@@ -371,7 +377,7 @@ mod tests {
             pending: None,
             preempted: None,
             signals,
-            cpu_limit: 0,
+            cpu_limit_per_worker: 0,
             cpu: Default::default(),
         }
     }

@@ -417,10 +417,6 @@ fn the_defaults_can_be_extended_with_quotas_and_pools() {
 #[test]
 fn sections_of_missing_features_are_refused_and_not_printed() {
     let cases = [
-        ("[scaling]\nmax_workers = 10\n", "scaling", "auto-scaling"),
-        ("[scaling]\n", "scaling", "auto-scaling"),
-        ("scaling.enabled = false\n", "scaling", "auto-scaling"),
-        ("scaling = {}\n", "scaling", "auto-scaling"),
         ("[monitor.thresholds]\nwarning_percent = 80\n", "monitor", "monitoring"),
         ("[monitor]\ninterval = \"10s\"\n", "monitor", "monitoring"),
         ("[node]\nname = \"node-1\"\n", "node.name", "clustering"),
@@ -481,4 +477,60 @@ fn node_capacity_overrides_the_machine_per_kind_and_refuses_bad_entries() {
         parse_err("[node]\npreemption_grace = \"200 years\"\n").field(),
         "node.preemption_grace"
     );
+}
+
+#[test]
+fn scaling_carries_the_seed_numbers_and_refuses_bad_values_naming_the_field() {
+    let s = NexusConfig::default().scaling;
+    assert!(s.enabled);
+    assert_eq!((s.min_workers, s.max_workers, s.increment), (2, 10, 1));
+    assert_eq!(s.cooldown, Duration::from_secs(600));
+    assert_eq!(s.tolerance_percent, 10);
+    assert_eq!(
+        (s.cpu.threshold_percent, s.cpu.duration),
+        (75, Duration::from_secs(300))
+    );
+    assert_eq!(
+        (s.memory.threshold_percent, s.memory.duration),
+        (80, Duration::from_secs(300))
+    );
+    assert_eq!((s.queue.length, s.queue.wait_time), (1000, Duration::from_secs(30)));
+
+    let cfg =
+        NexusConfig::from_toml_str("[scaling]\nenabled = false\n[scaling.cpu]\nthreshold_percent = 60\n").unwrap();
+    assert!(!cfg.scaling.enabled);
+    assert_eq!(cfg.scaling.cpu.threshold_percent, 60);
+    assert_eq!(
+        cfg.scaling.cpu.duration,
+        Duration::from_secs(300),
+        "omitted keys keep defaults"
+    );
+
+    for (text, field) in [
+        ("[scaling]\ninterval = \"0s\"\n", "scaling.interval"),
+        ("[scaling]\nmin_workers = 0\n", "scaling.min_workers"),
+        ("[scaling]\nmax_workers = 2000000\n", "scaling.max_workers"),
+        ("[scaling]\nincrement = 0\n", "scaling.increment"),
+        ("[scaling]\ntolerance_percent = 100\n", "scaling.tolerance_percent"),
+        (
+            "[scaling.cpu]\nthreshold_percent = 0\n",
+            "scaling.cpu.threshold_percent",
+        ),
+        (
+            "[scaling.memory]\nthreshold_percent = 101\n",
+            "scaling.memory.threshold_percent",
+        ),
+        ("[scaling.queue]\nlength = 0\n", "scaling.queue.length"),
+        ("[scaling.queue]\nwait_time = \"0s\"\n", "scaling.queue.wait_time"),
+        ("[scaling]\nmin_workers = -1\n", "scaling.min_workers"),
+        ("[scaling]\nwhatever = 1\n", "scaling"),
+    ] {
+        let err = parse_err(text);
+        assert!(err.field().starts_with(field), "{text}: {err}");
+        assert!(err.to_string().contains(field), "{text}: {err}");
+    }
+    let err = parse_err("[scaling]\nmin_workers = 5\nmax_workers = 4\n");
+    assert!(matches!(err, ConfigError::Conflict { .. }), "{err:?}");
+    assert_eq!(err.field(), "scaling.min_workers");
+    assert!(err.to_string().contains("scaling.max_workers"), "{err}");
 }
