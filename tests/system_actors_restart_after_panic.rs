@@ -376,8 +376,13 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
         assert!(tokio::time::Instant::now() < deadline, "records: {records:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // The four panicked once each; the scaler and the pressure detector
+    // were not touched.
     for child in swarm.node().system_children().await {
-        assert_eq!(child.restarts, 1, "{}", child.name);
+        let panicked = [".quota-keeper", ".scheduler", ".cost-ledger", ".llm-gateway"]
+            .iter()
+            .any(|s| child.name.ends_with(s));
+        assert_eq!(child.restarts, u32::from(panicked), "{}", child.name);
     }
     swarm.shutdown(TIMEOUT).await;
 }

@@ -925,20 +925,32 @@ fn gone(inner: &Weak<Inner>, key: &str) {
     let name = key.to_string();
     rt.spawn(async move {
         for id in held {
-            // A spawn abandoned while it waited leaves a reservation: withdrawn
-            // first, so that it cannot be served after the release below.
-            match scheduler.cancel(id, name.as_str()).await {
-                Ok(()) => continue,
-                Err(SchedulerError::NotWaiting(_)) => {}
-                Err(e) => tracing::warn!(agent = %name, request = %id, error = %e, "withdrawing a reservation failed"),
-            }
-            match scheduler.release(id, name.as_str()).await {
-                // Preempted whole: the scheduler already took it back.
-                Ok(_) | Err(SchedulerError::NotHeld(_)) => {}
-                Err(e) => {
-                    tracing::warn!(agent = %name, request = %id, error = %e, "releasing an agent's resources failed")
-                }
-            }
+            give_back(&scheduler, id, &name).await;
         }
     });
+}
+
+/// Withdraws `id` if it still waits, else releases it. A scheduler that
+/// is unavailable for longer than a restart takes (a second) has stopped
+/// with the swarm, and its allocations with it: nothing is left to give back.
+async fn give_back(scheduler: &SchedulerHandle, id: RequestId, name: &str) {
+    for _ in 0..20 {
+        // A spawn abandoned while it waited leaves a reservation: withdrawn
+        // first, so that it cannot be served after the release below.
+        let outcome = match scheduler.cancel(id, name).await {
+            Ok(()) => return,
+            Err(SchedulerError::NotWaiting(_)) => scheduler.release(id, name).await.map(drop),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            // Preempted whole: the scheduler already took it back.
+            Ok(()) | Err(SchedulerError::NotHeld(_)) => return,
+            Err(SchedulerError::Unavailable) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => {
+                tracing::warn!(agent = %name, request = %id, error = %e, "giving back an agent's resources failed");
+                return;
+            }
+        }
+    }
+    tracing::debug!(agent = %name, request = %id, "the scheduler has stopped; nothing to give back");
 }
