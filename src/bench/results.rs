@@ -662,14 +662,20 @@ pub fn render(files: &[Loaded]) -> anyhow::Result<String> {
 
 /// `text` with the block between the markers replaced by `block`.
 pub fn replace_block(text: &str, block: &str) -> anyhow::Result<String> {
+    replace_between(text, (BEGIN_MARKER, END_MARKER), block)
+}
+
+/// `text` with what stands between the `begin` and `end` marker lines
+/// replaced by `block`.
+pub fn replace_between(text: &str, (begin_marker, end_marker): (&str, &str), block: &str) -> anyhow::Result<String> {
     let begin = text
-        .find(BEGIN_MARKER)
-        .with_context(|| format!("no {BEGIN_MARKER} line"))?;
-    let after_begin = begin + BEGIN_MARKER.len();
+        .find(begin_marker)
+        .with_context(|| format!("no {begin_marker} line"))?;
+    let after_begin = begin + begin_marker.len();
     let end = text[after_begin..]
-        .find(END_MARKER)
+        .find(end_marker)
         .map(|i| after_begin + i)
-        .with_context(|| format!("no {END_MARKER} after {BEGIN_MARKER}"))?;
+        .with_context(|| format!("no {end_marker} after {begin_marker}"))?;
     let block = block.trim_end();
     Ok(format!("{}\n{block}\n{}", &text[..after_begin], &text[end..]))
 }

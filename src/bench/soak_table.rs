@@ -117,20 +117,7 @@ pub fn render(path: &Path, text: &str) -> anyhow::Result<String> {
 
 /// `text` with the soak block replaced by `block`.
 pub fn replace_block(text: &str, block: &str) -> anyhow::Result<String> {
-    let begin = text
-        .find(BEGIN_MARKER)
-        .with_context(|| format!("no {BEGIN_MARKER} line"))?;
-    let after_begin = begin + BEGIN_MARKER.len();
-    let end = text[after_begin..]
-        .find(END_MARKER)
-        .map(|i| after_begin + i)
-        .with_context(|| format!("no {END_MARKER} after {BEGIN_MARKER}"))?;
-    Ok(format!(
-        "{}\n{}\n{}",
-        &text[..after_begin],
-        block.trim_end(),
-        &text[end..]
-    ))
+    super::results::replace_between(text, (BEGIN_MARKER, END_MARKER), block)
 }
 
 #[cfg(test)]

@@ -451,14 +451,7 @@ impl<T: Clone> SchedulerCore<T> {
         requester: &RequesterId,
         now: Instant,
     ) -> Result<(ResourceVector, Vec<Notice<T>>), SchedulerError> {
-        let alloc = self.allocations.get(&id).ok_or(SchedulerError::NotHeld(id))?;
-        if &alloc.req.requester != requester {
-            return Err(SchedulerError::WrongRequester {
-                id,
-                holder: alloc.req.requester.clone(),
-                requester: requester.clone(),
-            });
-        }
+        self.held_by(id, requester)?;
         let alloc = self.allocations.remove(&id).expect("checked above");
         self.give_back(alloc.pool, &alloc.req.tenant, &alloc.granted);
         let notices = self.serve_waiting(now);
@@ -477,14 +470,7 @@ impl<T: Clone> SchedulerCore<T> {
         part: &ResourceVector,
         now: Instant,
     ) -> Result<(ResourceVector, Vec<Notice<T>>), SchedulerError> {
-        let alloc = self.allocations.get(&id).ok_or(SchedulerError::NotHeld(id))?;
-        if &alloc.req.requester != requester {
-            return Err(SchedulerError::WrongRequester {
-                id,
-                holder: alloc.req.requester.clone(),
-                requester: requester.clone(),
-            });
-        }
+        let alloc = self.held_by(id, requester)?;
         let rest = alloc
             .granted
             .checked_sub(part)
@@ -510,6 +496,19 @@ impl<T: Clone> SchedulerCore<T> {
         let notices = self.serve_waiting(now);
         self.pools[pool].shrink_idle();
         Ok((rest, notices))
+    }
+
+    /// The allocation `id`, if `requester` holds it.
+    fn held_by(&self, id: RequestId, requester: &RequesterId) -> Result<&Allocation<T>, SchedulerError> {
+        let alloc = self.allocations.get(&id).ok_or(SchedulerError::NotHeld(id))?;
+        if &alloc.req.requester != requester {
+            return Err(SchedulerError::WrongRequester {
+                id,
+                holder: alloc.req.requester.clone(),
+                requester: requester.clone(),
+            });
+        }
+        Ok(alloc)
     }
 
     /// Withdraws a waiting reservation of `requester`.
