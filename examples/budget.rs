@@ -32,6 +32,7 @@
 //! cargo run --release --example budget -- --data-dir ./nexus-data && cargo run --release --bin nexus -- report --group-by model
 //! ```
 
+use nexus_swarm::actors::Scope;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,7 +40,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
-use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, BudgetScope, TimeRange};
+use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, TimeRange};
 use nexus_swarm::actors::llm::{
     DeploymentSpec, GatewayError, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
@@ -267,8 +268,8 @@ async fn main() -> anyhow::Result<()> {
         .start()
         .await?;
     let ledger = swarm.ledger().clone();
-    let hard = Budget::new(BUDGET_ID, args.budget, BudgetPeriod::Daily, BudgetAction::Halt)
-        .scope(BudgetScope::all().tenant(TENANT));
+    let hard =
+        Budget::new(BUDGET_ID, args.budget, BudgetPeriod::Daily, BudgetAction::Halt).scope(Scope::all().tenant(TENANT));
     ledger.put_budget(hard).await?;
     let run_started_us = ledger.clock().now_us();
     let gateway = swarm.gateway().cloned().context("the swarm has a gateway")?;
@@ -314,7 +315,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .await?
         .into_iter()
-        .filter(|r| r.meta.tenant.as_deref() == Some(TENANT))
+        .filter(|r| r.meta.scope.tenant.as_deref() == Some(TENANT))
         .collect();
     let spent: u64 = records.iter().map(|r| r.cost_micro_usd).sum();
     let status = ledger.budget_status(BUDGET_ID)?;

@@ -24,6 +24,7 @@
 //! cargo run --release --example swarm -- --data-dir ./nexus-data && cargo run --release --bin nexus -- report --group-by model
 //! ```
 
+use nexus_swarm::actors::Scope;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use clap::builder::RangedU64ValueParser;
 use hdrhistogram::Histogram;
-use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, BudgetScope};
+use nexus_swarm::actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod};
 use nexus_swarm::actors::llm::{
     Capability, DeploymentSpec, GatewayError, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
@@ -424,7 +425,7 @@ async fn main() -> anyhow::Result<()> {
         .start()
         .await?;
     let hard = Budget::new("swarm-daily", args.budget, BudgetPeriod::Daily, BudgetAction::Halt)
-        .scope(BudgetScope::all().tenant(TENANT));
+        .scope(Scope::all().tenant(TENANT));
     swarm.ledger().put_budget(hard).await?;
 
     let collector = swarm.spawn_agent("collector", Collector).await?;

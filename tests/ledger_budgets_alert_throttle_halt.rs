@@ -7,6 +7,7 @@
 //! Time is tokio's paused clock seen through `TokioClock`, so periods roll
 //! over with `tokio::time::advance`.
 
+use nexus_swarm::actors::Scope;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -71,8 +72,7 @@ fn kinds(rx: &mut broadcast::Receiver<BudgetEvent>) -> Vec<BudgetEventKind> {
 async fn halt_refuses_the_crossing_request_and_every_one_after_until_rollover() {
     let dir = tempfile::tempdir().unwrap();
     let (actor, ledger) = ledger(dir.path(), Arc::new(TokioClock::starting_at(START_US))).await;
-    let budget =
-        Budget::new("hard", 1000, BudgetPeriod::Hourly, BudgetAction::Halt).scope(BudgetScope::all().tenant("acme"));
+    let budget = Budget::new("hard", 1000, BudgetPeriod::Hourly, BudgetAction::Halt).scope(Scope::all().tenant("acme"));
     ledger.put_budget(budget).await.unwrap();
     let mut events = ledger.subscribe();
     let acme = meta("acme");
@@ -167,15 +167,15 @@ async fn throttle_lowers_the_admission_rate_while_over_and_restores_it_at_rollov
     let (actor, ledger) = ledger(dir.path(), Arc::new(TokioClock::starting_at(START_US))).await;
     let acme_router = Admission::new();
     let other_router = Admission::new();
-    ledger.register_rate_control(BudgetScope::all().tenant("acme"), acme_router.clone());
-    ledger.register_rate_control(BudgetScope::all().tenant("other"), other_router.clone());
+    ledger.register_rate_control(Scope::all().tenant("acme"), acme_router.clone());
+    ledger.register_rate_control(Scope::all().tenant("other"), other_router.clone());
     let budget = Budget::new(
         "slow",
         1000,
         BudgetPeriod::Hourly,
         BudgetAction::Throttle { permille: 250 },
     )
-    .scope(BudgetScope::all().tenant("acme"));
+    .scope(Scope::all().tenant("acme"));
     ledger.put_budget(budget).await.unwrap();
 
     request(&ledger, &meta("acme"), 600, 600).await.unwrap();

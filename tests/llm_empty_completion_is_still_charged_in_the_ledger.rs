@@ -94,7 +94,7 @@ async fn an_empty_completion_is_charged_for_its_prompt_and_records_no_zero_amoun
     assert_eq!(records[0].kind, ResourceKind::InputTokens);
     assert_eq!(records[0].amount, PROMPT_TOKENS);
     assert_eq!(records[0].cost_micro_usd, empty.cost_micro_usd);
-    assert_eq!(records[0].meta.model.as_deref(), Some("m"));
+    assert_eq!(records[0].meta.scope.model.as_deref(), Some("m"));
     let status = ledger.budget_status("hard").unwrap();
     assert_eq!(status.spent_micro_usd, empty.cost_micro_usd);
     assert_eq!(status.inflight_micro_usd, 0);

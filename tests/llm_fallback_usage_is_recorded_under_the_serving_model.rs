@@ -68,8 +68,8 @@ async fn a_fallback_is_recorded_and_priced_under_the_model_that_served_it() {
     let records = sink.records();
     assert_eq!(records.len(), 2, "{records:?}");
     for rec in &records {
-        assert_eq!(rec.meta.model.as_deref(), Some("small"), "{rec:?}");
-        assert_eq!(rec.meta.tenant.as_deref(), Some("acme"));
+        assert_eq!(rec.meta.scope.model.as_deref(), Some("small"), "{rec:?}");
+        assert_eq!(rec.meta.scope.tenant.as_deref(), Some("acme"));
     }
     let amount = |kind: ResourceKind| records.iter().find(|r| r.kind == kind).map(|r| r.amount);
     assert_eq!(amount(ResourceKind::InputTokens), Some(r.input_tokens));

@@ -131,7 +131,7 @@ async fn a_completion_is_charged_at_the_configured_catalogue_prices() {
         let records = ledger.records(TimeRange::all()).await.unwrap();
         let of_model: Vec<_> = records
             .iter()
-            .filter(|r| r.meta.model.as_deref() == Some(model))
+            .filter(|r| r.meta.scope.model.as_deref() == Some(model))
             .collect();
         assert_eq!(of_model.len(), 2, "one record per kind of token: {records:?}");
         for r in of_model {

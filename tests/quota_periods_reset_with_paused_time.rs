@@ -2,10 +2,11 @@
 //! limits are adjusted at run time, invalid changes are typed errors that
 //! change nothing, and the handle gates LLM spend per tenant.
 
+use nexus_swarm::actors::Scope;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_swarm::actors::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaSelector, QuotaSpec};
+use nexus_swarm::actors::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaSpec};
 use nexus_swarm::runtime::resources::ResourceKind::InputTokens;
 use nexus_swarm::runtime::resources::ResourceVector;
 use nexus_swarm::runtime::usage::{SpendGate, SpendRefused, UsageMeta};
@@ -18,10 +19,10 @@ async fn quota_periods_reset_with_paused_time() {
         .with_quotas(vec![
             QuotaSpec::child("acme", "tpm", InputTokens, 30_000)
                 .period(MINUTE)
-                .selector(QuotaSelector::any().tenant("acme")),
+                .selector(Scope::all().tenant("acme")),
             QuotaSpec::root("tpm", InputTokens, 90_000)
                 .period(MINUTE)
-                .selector(QuotaSelector::any()),
+                .selector(Scope::all()),
         ])
         .unwrap()
         .sweep_interval(Duration::from_secs(10));

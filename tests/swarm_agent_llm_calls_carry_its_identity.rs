@@ -7,11 +7,12 @@
 #[path = "support/held_provider.rs"]
 mod held_provider;
 
+use nexus_swarm::actors::Scope;
 use std::sync::Arc;
 use std::time::Duration;
 
 use held_provider::HeldProvider;
-use nexus_swarm::actors::cost_ledger::{BudgetScope, Field, ReportQuery, TimeRange};
+use nexus_swarm::actors::cost_ledger::{Field, ReportQuery, TimeRange};
 use nexus_swarm::actors::llm::{DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, RateLimits};
 use nexus_swarm::actors::llm_gateway::ProviderEntry;
 use nexus_swarm::actors::swarm::{Identity, NoLlm, Swarm, SwarmContext};
@@ -103,7 +104,7 @@ async fn an_agents_calls_are_bounded_and_charged_to_it_without_it_saying_who_it_
 
     // Every call is in the ledger under the agent's own tenant / workflow / name.
     let query = ReportQuery::new(TimeRange::all())
-        .filter(BudgetScope::all().tenant("acme").workflow("survey").agent("writers"))
+        .filter(Scope::all().tenant("acme").workflow("survey").agent("writers"))
         .group_by(vec![Field::Agent, Field::Kind]);
     let mut report = swarm.ledger().report(query.clone()).await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;

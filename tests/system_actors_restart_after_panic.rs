@@ -255,7 +255,7 @@ async fn system_actors_restart_after_panic_and_lose_nothing_acknowledged() {
     }
     let tracked: u64 = records
         .iter()
-        .filter(|r| r.meta.tenant.as_deref() == Some("acme"))
+        .filter(|r| r.meta.scope.tenant.as_deref() == Some("acme"))
         .map(|r| r.cost_micro_usd)
         .sum();
     assert_eq!(tracked, done.acked.iter().map(|(_, amount)| amount).sum::<u64>());
@@ -263,7 +263,7 @@ async fn system_actors_restart_after_panic_and_lose_nothing_acknowledged() {
     // restarts, was recorded at the cost the gateway answered with.
     let recorded: u64 = records
         .iter()
-        .filter(|r| r.meta.model.as_deref() == Some("m"))
+        .filter(|r| r.meta.scope.model.as_deref() == Some("m"))
         .map(|r| r.cost_micro_usd)
         .sum();
     assert_eq!(recorded, done.gateway_cost);
@@ -367,7 +367,7 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
         let records = swarm.ledger().records(TimeRange::all()).await.unwrap();
         let calls = records
             .iter()
-            .filter(|r| r.meta.agent.as_deref() == Some("first"))
+            .filter(|r| r.meta.scope.agent.as_deref() == Some("first"))
             .count();
         // Two calls, each an input and an output record.
         if calls == 4 {

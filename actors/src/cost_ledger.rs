@@ -120,14 +120,14 @@ mod store;
 mod writer;
 
 pub use budget::{
-    ALERT_THRESHOLDS, Budget, BudgetAction, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetScope,
-    BudgetStatus, MAX_ROLLING_WINDOW, MIN_ROLLING_WINDOW, Verdict, WaitTicket,
+    ALERT_THRESHOLDS, Budget, BudgetAction, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetStatus,
+    MAX_ROLLING_WINDOW, MIN_ROLLING_WINDOW, Verdict, WaitTicket,
 };
 pub use clock::{
     Clock, MAX_RFC3339_US, MICROS_PER_DAY, MICROS_PER_SEC, ManualClock, SystemClock, TokioClock, civil_from_days,
     day_start, days_from_civil, format_day, format_rfc3339,
 };
-pub use error::{Damage, Damaged, LedgerError};
+pub use error::{Cause, Damage, Damaged, LedgerError};
 pub use gate::{BudgetHandle, SpendDelta};
 pub use handle::LedgerHandle;
 pub use optimize::{
@@ -194,7 +194,7 @@ impl CostLedgerArgs {
         let dir = options.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || RedbStore::open(dir))
             .await
-            .map_err(|e| LedgerError::Store(format!("opening the store failed: {e}")))??;
+            .map_err(|e| LedgerError::task_failed("opening the store", e))??;
         Self::with_store(Arc::new(store), options).await
     }
 
@@ -205,7 +205,7 @@ impl CostLedgerArgs {
         let (prices, budgets) =
             tokio::task::spawn_blocking(move || Ok::<_, LedgerError>((s.load_prices()?, s.load_budgets()?)))
                 .await
-                .map_err(|e| LedgerError::Store(format!("loading the store failed: {e}")))??;
+                .map_err(|e| LedgerError::task_failed("loading prices and budgets", e))??;
         let grace = u64::try_from(options.settle_grace.as_micros()).unwrap_or(u64::MAX);
         let book = Arc::new(BudgetBook::new(prices, options.clock.clone(), grace));
         for (budget, buckets) in budgets {
@@ -324,7 +324,7 @@ async fn read_store<T: Send + 'static>(
     let store = shared.store.clone();
     tokio::task::spawn_blocking(move || f(store.as_ref()))
         .await
-        .map_err(|e| LedgerError::Store(format!("ledger read failed: {e}")))?
+        .map_err(|e| LedgerError::task_failed("reading", e))?
 }
 
 /// Builds a report from a store (what `nexus report` runs).

@@ -3,6 +3,9 @@
 //! typed enum (matched where the caller handles it); this one only wraps
 //! them, so the cause is never turned into text.
 
+use std::fmt;
+use std::sync::Arc;
+
 use nexus_swarm_runtime::config::ConfigError;
 use nexus_swarm_runtime::error::SpawnError;
 
@@ -81,3 +84,43 @@ mod tests {
         assert!(matches!(e, Error::Spawn(SpawnError::SupervisorGone)));
     }
 }
+
+/// The underlying error of a failure, kept whole (never turned into text)
+/// and shared: an error that is handed to several callers (every caller of
+/// a failed ledger batch, every request of a failed provider batch) is
+/// cloned, so its cause is behind an `Arc`. Two causes are equal when they
+/// are the same error.
+#[derive(Debug, Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(error))
+    }
+
+    /// The error, to downcast or inspect.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Cause {}

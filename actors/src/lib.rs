@@ -76,9 +76,10 @@ pub mod scheduler;
 pub mod swarm;
 
 pub use cost_ledger::{BudgetHandle, CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
-pub use error::Error;
+pub use error::{Cause, Error};
 pub use llm::{GatewayBuildError, GatewayError, ProviderError};
 pub use llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
+pub use nexus_swarm_runtime::scope::Scope;
 pub use quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs, QuotaSpec};
 pub use router::{RouteAskError, Router, RouterArgs, RouterError, RouterHandle};
 pub use scheduler::{Scheduler, SchedulerArgs, SchedulerError, SchedulerHandle};

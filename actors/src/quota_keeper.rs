@@ -113,7 +113,7 @@
 //!
 //! [`QuotaHandle`] is a [`SpendGate`](nexus_swarm_runtime::usage::SpendGate)
 //! so that the LLM gateway reserves token, request and cost quotas through
-//! it. A quota takes part when it is defined with a [`QuotaSelector`]
+//! it. A quota takes part when it is defined with a [`Scope`](nexus_swarm_runtime::scope::Scope)
 //! (tenant, workflow, agent, model; unset fields match anything): for each
 //! kind in an estimate, the most specific matching quotas of that kind and
 //! all their ancestors are charged, each once. So a tree
@@ -186,8 +186,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SpawnErr};
 pub use clock::{ManualClock, QuotaClock};
 pub use handle::{QuotaCharge, QuotaHandle, QuotaRef};
 pub use model::{
-    MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD, QuotaError, QuotaId, QuotaReport, QuotaSelector, QuotaSpec,
-    QuotaTreeReport,
+    MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD, QuotaError, QuotaId, QuotaReport, QuotaSpec, QuotaTreeReport,
 };
 pub use store::{FORMAT_VERSION, QuotaStoreError, STORE_FILE};
 pub use table::QuotaTable;

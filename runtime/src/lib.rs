@@ -70,6 +70,7 @@ pub mod pool;
 pub mod priority;
 pub mod resources;
 pub mod routing;
+pub mod scope;
 pub mod spawn;
 pub mod supervisor;
 pub mod telemetry;
@@ -85,6 +86,7 @@ pub mod prelude {
     pub use crate::pool::PoolRef;
     pub use crate::priority::Priority;
     pub use crate::resources::{QosClass, ResourceKind, ResourceProfile, ResourceVector};
+    pub use crate::scope::Scope;
     pub use crate::spawn::{Extensions, Preemption, SpawnOptions};
     pub use crate::supervisor::{NodeEvent, NodeExit, SubtreeKind, SubtreeStopped};
 }

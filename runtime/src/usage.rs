@@ -29,19 +29,15 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::resources::{ResourceKind, ResourceVector};
+use crate::scope::Scope;
 
-/// Who and what a usage belongs to. Every field is optional; budgets and
-/// reports select and group by them.
+/// Who and what a usage belongs to: its [`Scope`] (tenant, workflow,
+/// agent, model; budgets and quotas select by it, reports group by it) and
+/// free labels.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct UsageMeta {
-    /// The tenant (customer, team).
-    pub tenant: Option<String>,
-    /// The workflow within the tenant.
-    pub workflow: Option<String>,
-    /// The agent that spent it.
-    pub agent: Option<String>,
-    /// The LLM model, for token usage.
-    pub model: Option<String>,
+    /// Who spent it.
+    pub scope: Scope,
     /// Free labels.
     pub labels: BTreeMap<String, String>,
 }
@@ -49,25 +45,25 @@ pub struct UsageMeta {
 impl UsageMeta {
     /// Builder-style: sets the tenant.
     pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
-        self.tenant = Some(tenant.into());
+        self.scope.tenant = Some(tenant.into());
         self
     }
 
     /// Builder-style: sets the workflow.
     pub fn workflow(mut self, workflow: impl Into<String>) -> Self {
-        self.workflow = Some(workflow.into());
+        self.scope.workflow = Some(workflow.into());
         self
     }
 
     /// Builder-style: sets the agent.
     pub fn agent(mut self, agent: impl Into<String>) -> Self {
-        self.agent = Some(agent.into());
+        self.scope.agent = Some(agent.into());
         self
     }
 
     /// Builder-style: sets the model.
     pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
+        self.scope.model = Some(model.into());
         self
     }
 
@@ -235,4 +231,22 @@ pub trait UsageSink: Send + Sync + 'static {
 pub trait RateControl: Send + Sync + 'static {
     /// Admit at `permille`/1000 of the configured rate (1000 restores it).
     fn set_rate_factor(&self, permille: u32);
+}
+
+impl From<Scope> for UsageMeta {
+    /// Usage spent in `scope`, without labels.
+    fn from(scope: Scope) -> Self {
+        Self {
+            scope,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+impl Scope {
+    /// Whether a usage described by `meta` is selected by this scope (see
+    /// [`Scope::covers`]).
+    pub fn matches(&self, meta: &UsageMeta) -> bool {
+        self.covers(&meta.scope)
+    }
 }

@@ -17,6 +17,7 @@
 //! scenario of `nexus bench` and the load scenarios (`--scenario`) both run
 //! on this pipeline.
 
+use crate::actors::Scope;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,8 +25,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use nexus_swarm_actors::cost_ledger::{
-    Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions,
-    ModelRates,
+    Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions, ModelRates,
 };
 use nexus_swarm_actors::llm::{
     DeploymentSpec, GatewayError, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
@@ -257,7 +257,7 @@ impl Pipeline {
             BudgetPeriod::Daily,
             BudgetAction::Halt,
         )
-        .scope(BudgetScope::all().tenant(TENANT));
+        .scope(Scope::all().tenant(TENANT));
         ledger.put_budget(budget).await?;
 
         let unlimited = RateLimits::rpm_tpm(UNLIMITED_RPM, UNLIMITED_TPM);

@@ -6,6 +6,7 @@
 //! kills the process with SIGKILL and checks that every printed record
 //! survived exactly once.
 
+use crate::actors::Scope;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,8 +18,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::actors::cost_ledger::{
-    Ack, Budget, BudgetAction, BudgetPeriod, BudgetScope, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions,
-    ModelRates, Rate,
+    Ack, Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions, ModelRates, Rate,
 };
 use crate::runtime::resources::{ResourceKind, ResourceVector};
 use crate::runtime::usage::{SpendGate, UsageMeta, UsageRecord};
@@ -52,16 +52,15 @@ pub struct StressArgs {
 pub fn stress_budgets() -> Vec<Budget> {
     vec![
         Budget::new("all-daily", 1 << 50, BudgetPeriod::Daily, BudgetAction::Alert),
-        Budget::new("t0-hourly", 1 << 40, BudgetPeriod::Hourly, BudgetAction::Alert)
-            .scope(BudgetScope::all().tenant("t0")),
+        Budget::new("t0-hourly", 1 << 40, BudgetPeriod::Hourly, BudgetAction::Alert).scope(Scope::all().tenant("t0")),
         Budget::new(
             "t1-throttle",
             2_000_000,
             BudgetPeriod::Monthly,
             BudgetAction::Throttle { permille: 500 },
         )
-        .scope(BudgetScope::all().tenant("t1").model(STRESS_MODEL)),
-        Budget::new("t2-halt", 500_000, BudgetPeriod::Daily, BudgetAction::Halt).scope(BudgetScope::all().tenant("t2")),
+        .scope(Scope::all().tenant("t1").model(STRESS_MODEL)),
+        Budget::new("t2-halt", 500_000, BudgetPeriod::Daily, BudgetAction::Halt).scope(Scope::all().tenant("t2")),
         Budget::new(
             "rolling",
             1 << 40,

@@ -5,6 +5,7 @@
 //! ledger (it reads a verified snapshot). Exit codes, shared with
 //! `nexus ledger verify`, are in [`EXIT_CODES`].
 
+use crate::actors::Scope;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use crate::actors::cost_ledger::{
-    BudgetScope, Clock, Field, LedgerError, RedbStore, ReportQuery, SystemClock, TimeRange, build_report,
+    Clock, Field, LedgerError, RedbStore, ReportQuery, SystemClock, TimeRange, build_report,
 };
 use crate::runtime::config::NexusConfig;
 
@@ -154,7 +155,7 @@ impl ReportArgs {
             .iter()
             .map(|f| f.parse::<Field>())
             .collect::<Result<Vec<_>, _>>()?;
-        let filter = BudgetScope {
+        let filter = Scope {
             tenant: self.tenant.clone(),
             workflow: self.workflow.clone(),
             agent: self.agent.clone(),

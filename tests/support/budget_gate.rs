@@ -136,7 +136,7 @@ impl UsageSink for RecordingSink {
     fn record(&self, records: Vec<UsageRecord>) -> BoxFuture<'static, Result<Vec<u64>, UsageSinkError>> {
         let mut costs = Vec::new();
         for r in &records {
-            let model = r.meta.model.clone().unwrap_or_default();
+            let model = r.meta.scope.model.clone().unwrap_or_default();
             let Some((input, output)) = self.prices.get(&model) else {
                 return Box::pin(async move { Err(UsageSinkError::Invalid(format!("no price for {model}"))) });
             };

@@ -70,7 +70,7 @@ impl LlmProvider for HeldProvider {
         self.held.lock().push((prompt, tx));
         Box::pin(async move {
             rx.await
-                .unwrap_or_else(|_| Err(ProviderError::Connect("the test dropped the call".into())))
+                .unwrap_or_else(|_| Err(ProviderError::Lost("the test dropped the call")))
         })
     }
 }

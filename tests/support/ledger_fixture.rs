@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a subset
 
+use nexus_swarm::actors::Scope;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub(crate) async fn write_ledger(dir: &Path, records: u64) {
     ledger
         .put_budget(
             Budget::new("t0-monthly", 1 << 40, BudgetPeriod::Monthly, BudgetAction::Alert)
-                .scope(BudgetScope::all().tenant("t0")),
+                .scope(Scope::all().tenant("t0")),
         )
         .await
         .unwrap();

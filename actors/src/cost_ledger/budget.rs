@@ -40,7 +40,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::Duration;
 
-use nexus_swarm_runtime::usage::{SpendRefused, UsageMeta};
+use nexus_swarm_runtime::scope::Scope;
+use nexus_swarm_runtime::usage::SpendRefused;
 use serde::{Deserialize, Serialize};
 
 use super::clock::{MICROS_PER_DAY, MICROS_PER_SEC, civil_from_days, days_from_civil};
@@ -53,92 +54,6 @@ pub const ALERT_THRESHOLDS: [u8; 3] = [50, 80, 100];
 pub const MIN_ROLLING_WINDOW: Duration = Duration::from_secs(60);
 /// Longest rolling window: 31 days.
 pub const MAX_ROLLING_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
-
-/// Which usage a budget covers: every field set must equal the usage's.
-/// The empty scope covers everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct BudgetScope {
-    /// Only this tenant.
-    pub tenant: Option<String>,
-    /// Only this workflow.
-    pub workflow: Option<String>,
-    /// Only this agent.
-    pub agent: Option<String>,
-    /// Only this model.
-    pub model: Option<String>,
-}
-
-impl BudgetScope {
-    /// The scope covering everything.
-    pub fn all() -> Self {
-        Self::default()
-    }
-
-    /// Builder-style: only this tenant.
-    pub fn tenant(mut self, v: impl Into<String>) -> Self {
-        self.tenant = Some(v.into());
-        self
-    }
-
-    /// Builder-style: only this workflow.
-    pub fn workflow(mut self, v: impl Into<String>) -> Self {
-        self.workflow = Some(v.into());
-        self
-    }
-
-    /// Builder-style: only this agent.
-    pub fn agent(mut self, v: impl Into<String>) -> Self {
-        self.agent = Some(v.into());
-        self
-    }
-
-    /// Builder-style: only this model.
-    pub fn model(mut self, v: impl Into<String>) -> Self {
-        self.model = Some(v.into());
-        self
-    }
-
-    fn fields(&self) -> [(&Option<String>, &'static str); 4] {
-        [
-            (&self.tenant, "tenant"),
-            (&self.workflow, "workflow"),
-            (&self.agent, "agent"),
-            (&self.model, "model"),
-        ]
-    }
-
-    /// Whether a usage with this metadata is in scope.
-    pub fn matches(&self, meta: &UsageMeta) -> bool {
-        let want = |scope: &Option<String>, have: &Option<String>| scope.is_none() || scope == have;
-        want(&self.tenant, &meta.tenant)
-            && want(&self.workflow, &meta.workflow)
-            && want(&self.agent, &meta.agent)
-            && want(&self.model, &meta.model)
-    }
-
-    /// Whether everything `other` covers is in this scope.
-    pub fn covers(&self, other: &BudgetScope) -> bool {
-        self.fields()
-            .iter()
-            .zip(other.fields().iter())
-            .all(|((mine, _), (theirs, _))| mine.is_none() || mine == theirs)
-    }
-}
-
-impl fmt::Display for BudgetScope {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<String> = self
-            .fields()
-            .iter()
-            .filter_map(|(v, name)| v.as_ref().map(|v| format!("{name}={v}")))
-            .collect();
-        if parts.is_empty() {
-            f.write_str("*")
-        } else {
-            f.write_str(&parts.join(","))
-        }
-    }
-}
 
 /// The period a budget's limit applies to. Calendar periods are UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,7 +161,7 @@ pub struct Budget {
     /// Its id (letters, digits, `_ - . /`).
     pub id: String,
     /// Which usage it covers.
-    pub scope: BudgetScope,
+    pub scope: Scope,
     /// The limit per period, in micro-dollars.
     pub limit_micro_usd: u64,
     /// The period.
@@ -260,7 +175,7 @@ impl Budget {
     pub fn new(id: impl Into<String>, limit_micro_usd: u64, period: BudgetPeriod, action: BudgetAction) -> Self {
         Self {
             id: id.into(),
-            scope: BudgetScope::all(),
+            scope: Scope::all(),
             limit_micro_usd,
             period,
             action,
@@ -268,7 +183,7 @@ impl Budget {
     }
 
     /// Builder-style: sets the scope.
-    pub fn scope(mut self, scope: BudgetScope) -> Self {
+    pub fn scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
         self
     }
@@ -302,7 +217,7 @@ impl Budget {
         {
             return Err(bad(format!("throttle factor {permille} must be below 1000")));
         }
-        for (v, name) in self.scope.fields() {
+        for (name, v) in self.scope.fields() {
             if let Some(v) = v
                 && v.trim().is_empty()
             {

@@ -7,6 +7,7 @@ use nexus_swarm_runtime::resources::ResourceKind;
 use nexus_swarm_runtime::usage::UsageSinkError;
 
 use super::clock::format_rfc3339;
+pub use crate::error::Cause;
 
 /// A cost-ledger operation failed. Input errors leave every state unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,18 +112,56 @@ pub enum LedgerError {
         /// Snapshot attempts made.
         attempts: u32,
     },
-    /// The store could not be read or written.
-    #[error("ledger store I/O failed: {0}")]
-    Io(String),
+    /// The store file could not be read or written.
+    #[error("ledger store {path} I/O failed: {source}")]
+    Io {
+        /// The store file (or directory).
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: Cause,
+    },
+    /// An earlier write to the store failed, so the storage engine refuses
+    /// every later one until the store is reopened; nothing more was
+    /// acknowledged.
+    #[error("ledger store {path}: an earlier write failed; reopen the store")]
+    EarlierWriteFailed {
+        /// The store file.
+        path: PathBuf,
+    },
     /// The storage engine failed in another way; nothing was acknowledged.
-    #[error("ledger store failed: {0}")]
-    Store(String),
+    #[error("ledger store {path} failed: {source}")]
+    Engine {
+        /// The store file.
+        path: PathBuf,
+        /// The storage engine's error.
+        #[source]
+        source: Cause,
+    },
+    /// The blocking task running a store operation panicked or was
+    /// cancelled; nothing it did was acknowledged.
+    #[error("ledger store task {doing} failed: {source}")]
+    TaskFailed {
+        /// What the task was doing.
+        doing: &'static str,
+        /// Why it ended.
+        #[source]
+        source: Cause,
+    },
     /// The ledger is not running (stopped, or its writer is gone).
     #[error("cost ledger is not running")]
     Unavailable,
 }
 
 impl LedgerError {
+    /// A blocking store task that ended without a result.
+    pub(crate) fn task_failed(doing: &'static str, e: tokio::task::JoinError) -> Self {
+        LedgerError::TaskFailed {
+            doing,
+            source: Cause::new(e),
+        }
+    }
+
     /// Whether the error is about the caller's input (as opposed to the store).
     pub fn is_input_error(&self) -> bool {
         matches!(

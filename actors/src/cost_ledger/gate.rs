@@ -47,6 +47,7 @@ use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use futures::future::BoxFuture;
 use nexus_swarm_runtime::resources::ResourceVector;
+use nexus_swarm_runtime::scope::Scope;
 use nexus_swarm_runtime::usage::{RateControl, SpendGate, SpendHold, SpendRefused, UsageMeta};
 use parking_lot::{Mutex, MutexGuard};
 use ractor::OutputPort;
@@ -54,7 +55,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use super::budget::{
-    Budget, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetScope, BudgetStatus, Verdict, WaitTicket,
+    Budget, BudgetCounters, BudgetEvent, BudgetEventKind, BudgetPeriod, BudgetStatus, Verdict, WaitTicket,
 };
 use super::clock::Clock;
 use super::error::LedgerError;
@@ -71,7 +72,7 @@ pub(crate) struct BudgetCell {
     /// Creation order: a reservation spanning several budgets locks them
     /// in this order.
     pub(crate) seq: u64,
-    pub(crate) scope: BudgetScope,
+    pub(crate) scope: Scope,
     pub(crate) period: BudgetPeriod,
     // A mutex, not atomics: a reservation checks committed + in flight +
     // reserved against the limit and updates one of them as one step, and
@@ -111,7 +112,7 @@ struct Awaiting {
 }
 
 struct Target {
-    scope: BudgetScope,
+    scope: Scope,
     control: Arc<dyn RateControl>,
     factor: u32,
 }
@@ -490,7 +491,7 @@ impl BudgetBook {
         }
     }
 
-    pub(crate) fn register(&self, scope: BudgetScope, control: Arc<dyn RateControl>) {
+    pub(crate) fn register(&self, scope: Scope, control: Arc<dyn RateControl>) {
         self.targets.lock().push(Target {
             scope,
             control,
@@ -510,7 +511,7 @@ impl BudgetBook {
     fn cost_of(&self, meta: &UsageMeta, estimate: &ResourceVector) -> Result<u64, SpendRefused> {
         self.prices
             .load()
-            .cost_of_vector(meta.model.as_deref(), estimate)
+            .cost_of_vector(meta.scope.model.as_deref(), estimate)
             .map_err(|e| SpendRefused::Unavailable(e.to_string()))
     }
 
@@ -632,7 +633,7 @@ impl BudgetBook {
         let actual = self
             .prices
             .load()
-            .cost_of_vector(h.meta.model.as_deref(), actual)
+            .cost_of_vector(h.meta.scope.model.as_deref(), actual)
             .unwrap_or(h.estimate);
         let mut wake = Vec::new();
         for cell in &h.cells {
@@ -759,7 +760,7 @@ impl BudgetHandle {
     /// whose scope covers `scope` is over its limit, `control` is set to
     /// that budget's factor; it is set back to 1000 when the budget is under
     /// again or its period rolls over.
-    pub fn register_rate_control(&self, scope: BudgetScope, control: Arc<dyn RateControl>) {
+    pub fn register_rate_control(&self, scope: Scope, control: Arc<dyn RateControl>) {
         self.book.register(scope, control);
     }
 

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use nexus_swarm_runtime::resources::ResourceKind;
+use nexus_swarm_runtime::scope::Scope;
 use nexus_swarm_runtime::usage::{RateControl, UsageMeta, UsageRecord, UsageSink, UsageSinkError};
 use ractor::{ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use super::budget::{Budget, BudgetEvent, BudgetScope, BudgetStatus};
+use super::budget::{Budget, BudgetEvent, BudgetStatus};
 use super::clock::Clock;
 use super::error::LedgerError;
 use super::gate::BudgetHandle;
@@ -76,7 +77,7 @@ impl LedgerHandle {
                 return Err(LedgerError::InvalidUsage("custom kind with an empty name".into()));
             }
             validate_meta(&r.meta)?;
-            let cost = prices.cost(&r.kind, r.amount, r.meta.model.as_deref())?;
+            let cost = prices.cost(&r.kind, r.amount, r.meta.scope.model.as_deref())?;
             out.push(NewRecord {
                 at_us,
                 kind: r.kind,
@@ -183,7 +184,7 @@ impl LedgerHandle {
 
     /// Registers an admission rate to throttle (see
     /// [`BudgetHandle::register_rate_control`]).
-    pub fn register_rate_control(&self, scope: BudgetScope, control: Arc<dyn RateControl>) {
+    pub fn register_rate_control(&self, scope: Scope, control: Arc<dyn RateControl>) {
         self.budgets().register_rate_control(scope, control);
     }
 

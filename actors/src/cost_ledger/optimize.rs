@@ -161,7 +161,7 @@ impl Optimizer {
             row.kind,
             ResourceKind::InputTokens | ResourceKind::OutputTokens | ResourceKind::LlmRequests
         );
-        if let (Some(model), true) = (&row.meta.model, llm) {
+        if let (Some(model), true) = (&row.meta.scope.model, llm) {
             let m = self.models.entry(model.clone()).or_default();
             match row.kind {
                 ResourceKind::InputTokens => m.input = m.input.saturating_add(row.amount),
@@ -171,7 +171,10 @@ impl Optimizer {
             m.cost = m.cost.saturating_add(row.cost_micro_usd);
         }
         if let Some(hash) = row.meta.labels.get(PROMPT_HASH_LABEL) {
-            let p = self.prompts.entry((row.meta.model.clone(), hash.clone())).or_default();
+            let p = self
+                .prompts
+                .entry((row.meta.scope.model.clone(), hash.clone()))
+                .or_default();
             match row.kind {
                 ResourceKind::LlmRequests => p.requests = p.requests.saturating_add(row.amount),
                 ResourceKind::InputTokens => p.input_records += row.records,

@@ -138,10 +138,10 @@ pub fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, LedgerError>
 /// named fields non-empty and printable.
 pub fn validate_meta(meta: &UsageMeta) -> Result<(), LedgerError> {
     for (field, value) in [
-        ("tenant", &meta.tenant),
-        ("workflow", &meta.workflow),
-        ("agent", &meta.agent),
-        ("model", &meta.model),
+        ("tenant", &meta.scope.tenant),
+        ("workflow", &meta.scope.workflow),
+        ("agent", &meta.scope.agent),
+        ("model", &meta.scope.model),
     ] {
         if let Some(v) = value
             && !valid_value(v)
@@ -191,10 +191,10 @@ impl Field {
     /// The field's value in a usage (`-` when absent).
     pub fn value_of(&self, at_us: u64, kind: &ResourceKind, meta: &UsageMeta) -> String {
         let v = match self {
-            Field::Tenant => meta.tenant.clone(),
-            Field::Workflow => meta.workflow.clone(),
-            Field::Agent => meta.agent.clone(),
-            Field::Model => meta.model.clone(),
+            Field::Tenant => meta.scope.tenant.clone(),
+            Field::Workflow => meta.scope.workflow.clone(),
+            Field::Agent => meta.scope.agent.clone(),
+            Field::Model => meta.scope.model.clone(),
             Field::Kind => Some(kind.to_string()),
             Field::Day => Some(format_day(at_us)),
             Field::Label(k) => meta.labels.get(k).cloned(),

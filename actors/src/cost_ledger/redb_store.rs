@@ -92,7 +92,7 @@ use redb::{
 };
 
 use super::budget::Budget;
-use super::error::{Damage, Damaged, LedgerError};
+use super::error::{Cause, Damage, Damaged, LedgerError};
 use super::gate::SpendDelta;
 use super::pricing::PriceTable;
 use super::record::{
@@ -258,7 +258,10 @@ fn corrupt(path: &Path, what: Damaged, detail: impl Into<String>) -> LedgerError
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> LedgerError {
-    LedgerError::Io(format!("{}: {e}", path.display()))
+    LedgerError::Io {
+        path: path.to_path_buf(),
+        source: Cause::new(e),
+    }
 }
 
 /// Runs `f` (calls into redb); a panic is damage to the pages.
@@ -363,8 +366,13 @@ fn map_err(e: redb::Error, path: &Path) -> LedgerError {
             format!("a page lies past the end of the file ({io})"),
         ),
         redb::Error::Io(io) => io_err(path, io),
-        redb::Error::PreviousIo => LedgerError::Io(format!("{}: an earlier write failed", path.display())),
-        other => LedgerError::Store(other.to_string()),
+        redb::Error::PreviousIo => LedgerError::EarlierWriteFailed {
+            path: path.to_path_buf(),
+        },
+        other => LedgerError::Engine {
+            path: path.to_path_buf(),
+            source: Cause::new(other),
+        },
     }
 }
 

@@ -7,11 +7,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::budget::BudgetScope;
 use super::clock::{MICROS_PER_SEC, format_rfc3339};
 use super::error::LedgerError;
 use super::record::Field;
 use super::store::UsageRow;
+use nexus_swarm_runtime::scope::Scope;
 
 /// A half-open time range `[from_us, to_us)` in microseconds since the epoch.
 /// Compacted usage (daily aggregates) is counted by its whole UTC day: a
@@ -74,7 +74,7 @@ pub struct ReportQuery {
     /// The time range.
     pub range: TimeRange,
     /// Only usage in this scope (the empty scope: everything).
-    pub filter: BudgetScope,
+    pub filter: Scope,
     /// Grouping fields, outermost first (empty: one total row).
     pub group_by: Vec<Field>,
 }
@@ -84,13 +84,13 @@ impl ReportQuery {
     pub fn new(range: TimeRange) -> Self {
         Self {
             range,
-            filter: BudgetScope::all(),
+            filter: Scope::all(),
             group_by: Vec::new(),
         }
     }
 
     /// Builder-style: only usage in `scope`.
-    pub fn filter(mut self, scope: BudgetScope) -> Self {
+    pub fn filter(mut self, scope: Scope) -> Self {
         self.filter = scope;
         self
     }

@@ -1,3 +1,4 @@
+use nexus_swarm_runtime::scope::Scope;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -277,7 +278,7 @@ fn budgets_are_validated() {
             BudgetPeriod::Rolling(Duration::from_secs(10)),
             BudgetAction::Halt,
         ),
-        Budget::new("s", 1, BudgetPeriod::Daily, BudgetAction::Halt).scope(BudgetScope::all().tenant(" ")),
+        Budget::new("s", 1, BudgetPeriod::Daily, BudgetAction::Halt).scope(Scope::all().tenant(" ")),
     ];
     for b in bad {
         assert!(matches!(b.validate(), Err(LedgerError::InvalidBudget { .. })), "{b:?}");
@@ -287,13 +288,13 @@ fn budgets_are_validated() {
 #[test]
 fn scopes_match_usage_and_cover_narrower_scopes() {
     let meta = UsageMeta::default().tenant("acme").model("m1");
-    assert!(BudgetScope::all().matches(&meta));
-    assert!(BudgetScope::all().tenant("acme").matches(&meta));
-    assert!(!BudgetScope::all().tenant("acme").agent("x").matches(&meta));
-    let tenant = BudgetScope::all().tenant("acme");
-    assert!(tenant.covers(&BudgetScope::all().tenant("acme").agent("x")));
-    assert!(!tenant.covers(&BudgetScope::all()));
-    assert!(BudgetScope::all().covers(&tenant));
+    assert!(Scope::all().matches(&meta));
+    assert!(Scope::all().tenant("acme").matches(&meta));
+    assert!(!Scope::all().tenant("acme").agent("x").matches(&meta));
+    let tenant = Scope::all().tenant("acme");
+    assert!(tenant.covers(&Scope::all().tenant("acme").agent("x")));
+    assert!(!tenant.covers(&Scope::all()));
+    assert!(Scope::all().covers(&tenant));
 }
 
 #[test]
@@ -324,7 +325,7 @@ fn reports_group_filter_and_export() {
     assert!(rep.to_table().unwrap().contains("total: $0.000015 over 3 records"));
 
     let q = ReportQuery::new(TimeRange::all())
-        .filter(BudgetScope::all().tenant("b"))
+        .filter(Scope::all().tenant("b"))
         .group_by([Field::Label("env".into())]);
     let mut rb = ReportBuilder::new(q);
     for r in &rows {
@@ -441,7 +442,10 @@ fn a_truncated_store_file_is_a_typed_error() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     let err = RedbStore::open(dir.path()).unwrap_err();
-    assert!(matches!(err, LedgerError::Corrupt { .. } | LedgerError::Io(_)), "{err}");
+    assert!(
+        matches!(err, LedgerError::Corrupt { .. } | LedgerError::Io { .. }),
+        "{err}"
+    );
     assert_eq!(std::fs::read(&path).unwrap().len(), bytes.len() / 3, "never replaced");
 }
 

@@ -86,7 +86,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, LedgerError> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(LedgerError::Store(format!("ledger store task failed: {e}"))))
+        .unwrap_or_else(|e| Err(LedgerError::task_failed("writing", e)))
 }
 
 /// Runs until every sender is gone and the queue is drained.
@@ -205,7 +205,7 @@ async fn commit(store: &Arc<dyn LedgerStore>, book: &Arc<BudgetBook>, batch: Bat
             book,
             charges,
             replies,
-            LedgerError::Store(format!("ledger store task failed: {e}")),
+            LedgerError::task_failed("committing a batch", e),
         ),
     }
 }

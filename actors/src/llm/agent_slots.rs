@@ -50,9 +50,9 @@ impl AgentKey {
     /// (such requests are not bounded per agent).
     pub fn of(meta: &UsageMeta) -> Option<Self> {
         Some(Self {
-            tenant: meta.tenant.clone(),
-            workflow: meta.workflow.clone(),
-            agent: meta.agent.clone()?,
+            tenant: meta.scope.tenant.clone(),
+            workflow: meta.scope.workflow.clone(),
+            agent: meta.scope.agent.clone()?,
         })
     }
 }

@@ -87,7 +87,7 @@ impl Batcher {
             });
         }
         rx.await
-            .unwrap_or_else(|_| Err(ProviderError::Connect("batch dispatch was dropped".into())))
+            .unwrap_or_else(|_| Err(ProviderError::Lost("its batch was dropped")))
     }
 }
 

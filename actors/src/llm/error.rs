@@ -7,6 +7,7 @@ use nexus_swarm_runtime::error::SpawnError;
 use nexus_swarm_runtime::usage::SpendRefused;
 
 use super::types::RateLimitSnapshot;
+use crate::error::Cause;
 
 /// A provider call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -58,10 +59,30 @@ pub enum ProviderError {
     },
     /// The connection failed (refused, reset, TLS).
     #[error("connection to provider failed: {0}")]
-    Connect(String),
-    /// The provider is not configured correctly (bad URL, missing key).
-    #[error("provider misconfigured: {0}")]
-    Config(String),
+    Connect(#[source] Cause),
+    /// The call was lost inside the gateway before it reached the provider
+    /// (its batch was dropped, its connection pool closed).
+    #[error("provider call lost before it was sent: {0}")]
+    Lost(&'static str),
+    /// The provider's `base_url` is not an http(s) URL.
+    #[error("provider base_url `{url}` is not an http(s) URL{}", reason.map(|r| format!(": {r}")).unwrap_or_default())]
+    BadBaseUrl {
+        /// The configured URL.
+        url: String,
+        /// Why it does not parse (`None`: it parses, with another scheme).
+        #[source]
+        reason: Option<url::ParseError>,
+    },
+    /// The environment variable the provider's key is read from is unset
+    /// or empty.
+    #[error("provider API key variable {var} is not set")]
+    MissingKey {
+        /// The variable's name.
+        var: String,
+    },
+    /// The HTTP client could not be built (TLS backend).
+    #[error("HTTP client could not be built: {0}")]
+    HttpClient(#[source] Cause),
 }
 
 impl ProviderError {
@@ -74,6 +95,7 @@ impl ProviderError {
                 | ProviderError::Server { .. }
                 | ProviderError::Timeout(_)
                 | ProviderError::Connect(_)
+                | ProviderError::Lost(_)
                 | ProviderError::Malformed(_)
         )
     }
@@ -88,7 +110,9 @@ impl ProviderError {
                 | ProviderError::Connect(_)
                 | ProviderError::Malformed(_)
                 | ProviderError::Auth { .. }
-                | ProviderError::Config(_)
+                | ProviderError::BadBaseUrl { .. }
+                | ProviderError::MissingKey { .. }
+                | ProviderError::HttpClient(_)
         )
     }
 

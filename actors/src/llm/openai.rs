@@ -35,6 +35,7 @@ use tokio::sync::Semaphore;
 use super::error::ProviderError;
 use super::provider::{LlmProvider, ProviderResult};
 use super::types::{ProviderRequest, ProviderResponse, RateLimitSnapshot};
+use crate::error::Cause;
 
 /// Settings of one OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,7 +107,7 @@ impl HttpPool {
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10))
             .build()
-            .map_err(|e| ProviderError::Config(format!("http client: {e}")))?;
+            .map_err(|e| ProviderError::HttpClient(Cause::new(e)))?;
         Ok(Self {
             client,
             total: Arc::new(Semaphore::new(config.max_connections.max(1) as usize)),
@@ -146,20 +147,22 @@ impl OpenAiCompatible {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let base = config.base_url.trim_end_matches('/');
-        let parsed = reqwest::Url::parse(base)
-            .map_err(|e| ProviderError::Config(format!("base_url `{}`: {e}", config.base_url)))?;
+        let parsed = reqwest::Url::parse(base).map_err(|e| ProviderError::BadBaseUrl {
+            url: config.base_url.clone(),
+            reason: Some(e),
+        })?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ProviderError::Config(format!(
-                "base_url `{}`: scheme must be http or https",
-                config.base_url
-            )));
+            return Err(ProviderError::BadBaseUrl {
+                url: config.base_url.clone(),
+                reason: None,
+            });
         }
         let api_key = match &config.api_key_env {
             None => None,
             Some(var) => Some(
                 env(var)
                     .filter(|k| !k.trim().is_empty())
-                    .ok_or_else(|| ProviderError::Config(format!("environment variable {var} is not set")))?,
+                    .ok_or_else(|| ProviderError::MissingKey { var: var.clone() })?,
             ),
         };
         Ok(Self {
@@ -180,12 +183,12 @@ impl OpenAiCompatible {
             .total
             .acquire()
             .await
-            .map_err(|_| ProviderError::Connect("pool closed".into()))?;
+            .map_err(|_| ProviderError::Lost("the connection pool is closed"))?;
         let _host = self
             .host
             .acquire()
             .await
-            .map_err(|_| ProviderError::Connect("pool closed".into()))?;
+            .map_err(|_| ProviderError::Lost("the connection pool is closed"))?;
         let body = WireRequest {
             model: &request.model,
             messages: request
@@ -203,24 +206,24 @@ impl OpenAiCompatible {
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
-        let response = builder.send().await.map_err(|e| self.transport_error(&e))?;
+        let response = builder.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let snapshot = parse_rate_limit_headers(&headers);
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if (200..300).contains(&status) {
             return parse_completion(&bytes, snapshot);
         }
         Err(status_error(status, &headers, &bytes, snapshot))
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> ProviderError {
+    fn transport_error(&self, e: reqwest::Error) -> ProviderError {
         if e.is_timeout() {
             ProviderError::Timeout(self.timeout)
         } else if e.is_decode() || e.is_body() {
             ProviderError::Malformed(format!("body: {e}"))
         } else {
-            ProviderError::Connect(e.to_string())
+            ProviderError::Connect(Cause::new(e))
         }
     }
 }

@@ -153,7 +153,7 @@ impl Core {
             // priced at its prices: a fallback's own name replaces whatever
             // model the caller's metadata named.
             let mut meta = req.meta.clone();
-            meta.model = Some(spec.name.clone());
+            meta.scope.model = Some(spec.name.clone());
             let holds = self.reserve(&meta, &estimate, ctx.deadline).await?;
             // 5-7. Rate limits, batching, the call with retries.
             match self.call_model(m, &mut ctx).await {

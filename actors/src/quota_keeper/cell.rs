@@ -15,9 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nexus_swarm_runtime::resources::ResourceKind;
+use nexus_swarm_runtime::scope::Scope;
 
 use super::clock::QuotaClock;
-use super::model::{MAX_QUOTA_AMOUNT, QuotaId, QuotaReport, QuotaSelector};
+use super::model::{MAX_QUOTA_AMOUNT, QuotaId, QuotaReport};
 
 const USED_BITS: u32 = 48;
 
@@ -117,7 +118,7 @@ pub(crate) struct QuotaNode {
     pub(crate) index: usize,
     pub(crate) kind: ResourceKind,
     pub(crate) parent: Option<QuotaId>,
-    pub(crate) selector: Option<QuotaSelector>,
+    pub(crate) selector: Option<Scope>,
     /// Ancestors, nearest first. Fixed at definition (a quota never moves),
     /// so charges walk it without reading the published tree.
     pub(crate) path: Box<[Arc<QuotaNode>]>,
@@ -163,7 +164,7 @@ pub(crate) struct NodeInit {
     pub(crate) index: usize,
     pub(crate) kind: ResourceKind,
     pub(crate) parent: Option<Arc<QuotaNode>>,
-    pub(crate) selector: Option<QuotaSelector>,
+    pub(crate) selector: Option<Scope>,
     pub(crate) limit: u64,
     pub(crate) ceiling: u64,
     pub(crate) period: Option<Duration>,

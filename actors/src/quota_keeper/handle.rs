@@ -503,7 +503,7 @@ fn refused_spend(node: &QuotaNode, requested: u64, now: &mut Now<'_>) -> SpendRe
 ///
 /// A reservation for a request described by a [`UsageMeta`] charges, for
 /// each kind in the estimate, the quotas of that kind whose
-/// [`QuotaSelector`](super::QuotaSelector) matches the meta, keeping only
+/// [`Scope`](nexus_swarm_runtime::scope::Scope) matches the meta, keeping only
 /// the most specific ones (a matching quota that is an ancestor of another
 /// match is charged through it), and every ancestor of those, each quota
 /// once. Quotas without a selector are never charged by the gate. Kinds

@@ -6,9 +6,9 @@ use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
-use nexus_swarm_runtime::config::{QuotaConfig, QuotaSelectorConfig};
+use nexus_swarm_runtime::config::QuotaConfig;
 use nexus_swarm_runtime::resources::ResourceKind;
-use nexus_swarm_runtime::usage::UsageMeta;
+use nexus_swarm_runtime::scope::Scope;
 use serde::{Deserialize, Serialize};
 
 pub use nexus_swarm_runtime::config::{MAX_QUOTA_AMOUNT, MAX_QUOTA_DEPTH, MIN_QUOTA_PERIOD};
@@ -80,80 +80,6 @@ impl From<String> for QuotaId {
     }
 }
 
-/// Which requests' usage a quota applies to, for [`SpendGate`] reservations
-/// (see the module docs, "Mapping usage to quotas"). Every field that is
-/// set must equal the request's [`UsageMeta`] field; unset fields match
-/// anything, so the empty selector matches every request.
-///
-/// [`SpendGate`]: nexus_swarm_runtime::usage::SpendGate
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct QuotaSelector {
-    /// The tenant, or any.
-    pub tenant: Option<String>,
-    /// The workflow, or any.
-    pub workflow: Option<String>,
-    /// The agent, or any.
-    pub agent: Option<String>,
-    /// The model, or any.
-    pub model: Option<String>,
-}
-
-impl QuotaSelector {
-    /// The selector that matches every request.
-    pub fn any() -> Self {
-        Self::default()
-    }
-
-    /// Builder-style: only this tenant.
-    pub fn tenant(mut self, tenant: impl Into<String>) -> Self {
-        self.tenant = Some(tenant.into());
-        self
-    }
-
-    /// Builder-style: only this workflow.
-    pub fn workflow(mut self, workflow: impl Into<String>) -> Self {
-        self.workflow = Some(workflow.into());
-        self
-    }
-
-    /// Builder-style: only this agent.
-    pub fn agent(mut self, agent: impl Into<String>) -> Self {
-        self.agent = Some(agent.into());
-        self
-    }
-
-    /// Builder-style: only this model.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
-    }
-
-    /// Whether a request described by `meta` is selected.
-    pub fn matches(&self, meta: &UsageMeta) -> bool {
-        fn field(want: &Option<String>, have: &Option<String>) -> bool {
-            match want {
-                None => true,
-                Some(w) => have.as_deref() == Some(w.as_str()),
-            }
-        }
-        field(&self.tenant, &meta.tenant)
-            && field(&self.workflow, &meta.workflow)
-            && field(&self.agent, &meta.agent)
-            && field(&self.model, &meta.model)
-    }
-}
-
-impl From<QuotaSelectorConfig> for QuotaSelector {
-    fn from(c: QuotaSelectorConfig) -> Self {
-        Self {
-            tenant: c.tenant,
-            workflow: c.workflow,
-            agent: c.agent,
-            model: c.model,
-        }
-    }
-}
-
 /// The definition of one quota.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaSpec {
@@ -176,7 +102,7 @@ pub struct QuotaSpec {
     /// means only charges by id.
     ///
     /// [`SpendGate`]: nexus_swarm_runtime::usage::SpendGate
-    pub selector: Option<QuotaSelector>,
+    pub selector: Option<Scope>,
 }
 
 impl QuotaSpec {
@@ -214,7 +140,7 @@ impl QuotaSpec {
     }
 
     /// Builder-style: applies to the requests `selector` matches.
-    pub fn selector(mut self, selector: QuotaSelector) -> Self {
+    pub fn selector(mut self, selector: Scope) -> Self {
         self.selector = Some(selector);
         self
     }
@@ -229,7 +155,7 @@ impl From<QuotaConfig> for QuotaSpec {
             limit: c.limit,
             period: c.period,
             borrow_ceiling: c.borrow_ceiling,
-            selector: c.selector.map(QuotaSelector::from),
+            selector: c.selector,
         }
     }
 }

@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use nexus_swarm_runtime::resources::ResourceKind::{self, Cost, InputTokens, LlmRequests, OutputTokens};
 use nexus_swarm_runtime::resources::ResourceVector;
+use nexus_swarm_runtime::scope::Scope;
 use nexus_swarm_runtime::usage::{SpendGate, SpendRefused, UsageMeta};
 use proptest::prelude::*;
 
@@ -493,12 +494,11 @@ fn gated() -> (QuotaTable, QuotaHandle) {
     let (clock, _) = QuotaClock::manual();
     let mut t = QuotaTable::new(clock);
     t.define_all(vec![
-        QuotaSpec::root("system", InputTokens, 1000).selector(QuotaSelector::any()),
-        QuotaSpec::child("acme", "system", InputTokens, 500).selector(QuotaSelector::any().tenant("acme")),
-        QuotaSpec::child("triage", "acme", InputTokens, 300)
-            .selector(QuotaSelector::any().tenant("acme").workflow("triage")),
-        QuotaSpec::child("bot", "acme", InputTokens, 200).selector(QuotaSelector::any().tenant("acme").agent("bot")),
-        QuotaSpec::root("spend", Cost, 1_000).selector(QuotaSelector::any()),
+        QuotaSpec::root("system", InputTokens, 1000).selector(Scope::all()),
+        QuotaSpec::child("acme", "system", InputTokens, 500).selector(Scope::all().tenant("acme")),
+        QuotaSpec::child("triage", "acme", InputTokens, 300).selector(Scope::all().tenant("acme").workflow("triage")),
+        QuotaSpec::child("bot", "acme", InputTokens, 200).selector(Scope::all().tenant("acme").agent("bot")),
+        QuotaSpec::root("spend", Cost, 1_000).selector(Scope::all()),
         // No selector: never charged by the gate.
         QuotaSpec::child("manual", "system", InputTokens, 1),
     ])

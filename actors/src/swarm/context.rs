@@ -2,6 +2,7 @@
 //! context: who it is, and an LLM client that says so on every call.
 
 use nexus_swarm_runtime::agent::AgentContext;
+use nexus_swarm_runtime::scope::Scope;
 use nexus_swarm_runtime::usage::UsageMeta;
 
 use crate::llm::{GatewayError, LlmRequest, LlmResponse};
@@ -43,12 +44,22 @@ impl Identity {
         self
     }
 
+    /// The [`Scope`] this identity spends in (no model): what a budget or
+    /// a quota for exactly this agent selects.
+    pub fn scope(&self) -> Scope {
+        Scope {
+            tenant: Some(self.tenant.clone()),
+            workflow: self.workflow.clone(),
+            agent: Some(self.agent.clone()),
+            model: None,
+        }
+    }
+
     /// Stamps `meta` with this identity (tenant, workflow, agent), keeping
     /// its model and labels.
     pub fn stamp(&self, meta: &mut UsageMeta) {
-        meta.tenant = Some(self.tenant.clone());
-        meta.workflow = self.workflow.clone();
-        meta.agent = Some(self.agent.clone());
+        let model = meta.scope.model.take();
+        meta.scope = Scope { model, ..self.scope() };
     }
 }
 

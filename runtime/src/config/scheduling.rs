@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::quota_tree::{QuotaEntry, QuotaTreeError, check_quota_tree};
 use super::{ConfigError, bounded_duration, check_kind_name, check_name, in_range, nonzero_duration, toml_integer};
+use crate::scope::Scope;
 
 /// Largest amount a quota limit may have: quota counters keep a period tag
 /// in the top 16 bits of a 64-bit word (2^48 - 1, about 2.8e14: 281 million
@@ -208,22 +209,6 @@ impl SchedulerConfig {
     }
 }
 
-/// Which usage a quota applies to when the LLM gateway reserves through the
-/// quota keeper: every field given must equal the request's; absent fields
-/// match anything (an empty selector matches every request).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct QuotaSelectorConfig {
-    /// The tenant. Default: any.
-    pub tenant: Option<String>,
-    /// The workflow. Default: any.
-    pub workflow: Option<String>,
-    /// The agent. Default: any.
-    pub agent: Option<String>,
-    /// The model. Default: any.
-    pub model: Option<String>,
-}
-
 /// One quota of the tree.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -246,10 +231,13 @@ pub struct QuotaConfig {
     /// idle capacity (a root cannot borrow). Default: 0.
     #[serde(default)]
     pub borrow_ceiling: u64,
-    /// Which requests' usage this quota applies to (see
-    /// [`QuotaSelectorConfig`]). Default: none (charged only by id).
+    /// Which requests' usage this quota applies to when the LLM gateway
+    /// reserves through the quota keeper: the [`Scope`] fields given
+    /// (`tenant`, `workflow`, `agent`, `model`) must equal the request's,
+    /// absent ones match anything (`{}` matches every request). Default:
+    /// none (charged only by id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub selector: Option<QuotaSelectorConfig>,
+    pub selector: Option<Scope>,
 }
 
 /// The quota keeper.
@@ -315,12 +303,7 @@ impl QuotasConfig {
                 bounded_duration(&at("period"), period)?;
             }
             if let Some(sel) = &q.selector {
-                for (f, value) in [
-                    ("tenant", &sel.tenant),
-                    ("workflow", &sel.workflow),
-                    ("agent", &sel.agent),
-                    ("model", &sel.model),
-                ] {
+                for (f, value) in sel.fields() {
                     if let Some(value) = value {
                         check_name(&at(&format!("selector.{f}")), value)?;
                     }

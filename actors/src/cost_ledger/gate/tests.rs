@@ -21,7 +21,7 @@ fn money(micro_usd: u64) -> ResourceVector {
     ResourceVector::new().with(ResourceKind::Cost, micro_usd)
 }
 
-fn gate(budgets: &[(&str, u64, BudgetScope)]) -> BudgetHandle {
+fn gate(budgets: &[(&str, u64, Scope)]) -> BudgetHandle {
     let book = BudgetBook::new(PriceTable::new(), Arc::new(ManualClock::new(NOW)), 60_000_000);
     for (id, limit, scope) in budgets {
         book.install(
@@ -33,7 +33,7 @@ fn gate(budgets: &[(&str, u64, BudgetScope)]) -> BudgetHandle {
 }
 
 fn hard(limit: u64) -> BudgetHandle {
-    gate(&[("hard", limit, BudgetScope::all())])
+    gate(&[("hard", limit, Scope::all())])
 }
 
 fn acme() -> UsageMeta {
@@ -195,10 +195,7 @@ async fn waiters_that_can_no_longer_fit_are_refused_when_the_spend_settles() {
 
 #[tokio::test(start_paused = true)]
 async fn reservations_spanning_several_budgets_are_served_without_deadlock() {
-    let gate = gate(&[
-        ("all", 1000, BudgetScope::all()),
-        ("acme", 500, BudgetScope::all().tenant("acme")),
-    ]);
+    let gate = gate(&[("all", 1000, Scope::all()), ("acme", 500, Scope::all().tenant("acme"))]);
     let other = UsageMeta::default().tenant("other");
     let first = gate.reserve(&acme(), &money(400)).unwrap();
     // Held back by "all" only, then by both (and behind the first waiter in "all").

@@ -130,15 +130,15 @@ fn misconfiguration_is_a_typed_error() {
     let missing = OpenAiConfig::new("http://127.0.0.1:1/v1").api_key_env("NEXUS_TEST_SURELY_UNSET_KEY");
     assert!(matches!(
         OpenAiCompatible::with_env("p", &missing, &pool, |_| None),
-        Err(ProviderError::Config(m)) if m.contains("NEXUS_TEST_SURELY_UNSET_KEY")
+        Err(ProviderError::MissingKey { var }) if var == "NEXUS_TEST_SURELY_UNSET_KEY"
     ));
     assert!(matches!(
         OpenAiCompatible::new("p", &OpenAiConfig::new("ftp://x"), &pool),
-        Err(ProviderError::Config(_))
+        Err(ProviderError::BadBaseUrl { reason: None, .. })
     ));
     assert!(matches!(
         OpenAiCompatible::new("p", &OpenAiConfig::new("not a url"), &pool),
-        Err(ProviderError::Config(_))
+        Err(ProviderError::BadBaseUrl { reason: Some(_), .. })
     ));
     let with_key = OpenAiCompatible::with_env("p", &missing, &pool, |_| Some("sk-test".into())).unwrap();
     assert_eq!(with_key.name(), "p");
