@@ -159,6 +159,15 @@ pub enum RouterError {
     Gone,
 }
 
+/// What [`RouterHandle::sync_pool`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolSync {
+    /// Workers added as members.
+    pub added: usize,
+    /// Members removed because their worker left the pool.
+    pub removed: usize,
+}
+
 /// A message could not be routed. The message is given back.
 #[derive(thiserror::Error)]
 #[non_exhaustive]
@@ -580,6 +589,45 @@ impl<M: Send + 'static> RouterHandle<M> {
             );
         }
         Ok(ids)
+    }
+
+    /// Brings the members taken from `pool` in step with its workers now:
+    /// members whose worker left the pool (retired by a shrink) are
+    /// removed, workers not yet members are added (weight 1). Members keep
+    /// their names, so their keys stay put on the consistent-hash ring; a
+    /// new worker takes the lowest free name `"{pool}[i]"`. Members that are
+    /// not the pool's are left alone. Returns how many were added and removed.
+    pub async fn sync_pool(&self, pool: &PoolRef<M>) -> Result<PoolSync, RouterError> {
+        let workers = pool.members();
+        let prefix = format!("{}[", pool.name());
+        let mine: Vec<MemberInfo<M>> = self
+            .members()
+            .into_iter()
+            .filter(|m| m.name.starts_with(&prefix) && m.name.ends_with(']'))
+            .collect();
+        let mut sync = PoolSync::default();
+        let mut taken = std::collections::BTreeSet::new();
+        for m in &mine {
+            if workers.contains(&m.agent) {
+                taken.insert(m.name.clone());
+            } else {
+                self.remove_member(m.id).await?;
+                sync.removed += 1;
+            }
+        }
+        let mut next = 0usize;
+        for worker in workers.iter().filter(|w| !mine.iter().any(|m| &m.agent == *w)) {
+            let name = loop {
+                let name = format!("{}[{next}]", pool.name());
+                next += 1;
+                if !taken.contains(&name) {
+                    break name;
+                }
+            };
+            self.add_named_member(worker.clone(), name, 1).await?;
+            sync.added += 1;
+        }
+        Ok(sync)
     }
 
     /// Removes a member. Messages already in its lanes stay there.

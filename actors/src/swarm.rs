@@ -16,7 +16,10 @@
 //! usage in the ledger, priced from the same catalogue; and, unless
 //! `scaling.enabled` is false, the scaler ([`Swarm::autoscale`] registers a
 //! pool with it; see [`crate::scaler`]) and the pressure detector it feeds
-//! with every scaling group's utilization ([`crate::pressure`]). A system actor
+//! with every scaling group's utilization ([`crate::pressure`]). The
+//! routers the configuration declares (`[[routers]]`) start when their pool
+//! is spawned through the swarm, and follow its resizes
+//! ([`Swarm::router`]). A system actor
 //! that fails is restarted by its supervisor with its state, and every
 //! handle to it keeps working.
 //!
@@ -58,10 +61,12 @@
 //! | `swarm/admission.rs` | the table of admitted agents, statuses, shortfalls |
 //! | `swarm/context.rs` | [`Identity`], [`AgentLlm`], [`SwarmContext`] |
 //! | `swarm/cpu.rs` | CPU accounting and throttling decisions |
+//! | `swarm/routers.rs` | routers declared in configuration, started over their pools |
 
 mod admission;
 mod context;
 pub mod cpu;
+mod routers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
@@ -88,12 +93,14 @@ use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
+use crate::router::{RouterError, RouterHandle};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
     SchedulerError, SchedulerEvent, SchedulerHandle,
 };
 use admission::{Control, Entry, Table};
+use routers::Routers;
 
 /// The scheduler pool agents' requests are admitted in: the node's
 /// capacity (`node.capacity`, else what the machine has).
@@ -150,6 +157,25 @@ pub enum SwarmError {
     /// No agent or pool of that name was spawned through this swarm.
     #[error("no agent or pool named {0} in this swarm")]
     Unknown(String),
+    /// No router of that name is declared in the configuration.
+    #[error("no router named {0} is declared (`[[routers]]`)")]
+    UnknownRouter(String),
+    /// The router is declared, but its pool has not been spawned through
+    /// this swarm yet.
+    #[error("router {name} starts when its pool {pool} is spawned through the swarm")]
+    RouterNotStarted {
+        /// The router.
+        name: String,
+        /// The pool it routes to.
+        pool: String,
+    },
+    /// The router routes messages of another type than the one asked for
+    /// (or its pool was spawned again with another message type).
+    #[error("router {0} routes another message type")]
+    RouterMessageType(String),
+    /// A declared router refused a change of its members.
+    #[error("router: {0}")]
+    Router(#[from] RouterError),
 }
 
 impl From<GatewayBuildError> for SwarmError {
@@ -230,6 +256,7 @@ struct Inner {
     next_request: AtomicU64,
     admission_wait: Duration,
     grace: Duration,
+    routers: Routers,
 }
 
 /// A node with its system actors, admitting agents by their profiles (see
@@ -277,6 +304,7 @@ impl Swarm {
         let ledger_args = CostLedgerArgs::open(LedgerOptions::from_config(&config)).await?;
         let capacity = config.node.resolved_capacity();
         let (admission_wait, grace) = (config.node.admission_wait, config.node.preemption_grace);
+        let routers = Routers::new(&config);
         // Providers and models given in code, else those the configuration
         // declares (built here, so a missing API key variable is an error
         // before anything starts), else no gateway.
@@ -324,6 +352,7 @@ impl Swarm {
                 next_request: AtomicU64::new(1),
                 admission_wait,
                 grace,
+                routers,
             }),
         };
         swarm.watch_cpu();
@@ -488,14 +517,36 @@ impl Swarm {
                 stop: Arc::new(move || drop(stop_ref.stop())),
             },
         );
+        if let Err(e) = self.inner.routers.pool_spawned(&self.inner.node, &pool).await {
+            // Spawned whole or not at all: a declared router that cannot
+            // start takes the pool down with it (its allocation is given back).
+            let _ = pool.stop();
+            return Err(e);
+        }
         Ok(pool)
+    }
+
+    /// The router declared as `name` in the configuration (`[[routers]]`),
+    /// started when its pool was spawned through this swarm; `M` is the
+    /// pool's message type.
+    pub fn router<M: Send + 'static>(&self, name: &str) -> Result<RouterHandle<M>, SwarmError> {
+        self.inner.routers.get(name)
     }
 
     /// Resizes a pool spawned through this swarm: growing asks the
     /// scheduler for the new workers' requests first (all or nothing,
     /// refused as a spawn would be, without waiting), shrinking gives them
     /// back once the retired workers are done.
+    ///
+    /// Routers declared over the pool (`[[routers]]`) follow: new workers
+    /// become members, retired ones leave.
     pub async fn resize_pool<M: Send + 'static>(&self, pool: &PoolRef<M>, size: usize) -> Result<usize, SwarmError> {
+        let resized = self.resize_admitted(pool, size).await?;
+        self.inner.routers.pool_resized(pool.name()).await?;
+        Ok(resized)
+    }
+
+    async fn resize_admitted<M: Send + 'static>(&self, pool: &PoolRef<M>, size: usize) -> Result<usize, SwarmError> {
         let name = pool.name().to_string();
         let (per_worker, workers, qos, tenant) = {
             let table = self.inner.table.lock();

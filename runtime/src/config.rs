@@ -62,6 +62,7 @@ use crate::priority::Priority;
 
 mod llm;
 mod quota_tree;
+mod routers;
 mod scaling;
 mod scheduling;
 pub use llm::{
@@ -69,6 +70,7 @@ pub use llm::{
     ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
 };
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
+pub use routers::DeclaredRouter;
 pub use scaling::{CpuTriggerConfig, MAX_SCALING_WORKERS, MemoryTriggerConfig, QueueTriggerConfig, ScalingConfig};
 pub use scheduling::{
     AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig, QuotasConfig,
@@ -270,6 +272,10 @@ pub struct NexusConfig {
     pub quotas: QuotasConfig,
     /// The scaler: its tick and the default policy of scaling groups.
     pub scaling: ScalingConfig,
+    /// Routers a `Swarm` starts over pools it spawns (`[[routers]]`).
+    /// Default: none (and then not written by `nexus config defaults`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<DeclaredRouter>,
 }
 
 impl NexusConfig {
@@ -371,6 +377,7 @@ impl NexusConfig {
         self.scheduler.validate()?;
         self.quotas.validate()?;
         self.scaling.validate()?;
+        routers::validate(&self.routers, &self.router)?;
         Ok(())
     }
 }
