@@ -32,7 +32,6 @@
 //! cargo run --release --example budget -- --data-dir ./nexus-data && cargo run --release --bin nexus -- report --group-by model
 //! ```
 
-use nexus_swarm::actors::Scope;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -24,7 +24,6 @@
 //! cargo run --release --example swarm -- --data-dir ./nexus-data && cargo run --release --bin nexus -- report --group-by model
 //! ```
 
-use nexus_swarm::actors::Scope;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -38,9 +37,8 @@ use nexus_swarm::actors::llm::{
     Capability, DeploymentSpec, GatewayError, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
 use nexus_swarm::actors::llm_gateway::ProviderEntry;
-use nexus_swarm::actors::router::{Router, RouterHandle};
+use nexus_swarm::actors::router::RouterHandle;
 use nexus_swarm::prelude::*;
-use nexus_swarm::runtime::config::{RouterConfig, RoutingStrategyKind};
 use nexus_swarm::runtime::routing::RoutingKey;
 use nexus_swarm::runtime::usage::SpendRefused;
 use rand::rngs::StdRng;
@@ -386,16 +384,22 @@ fn catalogue() -> anyhow::Result<ModelCatalogue> {
     ])?)
 }
 
-/// A router with the `[router]` defaults and this strategy; no admission
-/// limit (the gateway paces the LLM calls).
-fn routed(strategy: RoutingStrategyKind) -> RouterConfig {
-    let mut config = RouterConfig {
-        strategy,
-        ..RouterConfig::default()
-    };
-    config.admission.enabled = false;
-    config
-}
+/// The routers in front of the pools, started by the swarm when each pool
+/// is spawned; no router admission limit (the gateway paces the LLM calls).
+const ROUTERS: &str = r#"
+[router.admission]
+enabled = false
+
+[[routers]]
+name = "reviewers"
+pool = "reviewers"
+strategy = "consistent_hash"
+
+[[routers]]
+name = "workers"
+pool = "workers"
+strategy = "least_connections"
+"#;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -406,7 +410,7 @@ async fn main() -> anyhow::Result<()> {
     // A fresh data directory per run unless one is given, so the daily
     // budget starts unspent.
     let temp = tempfile::tempdir()?;
-    let mut config = NexusConfig::default();
+    let mut config = NexusConfig::from_toml_str(ROUTERS)?;
     config.node.data_dir = args.data_dir.clone().unwrap_or_else(|| temp.path().to_path_buf());
     let sim = SimulatedProvider::new(
         "sim",
@@ -435,16 +439,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let review = Identity::new("reviewers").tenant(TENANT).workflow("review");
     let reviewer_pool = swarm.spawn_pool_as(review, 4, reviewer).await?;
-    let reviewers = Router::start(swarm.node(), "reviewers", routed(RoutingStrategyKind::ConsistentHash)).await?;
-    reviewers.add_pool(&reviewer_pool).await?;
+    let reviewers = swarm.router("reviewers")?;
 
     let worker = Worker {
         reviewers: reviewers.clone(),
     };
     let research = Identity::new("workers").tenant(TENANT).workflow("research");
     let worker_pool = swarm.spawn_pool_as(research, args.agents, worker).await?;
-    let workers = Router::start(swarm.node(), "workers", routed(RoutingStrategyKind::LeastConnections)).await?;
-    workers.add_pool(&worker_pool).await?;
+    let workers = swarm.router("workers")?;
 
     let planner = Planner {
         workers: workers.clone(),

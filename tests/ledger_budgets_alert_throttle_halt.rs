@@ -7,10 +7,10 @@
 //! Time is tokio's paused clock seen through `TokioClock`, so periods roll
 //! over with `tokio::time::advance`.
 
-use nexus_swarm::actors::Scope;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use nexus_swarm::actors::Scope;
 use nexus_swarm::actors::cost_ledger::*;
 use nexus_swarm::runtime::resources::{ResourceKind, ResourceVector};
 use nexus_swarm::runtime::usage::{RateControl, SpendGate, SpendRefused, UsageMeta, UsageRecord, UsageSink};

@@ -2,10 +2,10 @@
 //! limits are adjusted at run time, invalid changes are typed errors that
 //! change nothing, and the handle gates LLM spend per tenant.
 
-use nexus_swarm::actors::Scope;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nexus_swarm::actors::Scope;
 use nexus_swarm::actors::quota_keeper::{QuotaError, QuotaKeeper, QuotaKeeperArgs, QuotaSpec};
 use nexus_swarm::runtime::resources::ResourceKind::InputTokens;
 use nexus_swarm::runtime::resources::ResourceVector;

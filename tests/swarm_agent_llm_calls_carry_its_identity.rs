@@ -7,7 +7,6 @@
 #[path = "support/held_provider.rs"]
 mod held_provider;
 
-use nexus_swarm::actors::Scope;
 use std::sync::Arc;
 use std::time::Duration;
 

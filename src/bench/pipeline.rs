@@ -17,12 +17,12 @@
 //! scenario of `nexus bench` and the load scenarios (`--scenario`) both run
 //! on this pipeline.
 
-use crate::actors::Scope;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::actors::Scope;
 use hdrhistogram::Histogram;
 use nexus_swarm_actors::cost_ledger::{
     Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions, ModelRates,

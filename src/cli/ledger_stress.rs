@@ -6,7 +6,6 @@
 //! kills the process with SIGKILL and checks that every printed record
 //! survived exactly once.
 
-use crate::actors::Scope;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +16,7 @@ use clap::Args;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::actors::Scope;
 use crate::actors::cost_ledger::{
     Ack, Budget, BudgetAction, BudgetPeriod, CostLedger, CostLedgerArgs, LedgerHandle, LedgerOptions, ModelRates, Rate,
 };

@@ -5,7 +5,6 @@
 //! ledger (it reads a verified snapshot). Exit codes, shared with
 //! `nexus ledger verify`, are in [`EXIT_CODES`].
 
-use crate::actors::Scope;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,6 +13,7 @@ use std::time::UNIX_EPOCH;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
+use crate::actors::Scope;
 use crate::actors::cost_ledger::{
     Clock, Field, LedgerError, RedbStore, ReportQuery, SystemClock, TimeRange, build_report,
 };

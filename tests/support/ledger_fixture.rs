@@ -4,11 +4,11 @@
 
 #![allow(dead_code, unreachable_pub)] // each test file uses a subset
 
-use nexus_swarm::actors::Scope;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nexus_swarm::actors::Scope;
 use nexus_swarm::actors::cost_ledger::*;
 use nexus_swarm::runtime::resources::ResourceKind;
 use nexus_swarm::runtime::usage::{UsageMeta, UsageRecord};

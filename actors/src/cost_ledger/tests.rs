@@ -1,8 +1,8 @@
-use nexus_swarm_runtime::scope::Scope;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use nexus_swarm_runtime::resources::{ResourceKind, ResourceVector};
+use nexus_swarm_runtime::scope::Scope;
 use nexus_swarm_runtime::usage::{SpendRefused, UsageMeta};
 use proptest::prelude::*;
 
