@@ -8,7 +8,10 @@
 //! record the ledger acknowledged is in it afterwards, every gateway call's
 //! cost is recorded, the scheduler still holds its allocation, and the
 //! quota's usage is whole (in memory, and in its store after the node
-//! stops).
+//! stops). In a `Swarm`, the same four and the scaler, the pressure
+//! detector and a router declared in configuration panic in turn: the
+//! swarm keeps admitting agents and charging their calls, the router keeps
+//! its members, the scaler its groups.
 //!
 //! The panics come from the actors crate's `fault-injection` feature (on
 //! for these tests): killing an actor would not do, since the supervisor
@@ -28,6 +31,7 @@ use nexus_swarm::actors::{
     CostLedger, CostLedgerArgs, GatewayHandle, LedgerHandle, LedgerOptions, LlmGateway, LlmGatewayArgs, ProviderEntry,
     QuotaHandle, QuotaKeeper, QuotaKeeperArgs, Scheduler, SchedulerArgs, SchedulerHandle,
 };
+use nexus_swarm::runtime::config::DeclaredRouter;
 use nexus_swarm::runtime::prelude::*;
 use nexus_swarm::runtime::usage::UsageMeta;
 use tokio::sync::watch;
@@ -319,6 +323,13 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
     let mut config = NexusConfig::from_toml_str(CONFIG).unwrap();
     config.node.data_dir = dir.path().to_path_buf();
     config.node.capacity = [("cpu".to_string(), 4000)].into();
+    config.scaling.min_workers = 1;
+    config.routers.push(DeclaredRouter {
+        name: "pingers-router".into(),
+        pool: "pingers".into(),
+        strategy: None,
+        virtual_nodes: None,
+    });
     let catalogue = ModelCatalogue::new(vec![
         ModelSpec::new("m", 8_000, PRICE, PRICE).deployment(DeploymentSpec::new("m@sim", "sim")),
     ])
@@ -353,6 +364,29 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
     let agents = pools.iter().find(|p| p.id.as_str() == AGENT_POOL).unwrap();
     assert_eq!(agents.available.get(&ResourceKind::Cpu), 2000);
 
+    // A pool behind a declared router, scaled by the scaler (which feeds
+    // the pressure detector): the three restart and keep what they knew.
+    let pool = swarm.spawn_pool("pingers", 1, Pinger).await.unwrap();
+    swarm.autoscale(&pool).await.unwrap();
+    let router = swarm.router::<Reply<u32>>("pingers-router").unwrap();
+    router.inject_panic().unwrap();
+    restarted(swarm.node(), "pingers-router").await;
+    assert_eq!(router.members().len(), 1);
+    let routed = router.ask(|r| r, Priority::Normal, None, TIMEOUT).await.unwrap();
+    assert_eq!(routed, 0);
+    let scaler = swarm.scaler().unwrap();
+    scaler.inject_panic().unwrap();
+    restarted(swarm.node(), &system_child(swarm.node(), ".scaler").await).await;
+    let groups = scaler.groups().await.unwrap();
+    assert_eq!(groups.iter().map(|g| g.name.as_ref()).collect::<Vec<_>>(), ["pingers"]);
+    let pressure = swarm.pressure().unwrap();
+    assert!(pressure.inject_panic());
+    restarted(swarm.node(), &system_child(swarm.node(), ".pressure").await).await;
+    assert!(
+        pressure.report().await.is_some(),
+        "the detector answers after its restart"
+    );
+
     swarm.ledger().inject_panic().unwrap();
     restarted(swarm.node(), &system_child(swarm.node(), ".cost-ledger").await).await;
     swarm.gateway().unwrap().inject_panic().unwrap();
@@ -376,13 +410,11 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
         assert!(tokio::time::Instant::now() < deadline, "records: {records:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // The four panicked once each; the scaler and the pressure detector
-    // were not touched.
-    for child in swarm.node().system_children().await {
-        let panicked = [".quota-keeper", ".scheduler", ".cost-ledger", ".llm-gateway"]
-            .iter()
-            .any(|s| child.name.ends_with(s));
-        assert_eq!(child.restarts, u32::from(panicked), "{}", child.name);
+    // Each panicked once and was restarted once.
+    let children = swarm.node().system_children().await;
+    assert_eq!(children.len(), 7, "{children:?}");
+    for child in children {
+        assert_eq!(child.restarts, 1, "{}", child.name);
     }
     swarm.shutdown(TIMEOUT).await;
 }

@@ -131,6 +131,10 @@ pub enum PressureMsg {
     Forget(String),
     /// Where pressure stands.
     Report(RpcReplyPort<PressureReport>),
+    /// Panic in the handler, as a bug would (supervision tests).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl ractor::Message for PressureMsg {}
@@ -188,6 +192,8 @@ impl Actor for PressureDetector {
                 // The caller may have stopped waiting.
                 let _ = reply.send(report);
             }
+            #[cfg(any(test, feature = "fault-injection"))]
+            PressureMsg::InjectPanic => panic!("fault injected into the pressure detector"),
         }
         Ok(())
     }
@@ -246,6 +252,15 @@ impl PressureHandle {
     pub fn forget(&self, resource: impl Into<String>) -> bool {
         self.actor()
             .is_some_and(|a| a.cast(PressureMsg::Forget(resource.into())).is_ok())
+    }
+
+    /// Makes the detector panic in its handler, as a bug would, so that a
+    /// test can watch its supervisor restart it; `false` if it is not
+    /// running. Only with the `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) -> bool {
+        self.actor().is_some_and(|a| a.cast(PressureMsg::InjectPanic).is_ok())
     }
 
     /// Where pressure stands; `None` if the detector is not running.

@@ -549,6 +549,17 @@ impl<M: Send + 'static> RouterHandle<M> {
         }
     }
 
+    /// Makes the router actor panic in its handler, as a bug would, so that
+    /// a test can watch its supervisor restart it. Only with the
+    /// `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) -> Result<(), RouterError> {
+        self.actor()?
+            .cast(RouterMsg::InjectPanic)
+            .map_err(|_| RouterError::Gone)
+    }
+
     /// Adds a member with weight `weight`, named `"{agent name}#{id}"`.
     pub async fn add_member(&self, agent: AgentRef<M>, weight: u32) -> Result<MemberId, RouterError> {
         self.call(|reply| RouterMsg::AddMember {
@@ -751,6 +762,10 @@ pub enum RouterMsg<M> {
     },
     /// A handle found this member's lanes closed (sent by the data plane).
     MemberClosed(MemberId),
+    /// Panic in the handler, as a bug would (supervision tests).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl<M> fmt::Debug for RouterMsg<M> {
@@ -769,6 +784,8 @@ impl<M> fmt::Debug for RouterMsg<M> {
                 f.debug_struct("HealthResults").field("results", results).finish()
             }
             RouterMsg::MemberClosed(id) => f.debug_tuple("MemberClosed").field(id).finish(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            RouterMsg::InjectPanic => f.write_str("InjectPanic"),
         }
     }
 }
@@ -1081,6 +1098,8 @@ impl<M: Send + 'static> Actor for Router<M> {
             RouterMsg::SetWeight(id, weight, reply) => {
                 let _ = reply.send(state.set_weight(id, weight));
             }
+            #[cfg(any(test, feature = "fault-injection"))]
+            RouterMsg::InjectPanic => panic!("fault injected into the router"),
             RouterMsg::CheckHealth(reply) => state.start_round(myself, Some(reply)),
             RouterMsg::HealthTick => state.start_round(myself, None),
             RouterMsg::HealthResults { results, reply } => {

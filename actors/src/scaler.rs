@@ -227,6 +227,10 @@ pub enum ScalerMsg {
     Tick,
     /// A resize finished (sent by the task that ran it).
     Resized(Arc<str>, Result<u32, SwarmError>),
+    /// Panic in the handler, as a bug would (supervision tests).
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    InjectPanic,
 }
 
 impl std::fmt::Debug for ScalerMsg {
@@ -237,6 +241,8 @@ impl std::fmt::Debug for ScalerMsg {
             ScalerMsg::Groups(_) => f.write_str("Groups"),
             ScalerMsg::Tick => f.write_str("Tick"),
             ScalerMsg::Resized(name, r) => write!(f, "Resized({name}, {r:?})"),
+            #[cfg(any(test, feature = "fault-injection"))]
+            ScalerMsg::InjectPanic => f.write_str("InjectPanic"),
         }
     }
 }
@@ -334,6 +340,8 @@ impl Actor for Scaler {
             }
             ScalerMsg::Tick => self.tick(&myself, shared, state.pressure.as_ref()),
             ScalerMsg::Resized(name, result) => Self::resized(shared, state.pressure.as_ref(), name, result),
+            #[cfg(any(test, feature = "fault-injection"))]
+            ScalerMsg::InjectPanic => panic!("fault injected into the scaler"),
         }
         Ok(())
     }
@@ -521,6 +529,16 @@ impl ScalerHandle {
             Ok(ractor::rpc::CallResult::Success(v)) => Ok(v),
             _ => Err(ScalerError::Unavailable),
         }
+    }
+
+    /// Makes the scaler panic in its handler, as a bug would, so that a
+    /// test can watch its supervisor restart it. Only with the
+    /// `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) -> Result<(), ScalerError> {
+        let actor = self.actor().ok_or(ScalerError::Unavailable)?;
+        actor.cast(ScalerMsg::InjectPanic).map_err(|_| ScalerError::Unavailable)
     }
 
     /// Registers `group` with `spec` (refused if invalid, or if a group of
