@@ -74,6 +74,7 @@ pub mod router;
 pub mod scaler;
 pub mod scheduler;
 pub mod swarm;
+mod trend;
 
 pub use cost_ledger::{BudgetHandle, CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 pub use error::{Cause, Error};

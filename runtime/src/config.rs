@@ -71,7 +71,9 @@ pub use llm::{
 };
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use routers::DeclaredRouter;
-pub use scaling::{CpuTriggerConfig, MAX_SCALING_WORKERS, MemoryTriggerConfig, QueueTriggerConfig, ScalingConfig};
+pub use scaling::{
+    CpuTriggerConfig, MAX_SCALING_WORKERS, MemoryTriggerConfig, PredictiveConfig, QueueTriggerConfig, ScalingConfig,
+};
 pub use scheduling::{
     AllocationStrategy, MAX_QUOTA_AMOUNT, MAX_SWEEP_PERIODS, MIN_QUOTA_PERIOD, PoolConfig, QuotaConfig, QuotasConfig,
     SchedulerConfig,

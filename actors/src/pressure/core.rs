@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::trend::fit;
+
 /// How hard a resource is pressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Level {
@@ -244,7 +246,7 @@ impl PressureCore {
             });
             s.level = level;
         }
-        let line = fit(&s.samples);
+        let line = fit(s.samples.iter().map(|&(t, v)| (t, u64::from(v))));
         let trend = line.map(|l| {
             let slope = l.slope_per_minute();
             let flat = i64::from(spec.flat_per_minute);
@@ -262,7 +264,7 @@ impl PressureCore {
         });
         let forecast = line.map(|l| {
             let when = at + spec.horizon;
-            let utilization = l.at(when);
+            let utilization = u32::try_from(l.at(when)).unwrap_or(u32::MAX);
             Forecast {
                 at: when,
                 utilization,
@@ -312,58 +314,6 @@ impl PressureCore {
             change
         })
     }
-}
-
-/// A least-squares line: `y = (sy x den + num x (n x t - sx)) / (n x den)`
-/// with times in milliseconds from `origin`, all exact in `i128`.
-#[derive(Debug, Clone, Copy)]
-struct Line {
-    origin: Instant,
-    n: i128,
-    sx: i128,
-    sy: i128,
-    /// Slope numerator: n x Sxy - Sx x Sy.
-    num: i128,
-    /// Slope denominator: n x Sxx - Sx^2 (above zero).
-    den: i128,
-}
-
-impl Line {
-    fn slope_per_minute(&self) -> i64 {
-        let per_min = self.num * 60_000 / self.den;
-        i64::try_from(per_min).unwrap_or(if per_min > 0 { i64::MAX } else { i64::MIN })
-    }
-
-    fn at(&self, t: Instant) -> u32 {
-        let x = i128::try_from(t.saturating_duration_since(self.origin).as_millis()).unwrap_or(i128::MAX / 4);
-        let y = (self.sy * self.den + self.num * (self.n * x - self.sx)) / (self.n * self.den);
-        u32::try_from(y.max(0)).unwrap_or(u32::MAX)
-    }
-}
-
-/// The least-squares line through `samples`, if they span some time.
-fn fit(samples: &VecDeque<(Instant, u32)>) -> Option<Line> {
-    let &(origin, _) = samples.front()?;
-    let (mut n, mut sx, mut sy, mut sxx, mut sxy) = (0i128, 0i128, 0i128, 0i128, 0i128);
-    for &(t, v) in samples {
-        // Windows are at most MAX_DURATION long: milliseconds fit easily.
-        let x = i128::try_from(t.saturating_duration_since(origin).as_millis()).ok()?;
-        let y = i128::from(v);
-        n += 1;
-        sx += x;
-        sy += y;
-        sxx += x * x;
-        sxy += x * y;
-    }
-    let den = n * sxx - sx * sx;
-    (n >= 2 && den > 0).then(|| Line {
-        origin,
-        n,
-        sx,
-        sy,
-        num: n * sxy - sx * sy,
-        den,
-    })
 }
 
 /// Whether `value` is an anomaly against `window` (the samples before it)

@@ -83,6 +83,23 @@ pub struct Trigger {
     pub sustain: Duration,
 }
 
+/// Scaling out on a forecast: each metric's samples of the last `window`
+/// are fitted with a least-squares line, and the line's value `horizon`
+/// ahead counts in place of the metric when it is higher. The group then
+/// scales out before the load arrives, by the same triggers, sustain,
+/// proportional rule and cooldown; a forecast never scales a group in
+/// (a falling line is ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prediction {
+    /// How far ahead the forecast looks. Default: 5 min.
+    pub horizon: Duration,
+    /// The samples fitted. Default: 10 min.
+    pub window: Duration,
+}
+
+/// Samples a line needs before its forecast counts.
+const MIN_FORECAST_SAMPLES: usize = 3;
+
 /// How one scaling group scales. [`GroupSpec::from_config`] builds the
 /// `[scaling]` section's; the builder methods change one part.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +126,8 @@ pub struct GroupSpec {
     pub queue_length: Option<Trigger>,
     /// Queue wait in milliseconds. Default: 30 000 for 1 min.
     pub queue_wait: Option<Trigger>,
+    /// Scaling out on a forecast too. Default: off.
+    pub predict: Option<Prediction>,
 }
 
 impl Default for GroupSpec {
@@ -144,7 +163,17 @@ impl GroupSpec {
                 threshold: millis(c.queue.wait_time),
                 sustain: c.queue.duration,
             }),
+            predict: c.predictive.enabled.then_some(Prediction {
+                horizon: c.predictive.horizon,
+                window: c.predictive.window,
+            }),
         }
+    }
+
+    /// Scales out on the forecast too (`None`: on the metrics alone).
+    pub fn predictive(mut self, prediction: Option<Prediction>) -> Self {
+        self.predict = prediction;
+        self
     }
 
     /// Between `min` and `max` workers.
@@ -295,6 +324,20 @@ pub enum Reason {
         /// The maximum.
         max: u32,
     },
+    /// A metric's forecast (predictive mode): its line reaches `forecast`
+    /// within the horizon, for which the proportional rule wants `desired`.
+    Forecast {
+        /// The metric whose forecast decided.
+        metric: Metric,
+        /// Its value now.
+        value: u64,
+        /// Its forecast at the horizon.
+        forecast: u64,
+        /// Its threshold.
+        threshold: u64,
+        /// Workers wanted.
+        desired: u32,
+    },
 }
 
 /// Why a group keeps its size.
@@ -404,6 +447,8 @@ impl Decision {
 struct Reading {
     metric: Metric,
     value: u64,
+    /// The forecast, when it is above the value and counted instead.
+    forecast: Option<u64>,
     threshold: u64,
     desired: u32,
     /// At or above its threshold for its sustain duration.
@@ -426,6 +471,8 @@ pub struct GroupPolicy {
     window: VecDeque<(Instant, u32)>,
     first_seen: Option<Instant>,
     last_change: Option<Instant>,
+    /// Per metric, the samples of the prediction window (predictive mode).
+    history: [VecDeque<(Instant, u64)>; 4],
 }
 
 impl GroupPolicy {
@@ -438,6 +485,7 @@ impl GroupPolicy {
             window: VecDeque::new(),
             first_seen: None,
             last_change: None,
+            history: Default::default(),
         }
     }
 
@@ -508,15 +556,25 @@ impl GroupPolicy {
             if let Some(until) = self.cooldown_until(now) {
                 return Decision::Hold(Hold::Cooldown { until, desired });
             }
-            return Decision::ScaleOut {
-                from: cur,
-                to: desired.min(cur.saturating_add(step)),
-                reason: Reason::Metric {
+            let reason = match firing.forecast {
+                Some(forecast) => Reason::Forecast {
+                    metric: firing.metric,
+                    value: firing.value,
+                    forecast,
+                    threshold: firing.threshold,
+                    desired,
+                },
+                None => Reason::Metric {
                     metric: firing.metric,
                     value: firing.value,
                     threshold: firing.threshold,
                     desired,
                 },
+            };
+            return Decision::ScaleOut {
+                from: cur,
+                to: desired.min(cur.saturating_add(step)),
+                reason,
             };
         }
         if top.desired > cur {
@@ -559,12 +617,17 @@ impl GroupPolicy {
         let mut out = Vec::with_capacity(4);
         for metric in Metric::ALL {
             let slot = &mut self.above_since[metric.index()];
+            let history = &mut self.history[metric.index()];
             let (Some(trigger), Some(value)) = (self.spec.trigger_of(metric), s.metrics.get(metric)) else {
                 // Unused or not reported this tick: a run above the threshold ends.
                 *slot = None;
+                history.clear();
                 continue;
             };
-            if value >= trigger.threshold {
+            let forecast = self.spec.predict.and_then(|p| forecast(history, s.at, value, p));
+            // A forecast above the value counts in its place.
+            let counted = forecast.unwrap_or(value);
+            if counted >= trigger.threshold {
                 slot.get_or_insert(s.at);
             } else {
                 *slot = None;
@@ -573,8 +636,9 @@ impl GroupPolicy {
             out.push(Reading {
                 metric,
                 value,
+                forecast,
                 threshold: trigger.threshold,
-                desired: proportional(s.workers, value, trigger.threshold, self.spec.tolerance_permille),
+                desired: proportional(s.workers, counted, trigger.threshold, self.spec.tolerance_permille),
                 sustained: since.is_some_and(|t| s.at.saturating_duration_since(t) >= trigger.sustain),
                 since,
                 sustain: trigger.sustain,
@@ -599,6 +663,25 @@ impl GroupPolicy {
         // Never empty: the entry just pushed is within the window.
         self.window.front().map_or(recommended, |&(_, v)| v)
     }
+}
+
+/// Adds `(at, value)` to a metric's window and returns the line's value
+/// `p.horizon` ahead, if it is above `value` (a falling or flat line, or
+/// too few samples, gives none).
+fn forecast(history: &mut VecDeque<(Instant, u64)>, at: Instant, value: u64, p: Prediction) -> Option<u64> {
+    history.push_back((at, value));
+    while history
+        .front()
+        .is_some_and(|&(t, _)| at.saturating_duration_since(t) > p.window)
+    {
+        history.pop_front();
+    }
+    if history.len() < MIN_FORECAST_SAMPLES {
+        return None;
+    }
+    let line = crate::trend::fit(history.iter().copied())?;
+    let ahead = line.at(at + p.horizon);
+    (ahead > value).then_some(ahead)
 }
 
 /// `ceil(workers x value / threshold)`, or `workers` when `value` is

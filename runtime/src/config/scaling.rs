@@ -113,6 +113,34 @@ impl Default for QueueTriggerConfig {
     }
 }
 
+/// Predictive scaling (`[scaling.predictive]`): each metric's recent
+/// samples are fitted with a least-squares line, and a metric whose line
+/// reaches its threshold within the horizon counts as if it were there
+/// now, so the group scales out before the load arrives (never in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PredictiveConfig {
+    /// Whether groups scale on the forecast too. Default: `false`.
+    pub enabled: bool,
+    /// How far ahead the forecast looks. Default: `"5m"` (the seeds'
+    /// prediction horizon).
+    #[serde(with = "humantime_serde")]
+    pub horizon: Duration,
+    /// The samples fitted: those of the last `window`. Default: `"10m"`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+}
+
+impl Default for PredictiveConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            horizon: Duration::from_secs(300),
+            window: Duration::from_secs(600),
+        }
+    }
+}
+
 /// The scaler (`[scaling]`): whether it starts, how often it decides, and
 /// the policy of a scaling group registered without one of its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -149,6 +177,8 @@ pub struct ScalingConfig {
     pub memory: MemoryTriggerConfig,
     /// The queue-length and queue-wait triggers.
     pub queue: QueueTriggerConfig,
+    /// Scaling out on the forecast.
+    pub predictive: PredictiveConfig,
 }
 
 impl Default for ScalingConfig {
@@ -165,6 +195,7 @@ impl Default for ScalingConfig {
             cpu: CpuTriggerConfig::default(),
             memory: MemoryTriggerConfig::default(),
             queue: QueueTriggerConfig::default(),
+            predictive: PredictiveConfig::default(),
         }
     }
 }
@@ -204,6 +235,10 @@ impl ScalingConfig {
         at_least("scaling.queue.length", self.queue.length, 1)?;
         toml_integer("scaling.queue.length", self.queue.length)?;
         nonzero_duration("scaling.queue.wait_time", self.queue.wait_time)?;
-        bounded_duration("scaling.queue.duration", self.queue.duration)
+        bounded_duration("scaling.queue.duration", self.queue.duration)?;
+        nonzero_duration("scaling.predictive.horizon", self.predictive.horizon)?;
+        bounded_duration("scaling.predictive.horizon", self.predictive.horizon)?;
+        nonzero_duration("scaling.predictive.window", self.predictive.window)?;
+        bounded_duration("scaling.predictive.window", self.predictive.window)
     }
 }

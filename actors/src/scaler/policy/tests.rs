@@ -414,3 +414,113 @@ proptest! {
         }
     }
 }
+
+/// Queue length alone, 1000 for 30 s, no cooldown, 1..=10 workers.
+fn queue_only() -> GroupSpec {
+    GroupSpec::default()
+        .trigger(Metric::Cpu, None)
+        .trigger(Metric::Memory, None)
+        .trigger(Metric::QueueWait, None)
+        .trigger(
+            Metric::QueueLength,
+            Some(Trigger {
+                threshold: 1000,
+                sustain: Duration::from_secs(30),
+            }),
+        )
+        .workers(1, 10)
+        .cooldown(Duration::ZERO)
+}
+
+fn queued(n: u64) -> Metrics {
+    Metrics {
+        queue_length: Some(n),
+        ..Metrics::default()
+    }
+}
+
+const PREDICT: Prediction = Prediction {
+    horizon: Duration::from_secs(300),
+    window: Duration::from_secs(600),
+};
+
+#[test]
+fn a_rising_queue_scales_out_on_its_forecast_before_it_reaches_the_threshold() {
+    // 100 more queued messages every tick (600 a minute): the line is at
+    // the threshold 5 minutes ahead from the third sample on.
+    let load = |t: Duration, _| queued(100 + 10 * t.as_secs());
+    let t0 = Instant::now();
+    let predictive = run(
+        &mut GroupPolicy::new(queue_only().predictive(Some(PREDICT))),
+        t0,
+        1,
+        13,
+        load,
+    );
+    let reactive = run(&mut GroupPolicy::new(queue_only()), t0, 1, 13, load);
+
+    let (at, _, first) = predictive.iter().find(|(_, _, d)| d.target().is_some()).unwrap();
+    // Forecast over the threshold from the third sample (20 s), sustained 30 s.
+    assert_eq!(*at, Duration::from_secs(50));
+    let Decision::ScaleOut {
+        reason:
+            Reason::Forecast {
+                metric,
+                value,
+                forecast,
+                threshold,
+                ..
+            },
+        ..
+    } = first
+    else {
+        panic!("scaled out for another reason: {first:?}");
+    };
+    assert_eq!((*metric, *value, *threshold), (Metric::QueueLength, 600, 1000));
+    assert_eq!(*forecast, 600 + 3000, "the line 5 minutes ahead");
+
+    // On the metric alone: 1000 reached at 90 s, sustained at 120 s.
+    let (at, _, first) = reactive.iter().find(|(_, _, d)| d.target().is_some()).unwrap();
+    assert_eq!(*at, Duration::from_secs(120));
+    assert!(matches!(
+        first,
+        Decision::ScaleOut {
+            reason: Reason::Metric { .. },
+            ..
+        }
+    ));
+}
+
+#[test]
+fn a_forecast_never_scales_a_group_in_sooner() {
+    // A queue draining from far above the threshold: the falling line is
+    // ignored, so both policies decide alike, tick for tick.
+    let load = |t: Duration, _| queued(6000u64.saturating_sub(50 * t.as_secs()));
+    let t0 = Instant::now();
+    let spec = queue_only().stabilization(Duration::from_secs(60));
+    let predictive = run(
+        &mut GroupPolicy::new(spec.clone().predictive(Some(PREDICT))),
+        t0,
+        8,
+        30,
+        load,
+    );
+    let reactive = run(&mut GroupPolicy::new(spec), t0, 8, 30, load);
+    assert_eq!(predictive, reactive);
+    assert!(
+        changes(&reactive).iter().any(|&(_, w)| w < 8),
+        "the group shrinks: {reactive:?}"
+    );
+}
+
+#[test]
+fn too_few_samples_give_no_forecast() {
+    let mut h = VecDeque::new();
+    let t0 = Instant::now();
+    assert_eq!(forecast(&mut h, t0, 10, PREDICT), None);
+    assert_eq!(forecast(&mut h, t0 + TICK, 20, PREDICT), None);
+    assert_eq!(forecast(&mut h, t0 + TICK * 2, 30, PREDICT), Some(30 + 300));
+    // Samples older than the window are dropped.
+    assert_eq!(forecast(&mut h, t0 + PREDICT.window + TICK * 3, 30, PREDICT), None);
+    assert_eq!(h.len(), 1);
+}
