@@ -163,6 +163,13 @@ impl Tally {
                         threshold,
                         desired,
                     } => format!("{metric} {value} against {threshold}, {desired} wanted"),
+                    Reason::Forecast {
+                        metric,
+                        value,
+                        forecast,
+                        threshold,
+                        desired,
+                    } => format!("{metric} {value}, forecast {forecast}, against {threshold}, {desired} wanted"),
                     Reason::BelowMin { min } => format!("below the minimum {min}"),
                     Reason::AboveMax { max } => format!("above the maximum {max}"),
                 };
