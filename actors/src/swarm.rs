@@ -16,7 +16,9 @@
 //! usage in the ledger, priced from the same catalogue; and, unless
 //! `scaling.enabled` is false, the scaler ([`Swarm::autoscale`] registers a
 //! pool with it; see [`crate::scaler`]) and the pressure detector it feeds
-//! with every scaling group's utilization ([`crate::pressure`]). A system actor
+//! with every scaling group's utilization ([`crate::pressure`]); and, unless
+//! `monitor.enabled` is false, the monitor ([`Swarm::monitor`]), which
+//! watches every pool spawned through the swarm ([`crate::monitor`]). A system actor
 //! that fails is restarted by its supervisor with its state, and every
 //! handle to it keeps working.
 //!
@@ -86,6 +88,7 @@ pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
 use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
+use crate::monitor::{Monitor, MonitorArgs, MonitorHandle};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
@@ -226,6 +229,7 @@ struct Inner {
     ledger: LedgerHandle,
     gateway: Option<GatewayHandle>,
     scaler: Option<(ScalerHandle, PressureHandle)>,
+    monitor: Option<MonitorHandle>,
     table: Mutex<Table>,
     next_request: AtomicU64,
     admission_wait: Duration,
@@ -312,9 +316,23 @@ impl Swarm {
                 return Err(e);
             }
         };
+        // Last, so a failure above leaves no monitor to stop.
+        let monitor = if config.monitor.enabled {
+            let args = MonitorArgs::from_config(&config.monitor);
+            match Monitor::start(&node, &system_name(id, "monitor"), args).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    node.shutdown(Duration::from_secs(5)).await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
         let swarm = Swarm {
             inner: Arc::new(Inner {
                 node,
+                monitor,
                 quotas,
                 scheduler,
                 ledger,
@@ -403,6 +421,12 @@ impl Swarm {
         self.inner.scaler.as_ref().map(|(_, p)| p)
     }
 
+    /// The monitor, unless `monitor.enabled` is false. It watches every
+    /// pool spawned through the swarm.
+    pub fn monitor(&self) -> Option<&MonitorHandle> {
+        self.inner.monitor.as_ref()
+    }
+
     /// Scales `pool` (spawned through this swarm) by its load with the
     /// `[scaling]` section's policy; see [`Swarm::autoscale_with`].
     pub async fn autoscale<M: Send + 'static>(&self, pool: &PoolRef<M>) -> Result<(), SwarmError> {
@@ -476,6 +500,11 @@ impl Swarm {
         let profile = agent.profile();
         let (opts, signals) = self.admit(&identity, &profile, workers).await?;
         let pool = self.inner.node.spawn_pool_opts(&name, size, agent, opts).await?;
+        if let Some(monitor) = &self.inner.monitor {
+            // The swarm refused a taken name above, so the monitor has none
+            // of this name: a refusal here cannot happen and is ignored.
+            let _ = monitor.watch_pool(&pool);
+        }
         let (preempt_ref, stop_ref) = (pool.clone(), pool.clone());
         self.attach(
             &name,
@@ -911,6 +940,9 @@ fn stop_after(grace: Duration, stop: Arc<dyn Fn() + Send + Sync>) {
 /// The agent is gone for good: forget it and give its resources back.
 fn gone(inner: &Weak<Inner>, key: &str) {
     let Some(inner) = inner.upgrade() else { return };
+    if let Some(monitor) = &inner.monitor {
+        monitor.unwatch(key);
+    }
     let Some(entry) = inner.table.lock().remove(key) else {
         return;
     };
