@@ -341,7 +341,7 @@ pub fn prometheus(input: &PromInput<'_>) -> String {
     p.family(
         "nexus_pool_handled_total",
         "counter",
-        "Messages handled since the pool was watched.",
+        "Messages handled, counted from the pool's first sample (which counts what it handled before).",
     );
     for (name, handled, _, _) in &input.pools {
         p.sample("nexus_pool_handled_total", &[("pool", name)], handled);

@@ -174,14 +174,16 @@ impl PoolMeter {
     pub fn sample(&mut self, at: Duration, r: Reading) -> PoolSample {
         let errors_total = r.errors.unwrap_or(0);
         let (handled, errors, elapsed) = match self.last {
-            // A total that went down (workers retired with their counts)
-            // starts again from this reading.
             Some((then, handled, errors)) if r.handled >= handled => (
                 r.handled - handled,
                 errors_total.saturating_sub(errors),
                 at.saturating_sub(then),
             ),
-            _ => (0, 0, Duration::ZERO),
+            // The first reading counts what came before it (no interval,
+            // so no rate); a total that went down (workers retired with
+            // their counts) starts again from this reading.
+            None => (r.handled, errors_total, Duration::ZERO),
+            Some(_) => (0, 0, Duration::ZERO),
         };
         self.last = Some((at, r.handled, errors_total));
         self.totals = (
@@ -260,7 +262,8 @@ mod tests {
         let first = m.sample(Duration::ZERO, reading([0, 50, 0], 100, 1, &[]));
         assert_eq!(
             (first.handled, first.errors, first.throughput_milli, first.queue_wait_ms),
-            (0, 0, 0, 0)
+            (100, 1, 0, 0),
+            "what came before the first reading, without a rate"
         );
         assert_eq!(first.queue_permille, 250);
 
@@ -274,6 +277,7 @@ mod tests {
         assert!((4_950..=5_050).contains(&s.latency_p50_us), "{s:?}");
         assert!((9_800..=10_100).contains(&s.latency_p99_us), "{s:?}");
         assert_eq!(m.total_latency_us().len(), 100);
+        assert_eq!(m.totals(), (300, 4));
 
         // Retired workers took their counts: this interval starts afresh.
         let s = m.sample(Duration::from_secs(20), reading([0, 0, 0], 50, 4, &[]));

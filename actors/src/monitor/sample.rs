@@ -74,9 +74,11 @@ pub struct PoolSample {
     pub capacities: [u64; 3],
     /// The fullest lane's depth over its capacity, in permille.
     pub queue_permille: u32,
-    /// Messages handled in the interval.
+    /// Messages handled in the interval (in the pool's first sample: all
+    /// it handled before).
     pub handled: u64,
-    /// Handlers that failed in the interval.
+    /// Handlers that failed in the interval (as `handled`, counted from
+    /// when the pool was watched).
     pub errors: u64,
     /// Worker restarts so far.
     pub restarts: u64,

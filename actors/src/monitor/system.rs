@@ -85,10 +85,14 @@ impl SystemProbe {
 
     /// This process (labelled `"self"`), then every registered one.
     pub fn processes(&mut self) -> Vec<ProcessSample> {
+        // Each pid once: refreshing one twice in a call makes `sysinfo`
+        // take it for gone.
         let pids: Vec<Pid> = self
             .me
             .into_iter()
             .chain(self.registered.keys().map(|&p| Pid::from_u32(p)))
+            .collect::<std::collections::BTreeSet<Pid>>()
+            .into_iter()
             .collect();
         self.system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&pids),
