@@ -58,9 +58,11 @@ fn labels(mut s: &str) -> Result<(BTreeMap<String, String>, &str), String> {
     }
 }
 
-/// Checks the text exposition format line by line; answers each sample
-/// as (name, labels, value).
-fn parse_prometheus(text: &str) -> Result<Vec<(String, BTreeMap<String, String>, f64)>, String> {
+/// One sample line: its name, labels and value.
+type PromSample = (String, BTreeMap<String, String>, f64);
+
+/// Checks the text exposition format line by line; answers each sample.
+fn parse_prometheus(text: &str) -> Result<Vec<PromSample>, String> {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut helped = BTreeSet::new();
     let mut samples = Vec::new();

@@ -206,11 +206,9 @@ impl PoolMeter {
             let ms = u128::from(queued) * elapsed_ns / u128::from(handled.max(1)) / 1_000_000;
             u64::try_from(ms).unwrap_or(u64::MAX)
         };
-        let throughput_milli = if elapsed_ns == 0 {
-            0
-        } else {
-            u64::try_from(u128::from(handled) * 1_000_000_000_000 / elapsed_ns).unwrap_or(u64::MAX)
-        };
+        let throughput_milli = (u128::from(handled) * 1_000_000_000_000)
+            .checked_div(elapsed_ns)
+            .map_or(0, |t| u64::try_from(t).unwrap_or(u64::MAX));
         let queue_permille = r
             .depths
             .iter()
