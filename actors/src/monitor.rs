@@ -39,8 +39,8 @@
 //!   summaries).
 //! - **Restarts**: the history, alerts, watched pools and the event channel
 //!   live in the actor's arguments, so a monitor restarted by its
-//!   supervisor goes on where it was; handles find it by its registered
-//!   name.
+//!   supervisor goes on where it was; the running instance keeps itself in
+//!   a slot of those arguments, where handles find it.
 //!
 //! Its own cost is measured by `nexus bench --scenario monitor`: the time
 //! a sample takes over the interval, against a target of 1 % of one core.
@@ -65,11 +65,14 @@ pub mod history;
 pub mod pools;
 pub mod sample;
 pub mod system;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use nexus_swarm_runtime::agent_ref::AgentRef;
 use nexus_swarm_runtime::config::MonitorConfig;
 use nexus_swarm_runtime::error::SpawnError;
@@ -132,6 +135,9 @@ struct Shared {
     probe: Mutex<SystemProbe>,
     watched: Mutex<BTreeMap<Arc<str>, Arc<dyn Watched>>>,
     events: broadcast::Sender<AlertEvent>,
+    /// The running instance; an `ArcSwapOption` so handles read it without
+    /// a lock while a restart replaces it.
+    actor: ArcSwapOption<ActorRef<MonitorMsg>>,
 }
 
 impl Shared {
@@ -192,7 +198,16 @@ impl MonitorArgs {
                 probe: Mutex::new(SystemProbe::new()),
                 watched: Mutex::new(BTreeMap::new()),
                 events,
+                actor: ArcSwapOption::empty(),
             }),
+        }
+    }
+
+    /// A handle on the monitor these arguments start, named `name`.
+    fn handle(&self, name: &str) -> MonitorHandle {
+        MonitorHandle {
+            name: Arc::from(name),
+            shared: Arc::clone(&self.shared),
         }
     }
 
@@ -242,6 +257,7 @@ impl Actor for Monitor {
         args: MonitorArgs,
     ) -> Result<MonitorState, ActorProcessingErr> {
         let interval = args.shared.interval;
+        args.shared.actor.store(Some(Arc::new(myself.clone())));
         let ticker = tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(Instant::now() + interval, interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -258,8 +274,16 @@ impl Actor for Monitor {
         })
     }
 
-    async fn post_stop(&self, _: ActorRef<MonitorMsg>, state: &mut MonitorState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(
+        &self,
+        myself: ActorRef<MonitorMsg>,
+        state: &mut MonitorState,
+    ) -> Result<(), ActorProcessingErr> {
         state.ticker.abort();
+        let slot = &state.shared.actor;
+        if slot.load().as_ref().is_some_and(|a| a.get_id() == myself.get_id()) {
+            slot.store(None);
+        }
         Ok(())
     }
 
@@ -283,26 +307,23 @@ impl Actor for Monitor {
 }
 
 impl Monitor {
-    /// A supervisor child spec for a monitor registered as `name`;
+    /// A supervisor child spec for a monitor named `name`;
     /// restarts keep its history, alerts and watched pools.
     pub fn child_spec(name: &str, args: MonitorArgs) -> ChildSpec {
-        crate::named::child_spec(name, Monitor, args)
+        ChildSpec::for_actor(name, Monitor, args)
     }
 
-    /// Starts a monitor under `node`'s supervisor, registered as `name`.
+    /// Starts a monitor under `node`'s supervisor as the child `name`.
     pub async fn start(node: &Node, name: &str, args: MonitorArgs) -> Result<MonitorHandle, SpawnError> {
-        let shared = Arc::clone(&args.shared);
+        let handle = args.handle(name);
         node.start_child(Self::child_spec(name, args)).await?;
-        Ok(MonitorHandle {
-            name: Arc::from(name),
-            shared,
-        })
+        Ok(handle)
     }
 }
 
-/// A client of a registered monitor. Reads (history, exports, alert
-/// counts) and watching need no round trip; [`MonitorHandle::sample`]
-/// finds the actor by name (so it reaches a restarted one). Cheap to clone.
+/// A client of a monitor. Reads (history, exports, alert counts) and
+/// watching need no round trip; [`MonitorHandle::sample`] finds the running
+/// actor in the shared slot (so it reaches a restarted one). Cheap to clone.
 #[derive(Clone)]
 pub struct MonitorHandle {
     name: Arc<str>,
@@ -316,7 +337,7 @@ impl std::fmt::Debug for MonitorHandle {
 }
 
 impl MonitorHandle {
-    /// The monitor's registered name.
+    /// The monitor's name under its supervisor.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -379,7 +400,7 @@ impl MonitorHandle {
 
     /// Takes a sample now (between ticks) and answers it.
     pub async fn sample(&self) -> Result<Sample, MonitorError> {
-        let actor: ActorRef<MonitorMsg> = crate::named::lookup(&self.name).ok_or(MonitorError::Unavailable)?;
+        let actor = self.shared.actor.load_full().ok_or(MonitorError::Unavailable)?;
         match actor.call(MonitorMsg::Sample, None).await {
             Ok(ractor::rpc::CallResult::Success(s)) => Ok(s),
             _ => Err(MonitorError::Unavailable),
