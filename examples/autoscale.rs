@@ -16,11 +16,19 @@
 //! measured in real handler time, which a paused clock does not follow,
 //! so the CPU trigger is left out here.
 //!
-//! It prints each scaling decision and a summary; with `--json` stdout is
-//! exactly one line, a JSON object with `scale_outs`, `scale_ins`,
-//! `min_workers_seen`, `max_workers_seen`, `decisions_inside_cooldown`
-//! (always 0), `not_admitted`, `messages_sent` and `messages_handled`
-//! (always equal), and the rest goes to stderr.
+//! The swarm's monitor watches the pool: when the backlog fills its
+//! lanes past the thresholds (80 / 90 / 95 % of their capacity, every
+//! worker together) it raises an alert, escalates it, and clears it once
+//! the lanes are 5 points below the warning threshold again (a new worker
+//! adds lane capacity, so a scale-out can clear it too).
+//!
+//! It prints each scaling decision, each change of the queue's alert and a
+//! summary; with `--json` stdout is exactly one line, a JSON object with
+//! `scale_outs`, `scale_ins`, `min_workers_seen`, `max_workers_seen`,
+//! `decisions_inside_cooldown` (always 0), `not_admitted`,
+//! `messages_sent` and `messages_handled` (always equal), `alerts_raised`
+//! and `alerts_cleared` (the monitor's alerts on the pool's queue, equal
+//! once the load has drained), and the rest goes to stderr.
 //!
 //! ```text
 //! cargo run --example autoscale
@@ -33,6 +41,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+use nexus_swarm::actors::monitor::{AlertEvent, AlertKind, Subject};
 use nexus_swarm::actors::scaler::{Decision, Hold, Metric, Reason, ScalingEvent};
 use nexus_swarm::prelude::*;
 use nexus_swarm::runtime::pool::PoolRef;
@@ -132,6 +141,8 @@ struct Tally {
     inside_cooldown: u64,
     not_admitted: u64,
     last_change: Option<Instant>,
+    alerts_raised: u64,
+    alerts_cleared: u64,
 }
 
 impl Tally {
@@ -193,6 +204,36 @@ impl Tally {
     }
 }
 
+impl Tally {
+    /// The monitor's alerts on the pool's queue (the machine's own CPU,
+    /// memory and disk alerts are the machine's business, not the load's).
+    fn alert(&mut self, e: &AlertEvent, pool: &str, out: &mut dyn Write) -> std::io::Result<()> {
+        if e.subject != Subject::Queue(Arc::from(pool)) {
+            return Ok(());
+        }
+        let minute = e.at.as_secs() / MIN;
+        let what = match e.kind {
+            AlertKind::Raised(s) => {
+                self.alerts_raised += 1;
+                format!("{s} alert raised")
+            }
+            AlertKind::Escalated { from, to } => format!("alert escalated {from} -> {to}"),
+            AlertKind::Eased { from, to } => format!("alert eased {from} -> {to}"),
+            AlertKind::Cleared { from } => {
+                self.alerts_cleared += 1;
+                format!("{from} alert cleared")
+            }
+        };
+        writeln!(
+            out,
+            "  {minute:>4} min  {what}: {} at {}.{} % full",
+            e.subject,
+            e.value_permille / 10,
+            e.value_permille % 10
+        )
+    }
+}
+
 #[tokio::main(flavor = "current_thread", start_paused = true)]
 async fn main() -> anyhow::Result<()> {
     nexus_swarm::runtime::telemetry::init_tracing();
@@ -215,6 +256,11 @@ async fn main() -> anyhow::Result<()> {
         .scaler()
         .ok_or_else(|| anyhow::anyhow!("the scaler is disabled"))?;
     let mut events = scaler.subscribe();
+    let monitor = swarm
+        .monitor()
+        .ok_or_else(|| anyhow::anyhow!("the monitor is disabled"))?
+        .clone();
+    let mut alerts = monitor.subscribe();
     let spec = scaler.defaults().clone().trigger(Metric::Cpu, None);
     swarm.autoscale_with(&pool, spec).await?;
 
@@ -241,15 +287,25 @@ async fn main() -> anyhow::Result<()> {
                 Err(broadcast::error::RecvError::Lagged(n)) => anyhow::bail!("{n} scaling events lost"),
                 Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the scaler stopped"),
             },
+            alert = alerts.recv() => match alert {
+                Ok(e) => tally.alert(&e, pool.name(), &mut *out)?,
+                Err(broadcast::error::RecvError::Lagged(n)) => anyhow::bail!("{n} alerts lost"),
+                Err(broadcast::error::RecvError::Closed) => anyhow::bail!("the monitor stopped"),
+            },
         }
     };
-    // Let the pool drain what it admitted.
+    // Let the pool drain what it admitted, and the monitor see it drained.
     while handled.load(Ordering::SeqCst) < sent {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    tokio::time::sleep(2 * monitor.interval()).await;
     while let Ok(e) = events.try_recv() {
         tally.see(&e, cooldown, start, &mut *out)?;
     }
+    while let Ok(e) = alerts.try_recv() {
+        tally.alert(&e, pool.name(), &mut *out)?;
+    }
+
     let handled = handled.load(Ordering::SeqCst);
     let simulated = start.elapsed();
     swarm.shutdown(Duration::from_secs(10)).await;
@@ -264,6 +320,11 @@ async fn main() -> anyhow::Result<()> {
         "  {sent} messages sent, {handled} handled, over {} simulated minutes",
         simulated.as_secs() / MIN
     )?;
+    writeln!(
+        out,
+        "  {} alerts on the pool's queue raised, {} cleared",
+        tally.alerts_raised, tally.alerts_cleared
+    )?;
     drop(out);
     if args.json {
         let json = serde_json::json!({
@@ -275,6 +336,8 @@ async fn main() -> anyhow::Result<()> {
             "not_admitted": tally.not_admitted,
             "messages_sent": sent,
             "messages_handled": handled,
+            "alerts_raised": tally.alerts_raised,
+            "alerts_cleared": tally.alerts_cleared,
             "simulated_secs": simulated.as_secs(),
         });
         println!("{json}");

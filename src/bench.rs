@@ -18,11 +18,13 @@
 //! | `micro` | ring lookups over a million keys, the quota charge through `QuotaHandle` |
 //! | `probe` | 100,000 idle agents / bare actors, each in a child process (time and resident bytes) |
 //! | `scenario` | the seeds' load scenarios (`--scenario ramp|peak|stress|soak`) over the pipeline |
+//! | `monitor` | the monitor's sampling cost at its default interval (`--scenario monitor`), in % of one core |
 //! | [`results`] | saved results (machine, medians of runs), baseline comparison, README table |
 
 mod gateway;
 mod lanes;
 mod micro;
+mod monitor;
 mod pipeline;
 mod probe;
 mod raw;
@@ -110,12 +112,13 @@ pub struct BenchOptions {
     /// Regression threshold for `--baseline`, in percent.
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
     pub threshold: f64,
-    /// Run one of the seeds' load scenarios over the real path instead;
-    /// prints one JSON line on stdout.
+    /// Run one of the seeds' load scenarios over the real path instead (or
+    /// `monitor`: the monitor's sampling cost); prints one JSON line on
+    /// stdout.
     #[arg(long, value_enum, conflicts_with_all = ["quick", "smoke", "json", "runs", "save", "baseline"])]
     pub scenario: Option<ScenarioKind>,
     /// The scenario's length (e.g. `90s`, `10m`). Default: ramp 5m, peak 5m,
-    /// stress 2m, soak 10m.
+    /// stress 2m, soak 10m, monitor 10s.
     #[arg(long, value_parser = humantime::parse_duration, requires = "scenario")]
     pub duration: Option<Duration>,
     /// The rate (requests/s) the scenario takes as the node's sustainable

@@ -103,3 +103,32 @@ fn soak_reports_memory_per_window_and_the_injected_fault() {
     assert!(line.get("recovery_ms").is_some(), "{line}");
     assert!(line["rss_last_vs_second_window_pct"].is_number(), "{line}");
 }
+
+/// The monitor's own cost: samples taken back to back through a swarm's
+/// monitor, stated as a share of one core at the default interval beside
+/// the 1 % target (the figure itself comes from a release run).
+#[test]
+fn monitor_reports_its_sampling_cost_beside_the_target() {
+    let out = Command::new(env!("CARGO_BIN_EXE_nexus"))
+        .args(["bench", "--scenario", "monitor", "--duration", "2s"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    let line: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(line["scenario"], "monitor");
+    assert_eq!(line["interval_s"], 10.0, "the default interval");
+    assert_eq!(line["target_pct_of_core"], 1.0);
+    let samples = line["samples"].as_u64().unwrap();
+    assert!(samples >= 10, "{line}");
+    let us = line["sample_us"].as_f64().unwrap();
+    let pct = line["overhead_pct_of_core"].as_f64().unwrap();
+    assert!(us > 0.0 && pct > 0.0, "{line}");
+    // The share is the sample's time over the interval, in percent.
+    assert!((pct - us / 10e6 * 100.0).abs() < 1e-9, "{line}");
+    assert!(line["checks"]["overhead_below_1pct_of_core"].is_boolean(), "{line}");
+    assert!(stderr.contains("% of one core"), "{stderr}");
+}

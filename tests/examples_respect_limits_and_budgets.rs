@@ -4,7 +4,8 @@
 //! halts with its committed spend at most the budget and less than one
 //! request's worst case below it; the autoscale example scales both ways
 //! within its bounds and the node's capacity, never inside the cooldown,
-//! and handles every message it sent. With `--json` stdout is exactly one JSON
+//! handles every message it sent, and its monitor raises and clears alerts
+//! on the pool's queue. With `--json` stdout is exactly one JSON
 //! line; flags out of range exit with status 2 and a message, never a
 //! panic; a failed task's reason is reported.
 //!
@@ -282,4 +283,10 @@ fn autoscale_example_scales_both_ways_within_bounds_and_cooldown_losing_no_messa
     let sent = num(&v, "messages_sent");
     assert!(sent > 10_000, "{v}");
     assert_eq!(num(&v, "messages_handled"), sent, "{v}");
+    // The backlog filled the pool's lanes past the warning threshold, and
+    // every alert it raised was cleared once the load drained.
+    let raised = num(&v, "alerts_raised");
+    assert!(raised >= 1, "{v}");
+    assert_eq!(num(&v, "alerts_cleared"), raised, "{v}");
+    assert!(stderr.contains("alert raised"), "alerts are printed:\n{stderr}");
 }

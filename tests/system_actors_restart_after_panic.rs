@@ -9,9 +9,10 @@
 //! cost is recorded, the scheduler still holds its allocation, and the
 //! quota's usage is whole (in memory, and in its store after the node
 //! stops). In a `Swarm`, the same four and the scaler, the pressure
-//! detector and a router declared in configuration panic in turn: the
-//! swarm keeps admitting agents and charging their calls, the router keeps
-//! its members, the scaler its groups.
+//! detector, the monitor and a router declared in configuration panic in
+//! turn: the swarm keeps admitting agents and charging their calls, the
+//! router keeps its members, the scaler its groups, the monitor its history
+//! and watched pools.
 //!
 //! The panics come from the actors crate's `fault-injection` feature (on
 //! for these tests): killing an actor would not do, since the supervisor
@@ -386,6 +387,17 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
         pressure.report().await.is_some(),
         "the detector answers after its restart"
     );
+    let monitor = swarm.monitor().unwrap();
+    let before = monitor.sample().await.unwrap();
+    monitor.inject_panic().unwrap();
+    restarted(swarm.node(), &system_child(swarm.node(), ".monitor").await).await;
+    let after = monitor.sample().await.unwrap();
+    assert!(monitor.history().len() >= 2, "the history survives the restart");
+    assert!(after.seq > before.seq);
+    assert!(
+        after.pools.iter().any(|p| &*p.name == "pingers"),
+        "still watching the pool"
+    );
 
     swarm.ledger().inject_panic().unwrap();
     restarted(swarm.node(), &system_child(swarm.node(), ".cost-ledger").await).await;
@@ -412,7 +424,7 @@ async fn a_swarm_keeps_admitting_and_charging_while_its_system_actors_restart() 
     }
     // Each panicked once and was restarted once.
     let children = swarm.node().system_children().await;
-    assert_eq!(children.len(), 7, "{children:?}");
+    assert_eq!(children.len(), 8, "{children:?}");
     for child in children {
         assert_eq!(child.restarts, 1, "{}", child.name);
     }

@@ -25,6 +25,7 @@
 //! | [`quota_keeper`] | [`QuotaKeeper`] / [`QuotaHandle`] | hierarchical quotas, periods, borrowing; the spend gate |
 //! | [`scheduler`] | [`Scheduler`] / [`SchedulerHandle`] | resource pools, reservations, strategies, QoS preemption |
 //! | [`scaler`] | [`Scaler`](scaler::Scaler) / [`ScalerHandle`](scaler::ScalerHandle) | scaling groups over agent pools: triggers, cooldown, stabilization |
+//! | [`monitor`] | [`Monitor`](monitor::Monitor) / [`MonitorHandle`](monitor::MonitorHandle) | system, process and pool metrics, alerts with hysteresis, history, exports |
 //! | [`pressure`] | [`PressureDetector`](pressure::PressureDetector) / [`PressureHandle`](pressure::PressureHandle) | pressure levels, trends, anomalies, forecasts |
 //!
 //! Each module has its error enum; [`Error`] wraps them all.
@@ -67,6 +68,7 @@ pub mod cost_ledger;
 mod error;
 pub mod llm;
 pub mod llm_gateway;
+pub mod monitor;
 mod named;
 pub mod pressure;
 pub mod quota_keeper;

@@ -16,7 +16,9 @@
 //! usage in the ledger, priced from the same catalogue; and, unless
 //! `scaling.enabled` is false, the scaler ([`Swarm::autoscale`] registers a
 //! pool with it; see [`crate::scaler`]) and the pressure detector it feeds
-//! with every scaling group's utilization ([`crate::pressure`]). The
+//! with every scaling group's utilization ([`crate::pressure`]); unless
+//! `monitor.enabled` is false, the monitor ([`Swarm::monitor`]), which
+//! watches every pool spawned through the swarm ([`crate::monitor`]). The
 //! routers the configuration declares (`[[routers]]`) start when their pool
 //! is spawned through the swarm, and follow its resizes
 //! ([`Swarm::router`]). A system actor
@@ -91,6 +93,7 @@ pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
 use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
+use crate::monitor::{Monitor, MonitorArgs, MonitorHandle};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::router::{RouterError, RouterHandle};
@@ -252,6 +255,7 @@ struct Inner {
     ledger: LedgerHandle,
     gateway: Option<GatewayHandle>,
     scaler: Option<(ScalerHandle, PressureHandle)>,
+    monitor: Option<MonitorHandle>,
     table: Mutex<Table>,
     next_request: AtomicU64,
     admission_wait: Duration,
@@ -340,9 +344,23 @@ impl Swarm {
                 return Err(e);
             }
         };
+        // Last, so a failure above leaves no monitor to stop.
+        let monitor = if config.monitor.enabled {
+            let args = MonitorArgs::from_config(&config.monitor);
+            match Monitor::start(&node, &system_name(id, "monitor"), args).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    node.shutdown(Duration::from_secs(5)).await;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            None
+        };
         let swarm = Swarm {
             inner: Arc::new(Inner {
                 node,
+                monitor,
                 quotas,
                 scheduler,
                 ledger,
@@ -432,6 +450,12 @@ impl Swarm {
         self.inner.scaler.as_ref().map(|(_, p)| p)
     }
 
+    /// The monitor, unless `monitor.enabled` is false. It watches every
+    /// pool spawned through the swarm.
+    pub fn monitor(&self) -> Option<&MonitorHandle> {
+        self.inner.monitor.as_ref()
+    }
+
     /// Scales `pool` (spawned through this swarm) by its load with the
     /// `[scaling]` section's policy; see [`Swarm::autoscale_with`].
     pub async fn autoscale<M: Send + 'static>(&self, pool: &PoolRef<M>) -> Result<(), SwarmError> {
@@ -505,6 +529,11 @@ impl Swarm {
         let profile = agent.profile();
         let (opts, signals) = self.admit(&identity, &profile, workers).await?;
         let pool = self.inner.node.spawn_pool_opts(&name, size, agent, opts).await?;
+        if let Some(monitor) = &self.inner.monitor {
+            // The swarm refused a taken name above, so the monitor has none
+            // of this name: a refusal here cannot happen and is ignored.
+            let _ = monitor.watch_pool(&pool);
+        }
         let (preempt_ref, stop_ref) = (pool.clone(), pool.clone());
         self.attach(
             &name,
@@ -962,6 +991,9 @@ fn stop_after(grace: Duration, stop: Arc<dyn Fn() + Send + Sync>) {
 /// The agent is gone for good: forget it and give its resources back.
 fn gone(inner: &Weak<Inner>, key: &str) {
     let Some(inner) = inner.upgrade() else { return };
+    if let Some(monitor) = &inner.monitor {
+        monitor.unwatch(key);
+    }
     let Some(entry) = inner.table.lock().remove(key) else {
         return;
     };

@@ -123,6 +123,13 @@ impl<M: Send + 'static> AgentRef<M> {
         self.mailbox.capacity(priority)
     }
 
+    /// The agent's handler statistics, created on the first call; `None`
+    /// for an agent spawned without signals (through a bare node rather
+    /// than a resource manager), whose handler time is not measured.
+    pub fn handler_stats(&self) -> Option<Arc<crate::spawn::HandlerStats>> {
+        self.mailbox.signals.get().map(|s| s.handler_stats())
+    }
+
     /// Messages the agent has handled so far.
     pub fn handled(&self) -> u64 {
         self.mailbox.counters.handled.load(std::sync::atomic::Ordering::Relaxed)

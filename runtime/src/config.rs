@@ -23,7 +23,7 @@
 //!   than its interval), and quota trees the quota keeper would refuse (the
 //!   same check, [`check_quota_tree`], runs in both places);
 //! - sections and keys of features this version does not have
-//!   ([`UNSUPPORTED`]: `[monitor]`, `node.name`), each with a
+//!   ([`UNSUPPORTED`]: `node.name`), each with a
 //!   [`ConfigError::Unsupported`] saying what is missing, so nothing looks
 //!   configured that no component reads.
 //!
@@ -43,9 +43,9 @@
 //! assert!(err.to_string().contains("router.health.timeout"));
 //! assert!(err.to_string().contains("router.health.interval"));
 //!
-//! let err = NexusConfig::from_toml_str("[monitor]\ninterval = \"10s\"\n").unwrap_err();
-//! assert_eq!(err.field(), "monitor");
-//! assert!(err.to_string().contains("monitoring is not implemented"));
+//! let err = NexusConfig::from_toml_str("[node]\nname = \"node-1\"\n").unwrap_err();
+//! assert_eq!(err.field(), "node.name");
+//! assert!(err.to_string().contains("clustering is not implemented"));
 //! ```
 
 use std::collections::BTreeMap;
@@ -61,6 +61,7 @@ use toml::de::{DeTable, DeValue};
 use crate::priority::Priority;
 
 mod llm;
+mod monitor;
 mod quota_tree;
 mod routers;
 mod scaling;
@@ -69,6 +70,7 @@ pub use llm::{
     Capability, DeploymentConfig, MAX_CONTEXT_WINDOW, MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_SIMULATED_LATENCY,
     ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
 };
+pub use monitor::{MAX_MONITOR_HISTORY, MonitorConfig, ThresholdsConfig};
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use routers::DeclaredRouter;
 pub use scaling::{
@@ -101,16 +103,10 @@ pub const CUSTOM_KIND_PREFIX: &str = "custom.";
 /// [`ConfigError::Unsupported`] rather than read and then ignored (no
 /// field may look configured while nothing reads it). Each comes back with
 /// the component that reads it.
-pub const UNSUPPORTED: [(&str, &str); 2] = [
-    (
-        "monitor",
-        "monitoring is not implemented in this version (remove the [monitor] section)",
-    ),
-    (
-        "node.name",
-        "clustering is not implemented in this version, so a node has no name to use (remove `name` from [node])",
-    ),
-];
+pub const UNSUPPORTED: [(&str, &str); 1] = [(
+    "node.name",
+    "clustering is not implemented in this version, so a node has no name to use (remove `name` from [node])",
+)];
 
 /// The names of the known resource kinds, as configuration spells them.
 const KNOWN_KINDS: [&str; 7] = [
@@ -274,6 +270,8 @@ pub struct NexusConfig {
     pub quotas: QuotasConfig,
     /// The scaler: its tick and the default policy of scaling groups.
     pub scaling: ScalingConfig,
+    /// The monitor: its interval, alert thresholds and history.
+    pub monitor: MonitorConfig,
     /// Routers a `Swarm` starts over pools it spawns (`[[routers]]`).
     /// Default: none (and then not written by `nexus config defaults`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -379,6 +377,7 @@ impl NexusConfig {
         self.scheduler.validate()?;
         self.quotas.validate()?;
         self.scaling.validate()?;
+        self.monitor.validate()?;
         routers::validate(&self.routers, &self.router)?;
         Ok(())
     }

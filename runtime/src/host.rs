@@ -89,7 +89,11 @@ impl<A: Agent> AgentHost<A> {
             let result = self.mailbox.offer_room_while(handling).await;
             self.mailbox.counters.handled.fetch_add(1, Ordering::Relaxed);
             if let (Some(signals), Some(started)) = (signals, started) {
-                signals.add_busy(started.elapsed());
+                let took = started.elapsed();
+                signals.add_busy(took);
+                if let Some(stats) = signals.recording() {
+                    stats.record(took, result.is_err());
+                }
                 result?;
                 if signals.is_throttled() {
                     // Over its CPU limit: every other runnable task goes first.

@@ -206,6 +206,20 @@ impl<M: Send + 'static> PoolRef<M> {
         ractor::call!(actor, PoolMsg::Resize, size).map_err(|_| PoolError::Gone)?
     }
 
+    /// The pool's handler statistics (every worker records into them),
+    /// created on the first call; `None` for a pool spawned without
+    /// signals (through a bare node rather than a resource manager), whose
+    /// handler time is not measured.
+    pub fn handler_stats(&self) -> Option<Arc<crate::spawn::HandlerStats>> {
+        self.shared.signals.get().map(|s| s.handler_stats())
+    }
+
+    /// Each lane's capacity per worker (high, normal, low).
+    pub fn lane_capacities(&self) -> [usize; 3] {
+        let m = &self.shared.mailbox_cfg;
+        [Priority::High, Priority::Normal, Priority::Low].map(|p| m.lane(p).capacity)
+    }
+
     /// Worker restarts since the pool was spawned (kept across restarts of
     /// the pool actor itself).
     pub fn restarts(&self) -> u64 {

@@ -10,7 +10,9 @@
 //! - **signals** ([`AgentSignals`]): shared by the agent (every worker of a
 //!   pool) and whoever manages it: the handler time it has used, whether it
 //!   is throttled (then it yields to the other tasks after each message), and
-//!   the [`Preemption`] notice once it has one;
+//!   the [`Preemption`] notice once it has one; and, once a monitor asks
+//!   for them ([`AgentSignals::handler_stats`]), its handler latency
+//!   histogram and error count ([`HandlerStats`]);
 //! - **on gone**: a hook run exactly once when the agent (or the pool) is
 //!   gone for good: stopped, given up on by its supervisor, or torn down with
 //!   the node. Not on a restart. Also run when the spawn itself fails or the
@@ -82,6 +84,69 @@ pub struct Preemption {
     pub grace: Duration,
 }
 
+/// Handler latencies (an `hdrhistogram`, microseconds, two significant
+/// figures, up to an hour) and handler errors of one agent or one pool (its
+/// workers record into the same one), since the last [`HandlerStats::take`].
+///
+/// Allocated only when a monitor asks for it
+/// ([`AgentSignals::handler_stats`]), so an agent nobody watches pays
+/// nothing, and one per pool, not per worker.
+#[derive(Debug)]
+pub struct HandlerStats {
+    // A mutex, not atomics: an hdrhistogram records through `&mut`; held
+    // for one record (tens of nanoseconds) by the worker that handled the
+    // message, or for one swap by the monitor taking it.
+    latency_us: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Handlers that returned an error, since the agent was watched; an
+    /// atomic because workers add to it without the lock.
+    errors: AtomicU64,
+}
+
+/// Longest handler time a [`HandlerStats`] tells apart (an hour, in
+/// microseconds); longer ones count as this.
+pub const MAX_HANDLER_LATENCY_US: u64 = 3_600_000_000;
+
+impl Default for HandlerStats {
+    fn default() -> Self {
+        Self {
+            latency_us: Mutex::new(new_latency_histogram()),
+            errors: AtomicU64::new(0),
+        }
+    }
+}
+
+/// An empty histogram of the shape [`HandlerStats`] records into.
+pub fn new_latency_histogram() -> hdrhistogram::Histogram<u64> {
+    // Bounds are constants that `new_with_bounds` accepts (low 1, high >= 2
+    // x low, 2 significant figures).
+    hdrhistogram::Histogram::new_with_bounds(1, MAX_HANDLER_LATENCY_US, 2).unwrap_or_else(|_| unreachable!())
+}
+
+impl HandlerStats {
+    /// Records one handled message: how long its handler took and
+    /// whether it failed.
+    pub fn record(&self, took: Duration, failed: bool) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        self.latency_us
+            .lock()
+            .saturating_record(us.clamp(1, MAX_HANDLER_LATENCY_US));
+        if failed {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The latencies recorded since the last call (the recorder starts
+    /// again empty).
+    pub fn take(&self) -> hdrhistogram::Histogram<u64> {
+        std::mem::replace(&mut *self.latency_us.lock(), new_latency_histogram())
+    }
+
+    /// Handler errors so far.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
 /// What an agent (every worker of a pool) shares with whoever manages it.
 #[derive(Debug, Default)]
 pub struct AgentSignals {
@@ -89,6 +154,7 @@ pub struct AgentSignals {
     preempted: OnceLock<Preemption>,
     busy_ns: AtomicU64,
     throttled: AtomicBool,
+    stats: OnceLock<Arc<HandlerStats>>,
 }
 
 impl AgentSignals {
@@ -126,6 +192,17 @@ impl AgentSignals {
     /// Whether the agent is throttled.
     pub fn is_throttled(&self) -> bool {
         self.throttled.load(Ordering::Relaxed)
+    }
+
+    /// The agent's handler statistics, created on the first call: from
+    /// then on every message it handles is recorded.
+    pub fn handler_stats(&self) -> Arc<HandlerStats> {
+        Arc::clone(self.stats.get_or_init(Default::default))
+    }
+
+    /// The handler statistics, if someone asked for them.
+    pub(crate) fn recording(&self) -> Option<&HandlerStats> {
+        self.stats.get().map(|s| &**s)
     }
 
     /// The preemption notice, once the agent has one.

@@ -163,10 +163,10 @@ impl PipelineConfig {
 
 /// A temporary directory removed on drop.
 #[derive(Debug)]
-struct TempDir(PathBuf);
+pub(super) struct TempDir(pub(super) PathBuf);
 
 impl TempDir {
-    fn new() -> anyhow::Result<Self> {
+    pub(super) fn new() -> anyhow::Result<Self> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("nexus-bench-{}-{n}", std::process::id()));

@@ -21,6 +21,9 @@
 //! | `stress` | 200 %, admission set to the sustainable rate | minute |
 //! | `soak` | 70 % (seed 002's steady load), a fault injected halfway | minute |
 //!
+//! `monitor` drives no load: it measures the monitor's own sampling cost
+//! (see `bench/monitor.rs`).
+//!
 //! Windows are a minute long when the run lasts 3 minutes or more, a sixth
 //! of the run otherwise. Soak's fault makes every worker of the pool panic
 //! on each message for 10 s (a sixth of the run if shorter); its recovery
@@ -56,6 +59,9 @@ pub enum ScenarioKind {
     /// 70 % of the sustainable rate for long, memory and latency per
     /// minute, with an injected fault and the time to recover from it.
     Soak,
+    /// The monitor's sampling cost at its default interval, in percent of
+    /// one core (target: under 1 %).
+    Monitor,
 }
 
 impl ScenarioKind {
@@ -65,6 +71,7 @@ impl ScenarioKind {
             ScenarioKind::Peak => "peak",
             ScenarioKind::Stress => "stress",
             ScenarioKind::Soak => "soak",
+            ScenarioKind::Monitor => "monitor",
         }
     }
 
@@ -73,6 +80,7 @@ impl ScenarioKind {
             ScenarioKind::Ramp | ScenarioKind::Peak => Duration::from_secs(300),
             ScenarioKind::Stress => Duration::from_secs(120),
             ScenarioKind::Soak => Duration::from_secs(600),
+            ScenarioKind::Monitor => Duration::from_secs(10),
         }
     }
 }
@@ -104,7 +112,10 @@ pub(super) fn run(kind: ScenarioKind, opts: &BenchOptions) -> anyhow::Result<Exi
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let line = rt.block_on(scenario(kind, duration, opts.rate))?;
+    let line = match kind {
+        ScenarioKind::Monitor => rt.block_on(super::monitor::run(duration))?,
+        load => rt.block_on(scenario(load, duration, opts.rate))?,
+    };
     println!("{}", serde_json::to_string(&line)?);
     Ok(ExitCode::SUCCESS)
 }
@@ -204,6 +215,8 @@ async fn scenario(kind: ScenarioKind, duration: Duration, rate: Option<f64>) -> 
                 fault: Some((duration / 2, fault)),
             }
         }
+        // Measured by `super::monitor`, which `run` calls instead.
+        ScenarioKind::Monitor => anyhow::bail!("the monitor scenario drives no load"),
     };
     if plan.fault.is_some() {
         quiet_injected_panics();
@@ -607,6 +620,7 @@ fn summarize(kind: ScenarioKind, plan: &Plan, sustainable: f64, lane_capacity: u
                 (outside_rate < SEED_ERROR_RATE).into(),
             );
         }
+        ScenarioKind::Monitor => {}
     }
     let passed = checks.values().all(|v| v.as_bool() == Some(true));
     eprintln!(

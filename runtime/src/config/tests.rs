@@ -417,8 +417,6 @@ fn the_defaults_can_be_extended_with_quotas_and_pools() {
 #[test]
 fn sections_of_missing_features_are_refused_and_not_printed() {
     let cases = [
-        ("[monitor.thresholds]\nwarning_percent = 80\n", "monitor", "monitoring"),
-        ("[monitor]\ninterval = \"10s\"\n", "monitor", "monitoring"),
         ("[node]\nname = \"node-1\"\n", "node.name", "clustering"),
         ("node = { name = \"a\", data_dir = \"d\" }\n", "node.name", "clustering"),
     ];
@@ -533,4 +531,72 @@ fn scaling_carries_the_seed_numbers_and_refuses_bad_values_naming_the_field() {
     assert!(matches!(err, ConfigError::Conflict { .. }), "{err:?}");
     assert_eq!(err.field(), "scaling.min_workers");
     assert!(err.to_string().contains("scaling.max_workers"), "{err}");
+}
+
+#[test]
+fn monitor_carries_the_seed_numbers_and_refuses_bad_values_naming_the_field() {
+    let m = NexusConfig::default().monitor;
+    assert!(m.enabled);
+    assert_eq!(m.interval, Duration::from_secs(10));
+    assert_eq!((m.history, m.minutes), (360, 1440));
+    let t = m.thresholds;
+    assert_eq!(
+        (
+            t.warning_percent,
+            t.critical_percent,
+            t.action_percent,
+            t.hysteresis_percent
+        ),
+        (80, 90, 95, 5)
+    );
+
+    let cfg = NexusConfig::from_toml_str(
+        "[monitor]\nenabled = false\nhistory = 10\n[monitor.thresholds]\nwarning_percent = 70\n",
+    )
+    .unwrap();
+    assert!(!cfg.monitor.enabled);
+    assert_eq!(cfg.monitor.history, 10);
+    assert_eq!(cfg.monitor.thresholds.warning_percent, 70);
+    assert_eq!(cfg.monitor.thresholds.action_percent, 95, "omitted keys keep defaults");
+
+    for (text, field) in [
+        ("[monitor]\ninterval = \"0s\"\n", "monitor.interval"),
+        ("[monitor]\nhistory = 0\n", "monitor.history"),
+        ("[monitor]\nminutes = 2000000\n", "monitor.minutes"),
+        (
+            "[monitor.thresholds]\nwarning_percent = 0\n",
+            "monitor.thresholds.warning_percent",
+        ),
+        (
+            "[monitor.thresholds]\naction_percent = 101\n",
+            "monitor.thresholds.action_percent",
+        ),
+        ("[monitor]\nwhatever = 1\n", "monitor"),
+    ] {
+        let err = parse_err(text);
+        assert!(err.field().starts_with(field), "{text}: {err}");
+        assert!(err.to_string().contains(field), "{text}: {err}");
+    }
+    for (text, field, other) in [
+        (
+            "[monitor.thresholds]\nwarning_percent = 91\n",
+            "monitor.thresholds.warning_percent",
+            "monitor.thresholds.critical_percent",
+        ),
+        (
+            "[monitor.thresholds]\ncritical_percent = 96\n",
+            "monitor.thresholds.critical_percent",
+            "monitor.thresholds.action_percent",
+        ),
+        (
+            "[monitor.thresholds]\nhysteresis_percent = 80\n",
+            "monitor.thresholds.hysteresis_percent",
+            "monitor.thresholds.warning_percent",
+        ),
+    ] {
+        let err = parse_err(text);
+        assert!(matches!(err, ConfigError::Conflict { .. }), "{err:?}");
+        assert_eq!(err.field(), field);
+        assert!(err.to_string().contains(other), "{err}");
+    }
 }
