@@ -2,6 +2,7 @@
 //! profile: an agent that uses more than its limit for a sustained period
 //! (three one-second windows) is throttled, and released after a window
 //! within it. An agent without a CPU limit is measured but never throttled.
+//! From ten windows on, each has a recommended CPU request from its use.
 
 use std::time::{Duration, Instant};
 
@@ -90,5 +91,30 @@ async fn a_sustained_excess_throttles_and_a_quiet_window_releases() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(swarm.usage("nobody").is_none());
+
+    // Ten windows in, each has a recommended request from its use per
+    // worker: well above the 50 m the hot one declares (its busy windows are
+    // more than a tenth of all), reported and not applied.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let hot_rec = loop {
+        if let Some(r) = swarm.recommendation("hot") {
+            break r;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no recommendation");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        (hot_rec.name.as_str(), hot_rec.workers, hot_rec.declared_millicores),
+        ("hot", 1, 50)
+    );
+    assert!(hot_rec.samples >= 10);
+    assert!(hot_rec.target_millicores > 200, "{hot_rec:?}");
+    assert!(
+        hot_rec.lower_millicores <= hot_rec.target_millicores && hot_rec.target_millicores <= hot_rec.upper_millicores
+    );
+    assert!(hot_rec.is_off(), "{hot_rec:?}");
+    assert_eq!(swarm.usage("hot").unwrap().cpu_request_millicores, 50, "not applied");
+    let names: Vec<String> = swarm.recommendations().into_iter().map(|r| r.name).collect();
+    assert_eq!(names, ["free", "hot"]);
     swarm.shutdown(Duration::from_secs(20)).await;
 }

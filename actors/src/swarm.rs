@@ -63,11 +63,13 @@
 //! | `swarm/admission.rs` | the table of admitted agents, statuses, shortfalls |
 //! | `swarm/context.rs` | [`Identity`], [`AgentLlm`], [`SwarmContext`] |
 //! | `swarm/cpu.rs` | CPU accounting and throttling decisions |
+//! | `swarm/recommend.rs` | CPU request recommendations from observed use |
 //! | `swarm/routers.rs` | routers declared in configuration, started over their pools |
 
 mod admission;
 mod context;
 pub mod cpu;
+pub mod recommend;
 mod routers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -89,6 +91,7 @@ use tokio::time::Instant;
 
 pub use admission::{AdmissionStatus, Holder, Refusal, Shortfall};
 pub use context::{AgentLlm, Identity, NoLlm, SwarmContext};
+pub use recommend::Recommendation;
 
 use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 use crate::llm::{GatewayBuildError, ModelCatalogue};
@@ -718,6 +721,28 @@ impl Swarm {
         })
     }
 
+    /// The recommended CPU request of `name` (an agent or pool spawned
+    /// through this swarm) from its use so far, per worker; `None` before
+    /// [`recommend::MIN_SAMPLES`] one-second windows. Reported, never applied.
+    pub fn recommendation(&self, name: &str) -> Option<Recommendation> {
+        let table = self.inner.table.lock();
+        let e = table.entries.get(name)?;
+        e.usage.recommend(name, e.workers, e.per_worker.get(&ResourceKind::Cpu))
+    }
+
+    /// Every agent's and pool's recommendation (see
+    /// [`Swarm::recommendation`]), by name.
+    pub fn recommendations(&self) -> Vec<Recommendation> {
+        let table = self.inner.table.lock();
+        let mut out: Vec<Recommendation> = table
+            .entries
+            .iter()
+            .filter_map(|(name, e)| e.usage.recommend(name, e.workers, e.per_worker.get(&ResourceKind::Cpu)))
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
     /// Retires every agent, then the system actors (see [`Node::shutdown`]).
     pub async fn shutdown(&self, timeout: Duration) -> NodeExit {
         self.inner.node.shutdown(timeout).await
@@ -754,6 +779,7 @@ impl Swarm {
             signals: Arc::clone(&signals),
             cpu_limit_per_worker,
             cpu: Default::default(),
+            usage: Default::default(),
         };
         let key: Arc<str> = Arc::from(name);
         if requested.is_empty() {
@@ -924,7 +950,12 @@ impl Swarm {
                 let now = Instant::now();
                 let mut table = inner.table.lock();
                 for (name, e) in table.entries.iter_mut() {
-                    if e.cpu.sample(e.signals.busy(), now, e.cpu_limit()) {
+                    e.cpu.last_window = None;
+                    let changed = e.cpu.sample(e.signals.busy(), now, e.cpu_limit());
+                    if let Some(window) = e.cpu.last_window {
+                        e.usage.add(e.cpu.millicores / e.workers.max(1), window);
+                    }
+                    if changed {
                         e.signals.set_throttled(e.cpu.throttled);
                         tracing::info!(agent = %name, millicores = e.cpu.millicores, limit = e.cpu_limit(),
                             throttled = e.cpu.throttled, "agent CPU throttle changed");

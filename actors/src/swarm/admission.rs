@@ -192,6 +192,8 @@ pub(crate) struct Entry {
     /// The CPU limit of one worker, in millicores (0 = none).
     pub(crate) cpu_limit_per_worker: u64,
     pub(crate) cpu: super::cpu::CpuMeter,
+    /// Its CPU use per worker over time, for recommendations.
+    pub(crate) usage: super::recommend::UsageHistogram,
 }
 
 impl Entry {
@@ -379,6 +381,7 @@ mod tests {
             signals,
             cpu_limit_per_worker: 0,
             cpu: Default::default(),
+            usage: Default::default(),
         }
     }
 

@@ -28,6 +28,8 @@ pub(crate) struct CpuMeter {
     pub(crate) millicores: u64,
     /// Whether the agent is throttled.
     pub(crate) throttled: bool,
+    /// The length of the last window measured, once one was.
+    pub(crate) last_window: Option<Duration>,
 }
 
 impl CpuMeter {
@@ -41,6 +43,7 @@ impl CpuMeter {
         if wall == 0 {
             return false;
         }
+        self.last_window = Some(now.saturating_duration_since(at));
         let used = busy.saturating_sub(before).as_nanos();
         self.millicores = u64::try_from(used.saturating_mul(1000) / wall).unwrap_or(u64::MAX);
         if limit_millicores == 0 {
