@@ -143,7 +143,9 @@ pub struct ServeOptions {
 impl Default for ServeOptions {
     fn default() -> Self {
         Self {
-            listen: DEFAULT_LISTEN.parse().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787))),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8787))),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
         }
     }
@@ -266,8 +268,7 @@ pub struct ServeArgs {
 
 /// Runs `nexus serve` until interrupted (Ctrl-C or SIGTERM).
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = NexusConfig::from_file(&args.config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
+    let config = NexusConfig::from_file(&args.config).map_err(|e| anyhow::anyhow!("{}: {e}", args.config.display()))?;
     let keys = KeysFile::read(&args.keys)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {

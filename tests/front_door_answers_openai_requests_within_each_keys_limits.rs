@@ -8,7 +8,6 @@
 #![allow(missing_docs)]
 
 #[path = "support/agents.rs"]
-#[allow(dead_code)]
 mod support;
 
 use nexus_swarm::actors::Swarm;
@@ -148,7 +147,10 @@ async fn a_completion_is_answered_in_openai_shape_and_charged_to_the_key() {
     assert_eq!(header(&resp, "x-ratelimit-limit-tokens").as_deref(), Some("100000"));
     let remaining: u64 = header(&resp, "x-ratelimit-remaining-tokens").unwrap().parse().unwrap();
     assert!(header(&resp, "x-ratelimit-reset-tokens").is_some());
-    assert!(header(&resp, "x-ratelimit-limit-requests").is_none(), "the key has no rpm");
+    assert!(
+        header(&resp, "x-ratelimit-limit-requests").is_none(),
+        "the key has no rpm"
+    );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
     assert!(body["id"].as_str().unwrap().starts_with("chatcmpl-"));
@@ -156,7 +158,10 @@ async fn a_completion_is_answered_in_openai_shape_and_charged_to_the_key() {
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
     assert!(!body["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
     let usage = &body["usage"];
-    let (prompt, completion) = (usage["prompt_tokens"].as_u64().unwrap(), usage["completion_tokens"].as_u64().unwrap());
+    let (prompt, completion) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
     assert!(prompt > 0 && completion > 0 && completion <= 64);
     assert_eq!(usage["total_tokens"].as_u64().unwrap(), prompt + completion);
     // The key's tokens count the actual usage, the estimate refunded.
@@ -167,7 +172,12 @@ async fn a_completion_is_answered_in_openai_shape_and_charged_to_the_key() {
     let report = f
         .swarm
         .ledger()
-        .report(ReportQuery::new(TimeRange::all()).group_by([Field::Tenant, Field::Workflow, Field::Agent, Field::Model]))
+        .report(ReportQuery::new(TimeRange::all()).group_by([
+            Field::Tenant,
+            Field::Workflow,
+            Field::Agent,
+            Field::Model,
+        ]))
         .await
         .unwrap();
     assert_eq!(report.rows.len(), 1, "{report:?}");
@@ -179,7 +189,13 @@ async fn a_completion_is_answered_in_openai_shape_and_charged_to_the_key() {
 #[tokio::test]
 async fn models_are_listed_for_a_known_key_only() {
     let f = start().await;
-    let resp = f.http.get(format!("{}/v1/models", f.base)).bearer_auth(OPEN).send().await.unwrap();
+    let resp = f
+        .http
+        .get(format!("{}/v1/models", f.base))
+        .bearer_auth(OPEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(header(&resp, ADDED_HEADER).is_some());
     let body: Value = resp.json().await.unwrap();
@@ -230,11 +246,22 @@ async fn an_exhausted_budget_is_answered_as_insufficient_quota() {
     let f = start().await;
     let resp = f.chat(Some(POOR), &ask("Spend more than a micro-dollar.")).await;
     assert_eq!(resp.status(), 429);
-    assert!(header(&resp, "retry-after").is_none(), "waiting does not refill a budget");
+    assert!(
+        header(&resp, "retry-after").is_none(),
+        "waiting does not refill a budget"
+    );
     let err = error_of(resp).await;
     assert_eq!(err["type"], "insufficient_quota");
     assert!(err["message"].as_str().unwrap().contains("key/poor"), "{err}");
-    assert_eq!(f.swarm.ledger().budget_status("key/poor").unwrap().budget.limit_micro_usd, 1);
+    assert_eq!(
+        f.swarm
+            .ledger()
+            .budget_status("key/poor")
+            .unwrap()
+            .budget
+            .limit_micro_usd,
+        1
+    );
     f.stop().await;
 }
 
@@ -254,7 +281,10 @@ async fn bad_requests_are_400_and_oversized_bodies_413_in_openai_shape() {
         assert_eq!(err["type"], "invalid_request_error");
     }
     let resp = f
-        .chat(Some(OPEN), &json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}))
+        .chat(
+            Some(OPEN),
+            &json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}),
+        )
         .await;
     assert_eq!(resp.status(), 404);
     assert_eq!(error_of(resp).await["code"], "model_not_found");

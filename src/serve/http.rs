@@ -119,7 +119,11 @@ fn error_response(err: &ApiError) -> Response {
         // which OpenAI's clients read first, is exact.
         let secs = wait.as_millis().div_ceil(1000).max(1);
         set(response.headers_mut(), "retry-after", secs.to_string());
-        set(response.headers_mut(), "retry-after-ms", wait.as_millis().max(1).to_string());
+        set(
+            response.headers_mut(),
+            "retry-after-ms",
+            wait.as_millis().max(1).to_string(),
+        );
     }
     response
 }
@@ -174,10 +178,7 @@ async fn complete(door: &FrontDoor, headers: &HeaderMap, body: Result<Bytes, Byt
         .saturating_add(u64::from(request.max_tokens));
     let admitted = limits.lock().admit(door.now(), estimate);
     let grant = match admitted {
-        Ok(g) => Settle {
-            limits,
-            grant: Some(g),
-        },
+        Ok(g) => Settle { limits, grant: Some(g) },
         Err(refusal) => {
             let err = match refusal {
                 LimitRefusal::Later { retry_after, limit } => ApiError {

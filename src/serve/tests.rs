@@ -64,7 +64,11 @@ requests_per_minute = 2
     assert_eq!(budget.period, BudgetPeriod::Hourly);
     assert_eq!(budget.action, BudgetAction::Halt);
     assert!(budget.scope.matches(&key.meta().model("any")));
-    assert!(!budget.scope.matches(&UsageMeta::default().tenant("acme").agent("other")));
+    assert!(
+        !budget
+            .scope
+            .matches(&UsageMeta::default().tenant("acme").agent("other"))
+    );
     let table = KeyTable::new(file);
     assert_eq!(table.find("secret-1"), Some(0));
     assert_eq!(table.find("secret-2"), None);
@@ -125,7 +129,10 @@ fn keys_file_refuses_what_it_cannot_serve() {
     let same_token = KeysFile {
         keys: vec![entry("a", "t"), KeyEntry { ..entry("b", "t") }],
     };
-    assert!(matches!(same_token.validate(), Err(KeysError::Invalid { field: "sha256", .. })));
+    assert!(matches!(
+        same_token.validate(),
+        Err(KeysError::Invalid { field: "sha256", .. })
+    ));
     let same_scope = KeysFile {
         keys: vec![
             entry("a", "t1"),
@@ -135,7 +142,10 @@ fn keys_file_refuses_what_it_cannot_serve() {
             },
         ],
     };
-    assert!(matches!(same_scope.validate(), Err(KeysError::Invalid { field: "tenant", .. })));
+    assert!(matches!(
+        same_scope.validate(),
+        Err(KeysError::Invalid { field: "tenant", .. })
+    ));
 }
 
 #[test]
@@ -177,7 +187,10 @@ fn tokens_per_minute_reserve_the_estimate_and_refund_the_rest() {
     let t0 = Duration::from_secs(10);
     let a = l.admit(t0, 900).unwrap();
     assert_eq!(l.figures(t0).tokens.map(|t| t.1), Some(100));
-    assert!(matches!(l.admit(t0, 200), Err(LimitRefusal::Later { limit: "tokens", .. })));
+    assert!(matches!(
+        l.admit(t0, 200),
+        Err(LimitRefusal::Later { limit: "tokens", .. })
+    ));
     // The call used 150 tokens: 750 are given back.
     l.settle(&a, 150);
     assert_eq!(l.figures(t0).tokens.map(|t| t.1), Some(850));
@@ -239,7 +252,10 @@ fn a_request_maps_to_the_gateway_request() {
         UsageMeta::default(),
     )
     .unwrap();
-    assert_eq!((req.max_tokens, req.temperature_milli, req.cacheable), (500, 700, false));
+    assert_eq!(
+        (req.max_tokens, req.temperature_milli, req.cacheable),
+        (500, 700, false)
+    );
 }
 
 #[test]
@@ -249,15 +265,35 @@ fn bad_requests_are_400_naming_the_field() {
         (br#"{"messages":[{"role":"user","content":"hi"}]}"#, Some("model")),
         (br#"{"model":"small"}"#, Some("messages")),
         (br#"{"model":"small","messages":[]}"#, Some("messages")),
-        (br#"{"model":"small","messages":[{"role":"tool","content":"x"}]}"#, Some("messages")),
-        (br#"{"model":"small","messages":[{"role":"user","content":"x"}],"max_tokens":501}"#, Some("max_tokens")),
-        (br#"{"model":"small","messages":[{"role":"user","content":"x"}],"temperature":3}"#, Some("temperature")),
-        (br#"{"model":"small","messages":[{"role":"user","content":"x"}],"stream":true}"#, Some("stream")),
-        (br#"{"model":"small","messages":[{"role":"user","content":"x"}],"user":"a=b"}"#, Some("user")),
+        (
+            br#"{"model":"small","messages":[{"role":"tool","content":"x"}]}"#,
+            Some("messages"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"max_tokens":501}"#,
+            Some("max_tokens"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"temperature":3}"#,
+            Some("temperature"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"stream":true}"#,
+            Some("stream"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"user":"a=b"}"#,
+            Some("user"),
+        ),
     ];
     for (body, param) in cases {
         let err = parse_request(body, &catalogue(), UsageMeta::default()).unwrap_err();
-        assert_eq!((err.status, err.param), (400, param), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            (err.status, err.param),
+            (400, param),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
         assert_eq!(err.body()["error"]["type"], "invalid_request_error");
     }
     let err = parse_request(
@@ -286,7 +322,10 @@ fn a_response_maps_to_openai_shape() {
     assert_eq!(body["choices"][0]["message"]["content"], "Done.");
     assert_eq!(body["choices"][0]["finish_reason"], "stop");
     assert_eq!(body["usage"]["total_tokens"], 15);
-    assert_eq!(completion_body("x", 0, 3, &answer)["choices"][0]["finish_reason"], "length");
+    assert_eq!(
+        completion_body("x", 0, 3, &answer)["choices"][0]["finish_reason"],
+        "length"
+    );
     let models = models_body(&catalogue());
     assert_eq!(models["data"][0]["id"], "small");
 }
@@ -301,7 +340,10 @@ fn gateway_errors_map_to_openai_statuses() {
         requested: 5,
     });
     let e = gateway_error(&budget);
-    assert_eq!((e.status, e.kind, e.code), (429, "insufficient_quota", Some("insufficient_quota")));
+    assert_eq!(
+        (e.status, e.kind, e.code),
+        (429, "insufficient_quota", Some("insufficient_quota"))
+    );
     assert!(e.message.contains("key/a"));
     let e = gateway_error(&GatewayError::Catalogue(CatalogueError::UnknownModel("m".into())));
     assert_eq!(e.status, 404);

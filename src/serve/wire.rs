@@ -200,7 +200,12 @@ pub fn parse_request(body: &[u8], catalogue: &ModelCatalogue, meta: UsageMeta) -
     }
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
         None => model.max_output_tokens,
-        Some(0) => return Err(ApiError::bad_request(Some("max_tokens"), "max_tokens must be at least 1")),
+        Some(0) => {
+            return Err(ApiError::bad_request(
+                Some("max_tokens"),
+                "max_tokens must be at least 1",
+            ));
+        }
         Some(n) if n > model.max_output_tokens => {
             return Err(ApiError::bad_request(
                 Some("max_tokens"),
@@ -290,8 +295,12 @@ pub fn gateway_error(e: &GatewayError) -> ApiError {
             ApiError::bad_request(None, message)
         }
         GatewayError::SpendRefused(SpendRefused::BudgetExceeded { .. } | SpendRefused::QuotaExceeded { .. }) => {
-            ApiError::status(429, "insufficient_quota", format!("You exceeded your current quota: {message}"))
-                .with_code("insufficient_quota")
+            ApiError::status(
+                429,
+                "insufficient_quota",
+                format!("You exceeded your current quota: {message}"),
+            )
+            .with_code("insufficient_quota")
         }
         GatewayError::SpendRefused(SpendRefused::HoldsInFlight { .. }) | GatewayError::AgentBusy { .. } => {
             let mut err = ApiError::status(429, "rate_limit_error", message).with_code("rate_limit_exceeded");
