@@ -50,15 +50,18 @@
 //! # Example
 //!
 //! ```no_run
+//! use std::path::Path;
 //! use nexus_swarm::runtime::config::NexusConfig;
 //! use nexus_swarm::serve::{FrontDoorServer, KeysFile, ServeOptions, start_swarm};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let config = NexusConfig::from_file("nexus.toml".as_ref())?;
+//! let config = NexusConfig::from_file(Path::new("nexus.toml"))?;
 //! let swarm = start_swarm(config).await?;
-//! let keys = KeysFile::read("keys.toml".as_ref())?;
+//! let keys = KeysFile::read(Path::new("keys.toml"))?;
 //! let server = FrontDoorServer::bind(&swarm, keys, ServeOptions::default()).await?;
 //! println!("listening on http://{}", server.local_addr());
+//! server.stop().await?;
+//! swarm.shutdown(std::time::Duration::from_secs(5)).await;
 //! # Ok(()) }
 //! ```
 

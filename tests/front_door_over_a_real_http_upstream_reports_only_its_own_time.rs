@@ -123,7 +123,10 @@ deployments = [{{ provider = "local", upstream_model = "upstream-small" }}]
     // door's own share leaves it out.
     assert!(total >= UPSTREAM_LATENCY, "{total:?}");
     assert!(added < UPSTREAM_LATENCY, "added {added:?} of {total:?}");
-    assert!(added <= total - UPSTREAM_LATENCY + Duration::from_millis(1), "added {added:?} of {total:?}");
+    assert!(
+        added <= total - UPSTREAM_LATENCY + Duration::from_millis(1),
+        "added {added:?} of {total:?}"
+    );
 
     server.stop().await.unwrap();
     swarm.shutdown(TIMEOUT).await;
