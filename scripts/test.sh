@@ -7,3 +7,6 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace
+# `nexus serve` driven by the official `openai` Python client (prints SKIP
+# and why when python3 or PyPI is not available).
+scripts/front_door_openai_client.sh

@@ -36,6 +36,12 @@ pub enum Command {
     /// Ledger tools: `nexus ledger verify` checks a ledger store for damage.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Serve the OpenAI-compatible API (`POST /v1/chat/completions`,
+    /// `GET /v1/models`) through the LLM gateway, with virtual API keys.
+    Serve(crate::serve::ServeArgs),
+    /// Virtual API keys for `nexus serve`: `hash` a token, or make a `new` key entry.
+    #[command(subcommand)]
+    Keys(crate::serve::KeysCommand),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
@@ -84,6 +90,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(args) => report::run(args),
         Command::Ledger(command) => ledger::run(command),
+        Command::Serve(args) => crate::serve::run(args),
+        Command::Keys(command) => crate::serve::run_keys(command),
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
     }
