@@ -112,7 +112,10 @@ async fn a_sustained_excess_throttles_and_a_quiet_window_releases() {
     assert!(
         hot_rec.lower_millicores <= hot_rec.target_millicores && hot_rec.target_millicores <= hot_rec.upper_millicores
     );
-    assert!(hot_rec.is_off(), "{hot_rec:?}");
+    assert!(
+        hot_rec.target_millicores > 4 * hot_rec.declared_millicores,
+        "{hot_rec:?}"
+    );
     assert_eq!(swarm.usage("hot").unwrap().cpu_request_millicores, 50, "not applied");
     let names: Vec<String> = swarm.recommendations().into_iter().map(|r| r.name).collect();
     assert_eq!(names, ["free", "hot"]);

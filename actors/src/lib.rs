@@ -75,6 +75,7 @@ pub mod quota_keeper;
 pub mod router;
 pub mod scaler;
 pub mod scheduler;
+pub mod startup;
 pub mod swarm;
 mod trend;
 
