@@ -8,10 +8,12 @@ use clap::{Parser, Subcommand};
 
 use crate::runtime::config::NexusConfig;
 
+pub mod audit;
 pub mod ledger;
 pub mod ledger_stress;
 pub mod quota_stress;
 pub mod report;
+pub mod run;
 
 /// Nexus Swarm: an actor-based multi-agent runtime.
 #[derive(Debug, Parser)]
@@ -36,6 +38,14 @@ pub enum Command {
     /// Ledger tools: `nexus ledger verify` checks a ledger store for damage.
     #[command(subcommand)]
     Ledger(ledger::LedgerCommand),
+    /// Run a swarm from a configuration file with its HTTP status and admin
+    /// API until SIGINT or SIGTERM, then shut down gracefully.
+    Run(run::RunArgs),
+    /// Print the admin API's audit log, checking every line.
+    Audit(audit::AuditArgs),
+    /// Admin API tokens: `nexus tokens hash` prints what a tokens file stores.
+    #[command(subcommand)]
+    Tokens(audit::TokensCommand),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
@@ -84,6 +94,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Report(args) => report::run(args),
         Command::Ledger(command) => ledger::run(command),
+        Command::Run(args) => run::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Tokens(command) => audit::tokens(command),
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
     }

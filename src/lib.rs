@@ -11,6 +11,7 @@
 //! | [`prelude`] | the names needed to write and run agents |
 //! | [`bench`](mod@bench) | the load benchmark behind `nexus bench` and `cargo bench --bench swarm` |
 //! | [`cli`] | the `nexus` command line |
+//! | [`ops`] | `nexus run`'s pools, HTTP status and admin API, audit log |
 //!
 //! # Example
 //!
@@ -49,6 +50,7 @@ pub use nexus_swarm_runtime as runtime;
 
 pub mod bench;
 pub mod cli;
+pub mod ops;
 
 /// Everything needed to write and run agents.
 pub mod prelude {
