@@ -1,0 +1,277 @@
+//! `nexus run` end to end: a swarm from a small configuration serves
+//! `/status` and `/metrics`; an admin change is refused without a token
+//! (401), with a viewer token (403) and with a malformed body (400,
+//! changing nothing), made with an operator token (200, visible in
+//! `/status`); `nexus audit --json` lists the refused and the accepted
+//! calls; SIGTERM shuts it down with exit code 0 and the ledger intact.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Upper bound on any wait in this test; reaching it is a failure.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
+
+/// Kills the child unless the test saw it exit.
+struct Guard(Option<Child>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            // It may have exited already; either way it is gone after this.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn nexus(args: &[&str]) -> Output {
+    Command::new(NEXUS).args(args).output().expect("nexus runs")
+}
+
+fn hash(token: &str) -> String {
+    let out = nexus(&["tokens", "hash", token]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let h = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(h.len(), 64, "a sha256 in hex: {h}");
+    h
+}
+
+/// One HTTP/1.1 request on its own connection: (status, body).
+fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("the server accepts");
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    req.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let status: u16 = raw
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
+    let (_, body) = raw.split_once("\r\n\r\n").expect("headers end");
+    (status, body.to_string())
+}
+
+fn json(body: &str) -> Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn team_limit(status: &Value) -> u64 {
+    status["quotas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| q["quota"]["id"] == "team-a")
+        .expect("team-a in /status")["quota"]["limit"]
+        .as_u64()
+        .unwrap()
+}
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let config = dir.join("nexus.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[node]
+data_dir = "{}"
+
+[run]
+shutdown_timeout = "20s"
+
+[[run.pools]]
+name = "echoes"
+agent = "echo"
+size = 2
+
+[[routers]]
+name = "front"
+pool = "echoes"
+
+[[quotas.quotas]]
+id = "team-a"
+kind = "input_tokens"
+limit = 1000
+"#,
+            data.display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let tokens = dir.path().join("tokens.toml");
+    let mut text = String::new();
+    for (name, role, token) in [("grafana", "viewer", "view-secret"), ("oncall", "operator", "op-secret")] {
+        text.push_str(&format!(
+            "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
+            hash(token)
+        ));
+    }
+    std::fs::write(&tokens, text).unwrap();
+    assert!(
+        !std::fs::read_to_string(&tokens).unwrap().contains("op-secret"),
+        "the file holds hashes only"
+    );
+
+    let child = Command::new(NEXUS)
+        .args(["run", "--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--tokens", tokens.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("nexus run starts");
+    let mut guard = Guard(Some(child));
+    let pid = guard.0.as_ref().unwrap().id();
+    let stderr = guard.0.as_mut().unwrap().stderr.take().unwrap();
+    let (lines_tx, lines) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = Vec::new();
+    let addr = loop {
+        let line = lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_else(|e| panic!("no listening line ({e}); stderr: {seen:?}"));
+        if let Some(rest) = line.split("http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+        seen.push(line);
+    };
+
+    assert_eq!(http(&addr, "GET", "/health", None, None).0, 200);
+    assert_eq!(http(&addr, "GET", "/ready", None, None).0, 200);
+    assert_eq!(http(&addr, "GET", "/status", None, None).0, 401, "reads need a token once tokens exist");
+    let (code, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
+    assert_eq!(code, 200, "{body}");
+    let status = json(&body);
+    assert_eq!(status["ready"], true);
+    let pool = &status["pools"][0];
+    assert_eq!((pool["name"].as_str(), pool["size"].as_u64()), (Some("echoes"), Some(2)));
+    assert_eq!(pool["lanes"]["normal"]["depth"], 0);
+    assert_eq!(status["routers"][0]["name"], "front");
+    assert_eq!(status["routers"][0]["members"], 2);
+    assert!(status["pressure"]["overall"].is_string(), "{status}");
+    assert_eq!(team_limit(&status), 1000);
+
+    let (code, metrics) = http(&addr, "GET", "/metrics", Some("view-secret"), None);
+    assert_eq!(code, 200);
+    for name in [
+        "# TYPE nexus_monitor_samples_total counter",
+        "nexus_monitor_alerts_raised_total",
+        "nexus_pool_handler_latency_seconds",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from /metrics:\n{metrics}");
+    }
+
+    let change = Some(r#"{"limit": 250}"#);
+    let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", None, change);
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(json(&body)["error"], "unauthorized");
+    let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("not-a-token"), change);
+    assert_eq!(code, 401, "{body}");
+    let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("view-secret"), change);
+    assert_eq!(code, 403, "{body}");
+    assert_eq!(json(&body)["error"], "forbidden");
+    let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("op-secret"), Some(r#"{"limit": -3}"#));
+    assert_eq!(code, 400, "{body}");
+    let (_, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
+    assert_eq!(team_limit(&json(&body)), 1000, "refused calls change nothing");
+
+    let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("op-secret"), change);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http(&addr, "POST", "/admin/pools/echoes/size", Some("op-secret"), Some(r#"{"size": 3}"#));
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
+    let status = json(&body);
+    assert_eq!(team_limit(&status), 250);
+    assert_eq!(status["pools"][0]["size"], 3);
+    assert_eq!(status["routers"][0]["members"], 3, "the declared router follows the resize");
+
+    let out = nexus(&["audit", "--data-dir", dir.path().join("data").to_str().unwrap(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let audit = json(&String::from_utf8(out.stdout).unwrap());
+    assert_eq!(audit["damaged"].as_array().unwrap().len(), 0);
+    let entries = audit["entries"].as_array().unwrap();
+    let calls: Vec<(&str, &str, u64)> = entries
+        .iter()
+        .map(|e| (e["who"].as_str().unwrap(), e["outcome"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("anonymous", "refused", 401),
+            ("anonymous", "refused", 401),
+            ("grafana", "refused", 403),
+            ("oncall", "refused", 400),
+            ("oncall", "accepted", 200),
+            ("oncall", "accepted", 200),
+        ]
+    );
+    let accepted = &entries[4];
+    assert_eq!(accepted["action"], "POST /admin/quotas/team-a");
+    assert_eq!(accepted["before"]["limit"], 1000);
+    assert_eq!(accepted["after"]["limit"], 250);
+    assert_eq!(entries[5]["before"]["size"], 2);
+    assert_eq!(entries[5]["after"]["size"], 3);
+
+    let killed = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    assert!(killed.success());
+    // The reader thread ends when the child closes stderr, at its exit.
+    let mut rest = Vec::new();
+    loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => rest.push(line),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => panic!("no exit within {TIMEOUT:?}; stderr: {rest:?}"),
+        }
+    }
+    let exit = guard.0.take().unwrap().wait().unwrap();
+    assert_eq!(exit.code(), Some(0), "stderr: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("SIGTERM")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("ledger intact")), "{rest:?}");
+    assert!(rest.iter().any(|l| l.contains("shut down cleanly")), "{rest:?}");
+
+    let verify = nexus(&["ledger", "verify", "--data-dir", dir.path().join("data").to_str().unwrap()]);
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}
+
+#[test]
+fn a_non_loopback_address_without_tokens_is_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let out = nexus(&["run", "--config", config.to_str().unwrap(), "--listen", "0.0.0.0:0"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0:0") && err.contains("--tokens"), "{err}");
+    assert!(!dir.path().join("data").join("ledger.redb").exists(), "nothing started");
+}
