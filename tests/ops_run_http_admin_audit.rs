@@ -5,17 +5,18 @@
 //! `/status`); `nexus audit --json` lists the refused and the accepted
 //! calls; SIGTERM shuts it down with exit code 0 and the ledger intact.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::Value;
 
-/// Upper bound on any wait in this test; reaching it is a failure.
-const TIMEOUT: Duration = Duration::from_secs(60);
+#[path = "support/http.rs"]
+mod support;
+
+use support::{TIMEOUT, http, json};
 
 const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
 
@@ -42,35 +43,6 @@ fn hash(token: &str) -> String {
     let h = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(h.len(), 64, "a sha256 in hex: {h}");
     h
-}
-
-/// One HTTP/1.1 request on its own connection: (status, body).
-fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).expect("the server accepts");
-    s.set_read_timeout(Some(TIMEOUT)).unwrap();
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    req.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let status: u16 = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {raw:?}"));
-    let (_, body) = raw.split_once("\r\n\r\n").expect("headers end");
-    (status, body.to_string())
-}
-
-fn json(body: &str) -> Value {
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
 }
 
 fn team_limit(status: &Value) -> u64 {
