@@ -21,6 +21,16 @@ mod support;
 
 use support::{TIMEOUT, http, json};
 
+/// A call to refuse: method, path, token, body, status, error code.
+type Refused = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    String,
+    u16,
+    &'static str,
+);
+
 /// Serves `state` on a free loopback port; returns the address.
 async fn serve(state: Arc<OpsState>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -78,32 +88,110 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
         log,
     );
     let addr = serve(Arc::clone(&state)).await;
-    assert_eq!(call(&addr, "GET", "/ready", None, None).await.0, 503, "not ready before it is told");
+    assert_eq!(
+        call(&addr, "GET", "/ready", None, None).await.0,
+        503,
+        "not ready before it is told"
+    );
     state.set_ready(true);
     assert_eq!(call(&addr, "GET", "/ready", None, None).await.0, 200);
 
     let budget = r#"{"limit_micro_usd": 2000000, "period": "daily", "action": {"throttle": {"permille": 500}}, "scope": {"tenant": "acme"}}"#;
-    let (code, body) = call(&addr, "PUT", "/admin/budgets/acme-daily", Some("op"), Some(budget.into())).await;
+    let (code, body) = call(
+        &addr,
+        "PUT",
+        "/admin/budgets/acme-daily",
+        Some("op"),
+        Some(budget.into()),
+    )
+    .await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["scope"]["tenant"], "acme");
 
     // Each refused: (method, path, token, body, status, error code).
     let big = format!("{{\"size\": 3, \"pad\": \"{}\"}}", "x".repeat(20_000));
-    let refused: Vec<(&str, &str, Option<&str>, String, u16, &str)> = vec![
-        ("PUT", "/admin/budgets/acme-daily", Some("op"), r#"{"limit_micro_usd": 0, "period": "daily", "action": "alert"}"#.into(), 422, "unprocessable"),
-        ("PUT", "/admin/budgets/acme-daily", Some("op"), r#"{"limit_micro_usd": 5, "period": "weekly", "action": "alert"}"#.into(), 400, "bad_request"),
-        ("PUT", "/admin/budgets/acme-daily", Some("op"), "not json".into(), 400, "bad_request"),
-        ("POST", "/admin/quotas/ghost", Some("op"), r#"{"limit": 5}"#.into(), 404, "not_found"),
-        ("POST", "/admin/pools/ghost/size", Some("op"), r#"{"size": 3}"#.into(), 404, "not_found"),
-        ("POST", "/admin/pools/echoes/size", Some("op"), r#"{"size": 0}"#.into(), 400, "bad_request"),
-        ("POST", "/admin/pools/echoes/size", Some("op"), r#"{"size": 5000}"#.into(), 400, "bad_request"),
-        ("POST", "/admin/pools/echoes/size", Some("op"), big, 413, "payload_too_large"),
+    let refused: Vec<Refused> = vec![
+        (
+            "PUT",
+            "/admin/budgets/acme-daily",
+            Some("op"),
+            r#"{"limit_micro_usd": 0, "period": "daily", "action": "alert"}"#.into(),
+            422,
+            "unprocessable",
+        ),
+        (
+            "PUT",
+            "/admin/budgets/acme-daily",
+            Some("op"),
+            r#"{"limit_micro_usd": 5, "period": "weekly", "action": "alert"}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "PUT",
+            "/admin/budgets/acme-daily",
+            Some("op"),
+            "not json".into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/admin/quotas/ghost",
+            Some("op"),
+            r#"{"limit": 5}"#.into(),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/admin/pools/ghost/size",
+            Some("op"),
+            r#"{"size": 3}"#.into(),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/admin/pools/echoes/size",
+            Some("op"),
+            r#"{"size": 0}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/admin/pools/echoes/size",
+            Some("op"),
+            r#"{"size": 5000}"#.into(),
+            400,
+            "bad_request",
+        ),
+        (
+            "POST",
+            "/admin/pools/echoes/size",
+            Some("op"),
+            big,
+            413,
+            "payload_too_large",
+        ),
         ("POST", "/admin/shutdown", Some("op"), "{}".into(), 403, "forbidden"),
-        ("POST", "/admin/shutdown", Some("adm"), r#"{"now": true}"#.into(), 400, "bad_request"),
+        (
+            "POST",
+            "/admin/shutdown",
+            Some("adm"),
+            r#"{"now": true}"#.into(),
+            400,
+            "bad_request",
+        ),
     ];
     for (method, path, token, body, status, error) in &refused {
         let (code, answer) = call(&addr, method, path, *token, Some(body.clone())).await;
-        assert_eq!((code, answer["error"].as_str()), (*status, Some(*error)), "{method} {path}: {answer}");
+        assert_eq!(
+            (code, answer["error"].as_str()),
+            (*status, Some(*error)),
+            "{method} {path}: {answer}"
+        );
         assert!(answer["message"].is_string());
     }
     let (_, status) = call(&addr, "GET", "/status", Some("op"), None).await;
@@ -111,13 +199,19 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
     assert_eq!(status["quotas"][0]["quota"]["limit"], 1000);
     let budgets = status["budgets"].as_array().unwrap();
     assert_eq!(budgets.len(), 1);
-    assert_eq!(budgets[0]["budget"]["limit_micro_usd"], 2_000_000, "the refused puts changed nothing");
+    assert_eq!(
+        budgets[0]["budget"]["limit_micro_usd"], 2_000_000,
+        "the refused puts changed nothing"
+    );
     assert!(!*state.shutdown_requested().borrow());
 
     let mut stop = state.shutdown_requested();
     let (code, body) = call(&addr, "POST", "/admin/shutdown", Some("adm"), Some("{}".into())).await;
     assert_eq!(code, 200, "{body}");
-    tokio::time::timeout(TIMEOUT, stop.wait_for(|s| *s)).await.unwrap().unwrap();
+    tokio::time::timeout(TIMEOUT, stop.wait_for(|s| *s))
+        .await
+        .unwrap()
+        .unwrap();
 
     let read = audit::read(&data).unwrap();
     assert!(read.damaged.is_empty());
@@ -127,7 +221,10 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
     expected.push((Outcome::Accepted, 200));
     assert_eq!(outcomes, expected);
     assert_eq!(read.entries[1].who, "ops");
-    assert_eq!(read.entries[1].before["limit_micro_usd"], 2_000_000, "before is the state it would change");
+    assert_eq!(
+        read.entries[1].before["limit_micro_usd"], 2_000_000,
+        "before is the state it would change"
+    );
     assert!(read.entries[1].after.is_null());
     assert_eq!(read.entries.last().unwrap().who, "root");
 
@@ -141,7 +238,14 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
     );
     let addr = serve(open).await;
     assert_eq!(call(&addr, "GET", "/status", None, None).await.0, 200);
-    let (code, body) = call(&addr, "POST", "/admin/quotas/team-a", Some("op"), Some(r#"{"limit": 1}"#.into())).await;
+    let (code, body) = call(
+        &addr,
+        "POST",
+        "/admin/quotas/team-a",
+        Some("op"),
+        Some(r#"{"limit": 1}"#.into()),
+    )
+    .await;
     assert_eq!(code, 401, "{body}");
     assert!(body["message"].as_str().unwrap().contains("no tokens"));
     assert_eq!(swarm.quotas().report("team-a").unwrap().limit, 1000);

@@ -96,7 +96,10 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
     let config = write_config(dir.path());
     let tokens = dir.path().join("tokens.toml");
     let mut text = String::new();
-    for (name, role, token) in [("grafana", "viewer", "view-secret"), ("oncall", "operator", "op-secret")] {
+    for (name, role, token) in [
+        ("grafana", "viewer", "view-secret"),
+        ("oncall", "operator", "op-secret"),
+    ] {
         text.push_str(&format!(
             "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
             hash(token)
@@ -142,13 +145,20 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
 
     assert_eq!(http(&addr, "GET", "/health", None, None).0, 200);
     assert_eq!(http(&addr, "GET", "/ready", None, None).0, 200);
-    assert_eq!(http(&addr, "GET", "/status", None, None).0, 401, "reads need a token once tokens exist");
+    assert_eq!(
+        http(&addr, "GET", "/status", None, None).0,
+        401,
+        "reads need a token once tokens exist"
+    );
     let (code, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
     assert_eq!(code, 200, "{body}");
     let status = json(&body);
     assert_eq!(status["ready"], true);
     let pool = &status["pools"][0];
-    assert_eq!((pool["name"].as_str(), pool["size"].as_u64()), (Some("echoes"), Some(2)));
+    assert_eq!(
+        (pool["name"].as_str(), pool["size"].as_u64()),
+        (Some("echoes"), Some(2))
+    );
     assert_eq!(pool["lanes"]["normal"]["depth"], 0);
     assert_eq!(status["routers"][0]["name"], "front");
     assert_eq!(status["routers"][0]["members"], 2);
@@ -174,29 +184,55 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
     let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("view-secret"), change);
     assert_eq!(code, 403, "{body}");
     assert_eq!(json(&body)["error"], "forbidden");
-    let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("op-secret"), Some(r#"{"limit": -3}"#));
+    let (code, body) = http(
+        &addr,
+        "POST",
+        "/admin/quotas/team-a",
+        Some("op-secret"),
+        Some(r#"{"limit": -3}"#),
+    );
     assert_eq!(code, 400, "{body}");
     let (_, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
     assert_eq!(team_limit(&json(&body)), 1000, "refused calls change nothing");
 
     let (code, body) = http(&addr, "POST", "/admin/quotas/team-a", Some("op-secret"), change);
     assert_eq!(code, 200, "{body}");
-    let (code, body) = http(&addr, "POST", "/admin/pools/echoes/size", Some("op-secret"), Some(r#"{"size": 3}"#));
+    let (code, body) = http(
+        &addr,
+        "POST",
+        "/admin/pools/echoes/size",
+        Some("op-secret"),
+        Some(r#"{"size": 3}"#),
+    );
     assert_eq!(code, 200, "{body}");
     let (_, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
     let status = json(&body);
     assert_eq!(team_limit(&status), 250);
     assert_eq!(status["pools"][0]["size"], 3);
-    assert_eq!(status["routers"][0]["members"], 3, "the declared router follows the resize");
+    assert_eq!(
+        status["routers"][0]["members"], 3,
+        "the declared router follows the resize"
+    );
 
-    let out = nexus(&["audit", "--data-dir", dir.path().join("data").to_str().unwrap(), "--json"]);
+    let out = nexus(&[
+        "audit",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--json",
+    ]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let audit = json(&String::from_utf8(out.stdout).unwrap());
     assert_eq!(audit["damaged"].as_array().unwrap().len(), 0);
     let entries = audit["entries"].as_array().unwrap();
     let calls: Vec<(&str, &str, u64)> = entries
         .iter()
-        .map(|e| (e["who"].as_str().unwrap(), e["outcome"].as_str().unwrap(), e["status"].as_u64().unwrap()))
+        .map(|e| {
+            (
+                e["who"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+                e["status"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         calls,
@@ -233,7 +269,12 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
     assert!(rest.iter().any(|l| l.contains("ledger intact")), "{rest:?}");
     assert!(rest.iter().any(|l| l.contains("shut down cleanly")), "{rest:?}");
 
-    let verify = nexus(&["ledger", "verify", "--data-dir", dir.path().join("data").to_str().unwrap()]);
+    let verify = nexus(&[
+        "ledger",
+        "verify",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
     assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
 }
 
@@ -244,6 +285,9 @@ fn a_non_loopback_address_without_tokens_is_refused_at_start() {
     let out = nexus(&["run", "--config", config.to_str().unwrap(), "--listen", "0.0.0.0:0"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refusing to listen on 0.0.0.0:0") && err.contains("--tokens"), "{err}");
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0") && err.contains("--tokens"),
+        "{err}"
+    );
     assert!(!dir.path().join("data").join("ledger.redb").exists(), "nothing started");
 }

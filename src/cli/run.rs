@@ -67,9 +67,7 @@ pub enum StartError {
     #[error("{0}")]
     Tokens(#[from] crate::ops::tokens::TokensError),
     /// A non-loopback address without tokens.
-    #[error(
-        "refusing to listen on {0}: an address other than loopback needs --tokens FILE with at least one token"
-    )]
+    #[error("refusing to listen on {0}: an address other than loopback needs --tokens FILE with at least one token")]
     ExposedWithoutTokens(SocketAddr),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
@@ -160,7 +158,10 @@ async fn run_async(args: RunArgs) -> ExitCode {
     if live {
         eprintln!();
     }
-    eprintln!("nexus run: {why}: shutting down (up to {})", humantime::format_duration(config.run.shutdown_timeout));
+    eprintln!(
+        "nexus run: {why}: shutting down (up to {})",
+        humantime::format_duration(config.run.shutdown_timeout)
+    );
 
     let report = shut_down(&swarm, &state, stop_http, server, &config).await;
     if report.problems.is_empty() {

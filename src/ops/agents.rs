@@ -21,7 +21,12 @@ impl Agent for Echo {
         Ok(())
     }
 
-    async fn handle(&self, _ctx: &AgentContext<Self::Msg>, (text, reply): Self::Msg, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        _ctx: &AgentContext<Self::Msg>,
+        (text, reply): Self::Msg,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         reply.send(text);
         Ok(())
     }
@@ -40,7 +45,12 @@ impl Agent for LlmCaller {
         Ok(())
     }
 
-    async fn handle(&self, ctx: &AgentContext<Self::Msg>, (text, reply): Self::Msg, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle(
+        &self,
+        ctx: &AgentContext<Self::Msg>,
+        (text, reply): Self::Msg,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         let answer = ctx.llm()?.complete(LlmRequest::user(text)).await?;
         reply.send(answer.content);
         Ok(())
@@ -72,7 +82,10 @@ impl SpawnedPool {
                 swarm.spawn_pool(&entry.name, size, LlmCaller).await?
             }
         };
-        Ok(Self { kind: entry.agent, pool })
+        Ok(Self {
+            kind: entry.agent,
+            pool,
+        })
     }
 
     /// Resizes the pool through `swarm` (admitted as a spawn is); returns

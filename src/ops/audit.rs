@@ -271,10 +271,18 @@ mod tests {
         assert_eq!(log.append(entry("c", Outcome::Accepted)).unwrap(), 3);
         let read = read(dir.path()).unwrap();
         assert!(read.damaged.is_empty());
-        let who: Vec<_> = read.entries.iter().map(|e| (e.seq, e.who.as_str(), e.outcome)).collect();
+        let who: Vec<_> = read
+            .entries
+            .iter()
+            .map(|e| (e.seq, e.who.as_str(), e.outcome))
+            .collect();
         assert_eq!(
             who,
-            [(1, "a", Outcome::Accepted), (2, "b", Outcome::Refused), (3, "c", Outcome::Accepted)]
+            [
+                (1, "a", Outcome::Accepted),
+                (2, "b", Outcome::Refused),
+                (3, "c", Outcome::Accepted)
+            ]
         );
     }
 

@@ -476,21 +476,28 @@ async fn adjust_quota(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let act = action(Method::POST, &format!("/admin/quotas/{id}"));
-    audited(&state, &headers, act, Role::Operator, body, async |state: &OpsState, c: QuotaChange| {
-        let quotas = state.swarm.quotas();
-        let before = quotas
-            .report(&id)
-            .map_err(|e| (Value::Null, ApiError::NotFound(e.to_string())))?;
-        let before = json!({"id": id, "limit": before.limit});
-        match quotas.adjust(id.as_str(), c.limit).await {
-            Ok(_) => {
-                let now = quotas.report(&id).map(|r| r.limit).unwrap_or(c.limit);
-                Ok((before, json!({"id": id, "limit": now})))
+    audited(
+        &state,
+        &headers,
+        act,
+        Role::Operator,
+        body,
+        async |state: &OpsState, c: QuotaChange| {
+            let quotas = state.swarm.quotas();
+            let before = quotas
+                .report(&id)
+                .map_err(|e| (Value::Null, ApiError::NotFound(e.to_string())))?;
+            let before = json!({"id": id, "limit": before.limit});
+            match quotas.adjust(id.as_str(), c.limit).await {
+                Ok(_) => {
+                    let now = quotas.report(&id).map(|r| r.limit).unwrap_or(c.limit);
+                    Ok((before, json!({"id": id, "limit": now})))
+                }
+                Err(e @ QuotaError::UnknownQuota(_)) => Err((before, ApiError::NotFound(e.to_string()))),
+                Err(e) => Err((before, ApiError::Unprocessable(e.to_string()))),
             }
-            Err(e @ QuotaError::UnknownQuota(_)) => Err((before, ApiError::NotFound(e.to_string()))),
-            Err(e) => Err((before, ApiError::Unprocessable(e.to_string()))),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -501,30 +508,34 @@ async fn put_budget(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let act = action(Method::PUT, &format!("/admin/budgets/{id}"));
-    audited(&state, &headers, act, Role::Operator, body, async |state: &OpsState, c: BudgetChange| {
-        let ledger = state.swarm.ledger();
-        let before = ledger
-            .budget_status(&id)
-            .ok()
-            .map_or(Value::Null, |s| json!(s.budget));
-        let budget = Budget {
-            id: id.clone(),
-            scope: c.scope,
-            limit_micro_usd: c.limit_micro_usd,
-            period: c.period,
-            action: c.action,
-        };
-        match ledger.put_budget(budget).await {
-            Ok(()) => {
-                let after = ledger.budget_status(&id).map_or(Value::Null, |s| json!(s.budget));
-                Ok((before, after))
+    audited(
+        &state,
+        &headers,
+        act,
+        Role::Operator,
+        body,
+        async |state: &OpsState, c: BudgetChange| {
+            let ledger = state.swarm.ledger();
+            let before = ledger.budget_status(&id).ok().map_or(Value::Null, |s| json!(s.budget));
+            let budget = Budget {
+                id: id.clone(),
+                scope: c.scope,
+                limit_micro_usd: c.limit_micro_usd,
+                period: c.period,
+                action: c.action,
+            };
+            match ledger.put_budget(budget).await {
+                Ok(()) => {
+                    let after = ledger.budget_status(&id).map_or(Value::Null, |s| json!(s.budget));
+                    Ok((before, after))
+                }
+                Err(e @ (LedgerError::InvalidBudget { .. } | LedgerError::BadLabels { .. })) => {
+                    Err((before, ApiError::Unprocessable(e.to_string())))
+                }
+                Err(e) => Err((before, ApiError::Internal(e.to_string()))),
             }
-            Err(e @ (LedgerError::InvalidBudget { .. } | LedgerError::BadLabels { .. })) => {
-                Err((before, ApiError::Unprocessable(e.to_string())))
-            }
-            Err(e) => Err((before, ApiError::Internal(e.to_string()))),
-        }
-    })
+        },
+    )
     .await
 }
 
@@ -535,25 +546,34 @@ async fn resize_pool(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let act = action(Method::POST, &format!("/admin/pools/{name}/size"));
-    audited(&state, &headers, act, Role::Operator, body, async |state: &OpsState, c: SizeChange| {
-        let pool = state
-            .pools
-            .get(&name)
-            .ok_or_else(|| (Value::Null, ApiError::NotFound(format!("no pool named {name} in [[run.pools]]"))))?;
-        let before = json!({"pool": name, "size": pool.pool.size()});
-        if c.size == 0 || c.size > MAX_RUN_POOL_SIZE as usize {
-            return Err((
-                before,
-                ApiError::BadRequest(format!("size must be 1 to {MAX_RUN_POOL_SIZE}, not {}", c.size)),
-            ));
-        }
-        match pool.resize(&state.swarm, c.size).await {
-            Ok(size) => Ok((before, json!({"pool": name, "size": size}))),
-            Err(e @ SwarmError::NotAdmitted { .. }) => Err((before, ApiError::Conflict(e.to_string()))),
-            Err(e @ SwarmError::Unknown(_)) => Err((before, ApiError::NotFound(e.to_string()))),
-            Err(e) => Err((before, ApiError::Unprocessable(e.to_string()))),
-        }
-    })
+    audited(
+        &state,
+        &headers,
+        act,
+        Role::Operator,
+        body,
+        async |state: &OpsState, c: SizeChange| {
+            let pool = state.pools.get(&name).ok_or_else(|| {
+                (
+                    Value::Null,
+                    ApiError::NotFound(format!("no pool named {name} in [[run.pools]]")),
+                )
+            })?;
+            let before = json!({"pool": name, "size": pool.pool.size()});
+            if c.size == 0 || c.size > MAX_RUN_POOL_SIZE as usize {
+                return Err((
+                    before,
+                    ApiError::BadRequest(format!("size must be 1 to {MAX_RUN_POOL_SIZE}, not {}", c.size)),
+                ));
+            }
+            match pool.resize(&state.swarm, c.size).await {
+                Ok(size) => Ok((before, json!({"pool": name, "size": size}))),
+                Err(e @ SwarmError::NotAdmitted { .. }) => Err((before, ApiError::Conflict(e.to_string()))),
+                Err(e @ SwarmError::Unknown(_)) => Err((before, ApiError::NotFound(e.to_string()))),
+                Err(e) => Err((before, ApiError::Unprocessable(e.to_string()))),
+            }
+        },
+    )
     .await
 }
 
@@ -562,13 +582,24 @@ async fn resize_pool(
 #[serde(deny_unknown_fields)]
 struct ShutdownRequest {}
 
-async fn shutdown(State(state): State<Arc<OpsState>>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn shutdown(
+    State(state): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let act = action(Method::POST, "/admin/shutdown");
-    audited(&state, &headers, act, Role::Admin, body, async |state: &OpsState, _: ShutdownRequest| {
-        let before = json!({"shutting_down": *state.shutdown.borrow()});
-        state.shutdown.send_replace(true);
-        Ok((before, json!({"shutting_down": true})))
-    })
+    audited(
+        &state,
+        &headers,
+        act,
+        Role::Admin,
+        body,
+        async |state: &OpsState, _: ShutdownRequest| {
+            let before = json!({"shutting_down": *state.shutdown.borrow()});
+            state.shutdown.send_replace(true);
+            Ok((before, json!({"shutting_down": true})))
+        },
+    )
     .await
 }
 

@@ -169,7 +169,11 @@ impl Tokens {
                 ));
             };
             if let Some(first) = names.insert(t.name.clone(), i) {
-                return Err(invalid(i, "name", &format!("{:?} is also tokens[{first}].name", t.name)));
+                return Err(invalid(
+                    i,
+                    "name",
+                    &format!("{:?} is also tokens[{first}].name", t.name),
+                ));
             }
             if tokens.by_hash.insert(hash, (t.name, t.role)).is_some() {
                 return Err(invalid(i, "sha256", "the same token is listed twice"));

@@ -124,11 +124,20 @@ mod tests {
     #[test]
     fn duplicate_names_short_timeouts_and_unknown_keys_are_refused() {
         let twice = "[[run.pools]]\nname = \"p\"\nagent = \"echo\"\nsize = 1\n[[run.pools]]\nname = \"p\"\nagent = \"llm-caller\"\nsize = 2\n";
-        assert_eq!(NexusConfig::from_toml_str(twice).unwrap_err().field(), "run.pools[1].name");
+        assert_eq!(
+            NexusConfig::from_toml_str(twice).unwrap_err().field(),
+            "run.pools[1].name"
+        );
         let short = "[run]\nshutdown_timeout = \"10ms\"\n";
-        assert_eq!(NexusConfig::from_toml_str(short).unwrap_err().field(), "run.shutdown_timeout");
+        assert_eq!(
+            NexusConfig::from_toml_str(short).unwrap_err().field(),
+            "run.shutdown_timeout"
+        );
         let big = "[[run.pools]]\nname = \"p\"\nagent = \"echo\"\nsize = 4097\n";
-        assert_eq!(NexusConfig::from_toml_str(big).unwrap_err().field(), "run.pools[0].size");
+        assert_eq!(
+            NexusConfig::from_toml_str(big).unwrap_err().field(),
+            "run.pools[0].size"
+        );
         let unknown = "[[run.pools]]\nname = \"p\"\nagent = \"echo\"\nsize = 1\nweight = 2\n";
         assert!(NexusConfig::from_toml_str(unknown).is_err());
     }
