@@ -14,6 +14,7 @@ pub mod ledger_stress;
 pub mod quota_stress;
 pub mod report;
 pub mod run;
+pub mod state;
 
 /// Nexus Swarm: an actor-based multi-agent runtime.
 #[derive(Debug, Parser)]
@@ -46,6 +47,10 @@ pub enum Command {
     /// Admin API tokens: `nexus tokens hash` prints what a tokens file stores.
     #[command(subcommand)]
     Tokens(audit::TokensCommand),
+    /// A running `nexus run`'s quotas, budgets and pool sizes: export to
+    /// or import from a versioned JSON file (token in `NEXUS_TOKEN`).
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
@@ -97,6 +102,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => run::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Tokens(command) => audit::tokens(command),
+        Command::State(command) => state::run(command),
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
     }

@@ -109,7 +109,7 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
     assert_eq!(body["scope"]["tenant"], "acme");
 
     // Each refused: (method, path, token, body, status, error code).
-    let big = format!("{{\"size\": 3, \"pad\": \"{}\"}}", "x".repeat(20_000));
+    let big = format!("{{\"size\": 3, \"pad\": \"{}\"}}", "x".repeat(300_000));
     let refused: Vec<Refused> = vec![
         (
             "PUT",

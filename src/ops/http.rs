@@ -11,6 +11,8 @@
 //! | `PUT /admin/budgets/{id}` | operator | a budget: `limit_micro_usd`, `period`, `action`, optional `scope` |
 //! | `POST /admin/pools/{name}/size` | operator | `{"size": N}`: resize a pool of `[[run.pools]]` |
 //! | `POST /admin/shutdown` | admin | shut down as SIGTERM would |
+//! | `GET /admin/state` | viewer¹ | quotas, budgets and pool sizes as a [`StateDoc`] |
+//! | `PUT /admin/state` | admin | a [`StateDoc`], checked whole before anything changes |
 //!
 //! ¹ Only when a tokens file is configured; without one, reads are open
 //! (the server then listens on loopback only) and every admin call is
@@ -49,10 +51,11 @@ use tokio::sync::watch;
 
 use super::agents::{SpawnedPool, TextMsg};
 use super::audit::{AuditEntry, AuditLog, Outcome};
+use super::state::{StateDoc, StateError};
 use super::tokens::{Role, Tokens};
 
 /// Largest request body read; a larger one is refused with `413`.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -98,6 +101,11 @@ impl OpsState {
     /// Marks the process ready (`true`) or shutting down (`false`).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// The swarm it serves.
+    pub fn swarm(&self) -> &Swarm {
+        &self.swarm
     }
 
     /// The pools `nexus run` spawned, by name.
@@ -184,6 +192,7 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/admin/budgets/{id}", put(put_budget))
         .route("/admin/pools/{name}/size", post(resize_pool))
         .route("/admin/shutdown", post(shutdown))
+        .route("/admin/state", get(export_state).put(import_state))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
@@ -605,3 +614,32 @@ async fn shutdown(
 
 /// How long `nexus run` waits for in-flight HTTP requests at shutdown.
 pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
+
+async fn export_state(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Result<Json<StateDoc>, ApiError> {
+    may_read(&state, &headers)?;
+    Ok(Json(StateDoc::capture(&state)))
+}
+
+async fn import_state(
+    State(state): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let act = action(Method::PUT, "/admin/state");
+    audited(
+        &state,
+        &headers,
+        act,
+        Role::Admin,
+        body,
+        async |state: &OpsState, doc: StateDoc| {
+            let before = json!(StateDoc::capture(state));
+            match doc.apply(state).await {
+                Ok(()) => Ok((before, json!(StateDoc::capture(state)))),
+                Err(e @ StateError::Invalid(_)) => Err((before, ApiError::Unprocessable(e.to_string()))),
+                Err(e) => Err((before, ApiError::Conflict(e.to_string()))),
+            }
+        },
+    )
+    .await
+}
