@@ -32,13 +32,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use axum::{Json, Router};
 use nexus_swarm_actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, LedgerError};
 use nexus_swarm_actors::monitor::ExportFormat;
 use nexus_swarm_actors::quota_keeper::QuotaError;
@@ -53,6 +53,9 @@ use super::agents::{SpawnedPool, TextMsg};
 use super::audit::{AuditEntry, AuditLog, Outcome};
 use super::state::{StateDoc, StateError};
 use super::tokens::{Role, Tokens};
+
+/// How long `nexus run` waits for in-flight HTTP requests at shutdown.
+pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Largest request body read; a larger one is refused with `413`.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -197,8 +200,6 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
-
-use axum::Json;
 
 /// A refused request: its status and a JSON body that says why.
 #[derive(Debug, thiserror::Error)]
@@ -611,9 +612,6 @@ async fn shutdown(
     )
     .await
 }
-
-/// How long `nexus run` waits for in-flight HTTP requests at shutdown.
-pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 async fn export_state(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Result<Json<StateDoc>, ApiError> {
     may_read(&state, &headers)?;
