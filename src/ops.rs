@@ -10,11 +10,13 @@
 //! | `ops/agents.rs` | the agent types of `[[run.pools]]`, [`agents::SpawnedPool`] |
 //! | `ops/http.rs` | the axum routes, [`http::OpsState`], [`http::ApiError`] |
 //! | `ops/tokens.rs` | the tokens file, roles, [`tokens::hash_token`] |
+//! | `ops/shutdown.rs` | how `nexus run` judges its shutdown (the exit code) |
 //! | `ops/state.rs` | the versioned state document of export and import |
 //! | `ops/audit.rs` | the checksummed, synced audit log and its reader |
 
 pub mod agents;
 pub mod audit;
 pub mod http;
+pub mod shutdown;
 pub mod state;
 pub mod tokens;

@@ -25,9 +25,9 @@ use crate::actors::swarm::Swarm;
 use crate::ops::agents::SpawnedPool;
 use crate::ops::audit::AuditLog;
 use crate::ops::http::{self, HTTP_DRAIN, OpsState};
+use crate::ops::shutdown::{LedgerCheck, ShutdownFacts};
 use crate::ops::tokens::Tokens;
 use crate::runtime::config::NexusConfig;
-use crate::runtime::supervisor::NodeExit;
 
 /// Exit codes of `nexus run`.
 pub const RUN_EXIT_CODES: &str = "Exit codes:
@@ -89,12 +89,6 @@ pub enum StartError {
     /// The async runtime could not be built.
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
-}
-
-/// What went wrong at shutdown: printed, exit 1.
-#[derive(Debug, Default)]
-struct ShutdownReport {
-    problems: Vec<String>,
 }
 
 /// Runs `nexus run`.
@@ -163,12 +157,16 @@ async fn run_async(args: RunArgs) -> ExitCode {
         humantime::format_duration(config.run.shutdown_timeout)
     );
 
-    let report = shut_down(&swarm, &state, stop_http, server, &config).await;
-    if report.problems.is_empty() {
+    let facts = shut_down(&swarm, &state, stop_http, server, &config).await;
+    if let LedgerCheck::Intact { records } = facts.ledger {
+        eprintln!("nexus run: ledger intact ({records} records)");
+    }
+    let problems = facts.problems();
+    if problems.is_empty() {
         eprintln!("nexus run: shut down cleanly");
         ExitCode::SUCCESS
     } else {
-        for p in &report.problems {
+        for p in &problems {
             eprintln!("nexus run: {p}");
         }
         ExitCode::FAILURE
@@ -237,59 +235,43 @@ async fn shut_down(
     stop_http: tokio::sync::oneshot::Sender<()>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
     config: &NexusConfig,
-) -> ShutdownReport {
-    let mut report = ShutdownReport::default();
+) -> ShutdownFacts {
     state.set_ready(false);
     // The server may already have stopped (then its error is reported below).
     let _ = stop_http.send(());
-    match tokio::time::timeout(HTTP_DRAIN, server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => report.problems.push(format!("the HTTP server failed: {e}")),
-        Ok(Err(e)) => report.problems.push(format!("the HTTP server task failed: {e}")),
-        Err(_) => report.problems.push(format!(
-            "HTTP requests still running after {}: dropped",
+    let http = match tokio::time::timeout(HTTP_DRAIN, server).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("its task failed: {e}")),
+        Err(_) => Err(format!(
+            "requests still running after {} were dropped",
             humantime::format_duration(HTTP_DRAIN)
         )),
-    }
-    if let Err(e) = swarm.quotas().flush().await {
-        report.problems.push(format!("quota usage not written: {e}"));
-    }
+    };
+    let quotas = swarm.quotas().flush().await.map(drop).map_err(|e| e.to_string());
     let timeout = config.run.shutdown_timeout;
     let began = tokio::time::Instant::now();
     let exit = swarm.shutdown(timeout).await;
     let took = began.elapsed();
-    match exit {
-        NodeExit::Shutdown => {}
-        NodeExit::Escalated(why) => report.problems.push(format!("a system actor gave up: {why}")),
-    }
-    let unhandled: Vec<String> = state
+    let unhandled = state
         .pools()
         .iter()
-        .filter(|(_, p)| p.queued() > 0)
-        .map(|(name, p)| format!("{name}: {}", p.queued()))
+        .map(|(name, p)| (name.clone(), p.queued()))
         .collect();
-    if took >= timeout {
-        report.problems.push(format!(
-            "the shutdown timed out after {}: what was still running was stopped",
-            humantime::format_duration(timeout)
-        ));
-    }
-    if !unhandled.is_empty() {
-        report
-            .problems
-            .push(format!("admitted messages left unhandled: {}", unhandled.join(", ")));
-    }
     let dir = config.node.data_dir.clone();
-    match tokio::task::spawn_blocking(move || RedbStore::verify(&dir)).await {
-        Ok(Ok(v)) if v.is_intact() => {
-            eprintln!("nexus run: ledger intact ({} records)", v.records);
-        }
-        Ok(Ok(v)) => report.problems.push(format!(
-            "the ledger is damaged: {}",
-            v.damage.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
-        )),
-        Ok(Err(e)) => report.problems.push(format!("the ledger could not be verified: {e}")),
-        Err(e) => report.problems.push(format!("the ledger check failed: {e}")),
+    let ledger = match tokio::task::spawn_blocking(move || RedbStore::verify(&dir)).await {
+        Ok(Ok(v)) if v.is_intact() => LedgerCheck::Intact { records: v.records },
+        Ok(Ok(v)) => LedgerCheck::Damaged(v.damage.iter().map(ToString::to_string).collect()),
+        Ok(Err(e)) => LedgerCheck::Unverified(e.to_string()),
+        Err(e) => LedgerCheck::Unverified(format!("the check failed: {e}")),
+    };
+    ShutdownFacts {
+        http,
+        quotas,
+        exit,
+        took,
+        timeout,
+        unhandled,
+        ledger,
     }
-    report
 }
