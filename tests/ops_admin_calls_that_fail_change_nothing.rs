@@ -145,6 +145,14 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
         ),
         (
             "POST",
+            "/admin/routers/ghost/members/w/weight",
+            Some("op"),
+            r#"{"weight": 2}"#.into(),
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
             "/admin/pools/ghost/size",
             Some("op"),
             r#"{"size": 3}"#.into(),

@@ -264,6 +264,15 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
         status["routers"][0]["members"], 3,
         "the declared router follows the resize"
     );
+    let member = status["routers"][0]["member_weights"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/admin/routers/front/members/{member}/weight");
+    let (code, body) = http(&addr, "POST", &path, Some("op-secret"), Some(r#"{"weight": 5}"#));
+    assert_eq!(code, 200, "{body}");
+    let (_, body) = http(&addr, "GET", "/status", Some("view-secret"), None);
+    assert_eq!(json(&body)["routers"][0]["member_weights"][0]["weight"], 5);
 
     let out = nexus(&[
         "audit",
@@ -292,6 +301,7 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
             ("anonymous", "refused", 401),
             ("grafana", "refused", 403),
             ("oncall", "refused", 400),
+            ("oncall", "accepted", 200),
             ("oncall", "accepted", 200),
             ("oncall", "accepted", 200),
         ]

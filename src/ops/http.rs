@@ -10,6 +10,7 @@
 //! | `POST /admin/quotas/{id}` | operator | `{"limit": N}`: a quota's new limit |
 //! | `PUT /admin/budgets/{id}` | operator | a budget: `limit_micro_usd`, `period`, `action`, optional `scope` |
 //! | `POST /admin/pools/{name}/size` | operator | `{"size": N}`: resize a pool of `[[run.pools]]` |
+//! | `POST /admin/routers/{router}/members/{member}/weight` | operator | `{"weight": N}`: a declared router's member (by name) |
 //! | `POST /admin/shutdown` | admin | shut down as SIGTERM would |
 //! | `GET /admin/state` | viewer¹ | quotas, budgets and pool sizes as a [`StateDoc`] |
 //! | `PUT /admin/state` | admin | a [`StateDoc`], checked whole before anything changes |
@@ -42,6 +43,7 @@ use axum::{Json, Router};
 use nexus_swarm_actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, LedgerError};
 use nexus_swarm_actors::monitor::ExportFormat;
 use nexus_swarm_actors::quota_keeper::QuotaError;
+use nexus_swarm_actors::router::RouterError;
 use nexus_swarm_actors::swarm::{Swarm, SwarmError};
 use nexus_swarm_runtime::config::{DeclaredRouter, MAX_RUN_POOL_SIZE, RunAgentKind};
 use nexus_swarm_runtime::scope::Scope;
@@ -147,8 +149,19 @@ impl OpsState {
             .routers
             .iter()
             .map(|r| {
-                let members = self.swarm.router::<TextMsg>(&r.name).ok().map(|h| h.members().len());
-                json!({"name": r.name, "pool": r.pool, "started": members.is_some(), "members": members})
+                let members = self.swarm.router::<TextMsg>(&r.name).ok().map(|h| h.members());
+                let weights: Option<Vec<Value>> = members.as_ref().map(|ms| {
+                    ms.iter()
+                        .map(|m| json!({"name": m.name, "weight": m.weight, "healthy": m.healthy}))
+                        .collect()
+                });
+                json!({
+                    "name": r.name,
+                    "pool": r.pool,
+                    "started": members.is_some(),
+                    "members": members.map(|m| m.len()),
+                    "member_weights": weights,
+                })
             })
             .collect();
         let pressure = match self.swarm.pressure() {
@@ -194,6 +207,7 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/admin/quotas/{id}", post(adjust_quota))
         .route("/admin/budgets/{id}", put(put_budget))
         .route("/admin/pools/{name}/size", post(resize_pool))
+        .route("/admin/routers/{router}/members/{member}/weight", post(set_weight))
         .route("/admin/shutdown", post(shutdown))
         .route("/admin/state", get(export_state).put(import_state))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
@@ -580,6 +594,54 @@ async fn resize_pool(
                 Ok(size) => Ok((before, json!({"pool": name, "size": size}))),
                 Err(e @ SwarmError::NotAdmitted { .. }) => Err((before, ApiError::Conflict(e.to_string()))),
                 Err(e @ SwarmError::Unknown(_)) => Err((before, ApiError::NotFound(e.to_string()))),
+                Err(e) => Err((before, ApiError::Unprocessable(e.to_string()))),
+            }
+        },
+    )
+    .await
+}
+
+/// `POST /admin/routers/{router}/members/{member}/weight`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WeightChange {
+    weight: u32,
+}
+
+async fn set_weight(
+    State(state): State<Arc<OpsState>>,
+    Path((router, member)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let act = action(
+        Method::POST,
+        &format!("/admin/routers/{router}/members/{member}/weight"),
+    );
+    audited(
+        &state,
+        &headers,
+        act,
+        Role::Operator,
+        body,
+        async |state: &OpsState, c: WeightChange| {
+            let handle = state
+                .swarm
+                .router::<TextMsg>(&router)
+                .map_err(|e| (Value::Null, ApiError::NotFound(e.to_string())))?;
+            let info = handle.members().into_iter().find(|m| m.name == member).ok_or_else(|| {
+                (
+                    Value::Null,
+                    ApiError::NotFound(format!("router {router} has no member {member}")),
+                )
+            })?;
+            let before = json!({"router": router, "member": member, "weight": info.weight});
+            if c.weight == 0 {
+                return Err((before, ApiError::BadRequest("weight must be at least 1".into())));
+            }
+            match handle.set_weight(info.id, c.weight).await {
+                Ok(()) => Ok((before, json!({"router": router, "member": member, "weight": c.weight}))),
+                Err(e @ RouterError::UnknownMember(_)) => Err((before, ApiError::NotFound(e.to_string()))),
                 Err(e) => Err((before, ApiError::Unprocessable(e.to_string()))),
             }
         },
