@@ -20,12 +20,11 @@ use std::time::Duration;
 use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::actors::cost_ledger::RedbStore;
 use crate::actors::swarm::Swarm;
 use crate::ops::agents::SpawnedPool;
 use crate::ops::audit::AuditLog;
 use crate::ops::http::{self, HTTP_DRAIN, OpsState};
-use crate::ops::shutdown::{LedgerCheck, ShutdownFacts};
+use crate::ops::shutdown::{LedgerCheck, ShutdownFacts, stop_swarm};
 use crate::ops::tokens::Tokens;
 use crate::runtime::config::NexusConfig;
 
@@ -248,30 +247,12 @@ async fn shut_down(
             humantime::format_duration(HTTP_DRAIN)
         )),
     };
-    let quotas = swarm.quotas().flush().await.map(drop).map_err(|e| e.to_string());
-    let timeout = config.run.shutdown_timeout;
-    let began = tokio::time::Instant::now();
-    let exit = swarm.shutdown(timeout).await;
-    let took = began.elapsed();
-    let unhandled = state
-        .pools()
-        .iter()
-        .map(|(name, p)| (name.clone(), p.queued()))
-        .collect();
-    let dir = config.node.data_dir.clone();
-    let ledger = match tokio::task::spawn_blocking(move || RedbStore::verify(&dir)).await {
-        Ok(Ok(v)) if v.is_intact() => LedgerCheck::Intact { records: v.records },
-        Ok(Ok(v)) => LedgerCheck::Damaged(v.damage.iter().map(ToString::to_string).collect()),
-        Ok(Err(e)) => LedgerCheck::Unverified(e.to_string()),
-        Err(e) => LedgerCheck::Unverified(format!("the check failed: {e}")),
-    };
-    ShutdownFacts {
+    stop_swarm(
+        swarm,
+        state.pools(),
+        config.run.shutdown_timeout,
+        &config.node.data_dir,
         http,
-        quotas,
-        exit,
-        took,
-        timeout,
-        unhandled,
-        ledger,
-    }
+    )
+    .await
 }

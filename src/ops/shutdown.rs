@@ -1,10 +1,77 @@
-//! How `nexus run` judges its shutdown: what happened at each step goes
-//! in ([`ShutdownFacts`]), the problems to report come out
-//! ([`ShutdownFacts::problems`]); none means exit 0.
+//! How `nexus run` stops its swarm ([`stop_swarm`]) and judges the
+//! shutdown: what happened at each step goes in ([`ShutdownFacts`]), the
+//! problems to report come out ([`ShutdownFacts::problems`]); none means
+//! exit 0.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Duration;
 
+use nexus_swarm_actors::cost_ledger::RedbStore;
+use nexus_swarm_actors::swarm::Swarm;
 use nexus_swarm_runtime::supervisor::NodeExit;
+
+use super::agents::SpawnedPool;
+
+/// Writes the quotas' usage, shuts the swarm down within `timeout` (every
+/// pool handles what it admitted, the system actors stop, the ledger
+/// writes what it holds), counts what each pool left unhandled and
+/// verifies the ledger under `data_dir`. `http` is how the HTTP server
+/// ended, stopped before.
+pub async fn stop_swarm(
+    swarm: &Swarm,
+    pools: &BTreeMap<String, SpawnedPool>,
+    timeout: Duration,
+    data_dir: &Path,
+    http: Result<(), String>,
+) -> ShutdownFacts {
+    let quotas = swarm.quotas().flush().await.map(drop).map_err(|e| e.to_string());
+    // The workers, taken before the shutdown retires them from their
+    // pools. At the timeout the node kills what still runs and drops what
+    // its lanes hold, so they are counted just before: this timer starts
+    // before the node's own.
+    let workers: Vec<_> = pools.iter().map(|(name, p)| (name.clone(), p.pool.members())).collect();
+    let queued = || -> Vec<(String, usize)> {
+        workers
+            .iter()
+            .map(|(name, members)| {
+                (
+                    name.clone(),
+                    members.iter().map(|w| w.depths().iter().sum::<usize>()).sum(),
+                )
+            })
+            .collect()
+    };
+    let began = tokio::time::Instant::now();
+    let deadline = tokio::time::sleep(timeout);
+    let shutdown = swarm.shutdown(timeout);
+    tokio::pin!(deadline, shutdown);
+    let (exit, unhandled) = tokio::select! {
+        biased;
+        exit = &mut shutdown => (exit, queued()),
+        () = &mut deadline => {
+            let left = queued();
+            (shutdown.await, left)
+        }
+    };
+    let took = began.elapsed();
+    let dir = data_dir.to_path_buf();
+    let ledger = match tokio::task::spawn_blocking(move || RedbStore::verify(&dir)).await {
+        Ok(Ok(v)) if v.is_intact() => LedgerCheck::Intact { records: v.records },
+        Ok(Ok(v)) => LedgerCheck::Damaged(v.damage.iter().map(ToString::to_string).collect()),
+        Ok(Err(e)) => LedgerCheck::Unverified(e.to_string()),
+        Err(e) => LedgerCheck::Unverified(format!("the check failed: {e}")),
+    };
+    ShutdownFacts {
+        http,
+        quotas,
+        exit,
+        took,
+        timeout,
+        unhandled,
+        ledger,
+    }
+}
 
 /// What the ledger check after shutdown found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +100,9 @@ pub struct ShutdownFacts {
     pub took: Duration,
     /// How long it was given (`run.shutdown_timeout`).
     pub timeout: Duration,
-    /// Per pool, messages admitted and never handled.
+    /// Per pool, messages admitted and still queued when the shutdown
+    /// ended, or at its timeout (messages being handled then are lost
+    /// too, and not counted).
     pub unhandled: Vec<(String, usize)>,
     /// The ledger check.
     pub ledger: LedgerCheck,
@@ -65,7 +134,10 @@ impl ShutdownFacts {
             .map(|(pool, n)| format!("{pool}: {n}"))
             .collect();
         if !lost.is_empty() {
-            out.push(format!("admitted messages left unhandled: {}", lost.join(", ")));
+            out.push(format!(
+                "admitted messages left unhandled (queued at the timeout): {}",
+                lost.join(", ")
+            ));
         }
         match &self.ledger {
             LedgerCheck::Intact { .. } => {}
@@ -108,7 +180,7 @@ mod tests {
             facts.problems(),
             [
                 "the shutdown timed out after 30s: what was still running was stopped",
-                "admitted messages left unhandled: callers: 7",
+                "admitted messages left unhandled (queued at the timeout): callers: 7",
             ]
         );
         let facts = ShutdownFacts {
