@@ -8,10 +8,13 @@ use clap::{Parser, Subcommand};
 
 use crate::runtime::config::NexusConfig;
 
+pub mod audit;
 pub mod ledger;
 pub mod ledger_stress;
 pub mod quota_stress;
 pub mod report;
+pub mod run;
+pub mod state;
 
 /// Nexus Swarm: an actor-based multi-agent runtime.
 #[derive(Debug, Parser)]
@@ -42,6 +45,18 @@ pub enum Command {
     /// Virtual API keys for `nexus serve`: `hash` a token, or make a `new` key entry.
     #[command(subcommand)]
     Keys(crate::serve::KeysCommand),
+    /// Run a swarm from a configuration file with its HTTP status and admin
+    /// API until SIGINT or SIGTERM, then shut down gracefully.
+    Run(run::RunArgs),
+    /// Print the admin API's audit log, checking every line.
+    Audit(audit::AuditArgs),
+    /// Admin API tokens: `nexus tokens hash` prints what a tokens file stores.
+    #[command(subcommand)]
+    Tokens(audit::TokensCommand),
+    /// A running `nexus run`'s quotas, budgets and pool sizes: export to
+    /// or import from a versioned JSON file (token in `NEXUS_TOKEN`).
+    #[command(subcommand)]
+    State(state::StateCommand),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
@@ -92,6 +107,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ledger(command) => ledger::run(command),
         Command::Serve(args) => crate::serve::run(args),
         Command::Keys(command) => crate::serve::run_keys(command),
+        Command::Run(args) => run::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Tokens(command) => audit::tokens(command),
+        Command::State(command) => state::run(command),
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
     }

@@ -12,6 +12,7 @@
 //! | [`bench`](mod@bench) | the load benchmark behind `nexus bench` and `cargo bench --bench swarm` |
 //! | [`cli`] | the `nexus` command line |
 //! | [`serve`] | `nexus serve`: the OpenAI-compatible front door to the LLM gateway |
+//! | [`ops`] | `nexus run`'s pools, HTTP status and admin API, audit log |
 //!
 //! # Example
 //!
@@ -50,6 +51,7 @@ pub use nexus_swarm_runtime as runtime;
 
 pub mod bench;
 pub mod cli;
+pub mod ops;
 pub mod serve;
 
 /// Everything needed to write and run agents.

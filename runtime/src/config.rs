@@ -64,6 +64,7 @@ mod llm;
 mod monitor;
 mod quota_tree;
 mod routers;
+mod run;
 mod scaling;
 mod scheduling;
 pub use llm::{
@@ -73,6 +74,7 @@ pub use llm::{
 pub use monitor::{MAX_MONITOR_HISTORY, MonitorConfig, ThresholdsConfig};
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use routers::DeclaredRouter;
+pub use run::{MAX_RUN_POOL_SIZE, RunAgentKind, RunConfig, RunPool};
 pub use scaling::{
     CpuTriggerConfig, MAX_SCALING_WORKERS, MemoryTriggerConfig, PredictiveConfig, QueueTriggerConfig, ScalingConfig,
 };
@@ -276,6 +278,8 @@ pub struct NexusConfig {
     /// Default: none (and then not written by `nexus config defaults`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub routers: Vec<DeclaredRouter>,
+    /// What `nexus run` spawns and how long it waits at shutdown (`[run]`).
+    pub run: RunConfig,
 }
 
 impl NexusConfig {
@@ -379,6 +383,7 @@ impl NexusConfig {
         self.scaling.validate()?;
         self.monitor.validate()?;
         routers::validate(&self.routers, &self.router)?;
+        self.run.validate()?;
         Ok(())
     }
 }

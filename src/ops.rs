@@ -1,0 +1,22 @@
+//! Operating a swarm: what `nexus run` starts over [`Swarm`](crate::actors::swarm::Swarm)
+//! (pools of the agent types the binary knows), its HTTP server (status,
+//! Prometheus metrics, health, an admin API with bearer-token roles) and
+//! the audit log of every admin call.
+//!
+//! # Layout
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `ops/agents.rs` | the agent types of `[[run.pools]]`, [`agents::SpawnedPool`] |
+//! | `ops/http.rs` | the axum routes, [`http::OpsState`], [`http::ApiError`] |
+//! | `ops/tokens.rs` | the tokens file, roles, [`tokens::hash_token`] |
+//! | `ops/shutdown.rs` | how `nexus run` judges its shutdown (the exit code) |
+//! | `ops/state.rs` | the versioned state document of export and import |
+//! | `ops/audit.rs` | the checksummed, synced audit log and its reader |
+
+pub mod agents;
+pub mod audit;
+pub mod http;
+pub mod shutdown;
+pub mod state;
+pub mod tokens;
