@@ -64,20 +64,22 @@ impl Routers {
                 Some(None) => return Err(SwarmError::RouterMessageType(declared.name.clone())),
                 None => Router::<M>::start(node, &declared.name, declared.settings(&self.base)).await?,
             };
-            handle.sync_pool(pool).await?;
             let (h, p) = (handle.clone(), pool.clone());
             let sync: Sync = Arc::new(move || {
                 let (h, p) = (h.clone(), p.clone());
                 Box::pin(async move { h.sync_pool(&p).await })
             });
+            // Recorded before its members are added: a router that started
+            // is found again (not started twice) even if adding them fails.
             self.running.lock().insert(
                 declared.name.clone(),
                 Running {
                     pool: declared.pool.clone(),
-                    handle: Box::new(handle),
+                    handle: Box::new(handle.clone()),
                     sync,
                 },
             );
+            handle.sync_pool(pool).await?;
         }
         Ok(())
     }
