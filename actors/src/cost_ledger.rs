@@ -63,7 +63,7 @@
 //! aborted when the failed actor's state is dropped. Tracking usage never
 //! goes through the actor, so it goes on during the restart, and what was
 //! acknowledged is committed: a restart loses nothing acknowledged
-//! (`tests/system_actors_restart_after_panic.rs`).
+//! (`tests/it/system_actors_restart_after_panic.rs`).
 //!
 //! Budget spend is stored per (budget, period bucket) in the same
 //! transaction as the records it comes from, so after a crash every

@@ -22,7 +22,7 @@
 //! arguments, so a keeper restarted by its supervisor resumes with every
 //! definition and every unit in use; the restarted keeper stores itself
 //! where every handle finds it, so handles taken before the restart keep
-//! working (`tests/system_actors_restart_after_panic.rs`).
+//! working (`tests/it/system_actors_restart_after_panic.rs`).
 //!
 //! # Durability
 //!

@@ -1,0 +1,10 @@
+//! Helpers shared by the integration tests.
+
+pub(crate) mod agents;
+pub(crate) mod budget_gate;
+pub(crate) mod held_provider;
+pub(crate) mod http;
+pub(crate) mod ledger_fixture;
+pub(crate) mod router;
+pub(crate) mod scaling;
+pub(crate) mod scripted_headers;
