@@ -260,7 +260,10 @@ fn mcp_bridge_lists_tools_reads_status_and_reports_and_adjusts_only_with_an_oper
     let config = write_config(dir.path(), &data);
     let tokens = write_tokens(
         dir.path(),
-        &[("grafana", "viewer", "view-secret"), ("oncall", "operator", "op-secret")],
+        &[
+            ("grafana", "viewer", "view-secret"),
+            ("oncall", "operator", "op-secret"),
+        ],
     );
     let viewer_token = dir.path().join("viewer.token");
     std::fs::write(&viewer_token, "view-secret\n").unwrap();
@@ -323,7 +326,11 @@ fn mcp_bridge_lists_tools_reads_status_and_reports_and_adjusts_only_with_an_oper
     let unknown = viewer.request("tools/call", json!({"name": "shutdown", "arguments": {}}));
     assert_eq!(unknown["error"]["code"], -32602, "{unknown}");
     let status = viewer.call("status", json!({}));
-    assert_eq!(team_limit(&status["structuredContent"]), 1000, "a refused call changes nothing");
+    assert_eq!(
+        team_limit(&status["structuredContent"]),
+        1000,
+        "a refused call changes nothing"
+    );
     assert_eq!(viewer.close(), Some(0), "closing stdin ends the bridge");
 
     let mut operator = Mcp::start(&url, None, Some("op-secret"));

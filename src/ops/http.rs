@@ -59,6 +59,9 @@ use super::audit::{AuditEntry, AuditLog, Outcome};
 use super::state::{StateDoc, StateError};
 use super::tokens::{Role, Tokens};
 
+#[cfg(test)]
+mod tests;
+
 /// How long `nexus run` waits for in-flight HTTP requests at shutdown.
 pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
@@ -422,8 +425,8 @@ impl ReportParams {
             (Some(_), Some(_)) => return Err("give `from` or `last`, not both".into()),
             (Some(f), None) => time("from", f)?,
             (None, Some(span)) => {
-                let span = humantime::parse_duration(span)
-                    .map_err(|e| format!("last: `{span}` is not a duration ({e})"))?;
+                let span =
+                    humantime::parse_duration(span).map_err(|e| format!("last: `{span}` is not a duration ({e})"))?;
                 to_us.saturating_sub(u64::try_from(span.as_micros()).unwrap_or(u64::MAX))
             }
             (None, None) => 0,

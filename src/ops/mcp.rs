@@ -457,10 +457,7 @@ pub fn tools() -> Vec<Tool> {
 /// "message"}` if the body is that, else the body's text.
 pub fn refusal(status: u16, body: &[u8]) -> BridgeError {
     let parsed = serde_json::from_slice::<Value>(body).ok();
-    let code = parsed
-        .as_ref()
-        .and_then(|v| v["error"].as_str())
-        .map(str::to_string);
+    let code = parsed.as_ref().and_then(|v| v["error"].as_str()).map(str::to_string);
     let message = parsed
         .as_ref()
         .and_then(|v| v["message"].as_str())
@@ -522,6 +519,9 @@ impl NodeClient {
             url: url.to_string(),
             reason: reason.to_string(),
         };
+        if !url.contains("://") {
+            return Err(bad("it needs a scheme (http://HOST:PORT)"));
+        }
         let base = Url::parse(url).map_err(|e| bad(&e.to_string()))?;
         if !matches!(base.scheme(), "http" | "https") {
             return Err(bad("the scheme must be http or https"));
@@ -591,9 +591,7 @@ impl NodeClient {
             match response.chunk().await {
                 Ok(Some(chunk)) => {
                     if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
-                        return Err(BridgeError::BadAnswer(format!(
-                            "larger than {MAX_ANSWER_BYTES} bytes"
-                        )));
+                        return Err(BridgeError::BadAnswer(format!("larger than {MAX_ANSWER_BYTES} bytes")));
                     }
                     bytes.extend_from_slice(&chunk);
                 }
