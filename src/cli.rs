@@ -11,6 +11,7 @@ use crate::runtime::config::NexusConfig;
 pub mod audit;
 pub mod ledger;
 pub mod ledger_stress;
+pub mod mcp;
 pub mod quota_stress;
 pub mod report;
 pub mod run;
@@ -57,6 +58,11 @@ pub enum Command {
     /// or import from a versioned JSON file (token in `NEXUS_TOKEN`).
     #[command(subcommand)]
     State(state::StateCommand),
+    /// Serve MCP (Model Context Protocol) on stdin/stdout, bridging to a
+    /// running `nexus run`: tools `status`, `cost_report`, and with an
+    /// operator token `adjust_quota` and `set_budget` (token from
+    /// `--token-file` or `NEXUS_TOKEN`).
+    Mcp(mcp::McpArgs),
     /// Record usage as fast as possible, printing each acknowledged record id (crash tests).
     #[command(hide = true)]
     LedgerStress(ledger_stress::StressArgs),
@@ -111,6 +117,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => audit::run(args),
         Command::Tokens(command) => audit::tokens(command),
         Command::State(command) => state::run(command),
+        Command::Mcp(args) => mcp::run(args),
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
     }

@@ -13,10 +13,12 @@
 //! | `ops/shutdown.rs` | how `nexus run` judges its shutdown (the exit code) |
 //! | `ops/state.rs` | the versioned state document of export and import |
 //! | `ops/audit.rs` | the checksummed, synced audit log and its reader |
+//! | `ops/mcp.rs` | `nexus mcp`: the MCP tools bridged to the HTTP API, [`mcp::BridgeError`] |
 
 pub mod agents;
 pub mod audit;
 pub mod http;
+pub mod mcp;
 pub mod shutdown;
 pub mod state;
 pub mod tokens;

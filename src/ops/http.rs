@@ -7,6 +7,7 @@
 //! | `GET /ready` | none | `200` once every pool is spawned, `503` while shutting down |
 //! | `GET /metrics` | viewer¹ | the monitor's Prometheus text |
 //! | `GET /status` | viewer¹ | pools, lanes, routers, pressure, quotas, budgets (JSON) |
+//! | `GET /report` | viewer¹ | the ledger's cost report (JSON), see [`ReportParams`] |
 //! | `POST /admin/quotas/{id}` | operator | `{"limit": N}`: a quota's new limit |
 //! | `PUT /admin/budgets/{id}` | operator | a budget: `limit_micro_usd`, `period`, `action`, optional `scope` |
 //! | `POST /admin/pools/{name}/size` | operator | `{"size": N}`: resize a pool of `[[run.pools]]` |
@@ -35,12 +36,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use nexus_swarm_actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, LedgerError};
+use nexus_swarm_actors::cost_ledger::{
+    Budget, BudgetAction, BudgetPeriod, Field, LedgerError, Report, ReportQuery, TimeRange,
+};
 use nexus_swarm_actors::monitor::ExportFormat;
 use nexus_swarm_actors::quota_keeper::QuotaError;
 use nexus_swarm_actors::router::RouterError;
@@ -55,6 +58,9 @@ use super::agents::{SpawnedPool, TextMsg};
 use super::audit::{AuditEntry, AuditLog, Outcome};
 use super::state::{StateDoc, StateError};
 use super::tokens::{Role, Tokens};
+
+#[cfg(test)]
+mod tests;
 
 /// How long `nexus run` waits for in-flight HTTP requests at shutdown.
 pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
@@ -204,6 +210,7 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/report", get(report))
         .route("/admin/quotas/{id}", post(adjust_quota))
         .route("/admin/budgets/{id}", put(put_budget))
         .route("/admin/pools/{name}/size", post(resize_pool))
@@ -366,6 +373,100 @@ async fn metrics(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Resu
 async fn status(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     may_read(&state, &headers)?;
     Ok(Json(state.status().await))
+}
+
+/// The query of `GET /report`; every parameter is optional.
+///
+/// `group_by` is a comma-separated list of `tenant`, `workflow`, `agent`,
+/// `model`, `kind`, `day` or `label:KEY` (default: one total row);
+/// `tenant`, `workflow`, `agent` and `model` keep only that scope's usage;
+/// `from` and `to` are RFC 3339 times (default: all time up to now, `to`
+/// exclusive) and `last` a span up to now (`24h`, `7days`) instead of
+/// `from`. The answer is the ledger's [`Report`] as JSON; an unknown field
+/// or a bad time is a `400`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    /// Grouping fields, comma-separated, outermost first.
+    pub group_by: Option<String>,
+    /// Only this tenant.
+    pub tenant: Option<String>,
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this agent.
+    pub agent: Option<String>,
+    /// Only this model.
+    pub model: Option<String>,
+    /// Start of the range, RFC 3339.
+    pub from: Option<String>,
+    /// End of the range (exclusive), RFC 3339.
+    pub to: Option<String>,
+    /// The span up to now, instead of `from`.
+    pub last: Option<String>,
+}
+
+impl ReportParams {
+    /// The ledger query these parameters ask for, `now_us` being the
+    /// ledger clock's now; the reason in words if they are not valid.
+    pub fn query(&self, now_us: u64) -> Result<ReportQuery, String> {
+        fn time(name: &str, text: &str) -> Result<u64, String> {
+            let t = humantime::parse_rfc3339_weak(text)
+                .map_err(|e| format!("{name}: `{text}` is not an RFC 3339 time ({e})"))?;
+            let since = t
+                .duration_since(UNIX_EPOCH)
+                .map_err(|_| format!("{name}: times before 1970 are not supported"))?;
+            u64::try_from(since.as_micros()).map_err(|_| format!("{name}: `{text}` is out of range"))
+        }
+        let to_us = match &self.to {
+            Some(t) => time("to", t)?,
+            None => now_us.saturating_add(1),
+        };
+        let from_us = match (&self.from, &self.last) {
+            (Some(_), Some(_)) => return Err("give `from` or `last`, not both".into()),
+            (Some(f), None) => time("from", f)?,
+            (None, Some(span)) => {
+                let span =
+                    humantime::parse_duration(span).map_err(|e| format!("last: `{span}` is not a duration ({e})"))?;
+                to_us.saturating_sub(u64::try_from(span.as_micros()).unwrap_or(u64::MAX))
+            }
+            (None, None) => 0,
+        };
+        let range = TimeRange::new(from_us, to_us).map_err(|e| e.to_string())?;
+        let group_by = match &self.group_by {
+            Some(fields) => fields
+                .split(',')
+                .filter(|f| !f.trim().is_empty())
+                .map(|f| f.parse::<Field>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        let filter = Scope {
+            tenant: self.tenant.clone(),
+            workflow: self.workflow.clone(),
+            agent: self.agent.clone(),
+            model: self.model.clone(),
+        };
+        Ok(ReportQuery::new(range).filter(filter).group_by(group_by))
+    }
+}
+
+async fn report(
+    State(state): State<Arc<OpsState>>,
+    headers: HeaderMap,
+    params: Result<Query<ReportParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Report>, ApiError> {
+    may_read(&state, &headers)?;
+    let Query(params) = params.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let ledger = state.swarm.ledger();
+    let query = params.query(ledger.clock().now_us()).map_err(ApiError::BadRequest)?;
+    match ledger.report(query).await {
+        Ok(report) => Ok(Json(report)),
+        Err(e @ (LedgerError::InvalidQuery(_) | LedgerError::TimeOutOfRange { .. })) => {
+            Err(ApiError::BadRequest(e.to_string()))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }
 
 /// `POST /admin/quotas/{id}`.
