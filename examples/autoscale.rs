@@ -183,6 +183,7 @@ impl Tally {
                     } => format!("{metric} {value}, forecast {forecast}, against {threshold}, {desired} wanted"),
                     Reason::BelowMin { min } => format!("below the minimum {min}"),
                     Reason::AboveMax { max } => format!("above the maximum {max}"),
+                    Reason::Shed { min } => format!("best-effort work shed under pressure, to {min}"),
                 };
                 writeln!(out, "  {minute:>4} min  {from:>2} -> {to:>2} workers  ({why})")?;
             }

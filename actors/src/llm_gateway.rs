@@ -309,6 +309,25 @@ impl GatewayHandle {
         AgentKey::of(meta).map_or_else(AgentLoad::default, |k| self.core.slots.lock().load(&k))
     }
 
+    /// Empties the in-memory response cache (the disk tier keeps
+    /// answering); answers the bytes freed. A pressure response
+    /// (`shrink_caches`).
+    pub fn shrink_cache(&self) -> u64 {
+        self.core.cache.shrink_memory()
+    }
+
+    /// Refuses (`true`) or accepts again (`false`) new low-priority
+    /// requests with [`GatewayError::Shed`]; requests already queued or
+    /// running go on. A pressure response (`reject_low_priority`).
+    pub fn reject_low_priority(&self, reject: bool) {
+        self.core.reject_low.store(reject, Ordering::Relaxed);
+    }
+
+    /// Whether new low-priority requests are refused.
+    pub fn rejects_low_priority(&self) -> bool {
+        self.core.reject_low.load(Ordering::Relaxed)
+    }
+
     /// Waits until every cached answer so far is on disk.
     pub async fn flush_cache(&self) {
         self.core.cache.flush().await;

@@ -85,6 +85,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::pressure::PressureHandle;
+
 pub use self::core::MonitorCore;
 pub use alerts::{AlertBook, AlertEvent, AlertKind, Severity, Subject, Thresholds};
 pub use history::{History, MinuteAggregate, PoolMinute};
@@ -138,6 +140,9 @@ struct Shared {
     /// The running instance; an `ArcSwapOption` so handles read it without
     /// a lock while a restart replaces it.
     actor: ArcSwapOption<ActorRef<MonitorMsg>>,
+    // The pressure detector fed with the machine's CPU and memory use on
+    // every sample, if any.
+    pressure: Mutex<Option<PressureHandle>>,
 }
 
 impl Shared {
@@ -156,6 +161,13 @@ impl Shared {
             .collect();
         let readings = watched.into_iter().map(|(n, w)| (n, w.read())).collect();
         let (sample, events) = self.core.lock().record(at, system, processes, readings);
+        if let Some(pressure) = self.pressure.lock().as_ref() {
+            // A detector that is not running loses the sample.
+            pressure.observe("system/cpu", system.cpu_permille);
+            if system.memory_total_bytes > 0 {
+                pressure.observe("system/memory", system.memory_permille());
+            }
+        }
         for e in events {
             tracing::info!(subject = %e.subject, value_permille = e.value_permille, kind = ?e.kind, "monitor alert");
             // No subscriber is fine: the counts and standing alerts remain.
@@ -199,8 +211,16 @@ impl MonitorArgs {
                 watched: Mutex::new(BTreeMap::new()),
                 events,
                 actor: ArcSwapOption::empty(),
+                pressure: Mutex::new(None),
             }),
         }
+    }
+
+    /// Feeds `detector` the machine's CPU and memory use (as `system/cpu`
+    /// and `system/memory`, in permille) on every sample.
+    pub fn pressure(self, detector: PressureHandle) -> Self {
+        *self.shared.pressure.lock() = Some(detector);
+        self
     }
 
     /// A handle on the monitor these arguments start, named `name`.

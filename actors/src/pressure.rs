@@ -32,14 +32,25 @@
 //! broadcast channel ([`PressureHandle::subscribe`]). The core lives in the
 //! actor's arguments, so a restart keeps the windows and levels.
 //!
+//! # Automated responses
+//!
+//! The `[pressure]` section's responses ([`Responses`]) are judged on every
+//! level change; the actions they engage or release are applied through
+//! the [`PressureResponder`] the detector was given (a `Swarm` gives one
+//! that empties the gateway's memory cache, scales best-effort pools in
+//! first, and refuses low-priority LLM requests) and published as
+//! [`PressureEvent::Response`].
+//!
 //! # Layout
 //!
 //! | file | what it holds |
 //! |---|---|
 //! | `pressure.rs` | the actor, its arguments, messages, handle, events |
 //! | `pressure/core.rs` | [`PressureCore`]: every judgement, synchronous |
+//! | `pressure/responses.rs` | [`Responses`]: which automated responses are engaged |
 
 mod core;
+mod responses;
 
 #[cfg(test)]
 mod tests;
@@ -57,6 +68,8 @@ use tokio::time::Instant;
 pub use self::core::{
     Anomaly, Direction, Forecast, Level, LevelChange, PressureCore, PressureSpec, ResourcePressure, Trend,
 };
+pub use self::responses::{ActionChange, PressureResponder, ResponseOutcome, Responses};
+pub use nexus_swarm_runtime::config::{PressureAction, PressureLevel, PressureResponse};
 
 /// Events a subscriber may fall behind by before it loses the oldest.
 pub const EVENT_BUFFER: usize = 1024;
@@ -75,6 +88,17 @@ pub enum PressureEvent {
         /// How far off.
         anomaly: Anomaly,
     },
+    /// An automated response's action was engaged or released.
+    Response {
+        /// The action.
+        action: PressureAction,
+        /// Engaged (`true`) or released.
+        engaged: bool,
+        /// The level change that caused it.
+        cause: LevelChange,
+        /// What applying it did.
+        outcome: ResponseOutcome,
+    },
 }
 
 /// Where pressure stands.
@@ -84,13 +108,16 @@ pub struct PressureReport {
     pub overall: Level,
     /// Each resource's latest judgement.
     pub resources: Vec<(String, ResourcePressure)>,
+    /// The automated responses' actions engaged now.
+    pub engaged: Vec<PressureAction>,
 }
 
-/// The core and the last judgement per resource.
+/// The core, the last judgement per resource and the responses.
 #[derive(Debug, Default)]
 struct State {
     core: PressureCore,
     latest: std::collections::BTreeMap<String, ResourcePressure>,
+    responses: Responses,
 }
 
 /// The pressure detector actor. Its state is in [`PressureArgs`].
@@ -105,19 +132,66 @@ pub struct PressureArgs {
     // because it lives in the arguments the supervisor keeps for restarts.
     state: Arc<Mutex<State>>,
     events: broadcast::Sender<PressureEvent>,
+    responder: Option<Arc<dyn PressureResponder>>,
+}
+
+impl std::fmt::Debug for dyn PressureResponder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PressureResponder")
+    }
 }
 
 impl PressureArgs {
-    /// A detector judging by `spec`.
+    /// A detector judging by `spec`, with no automated responses.
     pub fn new(spec: PressureSpec) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             state: Arc::new(Mutex::new(State {
                 core: PressureCore::new(spec),
                 latest: Default::default(),
+                responses: Responses::default(),
             })),
             events,
+            responder: None,
         }
+    }
+
+    /// The `[pressure]` section's levels, window, horizon and responses.
+    pub fn from_config(config: &nexus_swarm_runtime::config::PressureConfig) -> Self {
+        Self::new(PressureSpec::from_config(config)).responses(config.responses.clone())
+    }
+
+    /// Judges `rules` on every level change (none engaged yet).
+    pub fn responses(self, rules: Vec<PressureResponse>) -> Self {
+        self.state.lock().responses = Responses::new(rules);
+        self
+    }
+
+    /// Applies the responses' actions through `responder`; without one
+    /// they are published as [`ResponseOutcome::Unavailable`].
+    pub fn responder(mut self, responder: Arc<dyn PressureResponder>) -> Self {
+        self.responder = Some(responder);
+        self
+    }
+
+    /// Publishes `change`, and applies and publishes the actions it
+    /// engages or releases.
+    fn level_changed(&self, state: &mut State, change: LevelChange) {
+        tracing::info!(resource = ?change.resource, from = %change.from, to = %change.to, "pressure level changed");
+        for ActionChange { action, engaged, cause } in state.responses.on_change(&change) {
+            let outcome = match &self.responder {
+                Some(r) => r.apply(action, engaged),
+                None => ResponseOutcome::Unavailable("the detector has no responder".into()),
+            };
+            tracing::warn!(%action, engaged, ?outcome, resource = ?cause.resource, level = %cause.to, "pressure response");
+            let _ = self.events.send(PressureEvent::Response {
+                action,
+                engaged,
+                cause,
+                outcome,
+            });
+        }
+        let _ = self.events.send(PressureEvent::Level(change));
     }
 }
 
@@ -173,21 +247,35 @@ impl Actor for PressureDetector {
                     });
                 }
                 for change in changes {
-                    tracing::info!(resource = ?change.resource, from = %change.from, to = %change.to, "pressure level changed");
-                    let _ = args.events.send(PressureEvent::Level(change));
+                    args.level_changed(&mut state, change);
                 }
                 state.latest.insert(resource, report);
             }
             PressureMsg::Forget(resource) => {
                 state.latest.remove(&resource);
-                if let Some(change) = state.core.forget(&resource, now) {
-                    let _ = args.events.send(PressureEvent::Level(change));
+                // A forgotten resource is no longer under pressure: its
+                // level falls to normal (which may release responses).
+                let level = state.core.levels().get(&resource).copied().unwrap_or_default();
+                let overall = state.core.forget(&resource, now);
+                if level != Level::Normal {
+                    let change = LevelChange {
+                        resource: Some(resource),
+                        from: level,
+                        to: Level::Normal,
+                        utilization: 0,
+                        at: now,
+                    };
+                    args.level_changed(&mut state, change);
+                }
+                if let Some(change) = overall {
+                    args.level_changed(&mut state, change);
                 }
             }
             PressureMsg::Report(reply) => {
                 let report = PressureReport {
                     overall: state.core.overall(),
                     resources: state.latest.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+                    engaged: state.responses.engaged_actions(),
                 };
                 // The caller may have stopped waiting.
                 let _ = reply.send(report);

@@ -49,6 +49,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use nexus_swarm_runtime::config::ScalingConfig;
@@ -145,6 +146,9 @@ struct Shared {
     // arguments, which the supervisor keeps for restarts.
     groups: Mutex<BTreeMap<Arc<str>, Group>>,
     events: broadcast::Sender<ScalingEvent>,
+    // Whether best-effort groups are held at their minimum (a pressure
+    // response); read on every tick.
+    shed_best_effort: AtomicBool,
 }
 
 /// The scaler actor. Its state is in [`ScalerArgs`].
@@ -179,6 +183,7 @@ impl ScalerArgs {
                 defaults,
                 groups: Mutex::new(BTreeMap::new()),
                 events,
+                shed_best_effort: AtomicBool::new(false),
             }),
             pressure: None,
         }
@@ -347,6 +352,23 @@ impl Actor for Scaler {
     }
 }
 
+/// A best-effort group's decision while best-effort work is shed: down to
+/// its minimum first, then held there (a scale-in the policy wants below
+/// that cannot happen: the minimum is the policy's floor too).
+fn shed(workers: u32, min: u32, decision: Decision) -> Decision {
+    if workers > min {
+        return Decision::ScaleIn {
+            from: workers,
+            to: min,
+            reason: Reason::Shed { min },
+        };
+    }
+    match decision {
+        Decision::ScaleOut { to, .. } => Decision::Hold(Hold::Shed { desired: to }),
+        other => other,
+    }
+}
+
 impl Scaler {
     /// Observes every group and decides for it; starts the resizes.
     fn tick(&self, myself: &ActorRef<ScalerMsg>, shared: &Shared, pressure: Option<&PressureHandle>) {
@@ -383,6 +405,11 @@ impl Scaler {
                 workers: o.workers,
                 metrics,
             });
+            let decision = if shared.shed_best_effort.load(Ordering::Relaxed) && g.group.best_effort() {
+                shed(o.workers, g.policy.spec().min, decision)
+            } else {
+                decision
+            };
             let event = ScalingEvent {
                 group: Arc::clone(name),
                 at: now,
@@ -502,6 +529,20 @@ impl ScalerHandle {
     /// The scaler's registered name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Sheds best-effort work (`true`): from its next tick the scaler
+    /// scales every best-effort group ([`ScaledGroup::best_effort`]) in to
+    /// its minimum, draining what the retired workers admitted, and holds
+    /// it there ([`Hold::Shed`]); `false` lets the policy decide again. A
+    /// pressure response (`shed_best_effort`).
+    pub fn shed_best_effort(&self, shed: bool) {
+        self.shared.shed_best_effort.store(shed, Ordering::Relaxed);
+    }
+
+    /// Whether best-effort work is shed.
+    pub fn sheds_best_effort(&self) -> bool {
+        self.shared.shed_best_effort.load(Ordering::Relaxed)
     }
 
     /// How often it decides.

@@ -14,11 +14,16 @@
 //! (`[[llm.providers]]`, `[[llm.models]]`), the LLM gateway, which reserves
 //! against the ledger's budgets and the quotas before each call and records
 //! usage in the ledger, priced from the same catalogue; and, unless
-//! `scaling.enabled` is false, the scaler ([`Swarm::autoscale`] registers a
-//! pool with it; see [`crate::scaler`]) and the pressure detector it feeds
-//! with every scaling group's utilization ([`crate::pressure`]); unless
-//! `monitor.enabled` is false, the monitor ([`Swarm::monitor`]), which
-//! watches every pool spawned through the swarm ([`crate::monitor`]). The
+//! `pressure.enabled` is false, the pressure detector ([`crate::pressure`]),
+//! fed with the machine's CPU and memory use by the monitor and with every
+//! scaling group's by the scaler, which applies the `[pressure]` section's
+//! automated responses (by default, under high memory pressure, the
+//! gateway's memory cache is emptied and best-effort pools scale in
+//! first; see [`Swarm::pressure`]); unless `scaling.enabled` is false, the
+//! scaler ([`Swarm::autoscale`] registers a pool with it; see
+//! [`crate::scaler`]); unless `monitor.enabled` is false, the monitor
+//! ([`Swarm::monitor`]), which watches every pool spawned through the swarm
+//! ([`crate::monitor`]). The
 //! routers the configuration declares (`[[routers]]`) start when their pool
 //! is spawned through the swarm, and follow its resizes
 //! ([`Swarm::router`]). A system actor
@@ -65,11 +70,13 @@
 //! | `swarm/cpu.rs` | CPU accounting and throttling decisions |
 //! | `swarm/recommend.rs` | CPU request recommendations from observed use |
 //! | `swarm/routers.rs` | routers declared in configuration, started over their pools |
+//! | `swarm/responder.rs` | how the `[pressure]` responses act on the gateway and the scaler |
 
 mod admission;
 mod context;
 pub mod cpu;
 pub mod recommend;
+mod responder;
 mod routers;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -97,7 +104,7 @@ use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, 
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use crate::monitor::{Monitor, MonitorArgs, MonitorHandle};
-use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
+use crate::pressure::{PressureArgs, PressureDetector, PressureHandle};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::router::{RouterError, RouterHandle};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
@@ -106,6 +113,7 @@ use crate::scheduler::{
     SchedulerError, SchedulerEvent, SchedulerHandle,
 };
 use admission::{Control, Entry, Table};
+use responder::SwarmResponder;
 use routers::Routers;
 
 /// The scheduler pool agents' requests are admitted in: the node's
@@ -248,7 +256,8 @@ type Started = (
     SchedulerHandle,
     LedgerHandle,
     Option<GatewayHandle>,
-    Option<(ScalerHandle, PressureHandle)>,
+    Option<PressureHandle>,
+    Option<ScalerHandle>,
 );
 
 struct Inner {
@@ -257,7 +266,8 @@ struct Inner {
     scheduler: SchedulerHandle,
     ledger: LedgerHandle,
     gateway: Option<GatewayHandle>,
-    scaler: Option<(ScalerHandle, PressureHandle)>,
+    pressure: Option<PressureHandle>,
+    scaler: Option<ScalerHandle>,
     monitor: Option<MonitorHandle>,
     table: Mutex<Table>,
     next_request: AtomicU64,
@@ -340,7 +350,7 @@ impl Swarm {
             capacity,
         )
         .await;
-        let (quotas, scheduler, ledger, gateway, scaler) = match started {
+        let (quotas, scheduler, ledger, gateway, pressure, scaler) = match started {
             Ok(actors) => actors,
             Err(e) => {
                 node.shutdown(Duration::from_secs(5)).await;
@@ -349,7 +359,10 @@ impl Swarm {
         };
         // Last, so a failure above leaves no monitor to stop.
         let monitor = if config.monitor.enabled {
-            let args = MonitorArgs::from_config(&config.monitor);
+            let mut args = MonitorArgs::from_config(&config.monitor);
+            if let Some(p) = &pressure {
+                args = args.pressure(p.clone());
+            }
             match Monitor::start(&node, &system_name(id, "monitor"), args).await {
                 Ok(m) => Some(m),
                 Err(e) => {
@@ -368,6 +381,7 @@ impl Swarm {
                 scheduler,
                 ledger,
                 gateway,
+                pressure,
                 scaler,
                 table: Mutex::new(Table::default()),
                 next_request: AtomicU64::new(1),
@@ -407,15 +421,26 @@ impl Swarm {
             }
             None => None,
         };
-        let scaler = if config.scaling.enabled {
-            let pressure = PressureArgs::new(PressureSpec::default());
-            let pressure = PressureDetector::start(node, &system_name(id, "pressure"), pressure).await?;
-            let args = ScalerArgs::from_config(&config.scaling).pressure(pressure.clone());
-            Some((Scaler::start(node, &system_name(id, "scaler"), args).await?, pressure))
+        let responder = SwarmResponder::new(gateway.clone());
+        let pressure = if config.pressure.enabled {
+            let args = PressureArgs::from_config(&config.pressure).responder(responder.clone());
+            Some(PressureDetector::start(node, &system_name(id, "pressure"), args).await?)
         } else {
             None
         };
-        Ok((quotas, scheduler, ledger, gateway, scaler))
+        let scaler = if config.scaling.enabled {
+            let mut args = ScalerArgs::from_config(&config.scaling);
+            if let Some(p) = &pressure {
+                args = args.pressure(p.clone());
+            }
+            let scaler = Scaler::start(node, &system_name(id, "scaler"), args).await?;
+            // Set once, before any sample could engage a response.
+            let _ = responder.scaler.set(scaler.clone());
+            Some(scaler)
+        } else {
+            None
+        };
+        Ok((quotas, scheduler, ledger, gateway, pressure, scaler))
     }
 
     /// The node (its supervision tree, events, plain spawns).
@@ -445,12 +470,14 @@ impl Swarm {
 
     /// The scaler, unless `scaling.enabled` is false.
     pub fn scaler(&self) -> Option<&ScalerHandle> {
-        self.inner.scaler.as_ref().map(|(s, _)| s)
+        self.inner.scaler.as_ref()
     }
 
-    /// The pressure detector the scaler feeds, unless `scaling.enabled` is false.
+    /// The pressure detector, unless `pressure.enabled` is false: fed by
+    /// the monitor (the machine's CPU and memory) and the scaler (each
+    /// group's), it applies the `[pressure]` responses.
     pub fn pressure(&self) -> Option<&PressureHandle> {
-        self.inner.scaler.as_ref().map(|(_, p)| p)
+        self.inner.pressure.as_ref()
     }
 
     /// The monitor, unless `monitor.enabled` is false. It watches every
@@ -718,6 +745,7 @@ impl Swarm {
             cpu_limit_millicores: e.cpu_limit(),
             cpu_request_millicores: e.per_worker.get(&ResourceKind::Cpu).saturating_mul(e.workers),
             throttled: e.cpu.throttled,
+            qos: e.qos,
         })
     }
 
@@ -996,6 +1024,8 @@ pub struct AgentUsage {
     pub cpu_request_millicores: u64,
     /// Whether it is throttled (over its limit for a sustained period).
     pub throttled: bool,
+    /// Its profile's QoS class.
+    pub qos: QosClass,
 }
 
 /// `v` times `n`, or an invalid profile if that overflows.

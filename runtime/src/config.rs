@@ -62,6 +62,7 @@ use crate::priority::Priority;
 
 mod llm;
 mod monitor;
+mod pressure;
 mod quota_tree;
 mod routers;
 mod run;
@@ -72,6 +73,7 @@ pub use llm::{
     ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
 };
 pub use monitor::{MAX_MONITOR_HISTORY, MonitorConfig, ThresholdsConfig};
+pub use pressure::{MAX_PRESSURE_RESPONSES, PressureAction, PressureConfig, PressureLevel, PressureResponse};
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use routers::DeclaredRouter;
 pub use run::{MAX_RUN_POOL_SIZE, RunAgentKind, RunConfig, RunPool};
@@ -274,6 +276,9 @@ pub struct NexusConfig {
     pub scaling: ScalingConfig,
     /// The monitor: its interval, alert thresholds and history.
     pub monitor: MonitorConfig,
+    /// The pressure detector: its levels, window, horizon and automated
+    /// responses.
+    pub pressure: PressureConfig,
     /// Routers a `Swarm` starts over pools it spawns (`[[routers]]`).
     /// Default: none (and then not written by `nexus config defaults`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -382,6 +387,7 @@ impl NexusConfig {
         self.quotas.validate()?;
         self.scaling.validate()?;
         self.monitor.validate()?;
+        self.pressure.validate()?;
         routers::validate(&self.routers, &self.router)?;
         self.run.validate()?;
         Ok(())

@@ -307,7 +307,7 @@ pub fn gateway_error(e: &GatewayError) -> ApiError {
             err.retry_after = Some(Duration::from_secs(1));
             err
         }
-        GatewayError::Overloaded { .. } | GatewayError::NoDeployment(_) => {
+        GatewayError::Overloaded { .. } | GatewayError::NoDeployment(_) | GatewayError::Shed { .. } => {
             let mut err = ApiError::status(503, "api_error", message).with_code("overloaded");
             err.retry_after = Some(Duration::from_secs(1));
             err

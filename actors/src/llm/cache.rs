@@ -299,10 +299,18 @@ impl ResponseCache {
 
     /// Drops every memory entry (the disk tier is kept), as after a restart.
     pub fn clear_memory(&self) {
-        if let Some(m) = &self.memory {
-            m.invalidate_all();
-            m.run_pending_tasks();
-        }
+        self.shrink_memory();
+    }
+
+    /// Drops every memory entry (the disk tier is kept) and answers the
+    /// bytes they weighed.
+    pub fn shrink_memory(&self) -> u64 {
+        let Some(m) = &self.memory else { return 0 };
+        m.run_pending_tasks();
+        let before = m.weighted_size();
+        m.invalidate_all();
+        m.run_pending_tasks();
+        before.saturating_sub(m.weighted_size())
     }
 
     /// Hit, miss and disk counts.

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use nexus_swarm_runtime::config::ConfigError;
 use nexus_swarm_runtime::error::SpawnError;
+use nexus_swarm_runtime::priority::Priority;
 use nexus_swarm_runtime::usage::SpendRefused;
 
 use super::types::RateLimitSnapshot;
@@ -255,6 +256,13 @@ pub enum GatewayError {
         tried: Vec<String>,
         /// The last provider error.
         last: ProviderError,
+    },
+    /// The gateway refuses requests of this priority while pressure is
+    /// high (a `[pressure]` response, `reject_low_priority`).
+    #[error("{priority:?}-priority requests are refused under pressure")]
+    Shed {
+        /// The request's priority.
+        priority: Priority,
     },
     /// Every deployment of every model of the chain is cooling down.
     #[error("no deployment available for {0:?} (all cooling down)")]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use nexus_swarm_runtime::priority::Priority;
 use nexus_swarm_runtime::resources::{ResourceKind, ResourceVector};
 use nexus_swarm_runtime::usage::{SpendGate, SpendHold, SpendRefused, UsageMeta, UsageRecord};
 use tokio::time::Instant;
@@ -110,6 +111,11 @@ impl Core {
                 },
                 attempts: 0,
             });
+        }
+        // Under pressure, low priority is refused before it holds anything
+        // (a cache hit above costs nothing and is still served).
+        if req.priority == Priority::Low && self.reject_low.load(Ordering::Relaxed) {
+            return Err(GatewayError::Shed { priority: req.priority });
         }
         // 2. A slot of the agent, held until the request ends (dropped
         // last, after the settle).

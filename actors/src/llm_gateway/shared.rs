@@ -86,6 +86,8 @@ pub(super) struct Core {
     // actor stores itself when it (re)starts and clears itself when it stops.
     pub(super) actor: ArcSwapOption<ActorRef<LlmGatewayMsg>>,
     pub(super) stats: Counters,
+    // Whether low-priority requests are refused (a pressure response).
+    pub(super) reject_low: AtomicBool,
 }
 
 impl std::fmt::Debug for Core {
@@ -188,6 +190,7 @@ impl Core {
             admission: Mutex::new(None),
             actor: ArcSwapOption::empty(),
             stats: Counters::default(),
+            reject_low: AtomicBool::new(false),
         })
     }
 

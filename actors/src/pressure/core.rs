@@ -159,6 +159,20 @@ impl Default for PressureSpec {
 }
 
 impl PressureSpec {
+    /// The `[pressure]` section's levels, window and horizon (percent
+    /// there, permille here); the rest stays at its default.
+    pub fn from_config(config: &nexus_swarm_runtime::config::PressureConfig) -> Self {
+        Self {
+            moderate: config.moderate_percent.saturating_mul(10),
+            high: config.high_percent.saturating_mul(10),
+            critical: config.critical_percent.saturating_mul(10),
+            hysteresis: config.hysteresis_percent.saturating_mul(10),
+            window: config.window,
+            horizon: config.horizon,
+            ..Self::default()
+        }
+    }
+
     /// The level of `permille`, without hysteresis.
     pub fn level_of(&self, permille: u32) -> Level {
         if permille >= self.critical {

@@ -226,7 +226,7 @@ async fn the_detector_publishes_level_changes_and_anomalies_and_reports() {
         .iter()
         .filter_map(|e| match e {
             PressureEvent::Level(c) => Some((c.resource.clone(), c.to)),
-            PressureEvent::Anomaly { .. } => None,
+            _ => None,
         })
         .collect();
     assert_eq!(
@@ -235,4 +235,120 @@ async fn the_detector_publishes_level_changes_and_anomalies_and_reports() {
     );
     assert!(handle.forget("pool/cpu"));
     assert_eq!(handle.report().await.unwrap().overall, Level::Normal);
+}
+
+/// Records every action applied, in order.
+#[derive(Debug, Default)]
+struct Recorder(parking_lot::Mutex<Vec<(PressureAction, bool)>>);
+
+impl PressureResponder for Recorder {
+    fn apply(&self, action: PressureAction, engaged: bool) -> ResponseOutcome {
+        self.0.lock().push((action, engaged));
+        ResponseOutcome::Applied(format!("{action} {engaged}"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn responses_engage_once_at_their_level_and_release_below_it_with_hysteresis() {
+    let recorder = Arc::new(Recorder::default());
+    let rules = vec![
+        PressureResponse {
+            at: PressureLevel::High,
+            resource: Some("memory".into()),
+            action: PressureAction::ShrinkCaches,
+        },
+        PressureResponse {
+            at: PressureLevel::Critical,
+            resource: None,
+            action: PressureAction::RejectLowPriority,
+        },
+    ];
+    let args = PressureArgs::new(PressureSpec::default())
+        .responses(rules)
+        .responder(recorder.clone());
+    let events = args.events.clone();
+    ractor::Actor::spawn(Some("pressure-responses-test".to_string()), PressureDetector, args)
+        .await
+        .expect("detector starts");
+    let handle = PressureHandle {
+        name: Arc::from("pressure-responses-test"),
+        events,
+    };
+    let mut rx = handle.subscribe();
+    // Memory rises through high (one engagement), hovers within the
+    // hysteresis (nothing), CPU goes critical (the overall response), then
+    // both fall back.
+    for permille in [500, 850, 920, 930, 880, 910] {
+        handle.observe("system/memory", permille);
+        tokio::time::advance(EVERY).await;
+    }
+    assert_eq!(handle.report().await.unwrap().engaged, [PressureAction::ShrinkCaches]);
+    handle.observe("system/cpu", 970);
+    handle.observe("system/memory", 840);
+    handle.observe("system/cpu", 600);
+    let report = handle.report().await.unwrap();
+    assert!(report.engaged.is_empty(), "{report:?}");
+    assert_eq!(
+        *recorder.0.lock(),
+        [
+            (PressureAction::ShrinkCaches, true),
+            (PressureAction::RejectLowPriority, true),
+            (PressureAction::ShrinkCaches, false),
+            (PressureAction::RejectLowPriority, false),
+        ]
+    );
+    let mut published = Vec::new();
+    while let Ok(e) = rx.try_recv() {
+        if let PressureEvent::Response {
+            action,
+            engaged,
+            outcome,
+            cause,
+        } = e
+        {
+            assert!(matches!(outcome, ResponseOutcome::Applied(_)));
+            published.push((action, engaged, cause.to));
+        }
+    }
+    assert_eq!(
+        published,
+        [
+            (PressureAction::ShrinkCaches, true, Level::High),
+            (PressureAction::RejectLowPriority, true, Level::Critical),
+            (PressureAction::ShrinkCaches, false, Level::Moderate),
+            (PressureAction::RejectLowPriority, false, Level::Moderate),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn forgetting_a_resource_releases_what_it_engaged() {
+    let recorder = Arc::new(Recorder::default());
+    let rules = vec![PressureResponse {
+        at: PressureLevel::High,
+        resource: Some("memory".into()),
+        action: PressureAction::ShedBestEffort,
+    }];
+    let args = PressureArgs::new(PressureSpec::default())
+        .responses(rules)
+        .responder(recorder.clone());
+    let events = args.events.clone();
+    ractor::Actor::spawn(Some("pressure-forget-test".to_string()), PressureDetector, args)
+        .await
+        .expect("detector starts");
+    let handle = PressureHandle {
+        name: Arc::from("pressure-forget-test"),
+        events,
+    };
+    handle.observe("workers/memory", 990);
+    assert_eq!(handle.report().await.unwrap().engaged, [PressureAction::ShedBestEffort]);
+    handle.forget("workers/memory");
+    assert!(handle.report().await.unwrap().engaged.is_empty());
+    assert_eq!(
+        *recorder.0.lock(),
+        [
+            (PressureAction::ShedBestEffort, true),
+            (PressureAction::ShedBestEffort, false)
+        ]
+    );
 }

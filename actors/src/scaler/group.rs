@@ -5,6 +5,7 @@
 use futures::future::BoxFuture;
 use nexus_swarm_runtime::error::PoolError;
 use nexus_swarm_runtime::pool::PoolRef;
+use nexus_swarm_runtime::resources::QosClass;
 
 use super::meter::Observation;
 use crate::swarm::{Swarm, SwarmError, WeakSwarm};
@@ -24,6 +25,14 @@ pub trait ScaledGroup: Send + Sync + 'static {
     /// a group that is gone is [`SwarmError::Unknown`] (the scaler then
     /// forgets it).
     fn resize(&self, workers: u32) -> BoxFuture<'static, Result<u32, SwarmError>>;
+
+    /// Whether its work is best-effort: such groups go to their minimum
+    /// first, and stay there, while the scaler sheds best-effort work
+    /// ([`ScalerHandle::shed_best_effort`](crate::scaler::ScalerHandle::shed_best_effort)).
+    /// Default: `false`.
+    fn best_effort(&self) -> bool {
+        false
+    }
 }
 
 /// A pool spawned through a [`Swarm`], resized with
@@ -78,6 +87,12 @@ impl<M: Send + 'static> ScaledGroup for SwarmPool<M> {
             cpu_capacity_millicores: capacity,
             memory_permille: None,
         }
+    }
+
+    /// A pool whose profile is best-effort.
+    fn best_effort(&self) -> bool {
+        let usage = self.swarm.upgrade().and_then(|s| s.usage(self.pool.name()));
+        usage.is_some_and(|u| u.qos == QosClass::BestEffort)
     }
 
     fn resize(&self, workers: u32) -> BoxFuture<'static, Result<u32, SwarmError>> {

@@ -338,6 +338,12 @@ pub enum Reason {
         /// Workers wanted.
         desired: u32,
     },
+    /// Best-effort work is shed under pressure (a `[pressure]` response,
+    /// `shed_best_effort`): a best-effort group goes to its minimum first.
+    Shed {
+        /// The minimum.
+        min: u32,
+    },
 }
 
 /// Why a group keeps its size.
@@ -383,6 +389,12 @@ pub enum Hold {
     /// Fewer workers are wanted than the group's minimum, which it has.
     AtMin {
         /// Workers wanted (below the minimum).
+        desired: u32,
+    },
+    /// A best-effort group held at its minimum while best-effort work is
+    /// shed under pressure.
+    Shed {
+        /// Workers the policy wanted.
         desired: u32,
     },
     /// The previous resize of this group is still under way (a shrink

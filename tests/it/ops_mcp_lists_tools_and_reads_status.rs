@@ -16,8 +16,7 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-#[path = "support/http.rs"]
-mod support;
+use crate::support::http as support;
 
 use support::{TIMEOUT, http, json};
 
