@@ -390,7 +390,8 @@ impl<M> Mailbox<M> {
     /// Total admitted and not yet taken, counting one for a pool's spill
     /// that has messages this worker may take.
     pub(crate) fn pending(&self) -> usize {
-        self.lanes.iter().map(Lane::depth).sum::<usize>() + usize::from(self.open_spill().is_some_and(|s| s.has_untaken()))
+        self.lanes.iter().map(Lane::depth).sum::<usize>()
+            + usize::from(self.open_spill().is_some_and(|s| s.has_untaken()))
     }
 
     /// The pool's spill, while the lanes are open: a retiring or stopping
@@ -427,7 +428,6 @@ impl<M: Send + 'static> Mailbox<M> {
 }
 
 impl<M> Mailbox<M> {
-
     /// Runs one handler call. If it does not finish at once (it awaits),
     /// the lanes will not drain until it does, so room freed so far is
     /// offered to parked senders now rather than when the lane next drains

@@ -688,7 +688,8 @@ impl Node {
             return Err(SpawnError::SupervisorGone);
         }
         let claim = self.names.claim(name)?;
-        let shared: Arc<PoolShared<A::Msg>> = AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox, signals, spill);
+        let shared: Arc<PoolShared<A::Msg>> =
+            AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox, signals, spill);
         let pool = AgentPool {
             agent: Arc::new(agent),
             shared: Arc::clone(&shared),

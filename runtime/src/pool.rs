@@ -15,6 +15,11 @@
 //! then its lanes are closed (senders that still hold the old snapshot get
 //! `Closed` and pick another worker) and it stops only once every message it
 //! admitted has been handled.
+//!
+//! A spilling pool ([`Node::spawn_spilling_pool`](crate::node::Node::spawn_spilling_pool))
+//! keeps one disk spill behind all its workers' low lanes; low sends go
+//! through it in FIFO order and workers take from it when their own low
+//! lane is empty (see [`crate::spill`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;

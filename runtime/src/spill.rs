@@ -261,7 +261,6 @@ impl<M> SpillQueue<M> {
         self.untaken.load(Ordering::SeqCst) > 0
     }
 
-
     /// Acknowledges record `seq`: handled (counted as unspilled) or
     /// dropped as undecodable.
     fn ack(&self, seq: u64, handled: bool) {
@@ -284,7 +283,12 @@ impl<M> SpillQueue<M> {
     /// Registers a sender waiting for room on disk, before it re-checks:
     /// the returned future completes when acknowledgements free a segment.
     /// The sender counts as waiting while the guard lives.
-    pub(crate) fn park(&self) -> (std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>, WaitingForRoom<'_>) {
+    pub(crate) fn park(
+        &self,
+    ) -> (
+        std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>>,
+        WaitingForRoom<'_>,
+    ) {
         let mut notified = Box::pin(self.room.notified());
         notified.as_mut().enable();
         self.waiters.fetch_add(1, Ordering::SeqCst);
@@ -397,7 +401,6 @@ impl<M: Send + 'static> SpillQueue<M> {
             }
         }
     }
-
 }
 
 /// Counts a sender in [`SpillQueue::park`]'s waiters while it lives.
@@ -427,4 +430,3 @@ impl<M: Send + 'static> std::fmt::Debug for SpillTicket<M> {
         f.debug_struct("SpillTicket").field("seq", &self.seq).finish()
     }
 }
-

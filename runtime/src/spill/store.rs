@@ -211,7 +211,12 @@ impl SpillStore {
                 std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
                 continue;
             }
-            segments.push_back(Segment { first, end, bytes, path });
+            segments.push_back(Segment {
+                first,
+                end,
+                bytes,
+                path,
+            });
         }
         let next_seq = expected.unwrap_or(acked).max(acked);
         let next_take = segments.front().map_or(next_seq, |s| s.first).max(acked);
@@ -299,7 +304,10 @@ impl SpillStore {
             } else {
                 // Reopened store: append to its last segment.
                 let last = self.segments.back().map(|s| s.path.clone());
-                (last.unwrap_or_else(|| self.dir.join(segment_name(self.next_seq))), false)
+                (
+                    last.unwrap_or_else(|| self.dir.join(segment_name(self.next_seq))),
+                    false,
+                )
             };
             let file = OpenOptions::new()
                 .create(true)
@@ -328,13 +336,9 @@ impl SpillStore {
         let (Some(writer), Some(segment)) = (self.writer.as_mut(), self.segments.back_mut()) else {
             return Err(io(&self.dir, std::io::Error::other("no segment open for appending")));
         };
-        let written = writer.write_all(&record).and_then(|()| {
-            if self.sync {
-                writer.sync_data()
-            } else {
-                Ok(())
-            }
-        });
+        let written = writer
+            .write_all(&record)
+            .and_then(|()| if self.sync { writer.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Cut off whatever part was written so the file stays whole; if
             // even that fails, the next open cuts off the incomplete record.
@@ -414,7 +418,9 @@ impl SpillStore {
         self.write_watermark()?;
         let mut freed = false;
         while self.segments.front().is_some_and(|s| s.end <= self.acked) {
-            let Some(segment) = self.segments.pop_front() else { break };
+            let Some(segment) = self.segments.pop_front() else {
+                break;
+            };
             if self.cursor.as_ref().is_some_and(|c| c.segment_first == segment.first) {
                 self.cursor = None;
             }
@@ -437,13 +443,7 @@ impl SpillStore {
         self.acked_file
             .seek(SeekFrom::Start(slot * 16))
             .and_then(|_| self.acked_file.write_all(&bytes))
-            .and_then(|()| {
-                if self.sync {
-                    self.acked_file.sync_data()
-                } else {
-                    Ok(())
-                }
-            })
+            .and_then(|()| if self.sync { self.acked_file.sync_data() } else { Ok(()) })
             .map_err(|e| io(&path, e))?;
         self.acked_writes += 1;
         Ok(())
@@ -536,7 +536,9 @@ fn read_record(
     let seq = u64::from_le_bytes(field(4));
     let sum = u64::from_le_bytes(field(12));
     if len > MAX_RECORD {
-        return Err(corrupt(format!("record length {len} is above the maximum {MAX_RECORD}")));
+        return Err(corrupt(format!(
+            "record length {len} is above the maximum {MAX_RECORD}"
+        )));
     }
     let mut payload = vec![0; len as usize];
     if read_full(reader, &mut payload).map_err(|e| io(path, e))? < payload.len() {

@@ -78,7 +78,10 @@ fn acknowledged_segments_are_deleted_and_free_room() {
             Err(e) => break e,
         }
     };
-    assert!(matches!(full, SpillError::Full { max_bytes } if max_bytes == max), "{full}");
+    assert!(
+        matches!(full, SpillError::Full { max_bytes } if max_bytes == max),
+        "{full}"
+    );
     assert!(store.disk_bytes() <= max);
     let before = store.disk_bytes();
     // Acknowledge out of order: nothing is freed until the prefix is whole.
@@ -108,7 +111,11 @@ fn out_of_order_acknowledgements_above_the_watermark_are_delivered_again() {
     drop(store);
     let mut store = SpillStore::open(dir.path(), MIB, false).unwrap();
     let seqs: Vec<u64> = take_all(&mut store).into_iter().map(|(s, _)| s).collect();
-    assert_eq!(seqs, [1, 2, 3, 4], "at least once: 2 was acknowledged above the watermark");
+    assert_eq!(
+        seqs,
+        [1, 2, 3, 4],
+        "at least once: 2 was acknowledged above the watermark"
+    );
 }
 
 #[test]
@@ -147,7 +154,8 @@ fn a_record_damaged_after_open_is_reported_when_taken_and_nothing_more_is_taken(
     }
     let seg = segments(dir.path()).remove(0);
     let mut file = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    file.seek(SeekFrom::Start(RECORD_HEADER + 100 + RECORD_HEADER + 7)).unwrap();
+    file.seek(SeekFrom::Start(RECORD_HEADER + 100 + RECORD_HEADER + 7))
+        .unwrap();
     file.write_all(&[0xff]).unwrap();
     drop(file);
     assert_eq!(store.take().unwrap().unwrap().0, 0);
@@ -208,7 +216,11 @@ fn damaged_acknowledgement_slots_are_reported() {
     bytes[3] ^= 1;
     std::fs::write(&acked, &bytes).unwrap();
     let mut store = SpillStore::open(dir.path(), MIB, false).unwrap();
-    assert_eq!(store.take().unwrap().unwrap().0, 2, "the other slot holds the newest watermark");
+    assert_eq!(
+        store.take().unwrap().unwrap().0,
+        2,
+        "the other slot holds the newest watermark"
+    );
     drop(store);
     bytes[16 + 3] ^= 1;
     std::fs::write(&acked, &bytes).unwrap();
