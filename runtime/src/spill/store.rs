@@ -2,9 +2,9 @@
 //!
 //! # Files
 //!
-//! * `LOCK`: held with an exclusive file lock while a store is open, so two
-//!   stores (in one process or two) never share a directory. The kernel
-//!   drops the lock when its process dies, killed or not.
+//! * `LOCK`: held with an exclusive `flock` while a store is open (on
+//!   Unix), so two stores (in one process or two) never share a directory.
+//!   The kernel drops the lock when its process dies, killed or not.
 //! * `<first seq, 20 digits>.seg`: segments of records, appended in
 //!   sequence order. A new segment is started once the current one holds
 //!   [`SpillStore::segment_bytes`]; a segment whose records are all
@@ -154,11 +154,7 @@ impl SpillStore {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(SpillError::Locked { dir }),
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path, e)),
-        }
+        lock_exclusive(&lock, &lock_path, &dir)?;
         let acked_path = dir.join(ACKED);
         let mut acked_file = OpenOptions::new()
             .create(true)
@@ -448,6 +444,25 @@ impl SpillStore {
         self.acked_writes += 1;
         Ok(())
     }
+}
+
+/// Takes the directory's lock (`flock`, dropped by the kernel with the
+/// file or its process), or says who has it.
+#[cfg(unix)]
+fn lock_exclusive(file: &File, path: &Path, dir: &Path) -> Result<(), SpillError> {
+    use rustix::fs::{FlockOperation, flock};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(SpillError::Locked { dir: dir.to_path_buf() }),
+        Err(e) => Err(io(path, e.into())),
+    }
+}
+
+/// Without `flock`, the directory is not locked: one pool per directory
+/// is then the caller's to keep.
+#[cfg(not(unix))]
+fn lock_exclusive(_file: &File, _path: &Path, _dir: &Path) -> Result<(), SpillError> {
+    Ok(())
 }
 
 fn segment_name(first: u64) -> String {
