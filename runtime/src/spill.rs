@@ -38,7 +38,7 @@
 //! is full and the low lane behaves as without a spill: `try_send` fails
 //! with `Full`, `send` waits (until acknowledged messages free a segment)
 //! up to the lane's timeout. A message that cannot be encoded or written
-//! is refused with [`SendError::Spill`](crate::error::SendError::Spill),
+//! is refused with [`SendError::Spill`],
 //! which gives it back.
 //!
 //! A damaged record is never delivered: opening the store verifies every
