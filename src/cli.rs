@@ -15,6 +15,7 @@ pub mod mcp;
 pub mod quota_stress;
 pub mod report;
 pub mod run;
+pub mod spill_stress;
 pub mod state;
 
 /// Nexus Swarm: an actor-based multi-agent runtime.
@@ -69,6 +70,9 @@ pub enum Command {
     /// Charge a quota kept under a data directory, printing each usage once it is written (crash tests).
     #[command(hide = true)]
     QuotaStress(quota_stress::QuotaStressArgs),
+    /// Fill a pool's low lane past capacity so it spills to disk, recording what is handled (crash tests).
+    #[command(hide = true)]
+    SpillStress(spill_stress::SpillStressArgs),
 }
 
 /// `nexus config ...`
@@ -120,5 +124,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Mcp(args) => mcp::run(args),
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
+        Command::SpillStress(args) => spill_stress::run(args),
     }
 }

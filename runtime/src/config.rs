@@ -227,7 +227,7 @@ impl ConfigError {
         }
     }
 
-    fn invalid(field: impl Into<String>, value: impl Display, reason: impl Into<String>) -> Self {
+    pub(crate) fn invalid(field: impl Into<String>, value: impl Display, reason: impl Into<String>) -> Self {
         ConfigError::Invalid {
             field: field.into(),
             value: value.to_string(),
@@ -566,7 +566,7 @@ fn at_least(field: &str, value: u64, min: u64) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+pub(crate) fn in_range(field: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::invalid(
             field,

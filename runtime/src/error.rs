@@ -24,13 +24,17 @@ pub enum SendError<M> {
     /// The agent is retiring or stopped and admits nothing more.
     #[error("agent is closed")]
     Closed(M),
+    /// The pool's low lane spills to disk and spilling this message failed
+    /// (it could not be encoded or written; see [`crate::spill`]).
+    #[error("spilling to disk failed: {1}")]
+    Spill(M, crate::spill::SpillError),
 }
 
 impl<M> SendError<M> {
     /// The message that was not admitted.
     pub fn into_inner(self) -> M {
         match self {
-            SendError::Full(m) | SendError::Timeout(m) | SendError::Closed(m) => m,
+            SendError::Full(m) | SendError::Timeout(m) | SendError::Closed(m) | SendError::Spill(m, _) => m,
         }
     }
 
@@ -40,6 +44,7 @@ impl<M> SendError<M> {
             SendError::Full(_) => SendErrorKind::Full,
             SendError::Timeout(_) => SendErrorKind::Timeout,
             SendError::Closed(_) => SendErrorKind::Closed,
+            SendError::Spill(..) => SendErrorKind::Spill,
         }
     }
 }
@@ -50,6 +55,7 @@ impl<M> fmt::Debug for SendError<M> {
             SendError::Full(_) => "Full",
             SendError::Timeout(_) => "Timeout",
             SendError::Closed(_) => "Closed",
+            SendError::Spill(..) => "Spill",
         };
         write!(f, "{name}(..)")
     }
@@ -68,6 +74,9 @@ pub enum SendErrorKind {
     /// The agent admits nothing more.
     #[error("agent is closed")]
     Closed,
+    /// Spilling the message to disk failed.
+    #[error("spilling to disk failed")]
+    Spill,
 }
 
 /// A request/reply exchange with an agent failed.
@@ -121,6 +130,16 @@ pub enum SpawnError {
     /// The configuration given for it is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// A spilling pool's spill could not be opened (in use, unreadable,
+    /// or damaged: see [`crate::spill`]).
+    #[error("pool {name}: {source}")]
+    Spill {
+        /// The pool.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::spill::SpillError,
+    },
 }
 
 /// A pool could not be resized or queried.

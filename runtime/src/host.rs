@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::agent::{Agent, AgentContext};
 use crate::agent_ref::AgentRef;
-use crate::mailbox::{DrainPolicy, Mailbox};
+use crate::mailbox::{DrainPolicy, Mailbox, Taken};
 
 /// Messages to a hosting actor. Never carries user messages.
 #[derive(Debug)]
@@ -69,7 +69,7 @@ impl<A: Agent> AgentHost<A> {
     /// Handles up to one batch. Returns whether lanes may still hold work.
     async fn drain(&self, state: &mut HostState<A>) -> Result<bool, ActorProcessingErr> {
         for _ in 0..self.drain_batch {
-            let Some(msg) = self.mailbox.pop(&mut state.policy) else {
+            let Some(Taken { msg, ticket }) = self.mailbox.pop(&mut state.policy) else {
                 return Ok(false);
             };
             // Queue pops use no tokio task budget: without this a draining
@@ -87,6 +87,9 @@ impl<A: Agent> AgentHost<A> {
             // A handler that awaits stops the drain: parked senders get the
             // room freed so far now (see `Mailbox::offer_room_while`).
             let result = self.mailbox.offer_room_while(handling).await;
+            // A message taken from the pool's spill is acknowledged (off
+            // the disk) once handled; a panic above drops the ticket too.
+            drop(ticket);
             self.mailbox.counters.handled.fetch_add(1, Ordering::Relaxed);
             if let (Some(signals), Some(started)) = (signals, started) {
                 let took = started.elapsed();

@@ -22,6 +22,7 @@
 //! | [`resources`] | integer resource vectors, QoS classes, profiles |
 //! | [`priority`] | the three priorities |
 //! | [`routing`] | routing strategies and the consistent-hash ring |
+//! | [`spill`] | disk spill for a pool's low lane: `SpillConfig`, the durable FIFO `SpillStore` |
 //! | [`spawn`] | `SpawnOptions`: extensions, signals (busy time, throttling, preemption), on-gone hooks |
 //! | [`admission`] | token-bucket (GCRA) admission for routers |
 //! | [`error`] | typed errors per concern |
@@ -72,6 +73,7 @@ pub mod resources;
 pub mod routing;
 pub mod scope;
 pub mod spawn;
+pub mod spill;
 pub mod supervisor;
 pub mod telemetry;
 pub mod usage;

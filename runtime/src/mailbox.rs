@@ -59,6 +59,7 @@ use crate::config::MailboxConfig;
 use crate::error::SendError;
 use crate::host::HostMsg;
 use crate::priority::Priority;
+use crate::spill::{SpillQueue, SpillTicket};
 
 /// High bit of a lane counter: the lane admits nothing more.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -235,6 +236,17 @@ pub(crate) struct Mailbox<M> {
     /// What the agent shares with whoever manages it; set at spawn for
     /// agents spawned with signals, or on first use (a preemption).
     pub(crate) signals: std::sync::OnceLock<std::sync::Arc<crate::spawn::AgentSignals>>,
+    /// The pool's disk spill behind the low lane, for workers of a
+    /// spilling pool (see [`crate::spill`]); set once at the worker's
+    /// creation, read with one load per pop.
+    pub(crate) spill: std::sync::OnceLock<std::sync::Arc<SpillQueue<M>>>,
+}
+
+/// A message taken from a mailbox, with the ticket that acknowledges it to
+/// the pool's spill (dropped after its handling) if it came from there.
+pub(crate) struct Taken<M: Send + 'static> {
+    pub(crate) msg: M,
+    pub(crate) ticket: Option<SpillTicket<M>>,
 }
 
 impl<M> std::fmt::Debug for Mailbox<M> {
@@ -260,6 +272,7 @@ impl<M> Mailbox<M> {
             name,
             counters: MailboxCounters::default(),
             signals: std::sync::OnceLock::new(),
+            spill: std::sync::OnceLock::new(),
         }
     }
 
@@ -285,7 +298,7 @@ impl<M> Mailbox<M> {
 
     /// Rings the doorbell unless a wake-up is already pending.
     #[inline]
-    fn ring(&self) {
+    pub(crate) fn ring(&self) {
         // A plain load first: under load the flag is almost always already
         // set, and a load does not bounce the cache line like a swap does.
         // Correctness only needs the SeqCst swap when the load saw `false`
@@ -374,23 +387,47 @@ impl<M> Mailbox<M> {
         self.lane(p).capacity
     }
 
-    /// Total admitted and not yet taken.
+    /// Total admitted and not yet taken, counting one for a pool's spill
+    /// that has messages this worker may take.
     pub(crate) fn pending(&self) -> usize {
-        self.lanes.iter().map(Lane::depth).sum()
+        self.lanes.iter().map(Lane::depth).sum::<usize>()
+            + usize::from(self.open_spill().is_some_and(|s| s.has_untaken()))
     }
 
-    /// Takes the next message according to the drain policy.
+    /// The pool's spill, while the lanes are open: a retiring or stopping
+    /// worker handles what its lanes admitted and leaves the spill for the
+    /// pool's other workers (or the next start).
     #[inline]
-    pub(crate) fn pop(&self, policy: &mut DrainPolicy) -> Option<M> {
+    fn open_spill(&self) -> Option<&std::sync::Arc<SpillQueue<M>>> {
+        self.spill.get().filter(|_| !self.is_closed())
+    }
+}
+
+impl<M: Send + 'static> Mailbox<M> {
+    /// Takes the next message according to the drain policy. The low lane
+    /// is served from the lane first, then from the pool's spill (whatever
+    /// the lane holds is older than anything spilled: see [`crate::spill`]).
+    #[inline]
+    pub(crate) fn pop(&self, policy: &mut DrainPolicy) -> Option<Taken<M>> {
+        let spill = self.open_spill().filter(|s| s.has_untaken());
         let nonempty = [
             self.lanes[0].has_queued(),
             self.lanes[1].has_queued(),
-            self.lanes[2].has_queued(),
+            self.lanes[2].has_queued() || spill.is_some(),
         ];
         let p = policy.pick(nonempty)?;
-        self.lane(p).pop()
+        if let Some(msg) = self.lane(p).pop() {
+            return Some(Taken { msg, ticket: None });
+        }
+        let (msg, ticket) = spill.filter(|_| p == Priority::Low)?.take()?;
+        Some(Taken {
+            msg,
+            ticket: Some(ticket),
+        })
     }
+}
 
+impl<M> Mailbox<M> {
     /// Runs one handler call. If it does not finish at once (it awaits),
     /// the lanes will not drain until it does, so room freed so far is
     /// offered to parked senders now rather than when the lane next drains

@@ -25,6 +25,7 @@ use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
 use crate::pool::{AgentPool, PoolMsg, PoolRef, PoolShared};
 use crate::spawn::{OnGone, SpawnOptions};
+use crate::spill::{SpillConfig, SpillQueue};
 use crate::supervisor::{
     Adoption, ChildInfo, ChildSpec, Domains, EventSink, GiveUp, NameClaim, Names, NodeEvent, NodeExit, NodeSupervisor,
     NodeSupervisorArgs, Registry, RootMsg, Strategy, SubtreeKind, Supervised, Supervisor, SupervisorArgs,
@@ -577,7 +578,80 @@ impl Node {
         opts: SpawnOptions,
     ) -> Result<PoolRef<A::Msg>, SpawnError> {
         let on_gone = opts.on_gone.clone();
-        let result = self.spawn_pool_inner(name, size, agent, opts).await;
+        let result = self.spawn_pool_inner(name, size, agent, opts, None).await;
+        if result.is_err()
+            && let Some(hook) = on_gone
+        {
+            hook.run();
+        }
+        result
+    }
+
+    /// Spawns a supervised pool (as [`Self::spawn_pool_opts`]) whose low
+    /// lane spills to disk when every worker's low lane is full, instead of
+    /// making senders wait (see [`crate::spill`]). Opening the spill first
+    /// queues what an earlier process left in `spill.dir`, which the
+    /// workers deliver before newer low messages. Fails with
+    /// [`SpawnError::Spill`] if the directory is in use or damaged.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use nexus_swarm_runtime::prelude::*;
+    /// use nexus_swarm_runtime::spill::SpillConfig;
+    ///
+    /// struct Logger;
+    ///
+    /// impl Agent for Logger {
+    ///     type Msg = String;
+    ///     type State = Vec<String>;
+    ///
+    ///     async fn init(&self, _ctx: &AgentContext<String>) -> Result<Vec<String>, HandlerError> {
+    ///         Ok(Vec::new())
+    ///     }
+    ///
+    ///     async fn handle(&self, _ctx: &AgentContext<String>, line: String, seen: &mut Vec<String>) -> Result<(), HandlerError> {
+    ///         seen.push(line);
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("spill-node-doc-{}", std::process::id()));
+    /// let node = Node::start(NexusConfig::default()).await?;
+    /// let mailbox = MailboxConfig::default().with_capacity(2);
+    /// let pool = node
+    ///     .spawn_spilling_pool("logger", 1, Logger, SpawnOptions::new().mailbox(mailbox), SpillConfig::new(&dir))
+    ///     .await?;
+    /// for i in 0..10 {
+    ///     // Never waits: past the lane's 2 slots, lines go to disk.
+    ///     pool.try_send(format!("line {i}"), Priority::Low)?;
+    /// }
+    /// node.shutdown(Duration::from_secs(5)).await;
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn spawn_spilling_pool<A: Agent>(
+        &self,
+        name: &str,
+        size: usize,
+        agent: A,
+        opts: SpawnOptions,
+        spill: SpillConfig,
+    ) -> Result<PoolRef<A::Msg>, SpawnError>
+    where
+        A::Msg: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let on_gone = opts.on_gone.clone();
+        let result = async {
+            spill.validate()?;
+            let queue = SpillQueue::open(&spill).map_err(|source| SpawnError::Spill {
+                name: name.to_string(),
+                source,
+            })?;
+            self.spawn_pool_inner(name, size, agent, opts, Some(Arc::new(queue)))
+                .await
+        }
+        .await;
         if result.is_err()
             && let Some(hook) = on_gone
         {
@@ -592,6 +666,7 @@ impl Node {
         size: usize,
         agent: A,
         opts: SpawnOptions,
+        spill: Option<Arc<SpillQueue<A::Msg>>>,
     ) -> Result<PoolRef<A::Msg>, SpawnError> {
         let SpawnOptions {
             mailbox,
@@ -613,7 +688,8 @@ impl Node {
             return Err(SpawnError::SupervisorGone);
         }
         let claim = self.names.claim(name)?;
-        let shared: Arc<PoolShared<A::Msg>> = AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox, signals);
+        let shared: Arc<PoolShared<A::Msg>> =
+            AgentPool::<A>::new_shared(Arc::clone(&claim.name), mailbox, signals, spill);
         let pool = AgentPool {
             agent: Arc::new(agent),
             shared: Arc::clone(&shared),

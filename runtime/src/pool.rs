@@ -15,6 +15,11 @@
 //! then its lanes are closed (senders that still hold the old snapshot get
 //! `Closed` and pick another worker) and it stops only once every message it
 //! admitted has been handled.
+//!
+//! A spilling pool ([`Node::spawn_spilling_pool`](crate::node::Node::spawn_spilling_pool))
+//! keeps one disk spill behind all its workers' low lanes; low sends go
+//! through it in FIFO order and workers take from it when their own low
+//! lane is empty (see [`crate::spill`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +38,7 @@ use crate::error::{AskError, PoolError, SendError, SpawnError};
 use crate::host::{AgentHost, HostMsg};
 use crate::mailbox::Mailbox;
 use crate::priority::Priority;
+use crate::spill::{SpillQueue, SpillStats};
 use crate::supervisor::{GaveUp, InitFailed, RestartIntensity, SubtreeKind, SubtreeStopped};
 
 /// Most workers a pool may have.
@@ -59,6 +65,9 @@ pub(crate) struct PoolShared<M> {
     /// Shared by every worker (see [`crate::spawn`]); set at spawn for a
     /// managed pool, or on first use (a preemption).
     pub(crate) signals: std::sync::OnceLock<Arc<crate::spawn::AgentSignals>>,
+    /// The disk spill behind the workers' low lanes, for a spilling pool
+    /// (see [`crate::spill`]).
+    pub(crate) spill: Option<Arc<SpillQueue<M>>>,
 }
 
 /// A handle to a pool. Cheap to clone.
@@ -122,8 +131,35 @@ impl<M: Send + 'static> PoolRef<M> {
     }
 
     /// Admits `msg` to some worker's lane now, trying each worker once
-    /// (round-robin start), or gives it back.
-    pub fn try_send(&self, mut msg: M, priority: Priority) -> Result<(), SendError<M>> {
+    /// (round-robin start), or gives it back. A low message to a spilling
+    /// pool whose workers' low lanes are full is spilled to disk instead
+    /// (see [`crate::spill`]); `Full` then means the spill is full too.
+    pub fn try_send(&self, msg: M, priority: Priority) -> Result<(), SendError<M>> {
+        match &self.shared.spill {
+            Some(spill) if priority == Priority::Low => self.admit_or_spill(spill, msg),
+            _ => self.try_send_lanes(msg, priority),
+        }
+    }
+
+    /// [`Self::try_send`] through the spill: in FIFO order, to a lane or
+    /// to disk; rings the workers when it spilled.
+    fn admit_or_spill(&self, spill: &SpillQueue<M>, msg: M) -> Result<(), SendError<M>> {
+        if self.shared.members.load().is_empty() {
+            // Stopped: nobody would take it from the spill in this process.
+            return Err(SendError::Closed(msg));
+        }
+        if spill.admit_or_spill(msg, |m| self.try_send_lanes(m, Priority::Low))? {
+            // Workers that found nothing went idle: the next one to look
+            // takes it. Under load their doorbells are already set, and a
+            // ring is one load.
+            for worker in self.shared.members.load().iter() {
+                worker.mailbox.ring();
+            }
+        }
+        Ok(())
+    }
+
+    fn try_send_lanes(&self, mut msg: M, priority: Priority) -> Result<(), SendError<M>> {
         let members = self.shared.members.load();
         let n = members.len();
         if n == 0 {
@@ -148,7 +184,9 @@ impl<M: Send + 'static> PoolRef<M> {
         }
     }
 
-    /// Admits `msg` to some worker, waiting for room up to the lane's timeout.
+    /// Admits `msg` to some worker, waiting for room up to the lane's
+    /// timeout (for a spilling pool's low message: waiting only when the
+    /// spill is full, see [`Self::try_send`]).
     pub async fn send(&self, msg: M, priority: Priority) -> Result<(), SendError<M>> {
         let timeout = self.shared.mailbox_cfg.lane(priority).timeout;
         self.send_timeout(msg, priority, timeout).await
@@ -157,6 +195,9 @@ impl<M: Send + 'static> PoolRef<M> {
     /// Admits `msg` to some worker, waiting for room up to `timeout`.
     pub async fn send_timeout(&self, msg: M, priority: Priority, timeout: Duration) -> Result<(), SendError<M>> {
         let deadline = crate::mailbox::deadline_after(timeout);
+        if let Some(spill) = self.shared.spill.as_ref().filter(|_| priority == Priority::Low) {
+            return self.spill_timeout(spill, msg, deadline).await;
+        }
         let mut msg = match self.try_send(msg, priority) {
             Err(SendError::Full(m)) => m,
             other => return other,
@@ -175,6 +216,30 @@ impl<M: Send + 'static> PoolRef<M> {
                 // The worker retired while we waited: pick another.
                 Err(SendError::Closed(m)) => msg = m,
                 other => return other,
+            }
+        }
+    }
+
+    /// A low send to a spilling pool: the spill's order holds while waiting,
+    /// so the sender waits for room on disk (freed as spilled messages are
+    /// acknowledged), not for a slot in a lane.
+    async fn spill_timeout(
+        &self,
+        spill: &SpillQueue<M>,
+        mut msg: M,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), SendError<M>> {
+        loop {
+            // Registered before the attempt, so room freed in between wakes us.
+            let (notified, waiting) = spill.park();
+            match self.admit_or_spill(spill, msg) {
+                Err(SendError::Full(m)) => msg = m,
+                other => return other,
+            }
+            let woke = tokio::time::timeout_at(deadline, notified).await;
+            drop(waiting);
+            if woke.is_err() {
+                return Err(SendError::Timeout(msg));
             }
         }
     }
@@ -218,6 +283,11 @@ impl<M: Send + 'static> PoolRef<M> {
     pub fn lane_capacities(&self) -> [usize; 3] {
         let m = &self.shared.mailbox_cfg;
         [Priority::High, Priority::Normal, Priority::Low].map(|p| m.lane(p).capacity)
+    }
+
+    /// The spill's counters, for a spilling pool.
+    pub fn spill_stats(&self) -> Option<SpillStats> {
+        self.shared.spill.as_ref().map(|s| s.stats())
     }
 
     /// Worker restarts since the pool was spawned (kept across restarts of
@@ -277,6 +347,8 @@ pub struct PoolStats {
     pub retiring: usize,
     /// Worker restarts since the pool started.
     pub restarts: u64,
+    /// Messages spilled to disk and taken back, for a spilling pool.
+    pub spill: Option<SpillStats>,
 }
 
 /// Control messages to a pool's actor.
@@ -339,6 +411,7 @@ impl<A: Agent> AgentPool<A> {
         name: Arc<str>,
         mailbox_cfg: MailboxConfig,
         signals: Option<Arc<crate::spawn::AgentSignals>>,
+        spill: Option<Arc<SpillQueue<A::Msg>>>,
     ) -> Arc<PoolShared<A::Msg>> {
         let cell = std::sync::OnceLock::new();
         if let Some(signals) = signals {
@@ -354,6 +427,7 @@ impl<A: Agent> AgentPool<A> {
             actor: ArcSwapOption::empty(),
             restarts: AtomicU64::new(0),
             signals: cell,
+            spill,
         })
     }
 
@@ -427,6 +501,10 @@ impl<A: Agent> AgentPool<A> {
             if let Some(signals) = self.shared.signals.get() {
                 // Fresh mailbox: the cell is empty, so this cannot fail.
                 let _ = mailbox.signals.set(Arc::clone(signals));
+            }
+            if let Some(spill) = &self.shared.spill {
+                // Fresh mailbox, as above.
+                let _ = mailbox.spill.set(Arc::clone(spill));
             }
             let agent = AgentRef::from_mailbox(mailbox);
             match self.spawn_worker(&myself.get_cell(), &agent, index, 0).await {
@@ -594,6 +672,7 @@ impl<A: Agent> Actor for AgentPool<A> {
                     size: Self::live(state),
                     retiring: state.workers.len() - Self::live(state),
                     restarts: self.shared.restarts.load(Ordering::Relaxed),
+                    spill: self.shared.spill.as_ref().map(|s| s.stats()),
                 });
             }
             #[cfg(test)]
