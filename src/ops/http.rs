@@ -179,6 +179,7 @@ impl OpsState {
                         "level": format!("{:?}", r.level).to_lowercase(),
                         "utilization_permille": r.utilization,
                     })).collect::<Vec<_>>(),
+                    "responses_engaged": report.engaged.iter().map(ToString::to_string).collect::<Vec<_>>(),
                 }),
                 None => Value::Null,
             },

@@ -213,6 +213,7 @@ fn run_serves_status_and_metrics_audits_admin_calls_and_exits_cleanly_on_sigterm
     assert_eq!(status["routers"][0]["name"], "front");
     assert_eq!(status["routers"][0]["members"], 2);
     assert!(status["pressure"]["overall"].is_string(), "{status}");
+    assert!(status["pressure"]["responses_engaged"].is_array(), "{status}");
     assert_eq!(team_limit(&status), 1000);
 
     let (code, metrics) = http(&addr, "GET", "/metrics", Some("view-secret"), None);
