@@ -91,6 +91,7 @@ use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::pool::PoolRef;
 use nexus_swarm_runtime::resources::{QosClass, ResourceKind, ResourceProfile, ResourceVector};
 use nexus_swarm_runtime::spawn::{AgentSignals, Extensions, SpawnOptions};
+use nexus_swarm_runtime::spill::SpillConfig;
 use nexus_swarm_runtime::supervisor::NodeExit;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -559,6 +560,59 @@ impl Swarm {
         let profile = agent.profile();
         let (opts, signals) = self.admit(&identity, &profile, workers).await?;
         let pool = self.inner.node.spawn_pool_opts(&name, size, agent, opts).await?;
+        self.pool_spawned(&name, &signals, pool).await
+    }
+
+    /// [`Swarm::spawn_pool`] whose low lanes spill to disk when full
+    /// (see [`nexus_swarm_runtime::spill`]): low-priority messages past the
+    /// workers' lanes go to a durable FIFO in `spill.dir` instead of making
+    /// senders wait, and are delivered in order, across restarts, once per
+    /// acknowledged handling. The message type must be serde-encodable.
+    pub async fn spawn_spilling_pool<A: Agent>(
+        &self,
+        name: &str,
+        size: usize,
+        agent: A,
+        spill: SpillConfig,
+    ) -> Result<PoolRef<A::Msg>, SwarmError>
+    where
+        A::Msg: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        self.spawn_spilling_pool_as(Identity::new(name), size, agent, spill)
+            .await
+    }
+
+    /// [`Swarm::spawn_spilling_pool`] charged to `identity`.
+    pub async fn spawn_spilling_pool_as<A: Agent>(
+        &self,
+        identity: Identity,
+        size: usize,
+        agent: A,
+        spill: SpillConfig,
+    ) -> Result<PoolRef<A::Msg>, SwarmError>
+    where
+        A::Msg: serde::Serialize + serde::de::DeserializeOwned,
+    {
+        let name = identity.agent.clone();
+        let workers = u64::try_from(size).unwrap_or(u64::MAX);
+        let profile = agent.profile();
+        let (opts, signals) = self.admit(&identity, &profile, workers).await?;
+        let pool = self
+            .inner
+            .node
+            .spawn_spilling_pool(&name, size, agent, opts, spill)
+            .await?;
+        self.pool_spawned(&name, &signals, pool).await
+    }
+
+    /// What follows a pool's spawn: the monitor watches it, its control is
+    /// attached to its admission, and the routers declared over it start.
+    async fn pool_spawned<M: Send + 'static>(
+        &self,
+        name: &str,
+        signals: &Arc<AgentSignals>,
+        pool: PoolRef<M>,
+    ) -> Result<PoolRef<M>, SwarmError> {
         if let Some(monitor) = &self.inner.monitor {
             // The swarm refused a taken name above, so the monitor has none
             // of this name: a refusal here cannot happen and is ignored.
@@ -566,8 +620,8 @@ impl Swarm {
         }
         let (preempt_ref, stop_ref) = (pool.clone(), pool.clone());
         self.attach(
-            &name,
-            &signals,
+            name,
+            signals,
             Control {
                 preempt: Box::new(move |notice| {
                     preempt_ref.preempt(notice);

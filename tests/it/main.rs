@@ -73,6 +73,7 @@ mod shutdown_drains_admitted_messages;
 mod spawning_refuses_taken_names_and_reports_init_errors;
 mod swarm_admits_profiles_against_node_capacity;
 mod swarm_agent_llm_calls_carry_its_identity;
+mod swarm_pool_low_lane_spills_to_disk_in_order;
 mod swarm_starts_declared_routers_over_their_pools;
 mod swarm_throttles_an_agent_over_its_cpu_limit;
 mod system_actors_restart_after_panic;
