@@ -8,9 +8,9 @@
 //! tokens' names. Once the node is gone, a tool call is a clear
 //! "unreachable" tool error, and closing stdin ends the bridge with 0.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -18,57 +18,8 @@ use serde_json::{Value, json};
 
 use crate::support::http as support;
 
+use crate::support::nexus_cli::{Guard, NEXUS, lines_of, nexus, team_limit, write_tokens};
 use support::{TIMEOUT, http, json};
-
-const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
-
-/// Kills the child unless the test saw it exit.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            // It may have exited already; either way it is gone after this.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn nexus(args: &[&str]) -> Output {
-    Command::new(NEXUS).args(args).output().expect("nexus runs")
-}
-
-/// The lines a child writes to `stream`, read on a thread.
-fn lines_of(stream: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// Writes `<dir>/tokens.toml` for `(name, role, token)` entries.
-fn write_tokens(dir: &Path, entries: &[(&str, &str, &str)]) -> PathBuf {
-    let mut text = String::new();
-    for (name, role, token) in entries {
-        let out = nexus(&["tokens", "hash", token]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let hash = String::from_utf8(out.stdout).unwrap();
-        text.push_str(&format!(
-            "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
-            hash.trim()
-        ));
-    }
-    let tokens = dir.join("tokens.toml");
-    std::fs::write(&tokens, text).unwrap();
-    tokens
-}
 
 fn write_config(dir: &Path, data: &Path) -> PathBuf {
     let config = dir.join("nexus.toml");
@@ -226,17 +177,6 @@ impl Mcp {
 
 fn text_of(result: &Value) -> String {
     result["content"][0]["text"].as_str().unwrap_or_default().to_string()
-}
-
-fn team_limit(status: &Value) -> u64 {
-    status["quotas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["quota"]["id"] == "team-a")
-        .expect("team-a in the status")["quota"]["limit"]
-        .as_u64()
-        .unwrap()
 }
 
 #[test]

@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -18,45 +18,8 @@ use serde_json::Value;
 
 use crate::support::http as support;
 
+use crate::support::nexus_cli::{Guard, NEXUS, nexus, team_limit, write_tokens};
 use support::{TIMEOUT, http, json};
-
-const NEXUS: &str = env!("CARGO_BIN_EXE_nexus");
-
-/// Kills the child unless the test saw it exit.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            // It may have exited already; either way it is gone after this.
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn nexus(args: &[&str]) -> Output {
-    Command::new(NEXUS).args(args).output().expect("nexus runs")
-}
-
-fn hash(token: &str) -> String {
-    let out = nexus(&["tokens", "hash", token]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let h = String::from_utf8(out.stdout).unwrap().trim().to_string();
-    assert_eq!(h.len(), 64, "a sha256 in hex: {h}");
-    h
-}
-
-fn team_limit(status: &Value) -> u64 {
-    status["quotas"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|q| q["quota"]["id"] == "team-a")
-        .expect("team-a in /status")["quota"]["limit"]
-        .as_u64()
-        .unwrap()
-}
 
 /// A running `nexus run`: its guard, HTTP address and stderr lines.
 fn start_run(config: &Path, tokens: &Path) -> (Guard, String, mpsc::Receiver<String>) {
@@ -110,20 +73,6 @@ fn stop_run(mut guard: Guard, lines: mpsc::Receiver<String>) -> (Option<i32>, Ve
     }
     let exit = guard.0.take().unwrap().wait().unwrap();
     (exit.code(), rest)
-}
-
-/// Writes `<dir>/tokens.toml` for `(name, role, token)` entries.
-fn write_tokens(dir: &Path, entries: &[(&str, &str, &str)]) -> PathBuf {
-    let tokens = dir.join("tokens.toml");
-    let mut text = String::new();
-    for (name, role, token) in entries {
-        text.push_str(&format!(
-            "[[tokens]]\nname = \"{name}\"\nrole = \"{role}\"\nsha256 = \"{}\"\n",
-            hash(token)
-        ));
-    }
-    std::fs::write(&tokens, text).unwrap();
-    tokens
 }
 
 /// `nexus state export|import FILE` against `addr` with `token`.
