@@ -4,7 +4,7 @@
 //! and budgets every `monitor.interval` for `/status/history`, and runs until SIGINT, SIGTERM or an admin's
 //! `POST /admin/shutdown`; then shuts down gracefully and says how it went.
 //!
-//! Shutdown, in order: `/ready` answers `503`; the HTTP server stops taking
+//! Shutdown, in order: `/ready` answers `503` and the pools' loads stop; the HTTP server stops taking
 //! connections and finishes the requests it has (up to
 //! [`HTTP_DRAIN`]); the quota keeper writes its usage; every pool handles
 //! what it admitted and the system actors stop (the ledger writes what it
@@ -247,6 +247,10 @@ async fn shut_down(
     config: &NexusConfig,
 ) -> ShutdownFacts {
     state.set_ready(false);
+    // No new load from here on (stop_swarm stops it too; stopping twice is fine).
+    for p in state.pools().values() {
+        p.stop_load();
+    }
     // The server may already have stopped (then its error is reported below).
     let _ = stop_http.send(());
     let http = match tokio::time::timeout(HTTP_DRAIN, server).await {

@@ -297,7 +297,10 @@ mod tests {
         assert_eq!(a.handled, [5, 7]);
         assert_eq!(a.throughput_milli, [5000, 7000]);
         assert_eq!((a.depth_normal.clone(), a.depth_low.clone()), (vec![1, 2], vec![1, 1]));
-        assert_eq!((a.latency_p50_us.clone(), a.latency_p99_us.clone()), (vec![20, 30], vec![40, 60]));
+        assert_eq!(
+            (a.latency_p50_us.clone(), a.latency_p99_us.clone()),
+            (vec![20, 30], vec![40, 60])
+        );
         assert_eq!(a.queue_permille, [100, 200]);
         assert_eq!(doc.pools[1].ago_ms, [500]);
     }
@@ -315,7 +318,10 @@ mod tests {
         assert_eq!(doc.pressure.ago_ms, [3000, 2000, 1000]);
         assert_eq!(doc.pressure.level, ["normal", "high", "moderate"]);
         let daily = &doc.budgets[0];
-        assert_eq!((daily.id.as_str(), daily.ago_ms.clone()), ("daily", vec![3000, 2000, 1000]));
+        assert_eq!(
+            (daily.id.as_str(), daily.ago_ms.clone()),
+            ("daily", vec![3000, 2000, 1000])
+        );
         assert_eq!(daily.spent_micro_usd, [10, 30, 45]);
         assert_eq!(daily.limit_micro_usd, [1000, 1000, 1000]);
         assert_eq!(doc.budgets[1].id, "acme");
