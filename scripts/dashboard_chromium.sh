@@ -2,7 +2,8 @@
 # The dashboard of `nexus run` in headless Chromium: starts `nexus run` on a
 # free 127.0.0.1 port with tokens and two pools under a steady load (an echo
 # pool and an llm-caller pool over the simulated provider), sets a budget
-# through the admin API, loads `/#token=<viewer>` twice and checks the DOM
+# through the admin API, loads `/` without a token (it must ask for one and
+# show no data), loads `/#token=<viewer>` twice and checks the DOM
 # after the page's scripts ran (every tile, pool row, budget row and chart
 # holds live values; the handled count moved between the loads), then saves
 # a screenshot to <target>/dashboard.png. Installs Debian's chromium when it
@@ -121,17 +122,33 @@ for _ in $(seq 1 200); do
     sleep 0.1
 done
 
-browse() { # browse OUT [extra chromium flags...]
-    local out="$1"
-    shift
+browse() { # browse URL OUT [extra chromium flags...]
+    local url="$1" out="$2"
+    shift 2
     timeout 60 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
         --disable-background-networking --disable-component-update --disable-sync \
         --user-data-dir="$(mktemp -d -p "$WORK")" --virtual-time-budget=5000 "$@" \
-        "http://$ADDR/#token=$VIEWER" >"$out" 2>>"$WORK/chromium.log"
+        "$url" >"$out" 2>>"$WORK/chromium.log"
 }
+PAGE="http://$ADDR/#token=$VIEWER"
 
-browse "$WORK/dom1.html" --dump-dom || { tail -20 "$WORK/chromium.log" >&2; echo "chromium failed (first load)" >&2; exit 1; }
-browse "$WORK/dom2.html" --dump-dom || { tail -20 "$WORK/chromium.log" >&2; echo "chromium failed (second load)" >&2; exit 1; }
+# Without a token the page is served, shows no data and asks for one.
+browse "http://$ADDR/" "$WORK/dom0.html" --dump-dom || { tail -20 "$WORK/chromium.log" >&2; echo "chromium failed (no token)" >&2; exit 1; }
+python3 - "$WORK/dom0.html" <<'PY'
+import re
+import sys
+
+dom = open(sys.argv[1], encoding="utf-8").read()
+form = re.search(r'<form id="auth"[^>]*>', dom)
+handled = re.search(r'id="handled-total"[^>]*>([^<]*)<', dom)
+if not form or "shown" not in form.group(0) or 'data-value=' in re.search(r'<div class="value" id="handled-total"[^>]*>', dom).group(0):
+    print("without a token the page should ask for one and show no data:", form and form.group(0), handled and handled.group(0), file=sys.stderr)
+    sys.exit(1)
+print("dashboard without a token: asks for one, shows nothing")
+PY
+
+browse "$PAGE" "$WORK/dom1.html" --dump-dom || { tail -20 "$WORK/chromium.log" >&2; echo "chromium failed (first load)" >&2; exit 1; }
+browse "$PAGE" "$WORK/dom2.html" --dump-dom || { tail -20 "$WORK/chromium.log" >&2; echo "chromium failed (second load)" >&2; exit 1; }
 
 python3 - "$WORK/dom1.html" "$WORK/dom2.html" <<'PY'
 import re
@@ -220,7 +237,7 @@ PY
 mkdir -p "$TARGET"
 SHOT="$TARGET/dashboard.png"
 rm -f "$SHOT"
-browse /dev/null --screenshot="$SHOT" --window-size=1280,900 --hide-scrollbars \
+browse "$PAGE" /dev/null --screenshot="$SHOT" --window-size=1280,900 --hide-scrollbars \
     || { tail -20 "$WORK/chromium.log" >&2; echo "chromium failed (screenshot)" >&2; exit 1; }
 [ -s "$SHOT" ] || { echo "no screenshot was written to $SHOT" >&2; exit 1; }
 echo "dashboard screenshot: $SHOT"
