@@ -1,11 +1,13 @@
 //! `nexus run`: starts a swarm from a configuration file, spawns its
 //! `[[run.pools]]` (with their steady load, if any), serves the dashboard,
 //! the HTTP status and admin API ([`crate::ops::http`]), records pressure
-//! and budgets every `monitor.interval` for `/status/history`, and runs until SIGINT, SIGTERM or an admin's
-//! `POST /admin/shutdown`; then shuts down gracefully and says how it went.
+//! and budgets every `monitor.interval` for `/status/history`, and runs
+//! until SIGINT, SIGTERM or an admin's `POST /admin/shutdown`; then shuts
+//! down gracefully and says how it went.
 //!
-//! Shutdown, in order: `/ready` answers `503` and the pools' loads stop; the HTTP server stops taking
-//! connections and finishes the requests it has (up to
+//! Shutdown, in order: `/ready` answers `503` and the pools' loads stop;
+//! the HTTP server stops taking connections and finishes the requests it
+//! has (up to
 //! [`HTTP_DRAIN`]); the quota keeper writes its usage; every pool handles
 //! what it admitted and the system actors stop (the ledger writes what it
 //! holds), up to `run.shutdown_timeout`; the ledger store is verified.

@@ -48,7 +48,6 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use nexus_swarm_actors::cost_ledger::BudgetStatus;
 use nexus_swarm_actors::cost_ledger::{Budget, BudgetAction, BudgetPeriod, LedgerError};
 use nexus_swarm_actors::monitor::ExportFormat;
 use nexus_swarm_actors::quota_keeper::QuotaError;
@@ -149,7 +148,7 @@ impl OpsState {
             .ledger()
             .budget_statuses()
             .into_iter()
-            .map(|s: BudgetStatus| BudgetPoint {
+            .map(|s| BudgetPoint {
                 spent_micro_usd: s.spent_micro_usd.saturating_add(s.inflight_micro_usd),
                 limit_micro_usd: s.budget.limit_micro_usd,
                 id: s.budget.id,
