@@ -10,3 +10,6 @@ cargo test --workspace
 # `nexus serve` driven by the official `openai` Python client (prints SKIP
 # and why when python3 or PyPI is not available).
 scripts/front_door_openai_client.sh
+# The dashboard of `nexus run` in headless Chromium (installs Debian's chromium
+# when missing and root; prints SKIP and why when it cannot).
+scripts/dashboard_chromium.sh

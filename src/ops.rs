@@ -8,7 +8,10 @@
 //! | file | what it holds |
 //! |---|---|
 //! | `ops/agents.rs` | the agent types of `[[run.pools]]`, [`agents::SpawnedPool`] |
+//! | `ops/load.rs` | the steady load of `load_per_second`, [`load::Pacer`] |
 //! | `ops/http.rs` | the axum routes, [`http::OpsState`], [`http::ApiError`] |
+//! | `ops/history.rs` | the series of `GET /status/history`, [`history::Trail`] |
+//! | `ops/dashboard.html` | the page `GET /` serves (inline HTML, CSS and JS) |
 //! | `ops/tokens.rs` | the tokens file, roles, [`tokens::hash_token`] |
 //! | `ops/shutdown.rs` | how `nexus run` judges its shutdown (the exit code) |
 //! | `ops/state.rs` | the versioned state document of export and import |
@@ -17,7 +20,9 @@
 
 pub mod agents;
 pub mod audit;
+pub mod history;
 pub mod http;
+pub mod load;
 pub mod mcp;
 pub mod shutdown;
 pub mod state;

@@ -373,6 +373,12 @@ impl MonitorHandle {
         self.shared.interval
     }
 
+    /// Now on the clock samples are stamped with ([`Sample::at`]): the
+    /// time since the monitor was first started (restarts keep it).
+    pub fn clock(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.shared.started)
+    }
+
     /// Every alert change from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AlertEvent> {
         self.shared.events.subscribe()

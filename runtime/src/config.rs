@@ -76,7 +76,7 @@ pub use monitor::{MAX_MONITOR_HISTORY, MonitorConfig, ThresholdsConfig};
 pub use pressure::{MAX_PRESSURE_RESPONSES, PressureAction, PressureConfig, PressureLevel, PressureResponse};
 pub use quota_tree::{DefinedQuota, MAX_QUOTA_DEPTH, QuotaEntry, QuotaTreeError, check_quota_tree};
 pub use routers::DeclaredRouter;
-pub use run::{MAX_RUN_POOL_SIZE, RunAgentKind, RunConfig, RunPool};
+pub use run::{MAX_RUN_LOAD_PER_SECOND, MAX_RUN_POOL_SIZE, RunAgentKind, RunConfig, RunPool};
 pub use scaling::{
     CpuTriggerConfig, MAX_SCALING_WORKERS, MemoryTriggerConfig, PredictiveConfig, QueueTriggerConfig, ScalingConfig,
 };

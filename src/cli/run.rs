@@ -1,10 +1,13 @@
 //! `nexus run`: starts a swarm from a configuration file, spawns its
-//! `[[run.pools]]`, serves the HTTP status and admin API
-//! ([`crate::ops::http`]) and runs until SIGINT, SIGTERM or an admin's
-//! `POST /admin/shutdown`; then shuts down gracefully and says how it went.
+//! `[[run.pools]]` (with their steady load, if any), serves the dashboard,
+//! the HTTP status and admin API ([`crate::ops::http`]), records pressure
+//! and budgets every `monitor.interval` for `/status/history`, and runs
+//! until SIGINT, SIGTERM or an admin's `POST /admin/shutdown`; then shuts
+//! down gracefully and says how it went.
 //!
-//! Shutdown, in order: `/ready` answers `503`; the HTTP server stops taking
-//! connections and finishes the requests it has (up to
+//! Shutdown, in order: `/ready` answers `503` and the pools' loads stop;
+//! the HTTP server stops taking connections and finishes the requests it
+//! has (up to
 //! [`HTTP_DRAIN`]); the quota keeper writes its usage; every pool handles
 //! what it admitted and the system actors stop (the ledger writes what it
 //! holds), up to `run.shutdown_timeout`; the ledger store is verified.
@@ -138,6 +141,8 @@ async fn run_async(args: RunArgs) -> ExitCode {
 
     let live = std::io::stderr().is_terminal();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut trail = tokio::time::interval(state.trail_interval());
+    trail.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut admin_stop = state.shutdown_requested();
     let why = loop {
         tokio::select! {
@@ -146,6 +151,7 @@ async fn run_async(args: RunArgs) -> ExitCode {
             _ = admin_stop.wait_for(|stop| *stop) => break "POST /admin/shutdown".to_string(),
             exit = swarm.node().wait() => break format!("the node stopped: {exit:?}"),
             _ = tick.tick(), if live => eprint!("\r\x1b[2K{}", status_line(&state).await),
+            _ = trail.tick() => state.record_trail().await,
         }
     };
     if live {
@@ -203,7 +209,14 @@ async fn start(args: &RunArgs) -> Result<Started, StartError> {
             }
         }
     }
-    let state = OpsState::new(swarm.clone(), pools, config.routers.clone(), tokens, audit);
+    let state = OpsState::new(
+        swarm.clone(),
+        pools,
+        config.routers.clone(),
+        tokens,
+        audit,
+        &config.monitor,
+    );
     Ok((swarm, state, listener, config))
 }
 
@@ -236,6 +249,10 @@ async fn shut_down(
     config: &NexusConfig,
 ) -> ShutdownFacts {
     state.set_ready(false);
+    // No new load from here on (stop_swarm stops it too; stopping twice is fine).
+    for p in state.pools().values() {
+        p.stop_load();
+    }
     // The server may already have stopped (then its error is reported below).
     let _ = stop_http.send(());
     let http = match tokio::time::timeout(HTTP_DRAIN, server).await {

@@ -1,10 +1,14 @@
 //! The agent types `nexus run` knows ([`RunAgentKind`]) and the pools it
 //! spawned of them, behind one type the HTTP server reads and resizes.
 
+use std::sync::Arc;
+
 use nexus_swarm_actors::llm::LlmRequest;
 use nexus_swarm_actors::swarm::{Swarm, SwarmContext, SwarmError};
 use nexus_swarm_runtime::config::{RunAgentKind, RunPool};
 use nexus_swarm_runtime::prelude::*;
+
+use super::load::Load;
 
 /// What every `nexus run` agent takes: a text and where to send the answer.
 pub type TextMsg = (String, Reply<String>);
@@ -64,13 +68,16 @@ pub struct SpawnedPool {
     pub kind: RunAgentKind,
     /// The pool (every kind takes [`TextMsg`]).
     pub pool: PoolRef<TextMsg>,
+    /// The steady load `nexus run` sends it (`load_per_second` above 0).
+    pub load: Option<Arc<Load>>,
 }
 
 impl SpawnedPool {
     /// Spawns `entry`'s pool through `swarm` (admitted by its profile;
     /// routers declared over it start with it). An `llm-caller` pool needs
     /// the swarm's gateway: without one it is refused here rather than
-    /// failing on every message.
+    /// failing on every message. A `load_per_second` above 0 starts its
+    /// [`Load`] (in the current tokio runtime).
     pub async fn spawn(swarm: &Swarm, entry: &RunPool) -> Result<Self, SpawnPoolError> {
         let size = entry.size as usize;
         let pool = match entry.agent {
@@ -82,10 +89,19 @@ impl SpawnedPool {
                 swarm.spawn_pool(&entry.name, size, LlmCaller).await?
             }
         };
+        let load = (entry.load_per_second > 0).then(|| Arc::new(Load::start(pool.clone(), entry.load_per_second)));
         Ok(Self {
             kind: entry.agent,
             pool,
+            load,
         })
+    }
+
+    /// Stops its load, if it has one (shutdown: what was sent stays admitted).
+    pub fn stop_load(&self) {
+        if let Some(load) = &self.load {
+            load.stop();
+        }
     }
 
     /// Resizes the pool through `swarm` (admitted as a spawn is); returns

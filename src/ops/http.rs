@@ -3,11 +3,13 @@
 //!
 //! | route | role | what |
 //! |---|---|---|
+//! | `GET /` | none² | the dashboard: one self-contained page ([`DASHBOARD_HTML`]) |
 //! | `GET /health` | none | `200` while the process serves |
 //! | `GET /ready` | none | `200` once every pool is spawned, `503` while shutting down |
 //! | `GET /metrics` | viewer¹ | the monitor's Prometheus text |
 //! | `GET /status` | viewer¹ | pools, lanes, routers, pressure, quotas, budgets (JSON) |
 //! | `GET /report` | viewer¹ | the ledger's cost report (JSON), see [`ReportParams`] |
+//! | `GET /status/history` | viewer¹ | the last minutes as series ([`HistoryDoc`]) |
 //! | `POST /admin/quotas/{id}` | operator | `{"limit": N}`: a quota's new limit |
 //! | `PUT /admin/budgets/{id}` | operator | a budget: `limit_micro_usd`, `period`, `action`, optional `scope` |
 //! | `POST /admin/pools/{name}/size` | operator | `{"size": N}`: resize a pool of `[[run.pools]]` |
@@ -19,6 +21,12 @@
 //! ¹ Only when a tokens file is configured; without one, reads are open
 //! (the server then listens on loopback only) and every admin call is
 //! refused with `401`.
+//!
+//! ² The page holds no data: it is served to anyone, and its scripts read
+//! `/status` and `/status/history` under the rule above, sending the
+//! viewer token the user gives them (a `#token=` fragment of the page's
+//! address, or its token field) as `Authorization: Bearer`. Its
+//! `Content-Security-Policy` lets it reach this server only.
 //!
 //! A token is sent as `Authorization: Bearer <token>`. Missing or unknown
 //! token: `401`; a role too low: `403`; a body that is not the expected
@@ -38,7 +46,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use nexus_swarm_actors::cost_ledger::{
@@ -48,7 +56,7 @@ use nexus_swarm_actors::monitor::ExportFormat;
 use nexus_swarm_actors::quota_keeper::QuotaError;
 use nexus_swarm_actors::router::RouterError;
 use nexus_swarm_actors::swarm::{Swarm, SwarmError};
-use nexus_swarm_runtime::config::{DeclaredRouter, MAX_RUN_POOL_SIZE, RunAgentKind};
+use nexus_swarm_runtime::config::{DeclaredRouter, MAX_RUN_POOL_SIZE, MonitorConfig, RunAgentKind};
 use nexus_swarm_runtime::scope::Scope;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -56,6 +64,7 @@ use tokio::sync::watch;
 
 use super::agents::{SpawnedPool, TextMsg};
 use super::audit::{AuditEntry, AuditLog, Outcome};
+use super::history::{BudgetPoint, HistoryDoc, MonitorView, Trail, TrailPoint, series};
 use super::state::{StateDoc, StateError};
 use super::tokens::{Role, Tokens};
 
@@ -67,6 +76,15 @@ pub const HTTP_DRAIN: Duration = Duration::from_secs(5);
 
 /// Largest request body read; a larger one is refused with `413`.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// The dashboard `GET /` serves: inline HTML, CSS and JavaScript that
+/// polls `/status` and `/status/history` and draws them on canvases.
+pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
+/// What the dashboard's scripts may do: reach this server, nothing else.
+const DASHBOARD_CSP: &str = "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                             connect-src 'self'; img-src data:; base-uri 'none'; form-action 'none'; \
+                             frame-ancestors 'none'";
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -85,16 +103,24 @@ pub struct OpsState {
     /// Where `POST /admin/shutdown` asks the runner to stop.
     shutdown: watch::Sender<bool>,
     started: tokio::time::Instant,
+    /// Pressure and budgets over time ([`OpsState::record_trail`]); a
+    /// mutex held for one push or one read, never across an await.
+    trail: parking_lot::Mutex<Trail>,
+    /// How often the trail is recorded (`monitor.interval`).
+    trail_interval: Duration,
 }
 
 impl OpsState {
-    /// The state of a server over `swarm` and the pools `nexus run` spawned.
+    /// The state of a server over `swarm` and the pools `nexus run`
+    /// spawned; its trail of pressure and budgets keeps as many points as
+    /// `monitor` keeps samples (`history`), one per `interval`.
     pub fn new(
         swarm: Swarm,
         pools: BTreeMap<String, SpawnedPool>,
         routers: Vec<DeclaredRouter>,
         tokens: Tokens,
         audit: Arc<AuditLog>,
+        monitor: &MonitorConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             swarm,
@@ -106,7 +132,53 @@ impl OpsState {
             admin: tokio::sync::Mutex::new(()),
             shutdown: watch::channel(false).0,
             started: tokio::time::Instant::now(),
+            trail: parking_lot::Mutex::new(Trail::new(monitor.history)),
+            trail_interval: monitor.interval,
         })
+    }
+
+    /// How often [`OpsState::record_trail`] is meant to be called.
+    pub fn trail_interval(&self) -> Duration {
+        self.trail_interval
+    }
+
+    /// Records the overall pressure level and every budget's spend now
+    /// (`nexus run` calls it every `monitor.interval`).
+    pub async fn record_trail(&self) {
+        let pressure = match self.swarm.pressure() {
+            Some(p) => p.report().await.map(|r| r.overall),
+            None => None,
+        };
+        let budgets = self
+            .swarm
+            .ledger()
+            .budget_statuses()
+            .into_iter()
+            .map(|s| BudgetPoint {
+                spent_micro_usd: s.spent_micro_usd.saturating_add(s.inflight_micro_usd),
+                limit_micro_usd: s.budget.limit_micro_usd,
+                id: s.budget.id,
+            })
+            .collect();
+        let point = TrailPoint {
+            at: self.started.elapsed(),
+            pressure,
+            budgets,
+        };
+        self.trail.lock().push(point);
+    }
+
+    /// The document `GET /status/history` serves.
+    pub fn history(&self) -> HistoryDoc {
+        let monitor = self.swarm.monitor();
+        let view = monitor.map(|m| MonitorView {
+            samples: m.history(),
+            minutes: m.minutes(),
+            now: m.clock(),
+        });
+        let interval = monitor.map_or(self.trail_interval, |m| m.interval());
+        let trail = self.trail.lock();
+        series(view, &trail, self.started.elapsed(), interval)
     }
 
     /// Marks the process ready (`true`) or shutting down (`false`).
@@ -148,6 +220,11 @@ impl OpsState {
                     },
                     "handled": p.pool.handled(),
                     "restarts": p.pool.restarts(),
+                    "load": p.load.as_ref().map(|l| json!({
+                        "per_second": l.per_second(),
+                        "sent": l.sent(),
+                        "refused": l.refused(),
+                    })),
                 })
             })
             .collect();
@@ -207,11 +284,13 @@ fn agent_name(kind: RunAgentKind) -> &'static str {
 /// The server's routes over `state`, bodies bounded to [`MAX_BODY_BYTES`].
 pub fn router(state: Arc<OpsState>) -> Router {
     Router::new()
+        .route("/", get(dashboard))
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/report", get(report))
+        .route("/status/history", get(history))
         .route("/admin/quotas/{id}", post(adjust_quota))
         .route("/admin/budgets/{id}", put(put_budget))
         .route("/admin/pools/{name}/size", post(resize_pool))
@@ -468,6 +547,23 @@ async fn report(
         }
         Err(e) => Err(ApiError::Internal(e.to_string())),
     }
+}
+
+async fn history(State(state): State<Arc<OpsState>>, headers: HeaderMap) -> Result<Json<HistoryDoc>, ApiError> {
+    may_read(&state, &headers)?;
+    Ok(Json(state.history()))
+}
+
+async fn dashboard() -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_SECURITY_POLICY, DASHBOARD_CSP),
+            (header::REFERRER_POLICY, "no-referrer"),
+        ],
+        Html(DASHBOARD_HTML),
+    )
+        .into_response()
 }
 
 /// `POST /admin/quotas/{id}`.

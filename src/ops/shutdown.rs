@@ -13,7 +13,7 @@ use nexus_swarm_runtime::supervisor::NodeExit;
 
 use super::agents::SpawnedPool;
 
-/// Writes the quotas' usage, shuts the swarm down within `timeout` (every
+/// Stops each pool's load, writes the quotas' usage, shuts the swarm down within `timeout` (every
 /// pool handles what it admitted, the system actors stop, the ledger
 /// writes what it holds), counts what each pool left unhandled and
 /// verifies the ledger under `data_dir`. `http` is how the HTTP server
@@ -25,6 +25,9 @@ pub async fn stop_swarm(
     data_dir: &Path,
     http: Result<(), String>,
 ) -> ShutdownFacts {
+    for p in pools.values() {
+        p.stop_load();
+    }
     let quotas = swarm.quotas().flush().await.map(drop).map_err(|e| e.to_string());
     // The workers, taken before the shutdown retires them from their
     // pools. At the timeout the node kills what still runs and drops what

@@ -45,6 +45,7 @@ mod low_lane_spills_to_disk_and_survives_a_kill;
 mod monitor_alert_is_raised_once_and_cleared_once;
 mod monitor_exports_parse_and_history_stays_bounded;
 mod ops_admin_calls_that_fail_change_nothing;
+mod ops_dashboard_page_and_history_show_the_running_swarm;
 mod ops_mcp_lists_tools_and_reads_status;
 mod ops_run_http_admin_audit;
 mod ops_run_pools_spawn_the_agent_types_the_binary_knows;

@@ -85,6 +85,7 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
         Vec::new(),
         tokens,
         log,
+        &config.monitor,
     );
     let addr = serve(Arc::clone(&state)).await;
     assert_eq!(
@@ -242,6 +243,7 @@ async fn refused_admin_calls_are_typed_audited_and_change_nothing() {
         Vec::new(),
         Tokens::default(),
         Arc::new(AuditLog::open(&dir.path().join("open")).unwrap()),
+        &config.monitor,
     );
     let addr = serve(open).await;
     assert_eq!(call(&addr, "GET", "/status", None, None).await.0, 200);

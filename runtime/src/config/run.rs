@@ -42,6 +42,10 @@ use super::{ConfigError, check_name, duration_in, in_range};
 /// Most workers one `[[run.pools]]` entry may ask for.
 pub const MAX_RUN_POOL_SIZE: u32 = 4096;
 
+/// Most messages per second `nexus run` may send a pool itself
+/// (`[[run.pools]] load_per_second`).
+pub const MAX_RUN_LOAD_PER_SECOND: u32 = 100_000;
+
 /// The `[run]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,6 +81,17 @@ pub struct RunPool {
     pub agent: RunAgentKind,
     /// Workers at start, 1 to [`MAX_RUN_POOL_SIZE`].
     pub size: u32,
+    /// Messages per second `nexus run` sends the pool itself, at normal
+    /// priority, from start until shutdown begins: a steady load for
+    /// demonstrations, the dashboard and smoke tests. A message its lanes
+    /// have no room for is not sent (counted as refused in `/status`).
+    /// 0 to [`MAX_RUN_LOAD_PER_SECOND`]. Default: 0 (none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub load_per_second: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The agent types the `nexus` binary knows.
@@ -104,6 +119,12 @@ impl RunConfig {
                 p.size.into(),
                 1,
                 MAX_RUN_POOL_SIZE.into(),
+            )?;
+            in_range(
+                &format!("run.pools[{i}].load_per_second"),
+                p.load_per_second.into(),
+                0,
+                MAX_RUN_LOAD_PER_SECOND.into(),
             )?;
             if let Some(first) = seen.insert(p.name.as_str(), i) {
                 return Err(ConfigError::conflict(
@@ -138,6 +159,11 @@ mod tests {
             NexusConfig::from_toml_str(big).unwrap_err().field(),
             "run.pools[0].size"
         );
+        let flood = "[[run.pools]]\nname = \"p\"\nagent = \"echo\"\nsize = 1\nload_per_second = 100001\n";
+        assert_eq!(
+            NexusConfig::from_toml_str(flood).unwrap_err().field(),
+            "run.pools[0].load_per_second"
+        );
         let unknown = "[[run.pools]]\nname = \"p\"\nagent = \"echo\"\nsize = 1\nweight = 2\n";
         assert!(NexusConfig::from_toml_str(unknown).is_err());
     }
@@ -148,7 +174,13 @@ mod tests {
         assert!(!defaults.contains("run.pools"));
         let text = "[[run.pools]]\nname = \"w\"\nagent = \"llm-caller\"\nsize = 3\n";
         let cfg = NexusConfig::from_toml_str(text).unwrap();
+        assert_eq!(cfg.run.pools[0].load_per_second, 0, "no load unless asked");
+        assert!(!cfg.to_toml_string().contains("load_per_second"));
         let again = NexusConfig::from_toml_str(&cfg.to_toml_string()).unwrap();
         assert_eq!(cfg, again);
+        let loaded = NexusConfig::from_toml_str(&format!("{text}load_per_second = 25\n")).unwrap();
+        assert_eq!(loaded.run.pools[0].load_per_second, 25);
+        let again = NexusConfig::from_toml_str(&loaded.to_toml_string()).unwrap();
+        assert_eq!(loaded, again);
     }
 }
