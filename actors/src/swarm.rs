@@ -100,6 +100,7 @@ use crate::monitor::{Monitor, MonitorArgs, MonitorHandle};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::router::{RouterError, RouterHandle};
+use crate::perf_profile::{PerfProfile, PerfProfileError};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,
@@ -140,6 +141,9 @@ pub enum SwarmError {
     /// The scaler refused a scaling group.
     #[error("scaler: {0}")]
     Scaler(#[from] ScalerError),
+    /// `scaling.profile` names a performance profile that cannot be read.
+    #[error(transparent)]
+    PerfProfile(#[from] PerfProfileError),
     /// Auto-scaling is off (`scaling.enabled = false`): no scaler runs.
     #[error("auto-scaling is disabled (scaling.enabled = false)")]
     ScalingDisabled,
@@ -410,7 +414,10 @@ impl Swarm {
         let scaler = if config.scaling.enabled {
             let pressure = PressureArgs::new(PressureSpec::default());
             let pressure = PressureDetector::start(node, &system_name(id, "pressure"), pressure).await?;
-            let args = ScalerArgs::from_config(&config.scaling).pressure(pressure.clone());
+            let mut args = ScalerArgs::from_config(&config.scaling).pressure(pressure.clone());
+            if let Some(path) = &config.scaling.profile {
+                args = args.max_from_profile(&PerfProfile::load(path)?);
+            }
             Some((Scaler::start(node, &system_name(id, "scaler"), args).await?, pressure))
         } else {
             None

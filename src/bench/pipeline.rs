@@ -146,6 +146,15 @@ pub(crate) struct PipelineConfig {
     pub(crate) admission_burst: u32,
     /// Capacity of each agent's normal lane.
     pub(crate) lane_capacity: usize,
+    /// The simulated provider's median latency (zero: answers at once).
+    pub(crate) provider_latency: Duration,
+    /// The gateway's requests-per-minute limit on the provider (`None`: far
+    /// above any rate the node reaches).
+    pub(crate) requests_per_minute: Option<u64>,
+    /// The gateway's rate-limit burst, percent of each limit.
+    pub(crate) burst_percent: u8,
+    /// The tenant's daily budget, micro-dollars (`None`: one the run cannot reach).
+    pub(crate) budget_micro_usd: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -157,6 +166,10 @@ impl PipelineConfig {
             admission_rate: 1_000_000_000,
             admission_burst: 1_000_000,
             lane_capacity: MailboxConfig::default().lane(Priority::Normal).capacity,
+            provider_latency: Duration::ZERO,
+            requests_per_minute: None,
+            burst_percent: NexusConfig::default().llm.burst_percent,
+            budget_micro_usd: None,
         }
     }
 }
@@ -253,7 +266,7 @@ impl Pipeline {
         // reservation and the settlement, none is refused by it.
         let budget = Budget::new(
             "bench-daily",
-            1_000_000_000_000,
+            cfg.budget_micro_usd.unwrap_or(1_000_000_000_000),
             BudgetPeriod::Daily,
             BudgetAction::Halt,
         )
@@ -265,16 +278,27 @@ impl Pipeline {
             ModelSpec::new(MODEL, 16_000, 500_000, 1_500_000)
                 .deployment(DeploymentSpec::new("swift-small@sim", "sim").limits(unlimited)),
         ])?;
-        let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(7));
+        let sim = SimulatedProvider::new(
+            "sim",
+            SimulatedConfig {
+                latency_median: cfg.provider_latency,
+                ..SimulatedConfig::instant(7)
+            },
+        );
+        let provider_limits = match cfg.requests_per_minute {
+            Some(rpm) => RateLimits::rpm_tpm(rpm, UNLIMITED_TPM),
+            None => unlimited,
+        };
         let mut args = LlmGatewayArgs::new(
             catalogue,
-            vec![ProviderEntry::new("sim", Arc::new(sim)).limits(unlimited)],
+            vec![ProviderEntry::new("sim", Arc::new(sim)).limits(provider_limits)],
         )
         .gate(Arc::new(ledger.budgets()))
         .sink(Arc::new(ledger.clone()));
         // Every prompt is new: the cache would only grow.
         args.cache.enabled = false;
         args.llm.max_concurrent = 100_000;
+        args.llm.burst_percent = cfg.burst_percent;
         let gateway = LlmGateway::start(&node, "gateway", args).await?;
 
         let fault = Arc::new(AtomicBool::new(false));
@@ -350,6 +374,19 @@ impl Pipeline {
             .map(|a| a.depth(Priority::Normal))
             .max()
             .unwrap_or(0)
+    }
+
+    /// Messages queued in every agent's normal lane together, and the deepest lane.
+    pub(crate) fn lane_depths(&self) -> (usize, usize) {
+        self.pool.members().iter().fold((0, 0), |(sum, max), a| {
+            let d = a.depth(Priority::Normal);
+            (sum + d, max.max(d))
+        })
+    }
+
+    /// The gateway's counters now.
+    pub(crate) fn gateway_stats(&self) -> nexus_swarm_actors::llm_gateway::GatewayStats {
+        self.gateway.stats()
     }
 
     /// Each agent's normal-lane capacity.

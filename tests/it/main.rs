@@ -50,6 +50,7 @@ mod ops_shutdown_handles_what_was_admitted;
 mod panicking_agent_restarts_without_losing_admitted_messages;
 mod pool_shrink_loses_no_admitted_message;
 mod priorities_drain_high_first_without_starving_low;
+mod profile_finds_the_knee_and_the_bottleneck;
 mod quota_charges_are_all_or_nothing_under_contention;
 mod quota_periods_reset_with_paused_time;
 mod quota_usage_survives_a_killed_process;
