@@ -349,10 +349,9 @@ impl fmt::Display for Recommendation {
                 f,
                 "lanes are half full or more (capacity {capacity}): raise `mailbox` lane capacity or add workers"
             ),
-            Recommendation::AddWorkers { largest_size } => write!(
-                f,
-                "work queues behind every one of {largest_size} workers: add workers"
-            ),
+            Recommendation::AddWorkers { largest_size } => {
+                write!(f, "work queues behind every one of {largest_size} workers: add workers")
+            }
         }
     }
 }

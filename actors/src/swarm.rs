@@ -97,10 +97,10 @@ use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, 
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use crate::monitor::{Monitor, MonitorArgs, MonitorHandle};
+use crate::perf_profile::{PerfProfile, PerfProfileError};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle, PressureSpec};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::router::{RouterError, RouterHandle};
-use crate::perf_profile::{PerfProfile, PerfProfileError};
 use crate::scaler::{GroupSpec, Scaler, ScalerArgs, ScalerError, ScalerHandle, SwarmPool};
 use crate::scheduler::{
     Decision, Notifier, PoolId, PoolSpec, RejectReason, RequestId, ResourceRequest, Scheduler, SchedulerArgs,

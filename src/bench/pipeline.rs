@@ -18,8 +18,8 @@
 //! on this pipeline.
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::actors::Scope;
@@ -118,7 +118,10 @@ impl Agent for ConversationAgent {
             std::panic::panic_any(INJECTED_FAULT);
         }
         let name = &self.quota_names[ctx.worker() % self.quota_names.len()];
-        let left = self.stop_at.get().map(|stop| stop.saturating_duration_since(Instant::now()));
+        let left = self
+            .stop_at
+            .get()
+            .map(|stop| stop.saturating_duration_since(Instant::now()));
         if left.is_some_and(|left| left.is_zero()) {
             step.reply.send(Err(StepFailure::Stopped));
             return Ok(());

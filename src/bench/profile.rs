@@ -122,8 +122,7 @@ async fn point(plan: &ProfilePlan, size: u32, rpm: Option<u64>) -> anyhow::Resul
                     let t = Instant::now();
                     // A step still under way at the end is not waited for
                     // (nor counted); the pipeline's shutdown drains it.
-                    let Ok(outcome) = tokio::time::timeout_at(end, p.ask(conversation, plan_deadline())).await
-                    else {
+                    let Ok(outcome) = tokio::time::timeout_at(end, p.ask(conversation, plan_deadline())).await else {
                         break;
                     };
                     let finished = Instant::now();
@@ -189,7 +188,13 @@ async fn point(plan: &ProfilePlan, size: u32, rpm: Option<u64>) -> anyhow::Resul
     });
     let spent = stats1.spent_micro_usd.saturating_sub(spent0.spent_micro_usd);
     let answered = stats1.completed.saturating_sub(spent0.completed);
-    let us = |q: f64| if done == 0 { 0 } else { latency.value_at_quantile(q) / 1_000 };
+    let us = |q: f64| {
+        if done == 0 {
+            0
+        } else {
+            latency.value_at_quantile(q) / 1_000
+        }
+    };
     Ok(Point {
         size,
         requests_per_minute: rpm,

@@ -135,7 +135,9 @@ pub fn plan(args: &ProfileArgs) -> Result<ProfilePlan, ProfileCliError> {
         return Err(ProfileCliError::TooManyPoints(points));
     }
     if !(MIN_DURATION..=MAX_DURATION).contains(&args.duration) {
-        return Err(ProfileCliError::Duration(humantime::format_duration(args.duration).to_string()));
+        return Err(ProfileCliError::Duration(
+            humantime::format_duration(args.duration).to_string(),
+        ));
     }
     let configured = config
         .llm

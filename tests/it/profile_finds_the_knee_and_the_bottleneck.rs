@@ -23,9 +23,8 @@ fn nexus(args: &[&str]) -> Output {
 /// A swarm in its own data directory under `dir`, scaled by `profile`.
 fn config(dir: &Path, profile: &Path) -> NexusConfig {
     let data = tempfile::tempdir_in(dir).unwrap().keep();
-    let text = format!(
-        "[node]\ndata_dir = {data:?}\n\n[monitor]\nenabled = false\n\n[scaling]\nprofile = {profile:?}\n"
-    );
+    let text =
+        format!("[node]\ndata_dir = {data:?}\n\n[monitor]\nenabled = false\n\n[scaling]\nprofile = {profile:?}\n");
     NexusConfig::from_toml_str(&text).expect("valid config")
 }
 
@@ -87,7 +86,11 @@ async fn profile_finds_the_knee_and_the_bottleneck() {
     assert_eq!(written, json);
     let swarm = Swarm::start(config(dir.path(), &out)).await.expect("swarm starts");
     let scaler = swarm.scaler().expect("scaling is on");
-    assert_eq!(u64::from(scaler.defaults().max), best, "max_workers 10 capped at the knee");
+    assert_eq!(
+        u64::from(scaler.defaults().max),
+        best,
+        "max_workers 10 capped at the knee"
+    );
     swarm.shutdown(std::time::Duration::from_secs(5)).await;
 
     // A damaged profile stops the start with a typed error.
@@ -101,12 +104,25 @@ async fn profile_finds_the_knee_and_the_bottleneck() {
     let missing = Swarm::start(config(dir.path(), &dir.path().join("none.json")))
         .await
         .unwrap_err();
-    assert!(matches!(missing, SwarmError::PerfProfile(PerfProfileError::Io { .. })), "{missing}");
+    assert!(
+        matches!(missing, SwarmError::PerfProfile(PerfProfileError::Io { .. })),
+        "{missing}"
+    );
 }
 
 #[test]
 fn a_budget_bound_run_names_the_budget() {
-    let run = nexus(&["--sizes", "1", "--duration", "200ms", "--latency", "1ms", "--budget", "100", "--json"]);
+    let run = nexus(&[
+        "--sizes",
+        "1",
+        "--duration",
+        "200ms",
+        "--latency",
+        "1ms",
+        "--budget",
+        "100",
+        "--json",
+    ]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let json: Value = serde_json::from_slice(&run.stdout).unwrap();
     assert_eq!(json["curves"][0]["bottleneck"]["kind"], "budget", "{json}");

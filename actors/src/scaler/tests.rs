@@ -294,17 +294,14 @@ async fn a_profiles_best_size_caps_a_group_that_would_grow_past_it() {
     let mut rx = scaler.subscribe();
     // The group's own spec allows 8 and its load asks for far more.
     let fake = Fake::new("g", 1, 100_000);
-    let spec = spec()
-        .workers(1, 8)
-        .cooldown(Duration::ZERO)
-        .trigger(
-            Metric::QueueLength,
-            Some(Trigger {
-                threshold: 100,
-                sustain: Duration::ZERO,
-            }),
-        );
-    scaler.register(fake.clone(), spec).await.unwrap();
+    let own = spec().workers(1, 8).cooldown(Duration::ZERO).trigger(
+        Metric::QueueLength,
+        Some(Trigger {
+            threshold: 100,
+            sustain: Duration::ZERO,
+        }),
+    );
+    scaler.register(fake.clone(), own).await.unwrap();
     assert_eq!(scaler.groups().await.unwrap()[0].spec.max, 3);
     let mut at_max = 0;
     for _ in 0..20 {
@@ -318,8 +315,12 @@ async fn a_profiles_best_size_caps_a_group_that_would_grow_past_it() {
     assert_eq!(fake.state.lock().resizes, vec![2, 3], "grew to the cap and no further");
     assert!(at_max >= 10, "held at the cap: {at_max}");
     // A second profile can only lower the cap.
-    let lower = ScalerArgs::new(TICK, spec()).max_from_profile(&profile).max_from_profile(&profile_with_knee(2));
+    let lower = ScalerArgs::new(TICK, spec())
+        .max_from_profile(&profile)
+        .max_from_profile(&profile_with_knee(2));
     assert_eq!(lower.max_cap(), Some(2));
-    let higher = ScalerArgs::new(TICK, spec()).max_from_profile(&profile_with_knee(2)).max_from_profile(&profile);
+    let higher = ScalerArgs::new(TICK, spec())
+        .max_from_profile(&profile_with_knee(2))
+        .max_from_profile(&profile);
     assert_eq!(higher.max_cap(), Some(2));
 }
