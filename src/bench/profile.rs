@@ -1,4 +1,4 @@
-//! `nexus profile`'s workload: the benchmark's real path ([`Pipeline`]:
+//! `nexus profile`'s workload: the benchmark's real path (`Pipeline` in `bench/pipeline.rs`:
 //! router, admission, quota, LLM gateway, simulated provider, durable
 //! ledger) run once per pool size and rate limit, measuring a
 //! [`Point`] each.
