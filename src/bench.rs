@@ -18,6 +18,7 @@
 //! | `micro` | ring lookups over a million keys, the quota charge through `QuotaHandle` |
 //! | `probe` | 100,000 idle agents / bare actors, each in a child process (time and resident bytes) |
 //! | `scenario` | the seeds' load scenarios (`--scenario ramp|peak|stress|soak`) over the pipeline |
+//! | [`profile`] | `nexus profile`'s workload: the pipeline at each pool size and rate limit, with saturation evidence |
 //! | `monitor` | the monitor's sampling cost at its default interval (`--scenario monitor`), in % of one core |
 //! | [`results`] | saved results (machine, medians of runs), baseline comparison, README table |
 
@@ -27,6 +28,7 @@ mod micro;
 mod monitor;
 mod pipeline;
 mod probe;
+pub mod profile;
 mod raw;
 pub mod results;
 mod scenario;

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod ledger;
 pub mod ledger_stress;
 pub mod mcp;
+pub mod profile;
 pub mod quota_stress;
 pub mod report;
 pub mod run;
@@ -36,6 +37,10 @@ pub enum Command {
     /// Run the load benchmark (our data plane against bare ractor, the seeds'
     /// scenario through the real path, scale), a load scenario, or render saved results.
     Bench(crate::bench::BenchCli),
+    /// Profile a swarm workload at several pool sizes and rate limits:
+    /// throughput, latency, cost per task, the point of diminishing returns,
+    /// the bottleneck and recommendations (`--out` for `[scaling] profile`).
+    Profile(profile::ProfileArgs),
     /// Print a cost report (total or grouped, table/JSON/CSV) from a ledger's data directory.
     Report(report::ReportArgs),
     /// Ledger tools: `nexus ledger verify` checks a ledger store for damage.
@@ -113,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Profile(args) => profile::run(args),
         Command::Report(args) => report::run(args),
         Command::Ledger(command) => ledger::run(command),
         Command::Serve(args) => crate::serve::run(args),

@@ -52,6 +52,9 @@ pub enum Error {
     /// A swarm could not start, or an agent was not admitted.
     #[error(transparent)]
     Swarm(#[from] crate::swarm::SwarmError),
+    /// A performance profile could not be read or analysed.
+    #[error(transparent)]
+    PerfProfile(#[from] crate::perf_profile::PerfProfileError),
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@
 //! | [`scheduler`] | [`Scheduler`] / [`SchedulerHandle`] | resource pools, reservations, strategies, QoS preemption |
 //! | [`scaler`] | [`Scaler`](scaler::Scaler) / [`ScalerHandle`](scaler::ScalerHandle) | scaling groups over agent pools: triggers, cooldown, stabilization |
 //! | [`monitor`] | [`Monitor`](monitor::Monitor) / [`MonitorHandle`](monitor::MonitorHandle) | system, process and pool metrics, alerts with hysteresis, history, exports |
+//! | [`perf_profile`] | (no actor: sync analysis) | performance profiles: knee, bottleneck, recommendations; the scaler's cap |
 //! | [`pressure`] | [`PressureDetector`](pressure::PressureDetector) / [`PressureHandle`](pressure::PressureHandle) | pressure levels, trends, anomalies, forecasts |
 //!
 //! Each module has its error enum; [`Error`] wraps them all.
@@ -70,6 +71,7 @@ pub mod llm;
 pub mod llm_gateway;
 pub mod monitor;
 mod named;
+pub mod perf_profile;
 pub mod pressure;
 pub mod quota_keeper;
 pub mod router;

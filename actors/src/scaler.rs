@@ -26,6 +26,11 @@
 //!   falls more than [`EVENT_BUFFER`] events behind loses the oldest and
 //!   is told how many). A scaling decision is published once its resize
 //!   is done; a hold at once.
+//! - **Cap from a performance profile**:
+//!   [`ScalerArgs::max_from_profile`] (or `[scaling] profile = "FILE"`
+//!   through [`Swarm::start`](crate::swarm::Swarm::start)) lowers every
+//!   group's `max` to the profile's best size, the point past which added
+//!   workers bought less than a tenth of the first ones' throughput.
 //! - **Restarts**: groups, their policies and the event channel live in
 //!   the actor's arguments, so a scaler restarted by its supervisor
 //!   resumes every group where it was, and a resize under way reports to
@@ -66,6 +71,7 @@ pub use group::{ScaledGroup, SwarmPool};
 pub use meter::{Meter, Observation};
 pub use policy::{Decision, GroupPolicy, GroupSpec, Hold, Metric, Metrics, Reason, Sample, Trigger};
 
+use crate::perf_profile::PerfProfile;
 use crate::pressure::PressureHandle;
 use crate::swarm::SwarmError;
 
@@ -141,6 +147,8 @@ struct Group {
 struct Shared {
     interval: Duration,
     defaults: GroupSpec,
+    /// Most workers any group may have (a performance profile's best size).
+    cap: Option<u32>,
     // Locked by the scaler actor, one message at a time, and never across
     // an await; a mutex (not actor state) because it lives in the
     // arguments, which the supervisor keeps for restarts.
@@ -167,6 +175,7 @@ impl std::fmt::Debug for ScalerArgs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ScalerArgs")
             .field("interval", &self.shared.interval)
+            .field("cap", &self.shared.cap)
             .field("groups", &self.shared.groups.lock().len())
             .finish()
     }
@@ -176,17 +185,44 @@ impl ScalerArgs {
     /// A scaler that decides every `interval` (a zero interval is taken
     /// as 1 ms), registering groups with `defaults` unless told otherwise.
     pub fn new(interval: Duration, defaults: GroupSpec) -> Self {
+        Self::build(interval, defaults, None)
+    }
+
+    fn build(interval: Duration, defaults: GroupSpec, cap: Option<u32>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
             shared: Arc::new(Shared {
                 interval: interval.max(Duration::from_millis(1)),
-                defaults,
+                defaults: match cap {
+                    Some(cap) => defaults.capped(cap),
+                    None => defaults,
+                },
+                cap,
                 groups: Mutex::new(BTreeMap::new()),
                 events,
                 shed_best_effort: AtomicBool::new(false),
             }),
             pressure: None,
         }
+    }
+
+    /// Caps every group's `max` at `profile`'s best size (its point of
+    /// diminishing returns, see [`crate::perf_profile`]): the defaults and
+    /// every group registered afterwards, whatever its own spec says (a
+    /// `min` above the cap comes down to it). Call before the scaler
+    /// starts: the scaler is rebuilt with the cap, without groups.
+    pub fn max_from_profile(self, profile: &PerfProfile) -> Self {
+        let cap = profile.best_size.max(1);
+        let cap = self.shared.cap.map_or(cap, |c| c.min(cap));
+        Self {
+            pressure: self.pressure,
+            ..Self::build(self.shared.interval, self.shared.defaults.clone(), Some(cap))
+        }
+    }
+
+    /// The cap on every group's `max`, if a profile set one.
+    pub fn max_cap(&self) -> Option<u32> {
+        self.shared.cap
     }
 
     /// Sends every group's CPU (and memory, where reported) utilization
@@ -300,6 +336,10 @@ impl Actor for Scaler {
         match msg {
             ScalerMsg::Register(group, spec, reply) => {
                 let name: Arc<str> = Arc::from(group.name());
+                let spec = match shared.cap {
+                    Some(cap) => spec.capped(cap),
+                    None => spec,
+                };
                 let result = spec.validate(&name).and_then(|()| {
                     let mut groups = shared.groups.lock();
                     if groups.contains_key(&name) {

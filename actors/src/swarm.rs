@@ -105,6 +105,7 @@ use crate::cost_ledger::{CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, 
 use crate::llm::{GatewayBuildError, ModelCatalogue};
 use crate::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
 use crate::monitor::{Monitor, MonitorArgs, MonitorHandle};
+use crate::perf_profile::{PerfProfile, PerfProfileError};
 use crate::pressure::{PressureArgs, PressureDetector, PressureHandle};
 use crate::quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs};
 use crate::router::{RouterError, RouterHandle};
@@ -149,6 +150,9 @@ pub enum SwarmError {
     /// The scaler refused a scaling group.
     #[error("scaler: {0}")]
     Scaler(#[from] ScalerError),
+    /// `scaling.profile` names a performance profile that cannot be read.
+    #[error(transparent)]
+    PerfProfile(#[from] PerfProfileError),
     /// Auto-scaling is off (`scaling.enabled = false`): no scaler runs.
     #[error("auto-scaling is disabled (scaling.enabled = false)")]
     ScalingDisabled,
@@ -433,6 +437,9 @@ impl Swarm {
             let mut args = ScalerArgs::from_config(&config.scaling);
             if let Some(p) = &pressure {
                 args = args.pressure(p.clone());
+            }
+            if let Some(path) = &config.scaling.profile {
+                args = args.max_from_profile(&PerfProfile::load(path)?);
             }
             let scaler = Scaler::start(node, &system_name(id, "scaler"), args).await?;
             // Set once, before any sample could engage a response.

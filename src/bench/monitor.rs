@@ -41,7 +41,7 @@ impl Agent for Idle {
 }
 
 /// This process's CPU time (user + system), where `/proc/self/stat` says.
-fn process_cpu_time() -> Option<Duration> {
+pub(super) fn process_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command (which may hold spaces) end with ')'.
     let rest = stat.get(stat.rfind(')')? + 2..)?;

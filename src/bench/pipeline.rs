@@ -18,8 +18,8 @@
 //! on this pipeline.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::actors::Scope;
@@ -51,6 +51,9 @@ const MODEL: &str = "swift-small";
 const UNLIMITED_RPM: u64 = 1_000_000_000;
 const UNLIMITED_TPM: u64 = 1_000_000_000_000;
 
+/// How long after [`Pipeline::stop_at`] an LLM call under way gives up.
+const STOP_GRACE: Duration = Duration::from_millis(250);
+
 /// Why a step that reached an agent failed.
 #[derive(Debug)]
 pub(crate) enum StepFailure {
@@ -58,6 +61,8 @@ pub(crate) enum StepFailure {
     Quota(QuotaError),
     /// The gateway refused or failed the LLM call.
     Gateway(GatewayError),
+    /// The run's stop time ([`Pipeline::stop_at`]) had passed.
+    Stopped,
 }
 
 impl std::fmt::Display for StepFailure {
@@ -65,6 +70,7 @@ impl std::fmt::Display for StepFailure {
         match self {
             StepFailure::Quota(e) => write!(f, "quota charge refused: {e}"),
             StepFailure::Gateway(e) => write!(f, "LLM call failed: {e}"),
+            StepFailure::Stopped => f.write_str("the run had stopped"),
         }
     }
 }
@@ -94,6 +100,9 @@ struct ConversationAgent {
     /// While set, every worker panics on its next message (soak's fault).
     /// Atomic: read by every worker on every message, set by the driver.
     fault: Arc<AtomicBool>,
+    /// When set, steps after it fail at once and LLM calls give up at it.
+    /// A `OnceLock`: set once by the driver, read without a lock by every worker.
+    stop_at: Arc<OnceLock<Instant>>,
 }
 
 impl Agent for ConversationAgent {
@@ -109,6 +118,14 @@ impl Agent for ConversationAgent {
             std::panic::panic_any(INJECTED_FAULT);
         }
         let name = &self.quota_names[ctx.worker() % self.quota_names.len()];
+        let left = self
+            .stop_at
+            .get()
+            .map(|stop| stop.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
+            step.reply.send(Err(StepFailure::Stopped));
+            return Ok(());
+        }
         let outcome = match super::micro::charge(&self.quotas, name, 1) {
             Err(e) => Err(StepFailure::Quota(e)),
             Ok(()) => {
@@ -123,6 +140,12 @@ impl Agent for ConversationAgent {
                 .max_tokens(16)
                 .cacheable(false)
                 .meta(meta);
+                // Past the stop time by a grace, so that the driver, which
+                // stops counting at the stop time, never sees this timeout.
+                let request = match left {
+                    Some(left) => request.timeout(left + STOP_GRACE),
+                    None => request,
+                };
                 self.gateway
                     .complete(request)
                     .await
@@ -146,6 +169,15 @@ pub(crate) struct PipelineConfig {
     pub(crate) admission_burst: u32,
     /// Capacity of each agent's normal lane.
     pub(crate) lane_capacity: usize,
+    /// The simulated provider's median latency (zero: answers at once).
+    pub(crate) provider_latency: Duration,
+    /// The gateway's requests-per-minute limit on the provider (`None`: far
+    /// above any rate the node reaches).
+    pub(crate) requests_per_minute: Option<u64>,
+    /// The gateway's rate-limit burst, percent of each limit.
+    pub(crate) burst_percent: u8,
+    /// The tenant's daily budget, micro-dollars (`None`: one the run cannot reach).
+    pub(crate) budget_micro_usd: Option<u64>,
 }
 
 impl PipelineConfig {
@@ -157,6 +189,10 @@ impl PipelineConfig {
             admission_rate: 1_000_000_000,
             admission_burst: 1_000_000,
             lane_capacity: MailboxConfig::default().lane(Priority::Normal).capacity,
+            provider_latency: Duration::ZERO,
+            requests_per_minute: None,
+            burst_percent: NexusConfig::default().llm.burst_percent,
+            budget_micro_usd: None,
         }
     }
 }
@@ -202,6 +238,7 @@ pub(crate) struct Pipeline {
     gateway: GatewayHandle,
     ledger: LedgerHandle,
     fault: Arc<AtomicBool>,
+    stop_at: Arc<OnceLock<Instant>>,
     lane_capacity: usize,
     next_turn: AtomicU64,
     _dir: TempDir,
@@ -253,7 +290,7 @@ impl Pipeline {
         // reservation and the settlement, none is refused by it.
         let budget = Budget::new(
             "bench-daily",
-            1_000_000_000_000,
+            cfg.budget_micro_usd.unwrap_or(1_000_000_000_000),
             BudgetPeriod::Daily,
             BudgetAction::Halt,
         )
@@ -265,24 +302,37 @@ impl Pipeline {
             ModelSpec::new(MODEL, 16_000, 500_000, 1_500_000)
                 .deployment(DeploymentSpec::new("swift-small@sim", "sim").limits(unlimited)),
         ])?;
-        let sim = SimulatedProvider::new("sim", SimulatedConfig::instant(7));
+        let sim = SimulatedProvider::new(
+            "sim",
+            SimulatedConfig {
+                latency_median: cfg.provider_latency,
+                ..SimulatedConfig::instant(7)
+            },
+        );
+        let provider_limits = match cfg.requests_per_minute {
+            Some(rpm) => RateLimits::rpm_tpm(rpm, UNLIMITED_TPM),
+            None => unlimited,
+        };
         let mut args = LlmGatewayArgs::new(
             catalogue,
-            vec![ProviderEntry::new("sim", Arc::new(sim)).limits(unlimited)],
+            vec![ProviderEntry::new("sim", Arc::new(sim)).limits(provider_limits)],
         )
         .gate(Arc::new(ledger.budgets()))
         .sink(Arc::new(ledger.clone()));
         // Every prompt is new: the cache would only grow.
         args.cache.enabled = false;
         args.llm.max_concurrent = 100_000;
+        args.llm.burst_percent = cfg.burst_percent;
         let gateway = LlmGateway::start(&node, "gateway", args).await?;
 
         let fault = Arc::new(AtomicBool::new(false));
+        let stop_at = Arc::new(OnceLock::new());
         let agent = ConversationAgent {
             quotas,
             gateway: gateway.clone(),
             quota_names,
             fault: Arc::clone(&fault),
+            stop_at: Arc::clone(&stop_at),
         };
         let pool = node.spawn_pool("conversations", cfg.agents, agent).await?;
         let mut router_cfg = RouterConfig {
@@ -300,6 +350,7 @@ impl Pipeline {
             gateway,
             ledger,
             fault,
+            stop_at,
             lane_capacity: cfg.lane_capacity,
             next_turn: AtomicU64::new(0),
             _dir: dir,
@@ -352,9 +403,30 @@ impl Pipeline {
             .unwrap_or(0)
     }
 
+    /// Messages queued in every agent's normal lane together, and the deepest lane.
+    pub(crate) fn lane_depths(&self) -> (usize, usize) {
+        self.pool.members().iter().fold((0, 0), |(sum, max), a| {
+            let d = a.depth(Priority::Normal);
+            (sum + d, max.max(d))
+        })
+    }
+
+    /// The gateway's counters now.
+    pub(crate) fn gateway_stats(&self) -> nexus_swarm_actors::llm_gateway::GatewayStats {
+        self.gateway.stats()
+    }
+
     /// Each agent's normal-lane capacity.
     pub(crate) fn lane_capacity(&self) -> usize {
         self.lane_capacity
+    }
+
+    /// From `at` on, steps fail at once with [`StepFailure::Stopped`] and
+    /// LLM calls under way give up shortly after it, so a run ends on time and its
+    /// shutdown has little to drain. Only the first call counts.
+    pub(crate) fn stop_at(&self, at: Instant) {
+        // A second stop time is ignored on purpose: the first one stands.
+        let _ = self.stop_at.set(at);
     }
 
     /// Starts or ends the injected fault (every worker panics on each message).

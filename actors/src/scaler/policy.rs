@@ -183,6 +183,15 @@ impl GroupSpec {
         self
     }
 
+    /// `max` lowered to `cap` (at least 1) if it is above, and `min` with it
+    /// if it is above the new `max`.
+    pub fn capped(mut self, cap: u32) -> Self {
+        let cap = cap.max(1);
+        self.max = self.max.min(cap);
+        self.min = self.min.min(self.max);
+        self
+    }
+
     /// At most `step` workers per decision.
     pub fn step(mut self, step: u32) -> Self {
         self.step = step;

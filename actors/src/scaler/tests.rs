@@ -254,3 +254,73 @@ async fn invalid_specs_and_duplicate_names_are_refused() {
     assert!(scaler.unregister("g").await.unwrap());
     assert!(!scaler.unregister("g").await.unwrap());
 }
+
+/// A profile whose knee is at `best` workers (+100/worker up to it, flat after).
+fn profile_with_knee(best: u32) -> crate::perf_profile::PerfProfile {
+    use crate::perf_profile::{Evidence, PerfProfile, Point};
+    let points = [1, best, 2 * best]
+        .into_iter()
+        .map(|size| Point {
+            size,
+            requests_per_minute: None,
+            completed: 1,
+            failed: 0,
+            throughput_milli: u64::from(size.min(best)) * 100_000,
+            p50_us: 1,
+            p95_us: 1,
+            p99_us: 1,
+            cost_per_task_micro_usd: 1,
+            evidence: Evidence::default(),
+        })
+        .collect();
+    PerfProfile::analyse(points, 1000).expect("a valid profile")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_profiles_best_size_caps_a_group_that_would_grow_past_it() {
+    let profile = profile_with_knee(3);
+    assert_eq!(profile.best_size, 3);
+    let args = ScalerArgs::new(TICK, spec()).max_from_profile(&profile);
+    assert_eq!(args.max_cap(), Some(3));
+    let shared = Arc::clone(&args.shared);
+    assert_eq!(shared.defaults.max, 3, "the defaults' max of 4 is capped");
+    ractor::Actor::spawn(Some("scaler-test-profile-cap".to_string()), Scaler, args)
+        .await
+        .expect("scaler starts");
+    let scaler = ScalerHandle {
+        name: Arc::from("scaler-test-profile-cap"),
+        shared,
+    };
+    let mut rx = scaler.subscribe();
+    // The group's own spec allows 8 and its load asks for far more.
+    let fake = Fake::new("g", 1, 100_000);
+    let own = spec().workers(1, 8).cooldown(Duration::ZERO).trigger(
+        Metric::QueueLength,
+        Some(Trigger {
+            threshold: 100,
+            sustain: Duration::ZERO,
+        }),
+    );
+    scaler.register(fake.clone(), own).await.unwrap();
+    assert_eq!(scaler.groups().await.unwrap()[0].spec.max, 3);
+    let mut at_max = 0;
+    for _ in 0..20 {
+        let e = next(&mut rx).await;
+        assert!(e.workers <= 3, "{e:?}");
+        if let Decision::Hold(Hold::AtMax { desired }) = e.decision {
+            assert!(desired > 3);
+            at_max += 1;
+        }
+    }
+    assert_eq!(fake.state.lock().resizes, vec![2, 3], "grew to the cap and no further");
+    assert!(at_max >= 10, "held at the cap: {at_max}");
+    // A second profile can only lower the cap.
+    let lower = ScalerArgs::new(TICK, spec())
+        .max_from_profile(&profile)
+        .max_from_profile(&profile_with_knee(2));
+    assert_eq!(lower.max_cap(), Some(2));
+    let higher = ScalerArgs::new(TICK, spec())
+        .max_from_profile(&profile_with_knee(2))
+        .max_from_profile(&profile);
+    assert_eq!(higher.max_cap(), Some(2));
+}

@@ -32,6 +32,7 @@
 //! assert!(err.to_string().contains("scaling.max_workers"));
 //! ```
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,13 @@ pub struct ScalingConfig {
     pub queue: QueueTriggerConfig,
     /// Scaling out on the forecast.
     pub predictive: PredictiveConfig,
+    /// A performance profile written by `nexus profile --out FILE`: every
+    /// scaling group's maximum is capped at its best size (the point of
+    /// diminishing returns it measured), whatever `max_workers` or the
+    /// group's own spec says. Read when the swarm starts; an unreadable
+    /// or damaged file stops the start with a typed error. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<PathBuf>,
 }
 
 impl Default for ScalingConfig {
@@ -196,6 +204,7 @@ impl Default for ScalingConfig {
             memory: MemoryTriggerConfig::default(),
             queue: QueueTriggerConfig::default(),
             predictive: PredictiveConfig::default(),
+            profile: None,
         }
     }
 }
@@ -239,6 +248,16 @@ impl ScalingConfig {
         nonzero_duration("scaling.predictive.horizon", self.predictive.horizon)?;
         bounded_duration("scaling.predictive.horizon", self.predictive.horizon)?;
         nonzero_duration("scaling.predictive.window", self.predictive.window)?;
-        bounded_duration("scaling.predictive.window", self.predictive.window)
+        bounded_duration("scaling.predictive.window", self.predictive.window)?;
+        if let Some(path) = &self.profile
+            && path.as_os_str().is_empty()
+        {
+            return Err(ConfigError::invalid(
+                "scaling.profile",
+                "\"\"",
+                "must name a performance profile file",
+            ));
+        }
+        Ok(())
     }
 }

@@ -600,3 +600,17 @@ fn monitor_carries_the_seed_numbers_and_refuses_bad_values_naming_the_field() {
         assert!(err.to_string().contains(other), "{err}");
     }
 }
+
+#[test]
+fn scaling_profile_names_a_file_or_is_refused() {
+    assert_eq!(NexusConfig::default().scaling.profile, None);
+    let cfg = NexusConfig::from_toml_str("[scaling]\nprofile = \"profiles/chat.json\"\n").unwrap();
+    assert_eq!(
+        cfg.scaling.profile.as_deref(),
+        Some(std::path::Path::new("profiles/chat.json"))
+    );
+    let err = NexusConfig::from_toml_str("[scaling]\nprofile = \"\"\n").unwrap_err();
+    assert_eq!(err.field(), "scaling.profile");
+    // Not written by `nexus config defaults` when unset.
+    assert!(!NexusConfig::default().to_toml_string().contains("profile"));
+}
