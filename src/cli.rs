@@ -85,7 +85,8 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Print the complete default configuration as TOML.
     Defaults,
-    /// Check a configuration file; exit 0 if valid, 1 naming the bad field if not.
+    /// Check a configuration file (and the performance profile it names);
+    /// exit 0 if valid, 1 naming the bad field if not.
     Check {
         /// The TOML file (at most 1 MiB), or `-` for standard input.
         file: PathBuf,
@@ -107,6 +108,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 NexusConfig::from_file(&file)
             };
+            // A file the configuration names is read as the swarm reads it.
+            let checked = checked.and_then(|config| {
+                let Some(path) = &config.scaling.profile else {
+                    return Ok(());
+                };
+                match crate::actors::perf_profile::PerfProfile::load(path) {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(crate::runtime::config::ConfigError::Invalid {
+                        field: "scaling.profile".into(),
+                        value: format!("{:?}", path.display().to_string()),
+                        reason: e.to_string(),
+                    }),
+                }
+            });
             match checked {
                 Ok(_) => {
                     println!("{}: ok", file.display());

@@ -34,6 +34,8 @@ fn the_printed_defaults_pass_the_check() {
         "[scaling.queue]",
         "[monitor]",
         "[monitor.thresholds]",
+        "[pressure]",
+        "[[pressure.responses]]",
     ] {
         assert!(text.contains(section), "defaults lack {section}:\n{text}");
     }
@@ -141,4 +143,17 @@ fn contradicting_fields_fail_naming_both() {
             );
         }
     }
+}
+
+#[test]
+fn a_damaged_performance_profile_is_named_by_the_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("profile.json");
+    std::fs::write(&profile, "{ not json").unwrap();
+    let (ok, err) = check(&format!("[scaling]\nprofile = {:?}\n", profile.display().to_string()));
+    assert!(!ok);
+    assert!(err.contains("`scaling.profile`") && err.contains("damaged"), "{err}");
+    let (ok, err) = check("[pressure]\nresponses = [{ at = \"extreme\", action = \"shrink_caches\" }]\n");
+    assert!(!ok);
+    assert!(err.contains("`pressure.responses[0].at`"), "{err}");
 }
