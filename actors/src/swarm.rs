@@ -837,6 +837,12 @@ impl Swarm {
         self.inner.node.shutdown(timeout).await
     }
 
+    /// [`Swarm::shutdown`], running `at_timeout` just before a timed-out
+    /// shutdown kills what still runs (see [`Node::shutdown_or`]).
+    pub async fn shutdown_or(&self, timeout: Duration, at_timeout: impl FnOnce()) -> NodeExit {
+        self.inner.node.shutdown_or(timeout, at_timeout).await
+    }
+
     /// Asks the scheduler for `workers` times the profile's requests; on
     /// success, the spawn options that release them when the agent is gone.
     async fn admit(

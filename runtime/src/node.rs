@@ -709,12 +709,20 @@ impl Node {
     /// kill terminates the whole tree); what they had not handled is lost,
     /// which is what a timeout means.
     pub async fn shutdown(&self, timeout: Duration) -> NodeExit {
+        self.shutdown_or(timeout, || ()).await
+    }
+
+    /// [`Node::shutdown`], running `at_timeout` when the graceful part timed
+    /// out, just before the kill: what agents' lanes still hold then is
+    /// what the kill drops, so this is where to count it.
+    pub async fn shutdown_or(&self, timeout: Duration, at_timeout: impl FnOnce()) -> NodeExit {
         let graceful = tokio::time::timeout(timeout, async { ractor::call!(self.root, RootMsg::Shutdown) })
             .await
             .is_ok_and(|r| r.is_ok());
         // Records a shutdown unless the supervisor already recorded how it ended.
         let _ = self.exit.set(NodeExit::Shutdown);
         if !graceful {
+            at_timeout();
             tracing::warn!(?timeout, "graceful shutdown timed out; killing the node");
             self.root.kill();
         }

@@ -31,8 +31,7 @@ pub async fn stop_swarm(
     let quotas = swarm.quotas().flush().await.map(drop).map_err(|e| e.to_string());
     // The workers, taken before the shutdown retires them from their
     // pools. At the timeout the node kills what still runs and drops what
-    // its lanes hold, so they are counted just before: this timer starts
-    // before the node's own.
+    // its lanes hold, so they are counted just before the kill.
     let workers: Vec<_> = pools.iter().map(|(name, p)| (name.clone(), p.pool.members())).collect();
     let queued = || -> Vec<(String, usize)> {
         workers
@@ -46,17 +45,9 @@ pub async fn stop_swarm(
             .collect()
     };
     let began = tokio::time::Instant::now();
-    let deadline = tokio::time::sleep(timeout);
-    let shutdown = swarm.shutdown(timeout);
-    tokio::pin!(deadline, shutdown);
-    let (exit, unhandled) = tokio::select! {
-        biased;
-        exit = &mut shutdown => (exit, queued()),
-        () = &mut deadline => {
-            let left = queued();
-            (shutdown.await, left)
-        }
-    };
+    let mut at_kill = None;
+    let exit = swarm.shutdown_or(timeout, || at_kill = Some(queued())).await;
+    let unhandled = at_kill.unwrap_or_else(queued);
     let took = began.elapsed();
     let dir = data_dir.to_path_buf();
     let ledger = match tokio::task::spawn_blocking(move || RedbStore::verify(&dir)).await {
