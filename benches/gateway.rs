@@ -81,6 +81,7 @@ fn main() {
                 messages: req.messages.clone(),
                 max_tokens: req.max_tokens,
                 temperature_milli: 0,
+                ..ProviderRequest::default()
             };
             let t = Instant::now();
             sim.complete(preq).await.expect("direct call");

@@ -159,6 +159,7 @@ use crate::llm::limiter::RateLimits;
 use crate::llm::provider::LlmProvider;
 use crate::llm::types::{LlmRequest, LlmResponse};
 use grants::admission_loop;
+pub use pipeline::LlmStream;
 use shared::Core;
 pub use stats::GatewayStats;
 
@@ -295,6 +296,18 @@ impl GatewayHandle {
     /// Runs a request through the whole pipeline.
     pub async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, GatewayError> {
         self.core.complete(request).await
+    }
+
+    /// Runs `request` through the same pipeline as [`LlmGateway::complete`]
+    /// (cache, agent slot, model choice, reservation, rate limits, retries
+    /// and fallbacks until the provider accepts the stream) and answers
+    /// with its chunks as the provider sends them, through a bounded
+    /// channel: a reader that does not keep up slows the provider stream.
+    /// The spend is settled when the stream ends, breaks or is dropped
+    /// (then on what was produced so far), and the rate limits count its
+    /// final usage. A cache hit streams as one chunk.
+    pub async fn stream(&self, request: LlmRequest) -> Result<LlmStream, GatewayError> {
+        self.core.stream(request).await
     }
 
     /// Counts so far.

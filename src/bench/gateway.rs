@@ -49,6 +49,7 @@ pub(crate) async fn overhead_us(samples: u64) -> anyhow::Result<(f64, f64)> {
             messages: req.messages.clone(),
             max_tokens: req.max_tokens,
             temperature_milli: 0,
+            ..ProviderRequest::default()
         };
         let t = Instant::now();
         sim.complete(preq).await?;

@@ -13,13 +13,18 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nexus_swarm_actors::GatewayHandle;
+use nexus_swarm_actors::llm::types::LlmChunk;
+use nexus_swarm_actors::llm_gateway::LlmStream;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::keys::{KeyTable, bearer};
 use super::limits::{KeyGrant, KeyLimits, LimitRefusal, RateFigures};
 use super::timing::measure;
-use super::wire::{ApiError, completion_body, format_reset, gateway_error, models_body, parse_request};
+use super::wire::{
+    ApiError, Parsed, StreamOptions, completion_body, format_reset, gateway_error, models_body, parse_request,
+    stream_error_event, stream_events,
+};
 
 /// The header carrying the time the front door and the gateway added to a
 /// request, in microseconds: the whole time in the server minus the time
@@ -75,11 +80,49 @@ impl Settle<'_> {
     }
 }
 
+impl Settle<'_> {
+    /// The same reservation, owned, for a stream that outlives the handler.
+    fn into_owned(mut self, door: &Arc<FrontDoor>, key: usize, estimate: u64) -> StreamSettle {
+        StreamSettle {
+            door: Arc::clone(door),
+            key,
+            grant: self.grant.take(),
+            estimate,
+        }
+    }
+}
+
 impl Drop for Settle<'_> {
     fn drop(&mut self) {
         if let Some(g) = self.grant.take() {
             self.limits.lock().settle(&g, 0);
         }
+    }
+}
+
+/// A stream's key reservation: settled with the final usage when the
+/// stream ends, with nothing when it was refused before it began, and
+/// with the whole estimate when the caller leaves mid-stream (the gateway
+/// charged what was produced; the key's window is not told less).
+struct StreamSettle {
+    door: Arc<FrontDoor>,
+    key: usize,
+    grant: Option<KeyGrant>,
+    estimate: u64,
+}
+
+impl StreamSettle {
+    fn settle(&mut self, tokens: u64) {
+        if let Some(g) = self.grant.take() {
+            self.door.limits[self.key].lock().settle(&g, tokens);
+        }
+    }
+}
+
+impl Drop for StreamSettle {
+    fn drop(&mut self) {
+        let estimate = self.estimate;
+        self.settle(estimate);
     }
 }
 
@@ -153,7 +196,11 @@ async fn chat_completions(
     finish(response, started, provider)
 }
 
-async fn complete(door: &FrontDoor, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> (Response, Duration) {
+async fn complete(
+    door: &Arc<FrontDoor>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> (Response, Duration) {
     let key = match door.authenticate(headers) {
         Ok(k) => k,
         Err(e) => return (error_response(&e), Duration::ZERO),
@@ -167,7 +214,7 @@ async fn complete(door: &FrontDoor, headers: &HeaderMap, body: Result<Bytes, Byt
         }
     };
     let entry = &door.keys.keys()[key];
-    let request = match parse_request(&body, door.gateway.catalogue(), entry.meta()) {
+    let Parsed { request, stream } = match parse_request(&body, door.gateway.catalogue(), entry.meta()) {
         Ok(r) => r,
         Err(e) => return (error_response(&e), Duration::ZERO),
     };
@@ -208,6 +255,9 @@ async fn complete(door: &FrontDoor, headers: &HeaderMap, body: Result<Bytes, Byt
         }
     };
     let max_tokens = request.max_tokens;
+    if let Some(options) = stream {
+        return open_stream(door, key, grant.into_owned(door, key, estimate), request, options).await;
+    }
     let (result, provider) = measure(door.gateway.complete(request)).await;
     let used = result.as_ref().map_or(0, |a| a.input_tokens + a.output_tokens);
     grant.settle(used);
@@ -226,4 +276,94 @@ async fn complete(door: &FrontDoor, headers: &HeaderMap, body: Result<Bytes, Byt
     };
     rate_headers(response.headers_mut(), &figures);
     (response, provider)
+}
+
+/// Opens a gateway stream and answers with its server-sent events; the
+/// added-time header counts the time to the stream's start, less the time
+/// the provider took to accept it.
+async fn open_stream(
+    door: &Arc<FrontDoor>,
+    key: usize,
+    mut settle: StreamSettle,
+    request: nexus_swarm_actors::llm::LlmRequest,
+    options: StreamOptions,
+) -> (Response, Duration) {
+    let max_tokens = request.max_tokens;
+    let stream = match door.gateway.stream(request).await {
+        Ok(s) => s,
+        Err(e) => {
+            settle.settle(0);
+            tracing::debug!(key = %door.keys.keys()[key].name, error = %e, "stream refused");
+            let mut response = error_response(&gateway_error(&e));
+            let figures = door.limits[key].lock().figures(door.now());
+            rate_headers(response.headers_mut(), &figures);
+            return (response, Duration::ZERO);
+        }
+    };
+    let provider = stream.info().provider_time;
+    let n = door.next_id.fetch_add(1, Ordering::Relaxed);
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let state = Sse {
+        id: format!("chatcmpl-{created:x}{n:08x}"),
+        created,
+        model: stream.info().model.clone(),
+        stream,
+        max_tokens,
+        options,
+        settle,
+        first: true,
+        ended: false,
+    };
+    let figures = door.limits[key].lock().figures(door.now());
+    // The body is pulled by the connection: a reader that does not keep up
+    // leaves chunks in the gateway's bounded channel, which holds the
+    // provider stream back.
+    let events = futures::stream::unfold(state, |mut st| async move {
+        if st.ended {
+            return None;
+        }
+        let event = match st.stream.next().await? {
+            Ok(chunk) => {
+                if let LlmChunk::Done(answer) = &chunk {
+                    st.settle.settle(answer.input_tokens + answer.output_tokens);
+                    st.ended = true;
+                }
+                let event = stream_events(
+                    &st.id,
+                    st.created,
+                    &st.model,
+                    &chunk,
+                    st.first,
+                    st.max_tokens,
+                    st.options,
+                );
+                st.first = false;
+                event
+            }
+            Err(e) => {
+                st.ended = true;
+                stream_error_event(&gateway_error(&e))
+            }
+        };
+        Some((Ok::<Bytes, std::convert::Infallible>(Bytes::from(event)), st))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(events));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    rate_headers(headers, &figures);
+    (response, provider)
+}
+
+/// A stream being answered.
+struct Sse {
+    id: String,
+    created: u64,
+    model: String,
+    stream: LlmStream,
+    max_tokens: u32,
+    options: StreamOptions,
+    settle: StreamSettle,
+    first: bool,
+    ended: bool,
 }

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use nexus_swarm_actors::cost_ledger::{BudgetAction, BudgetPeriod};
+use nexus_swarm_actors::llm::types::{LlmChunk, ResponseFormat, ToolChoice};
 use nexus_swarm_actors::llm::{
     CatalogueError, DeploymentSpec, GatewayError, LlmResponse, ModelCatalogue, ModelChoice, ModelSpec, ResponseSource,
     Role,
@@ -12,7 +13,9 @@ use nexus_swarm_runtime::usage::{SpendRefused, UsageMeta};
 
 use super::keys::{KeyEntry, KeyTable, KeysError, KeysFile, bearer, hash_token, new_token};
 use super::limits::{KeyLimits, LimitRefusal};
-use super::wire::{completion_body, format_reset, gateway_error, models_body, parse_request};
+use super::wire::{
+    StreamOptions, completion_body, format_reset, gateway_error, models_body, parse_request, stream_events,
+};
 
 fn entry(name: &str, token: &str) -> KeyEntry {
     KeyEntry {
@@ -233,7 +236,9 @@ fn a_request_maps_to_the_gateway_request() {
         {"role":"user","content":[{"type":"text","text":"Plan "},{"type":"text","text":"it."}]},
         {"role":"assistant","content":null}],
         "max_tokens":64,"temperature":0,"user":"ada","top_p":1}"#;
-    let req = parse_request(body, &catalogue(), UsageMeta::default().tenant("acme")).unwrap();
+    let parsed = parse_request(body, &catalogue(), UsageMeta::default().tenant("acme")).unwrap();
+    assert_eq!(parsed.stream, None);
+    let req = parsed.request;
     assert_eq!(req.model, ModelChoice::Named("small".into()));
     assert_eq!(req.max_tokens, 64);
     assert_eq!(req.temperature_milli, 0);
@@ -251,7 +256,8 @@ fn a_request_maps_to_the_gateway_request() {
         &catalogue(),
         UsageMeta::default(),
     )
-    .unwrap();
+    .unwrap()
+    .request;
     assert_eq!(
         (req.max_tokens, req.temperature_milli, req.cacheable),
         (500, 700, false)
@@ -259,8 +265,84 @@ fn a_request_maps_to_the_gateway_request() {
 }
 
 #[test]
+fn tools_tool_turns_formats_and_streams_are_read() {
+    let body = br#"{"model":"small","stream":true,"stream_options":{"include_usage":true},
+        "messages":[
+          {"role":"user","content":"weather?"},
+          {"role":"assistant","content":null,"tool_calls":[{"id":"c1","type":"function","function":{"name":"weather","arguments":"{\"city\":\"Oslo\"}"}}]},
+          {"role":"tool","tool_call_id":"c1","content":"sunny"}],
+        "tools":[{"type":"function","function":{"name":"weather","description":"d","parameters":{"type":"object"}}}],
+        "tool_choice":"required",
+        "response_format":{"type":"json_schema","json_schema":{"name":"w","schema":{"type":"object"},"strict":true}}}"#;
+    let parsed = parse_request(body, &catalogue(), UsageMeta::default()).unwrap();
+    assert_eq!(parsed.stream, Some(StreamOptions { include_usage: true }));
+    let req = parsed.request;
+    assert_eq!(req.messages[1].tool_calls[0].name, "weather");
+    assert_eq!(req.messages[1].tool_calls[0].arguments, r#"{"city":"Oslo"}"#);
+    assert_eq!(req.messages[2].role, Role::Tool);
+    assert_eq!(req.messages[2].tool_call_id.as_deref(), Some("c1"));
+    assert_eq!(req.tools[0].name, "weather");
+    assert_eq!(req.tool_choice, ToolChoice::Required);
+    assert!(matches!(
+        req.response_format,
+        ResponseFormat::JsonSchema { strict: true, .. }
+    ));
+    // A tool turn without the id it answers is refused.
+    let err = parse_request(
+        br#"{"model":"small","messages":[{"role":"tool","content":"x"}]}"#,
+        &catalogue(),
+        UsageMeta::default(),
+    )
+    .unwrap_err();
+    assert!(err.message.contains("tool_call_id"), "{}", err.message);
+}
+
+#[test]
+fn a_stream_is_written_as_openai_chunks_ending_in_done() {
+    let answer = LlmResponse {
+        content: "Hi".into(),
+        model: "small".into(),
+        deployment: "small@sim".into(),
+        input_tokens: 5,
+        output_tokens: 1,
+        cost_micro_usd: 1,
+        source: ResponseSource::Provider,
+        attempts: 1,
+        tool_calls: Vec::new(),
+        finish_reason: "stop".into(),
+    };
+    let with_usage = StreamOptions { include_usage: true };
+    let first = stream_events("id", 1, "small", &LlmChunk::Text("Hi".into()), true, 8, with_usage);
+    let json: serde_json::Value = serde_json::from_str(first.strip_prefix("data: ").unwrap().trim()).unwrap();
+    assert_eq!(json["object"], "chat.completion.chunk");
+    assert_eq!(json["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(json["choices"][0]["delta"]["content"], "Hi");
+    assert!(json["usage"].is_null());
+    let call = LlmChunk::ToolCall {
+        index: 0,
+        id: Some("c1".into()),
+        name: Some("f".into()),
+        arguments: "{".into(),
+    };
+    let ev = stream_events("id", 1, "small", &call, false, 8, StreamOptions::default());
+    let json: serde_json::Value = serde_json::from_str(ev.strip_prefix("data: ").unwrap().trim()).unwrap();
+    let c = &json["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(
+        (c["id"].as_str(), c["function"]["name"].as_str()),
+        (Some("c1"), Some("f"))
+    );
+    assert!(json.get("usage").is_none());
+    let end = stream_events("id", 1, "small", &LlmChunk::Done(answer), false, 8, with_usage);
+    let events: Vec<&str> = end.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 3, "{end}");
+    assert!(events[0].contains(r#""finish_reason":"stop""#));
+    assert!(events[1].contains(r#""total_tokens":6"#));
+    assert_eq!(events[2], "data: [DONE]");
+}
+
+#[test]
 fn bad_requests_are_400_naming_the_field() {
-    let cases: [(&[u8], Option<&str>); 9] = [
+    let cases: [(&[u8], Option<&str>); 12] = [
         (b"not json", None),
         (br#"{"messages":[{"role":"user","content":"hi"}]}"#, Some("model")),
         (br#"{"model":"small"}"#, Some("messages")),
@@ -278,8 +360,20 @@ fn bad_requests_are_400_naming_the_field() {
             Some("temperature"),
         ),
         (
-            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"stream":true}"#,
-            Some("stream"),
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f","parameters":"no"}}]}"#,
+            Some("tools"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":{"type":"function","function":{"name":"g"}}}"#,
+            Some("tool_choice"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"tool_choice":"maybe"}"#,
+            Some("tool_choice"),
+        ),
+        (
+            br#"{"model":"small","messages":[{"role":"user","content":"x"}],"response_format":{"type":"yaml"}}"#,
+            Some("response_format"),
         ),
         (
             br#"{"model":"small","messages":[{"role":"user","content":"x"}],"user":"a=b"}"#,
@@ -316,6 +410,8 @@ fn a_response_maps_to_openai_shape() {
         cost_micro_usd: 4,
         source: ResponseSource::Provider,
         attempts: 1,
+        tool_calls: Vec::new(),
+        finish_reason: String::new(),
     };
     let body = completion_body("chatcmpl-1", 1700, 64, &answer);
     assert_eq!(body["object"], "chat.completion");

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use nexus_swarm_actors::llm::types::ProviderRequest;
-use nexus_swarm_actors::llm::{LlmProvider, ProviderResult};
+use nexus_swarm_actors::llm::types::{ProviderRequest, ProviderStream};
+use nexus_swarm_actors::llm::{LlmProvider, ProviderError, ProviderResult};
 use tokio::time::Instant;
 
 tokio::task_local! {
@@ -57,6 +57,13 @@ impl LlmProvider for Timed {
             add_to(counter, started);
             out
         })
+    }
+
+    /// A stream is opened on the gateway's own task, outside any
+    /// [`measure`] scope: the gateway reports the time it waited for the
+    /// provider itself ([`StreamInfo::provider_time`](nexus_swarm_actors::llm::types::StreamInfo)).
+    fn stream(&self, request: ProviderRequest) -> BoxFuture<'static, Result<ProviderStream, ProviderError>> {
+        self.inner.stream(request)
     }
 
     fn complete_batch(&self, requests: Vec<ProviderRequest>) -> BoxFuture<'static, Vec<ProviderResult>> {

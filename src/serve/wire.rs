@@ -3,15 +3,22 @@
 //! OpenAI's `{"error": {...}}` shape with the status OpenAI uses.
 //!
 //! Read from a request: `model` (a catalogue name; required), `messages`
-//! (`system`, `developer` (as system), `user` and `assistant` turns, with
-//! text content as a string or as `text` parts), `max_tokens` or
+//! (`system`, `developer` (as system), `user`, `assistant` (with its
+//! `tool_calls`) and `tool` (with its `tool_call_id`) turns, with text
+//! content as a string or as `text` parts), `max_tokens` or
 //! `max_completion_tokens` (default: the model's `max_output_tokens`),
 //! `temperature` (0 to 2), `user` (recorded as the usage label `user`),
-//! `n` (1 only) and `stream` (refused: not served yet). Other fields are
-//! accepted and ignored, as OpenAI-compatible servers commonly do.
+//! `n` (1 only), `tools` (functions), `tool_choice`, `response_format`
+//! (`text`, `json_object`, `json_schema`), `stream` and
+//! `stream_options.include_usage`. Other fields are accepted and ignored,
+//! as OpenAI-compatible servers commonly do.
 
 use std::time::Duration;
 
+use nexus_swarm_actors::llm::openai::wire::{
+    WireTool, WireToolCall, call_from_wire, call_to_wire, choice_from_wire, format_from_wire, tool_from_wire,
+};
+use nexus_swarm_actors::llm::types::{LlmChunk, ToolChoice};
 use nexus_swarm_actors::llm::{
     CatalogueError, GatewayError, LlmRequest, LlmResponse, Message, ModelCatalogue, ProviderError, RateLimitError,
 };
@@ -103,6 +110,27 @@ struct ChatRequest {
     n: Option<u64>,
     #[serde(default)]
     stream: bool,
+    stream_options: Option<StreamOptions>,
+    tools: Option<Vec<WireTool>>,
+    tool_choice: Option<Value>,
+    response_format: Option<Value>,
+}
+
+/// What a streaming caller asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct StreamOptions {
+    /// A last chunk with the usage (`stream_options.include_usage`).
+    #[serde(default)]
+    pub include_usage: bool,
+}
+
+/// A parsed chat-completions request.
+#[derive(Debug)]
+pub struct Parsed {
+    /// The gateway request.
+    pub request: LlmRequest,
+    /// `Some` for `stream: true`.
+    pub stream: Option<StreamOptions>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +138,10 @@ struct WireMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,15 +186,10 @@ fn text_of(content: Option<Content>, index: usize) -> Result<String, ApiError> {
 
 /// A chat-completions body parsed into a gateway request charged to
 /// `meta`, checked against the catalogue.
-pub fn parse_request(body: &[u8], catalogue: &ModelCatalogue, meta: UsageMeta) -> Result<LlmRequest, ApiError> {
+pub fn parse_request(body: &[u8], catalogue: &ModelCatalogue, meta: UsageMeta) -> Result<Parsed, ApiError> {
     let req: ChatRequest = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(None, format!("the body is not a valid chat-completions request: {e}")))?;
-    if req.stream {
-        return Err(ApiError::bad_request(
-            Some("stream"),
-            "`stream: true` is not supported by this server yet; send the request without it",
-        ));
-    }
+    let stream = req.stream.then(|| req.stream_options.unwrap_or_default());
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::bad_request(Some("n"), "only n = 1 is supported"));
     }
@@ -189,15 +216,57 @@ pub fn parse_request(body: &[u8], catalogue: &ModelCatalogue, meta: UsageMeta) -
         messages.push(match m.role.as_str() {
             "system" | "developer" => Message::system(text),
             "user" => Message::user(text),
-            "assistant" => Message::assistant(text),
+            "assistant" => Message {
+                tool_calls: m
+                    .tool_calls
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(call_from_wire)
+                    .collect(),
+                ..Message::assistant(text)
+            },
+            "tool" => {
+                let id = m.tool_call_id.filter(|id| !id.is_empty()).ok_or_else(|| {
+                    ApiError::bad_request(
+                        Some("messages"),
+                        format!("messages[{i}]: a `tool` message needs the `tool_call_id` it answers"),
+                    )
+                })?;
+                Message::tool_result(id, text)
+            }
             other => {
                 return Err(ApiError::bad_request(
                     Some("messages"),
-                    format!("messages[{i}]: role `{other}` is not supported (system, developer, user, assistant)"),
+                    format!(
+                        "messages[{i}]: role `{other}` is not supported (system, developer, user, assistant, tool)"
+                    ),
                 ));
             }
         });
     }
+    let tools = req
+        .tools
+        .unwrap_or_default()
+        .into_iter()
+        .map(tool_from_wire)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ApiError::bad_request(Some("tools"), e))?;
+    let tool_choice = match &req.tool_choice {
+        None => ToolChoice::Auto,
+        Some(v) => choice_from_wire(v).map_err(|e| ApiError::bad_request(Some("tool_choice"), e))?,
+    };
+    if let ToolChoice::Named(name) = &tool_choice
+        && !tools.iter().any(|t| &t.name == name)
+    {
+        return Err(ApiError::bad_request(
+            Some("tool_choice"),
+            format!("tool_choice names `{name}`, which is not one of the request's tools"),
+        ));
+    }
+    let response_format = match &req.response_format {
+        None => Default::default(),
+        Some(v) => format_from_wire(v).map_err(|e| ApiError::bad_request(Some("response_format"), e))?,
+    };
     let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
         None => model.max_output_tokens,
         Some(0) => {
@@ -242,18 +311,23 @@ pub fn parse_request(body: &[u8], catalogue: &ModelCatalogue, meta: UsageMeta) -
         .max_tokens(u32::try_from(max_tokens).unwrap_or(u32::MAX))
         // Sampled answers differ by design: only greedy ones are cached.
         .cacheable(temperature_milli == 0)
-        .meta(meta);
+        .meta(meta)
+        .tools(tools, tool_choice)
+        .response_format(response_format);
     request.temperature_milli = temperature_milli;
-    Ok(request)
+    Ok(Parsed { request, stream })
 }
 
 /// An answer in OpenAI's `chat.completion` shape.
 pub fn completion_body(id: &str, created_secs: u64, max_tokens: u32, answer: &LlmResponse) -> Value {
-    let finish = if answer.output_tokens >= u64::from(max_tokens) {
-        "length"
-    } else {
-        "stop"
-    };
+    let mut message = json!({ "role": "assistant", "content": answer.content });
+    if !answer.tool_calls.is_empty() {
+        let calls: Vec<WireToolCall> = answer.tool_calls.iter().map(call_to_wire).collect();
+        message["tool_calls"] = json!(calls);
+        if answer.content.is_empty() {
+            message["content"] = Value::Null;
+        }
+    }
     json!({
         "id": id,
         "object": "chat.completion",
@@ -261,16 +335,127 @@ pub fn completion_body(id: &str, created_secs: u64, max_tokens: u32, answer: &Ll
         "model": answer.model,
         "choices": [{
             "index": 0,
-            "message": { "role": "assistant", "content": answer.content },
+            "message": message,
             "logprobs": null,
-            "finish_reason": finish,
+            "finish_reason": finish_reason(answer, max_tokens),
         }],
-        "usage": {
-            "prompt_tokens": answer.input_tokens,
-            "completion_tokens": answer.output_tokens,
-            "total_tokens": answer.input_tokens + answer.output_tokens,
-        },
+        "usage": usage_body(answer),
     })
+}
+
+/// The provider's finish reason; when it gave none, `length` if the answer
+/// used every allowed token, else `stop`.
+fn finish_reason(answer: &LlmResponse, max_tokens: u32) -> &str {
+    if !answer.finish_reason.is_empty() {
+        return &answer.finish_reason;
+    }
+    if answer.output_tokens >= u64::from(max_tokens) {
+        "length"
+    } else {
+        "stop"
+    }
+}
+
+fn usage_body(answer: &LlmResponse) -> Value {
+    json!({
+        "prompt_tokens": answer.input_tokens,
+        "completion_tokens": answer.output_tokens,
+        "total_tokens": answer.input_tokens + answer.output_tokens,
+    })
+}
+
+/// One `chat.completion.chunk` of a stream, as an SSE event.
+pub fn chunk_event(
+    id: &str,
+    created_secs: u64,
+    model: &str,
+    delta: Value,
+    finish: Option<&str>,
+    usage: bool,
+) -> String {
+    let mut chunk = json!({
+        "id": id,
+        "object": "chat.completion.chunk",
+        "created": created_secs,
+        "model": model,
+        "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+    });
+    if usage {
+        chunk["usage"] = Value::Null;
+    }
+    format!("data: {chunk}\n\n")
+}
+
+/// The events a gateway chunk becomes (the first chunk's delta carries the
+/// role; [`LlmChunk::Done`] becomes the finish chunk, the usage chunk when
+/// asked for, and `[DONE]`).
+pub fn stream_events(
+    id: &str,
+    created_secs: u64,
+    model: &str,
+    chunk: &LlmChunk,
+    first: bool,
+    max_tokens: u32,
+    options: StreamOptions,
+) -> String {
+    let usage = options.include_usage;
+    let mut delta = match chunk {
+        LlmChunk::Text(t) => json!({ "content": t }),
+        LlmChunk::ToolCall {
+            index,
+            id: call_id,
+            name,
+            arguments,
+        } => {
+            let mut call = json!({ "index": index, "function": { "arguments": arguments } });
+            if let Some(call_id) = call_id {
+                call["id"] = json!(call_id);
+                call["type"] = json!("function");
+            }
+            if let Some(name) = name {
+                call["function"]["name"] = json!(name);
+            }
+            json!({ "tool_calls": [call] })
+        }
+        LlmChunk::Done(answer) => {
+            let mut out = String::new();
+            if first {
+                out.push_str(&chunk_event(
+                    id,
+                    created_secs,
+                    model,
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                    usage,
+                ));
+            }
+            let finish = finish_reason(answer, max_tokens);
+            out.push_str(&chunk_event(id, created_secs, model, json!({}), Some(finish), usage));
+            if usage {
+                let last = json!({
+                    "id": id,
+                    "object": "chat.completion.chunk",
+                    "created": created_secs,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage_body(answer),
+                });
+                out.push_str(&format!("data: {last}\n\n"));
+            }
+            out.push_str("data: [DONE]\n\n");
+            return out;
+        }
+    };
+    if first {
+        delta["role"] = json!("assistant");
+    }
+    chunk_event(id, created_secs, model, delta, None, usage)
+}
+
+/// An error in the middle of a stream, as an SSE event in OpenAI's error
+/// shape (the `openai` clients raise it).
+pub fn stream_error_event(err: &ApiError) -> String {
+    format!("data: {}\n\n", err.body())
 }
 
 /// The `/v1/models` list of a catalogue.

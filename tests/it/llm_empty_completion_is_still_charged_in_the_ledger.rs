@@ -41,6 +41,7 @@ impl LlmProvider for Terse {
                 output_tokens: output,
                 finish_reason: "stop".into(),
                 rate_limit: Default::default(),
+                tool_calls: Vec::new(),
             })
         })
     }

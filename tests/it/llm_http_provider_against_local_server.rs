@@ -96,6 +96,7 @@ fn req(model: &str) -> ProviderRequest {
         messages: vec![Message::user("ping")],
         max_tokens: 16,
         temperature_milli: 0,
+        ..ProviderRequest::default()
     }
 }
 

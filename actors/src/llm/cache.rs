@@ -33,10 +33,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::error::CacheError;
-use super::types::{Message, ModelChoice};
+use super::types::{LlmRequest, Message, ModelChoice};
 
 /// The version of the key encoding, hashed first.
-const KEY_VERSION: &[u8] = b"nexus-cache-v2\0";
+const KEY_VERSION: &[u8] = b"nexus-cache-v3\0";
 
 /// Hashes one variable-length field: its length (8 bytes, little endian),
 /// then its bytes.
@@ -57,6 +57,40 @@ impl CacheKey {
     /// share an encoding: `["ab", "c"]` and `["a", "bc"]`, or a content that
     /// contains the separators of another encoding, hash differently.
     pub fn new(model: &ModelChoice, messages: &[Message], max_tokens: u32, temperature_milli: u16) -> Self {
+        Self::build(model, messages, max_tokens, temperature_milli, &[])
+    }
+
+    /// The key of a whole gateway request: [`CacheKey::new`]'s fields, and
+    /// its tools, tool choice and response format (as JSON).
+    pub fn of(req: &LlmRequest) -> Self {
+        let plain =
+            req.tools.is_empty() && req.tool_choice == Default::default() && req.response_format == Default::default();
+        let extras = if plain {
+            Vec::new()
+        } else {
+            // Serializing these plain data types cannot fail; an empty
+            // encoding would still differ from a plain request's by the
+            // fields above only, so fall back to their debug text.
+            serde_json::to_vec(&(&req.tools, &req.tool_choice, &req.response_format)).unwrap_or_else(|_| {
+                format!("{:?}{:?}{:?}", req.tools, req.tool_choice, req.response_format).into_bytes()
+            })
+        };
+        Self::build(
+            &req.model,
+            &req.messages,
+            req.max_tokens,
+            req.temperature_milli,
+            &extras,
+        )
+    }
+
+    fn build(
+        model: &ModelChoice,
+        messages: &[Message],
+        max_tokens: u32,
+        temperature_milli: u16,
+        extras: &[u8],
+    ) -> Self {
         let mut h = Sha256::new();
         // The version names the encoding: a new one never reads entries
         // written under an old one (they age out of the disk tier).
@@ -86,9 +120,17 @@ impl CacheKey {
                 content.push_str(word);
             }
             hash_field(&mut h, content.as_bytes());
+            hash_field(&mut h, m.tool_call_id.as_deref().unwrap_or_default().as_bytes());
+            h.update((m.tool_calls.len() as u64).to_le_bytes());
+            for c in &m.tool_calls {
+                hash_field(&mut h, c.id.as_bytes());
+                hash_field(&mut h, c.name.as_bytes());
+                hash_field(&mut h, c.arguments.as_bytes());
+            }
         }
         h.update(max_tokens.to_le_bytes());
         h.update(temperature_milli.to_le_bytes());
+        hash_field(&mut h, extras);
         CacheKey(h.finalize().into())
     }
 

@@ -267,6 +267,15 @@ pub enum GatewayError {
     /// Every deployment of every model of the chain is cooling down.
     #[error("no deployment available for {0:?} (all cooling down)")]
     NoDeployment(Vec<String>),
+    /// A stream failed after it had begun (no retry or fallback then:
+    /// part of the answer was delivered). What was delivered is charged.
+    #[error("the stream from {model} broke after it began: {error}")]
+    StreamBroken {
+        /// The catalogue model that was streaming.
+        model: String,
+        /// The provider's error.
+        error: ProviderError,
+    },
     /// The gateway has stopped.
     #[error("gateway stopped")]
     Stopped,

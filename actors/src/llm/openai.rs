@@ -1,10 +1,17 @@
 //! [`OpenAiCompatible`]: chat completions over HTTP, for OpenAI and the
 //! servers that speak its API (vLLM, Ollama, LiteLLM, llama.cpp...).
 //!
-//! - `POST {base_url}/chat/completions` with `model`, `messages`,
-//!   `max_tokens`, `temperature`; the reply's `choices[0].message.content`,
+//! - `POST {base_url}/chat/completions` with `model`, `messages` (tool
+//!   calls and tool results included), `max_tokens`, `temperature`, and
+//!   `tools`, `tool_choice`, `response_format` when the request has them;
+//!   the reply's `choices[0].message.content` and `tool_calls`,
 //!   `finish_reason` and `usage` are read, anything else missing or
 //!   unparsable is [`ProviderError::Malformed`].
+//! - Streams: the same request with `stream: true` and
+//!   `stream_options.include_usage`; the server-sent events are read as
+//!   they arrive (`data: {chunk}` lines until `data: [DONE]`), each delta
+//!   becoming a [`ProviderChunk`]. A chunk that does not parse ends the
+//!   stream with [`ProviderError::Malformed`].
 //! - The API key is read from the environment variable named in the config
 //!   (none for local servers) and sent as a bearer token.
 //! - `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` are parsed on
@@ -34,8 +41,14 @@ use tokio::sync::Semaphore;
 
 use super::error::ProviderError;
 use super::provider::{LlmProvider, ProviderResult};
-use super::types::{ProviderRequest, ProviderResponse, RateLimitSnapshot};
+use super::types::{ProviderChunk, ProviderRequest, ProviderResponse, ProviderStream, RateLimitSnapshot};
 use crate::error::Cause;
+
+mod sse;
+pub mod wire;
+
+use sse::SseDecoder;
+use wire::{WireToolCall, call_from_wire, call_to_wire, choice_to_wire, format_to_wire, tool_to_wire};
 
 /// Settings of one OpenAI-compatible endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,18 +188,23 @@ impl OpenAiCompatible {
         })
     }
 
-    async fn call(self, request: ProviderRequest) -> ProviderResult {
+    /// Sends `request` (streamed or not) and answers with the reply once
+    /// its status is known: a 2xx reply with its rate-limit report, every
+    /// other status as its typed error. The two permits come back with
+    /// the reply, to be held while its body is read.
+    async fn send(
+        &self,
+        request: &ProviderRequest,
+        stream: bool,
+    ) -> Result<(reqwest::Response, RateLimitSnapshot, Permits), ProviderError> {
         // Both permits are held for the whole exchange; the semaphores are
         // never closed, so acquiring only fails if that changes.
-        let _total = self
-            .pool
-            .total
-            .acquire()
+        let total = Arc::clone(&self.pool.total)
+            .acquire_owned()
             .await
             .map_err(|_| ProviderError::Lost("the connection pool is closed"))?;
-        let _host = self
-            .host
-            .acquire()
+        let host = Arc::clone(&self.host)
+            .acquire_owned()
             .await
             .map_err(|_| ProviderError::Lost("the connection pool is closed"))?;
         let body = WireRequest {
@@ -196,13 +214,26 @@ impl OpenAiCompatible {
                 .iter()
                 .map(|m| WireMessage {
                     role: m.role.as_str(),
-                    content: &m.content,
+                    // An assistant turn that only called tools has no text.
+                    content: (!(m.content.is_empty() && !m.tool_calls.is_empty())).then_some(m.content.as_str()),
+                    tool_calls: m.tool_calls.iter().map(call_to_wire).collect(),
+                    tool_call_id: m.tool_call_id.as_deref(),
                 })
                 .collect(),
             max_tokens: request.max_tokens,
             temperature: f64::from(request.temperature_milli) / 1000.0,
+            tools: request.tools.iter().map(tool_to_wire).collect(),
+            tool_choice: (!request.tools.is_empty()).then(|| choice_to_wire(&request.tool_choice)),
+            response_format: (request.response_format != Default::default())
+                .then(|| format_to_wire(&request.response_format)),
+            stream,
+            stream_options: stream.then_some(StreamOptions { include_usage: true }),
         };
-        let mut builder = self.pool.client.post(&self.url).timeout(self.timeout).json(&body);
+        let mut builder = self.pool.client.post(&self.url).json(&body);
+        // A stream is bounded between chunks by the gateway, not as a whole.
+        if !stream {
+            builder = builder.timeout(self.timeout);
+        }
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key);
         }
@@ -210,11 +241,81 @@ impl OpenAiCompatible {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let snapshot = parse_rate_limit_headers(&headers);
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         if (200..300).contains(&status) {
-            return parse_completion(&bytes, snapshot);
+            return Ok((
+                response,
+                snapshot,
+                Permits {
+                    _total: total,
+                    _host: host,
+                },
+            ));
         }
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         Err(status_error(status, &headers, &bytes, snapshot))
+    }
+
+    async fn call(self, request: ProviderRequest) -> ProviderResult {
+        let (response, snapshot, permits) = self.send(&request, false).await?;
+        let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
+        drop(permits);
+        parse_completion(&bytes, snapshot)
+    }
+
+    async fn open_stream(self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
+        let (response, rate_limit, permits) = self.send(&request, true).await?;
+        let state = Reading {
+            provider: self,
+            response: Some(response),
+            decoder: SseDecoder::default(),
+            ready: std::collections::VecDeque::new(),
+            _permits: permits,
+        };
+        let chunks = futures::stream::unfold(state, |mut st| async move {
+            loop {
+                if let Some(item) = st.ready.pop_front() {
+                    // An error ends the stream after it is read.
+                    if item.is_err() {
+                        st.response = None;
+                    }
+                    return Some((item, st));
+                }
+                let response = st.response.as_mut()?;
+                match response.chunk().await {
+                    Ok(Some(bytes)) => {
+                        for event in st.decoder.push(&bytes) {
+                            match event {
+                                Ok(sse::Event::Done) => {
+                                    st.response = None;
+                                    break;
+                                }
+                                Ok(sse::Event::Data(data)) => match parse_stream_chunk(&data) {
+                                    Ok(chunks) => st.ready.extend(chunks.into_iter().map(Ok)),
+                                    Err(e) => {
+                                        st.ready.push_back(Err(e));
+                                        break;
+                                    }
+                                },
+                                Err(e) => {
+                                    st.ready.push_back(Err(e));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    // The body ended without `[DONE]`: what came is all.
+                    Ok(None) => st.response = None,
+                    Err(e) => {
+                        let e = st.provider.transport_error(e);
+                        st.ready.push_back(Err(e));
+                    }
+                }
+            }
+        });
+        Ok(ProviderStream {
+            rate_limit,
+            chunks: Box::pin(chunks),
+        })
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
@@ -236,6 +337,26 @@ impl LlmProvider for OpenAiCompatible {
     fn complete(&self, request: ProviderRequest) -> BoxFuture<'static, ProviderResult> {
         Box::pin(self.clone().call(request))
     }
+
+    fn stream(&self, request: ProviderRequest) -> BoxFuture<'static, Result<ProviderStream, ProviderError>> {
+        Box::pin(self.clone().open_stream(request))
+    }
+}
+
+/// The connection permits of one exchange, held until its body is read.
+struct Permits {
+    _total: tokio::sync::OwnedSemaphorePermit,
+    _host: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// A stream being read: the reply (none once it ended), the event decoder
+/// and the chunks decoded but not yet taken.
+struct Reading {
+    provider: OpenAiCompatible,
+    response: Option<reqwest::Response>,
+    decoder: SseDecoder,
+    ready: std::collections::VecDeque<Result<ProviderChunk, ProviderError>>,
+    _permits: Permits,
 }
 
 #[derive(Serialize)]
@@ -244,12 +365,31 @@ struct WireRequest<'a> {
     messages: Vec<WireMessage<'a>>,
     max_tokens: u32,
     temperature: f64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tools: Vec<wire::WireTool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
 }
 
 #[derive(Serialize)]
 struct WireMessage<'a> {
     role: &'a str,
-    content: &'a str,
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    tool_calls: Vec<WireToolCall>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_call_id: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -267,6 +407,77 @@ struct WireChoice {
 #[derive(Deserialize)]
 struct WireReplyMessage {
     content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+}
+
+#[derive(Deserialize)]
+struct WireStreamChunk {
+    #[serde(default)]
+    choices: Vec<WireStreamChoice>,
+    usage: Option<WireUsage>,
+}
+
+#[derive(Deserialize)]
+struct WireStreamChoice {
+    delta: Option<WireDelta>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct WireDelta {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCallDelta>>,
+}
+
+#[derive(Deserialize)]
+struct WireToolCallDelta {
+    index: u32,
+    id: Option<String>,
+    function: Option<WireFunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct WireFunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+/// The chunks of one streamed `chat.completion.chunk` event.
+pub fn parse_stream_chunk(data: &str) -> Result<Vec<ProviderChunk>, ProviderError> {
+    let wire: WireStreamChunk = serde_json::from_str(data)
+        .map_err(|e| ProviderError::Malformed(format!("not a completion chunk: {e}: {}", truncate(data))))?;
+    let mut out = Vec::new();
+    if let Some(choice) = wire.choices.into_iter().next() {
+        if let Some(delta) = choice.delta {
+            if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+                out.push(ProviderChunk::Text(text));
+            }
+            for call in delta.tool_calls.unwrap_or_default() {
+                let (name, arguments) = call.function.map_or((None, None), |f| (f.name, f.arguments));
+                out.push(ProviderChunk::ToolCall {
+                    index: call.index,
+                    id: call.id,
+                    name,
+                    arguments: arguments.unwrap_or_default(),
+                });
+            }
+        }
+        if let Some(reason) = choice.finish_reason {
+            out.push(ProviderChunk::Finish(reason));
+        }
+    }
+    if let Some(usage) = wire.usage {
+        let (Some(input_tokens), Some(output_tokens)) = (usage.prompt_tokens, usage.completion_tokens) else {
+            return Err(ProviderError::Malformed("stream usage lacks token counts".into()));
+        };
+        out.push(ProviderChunk::Usage {
+            input_tokens,
+            output_tokens,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
@@ -306,10 +517,21 @@ pub fn parse_completion(body: &[u8], rate_limit: RateLimitSnapshot) -> ProviderR
         .choices
         .and_then(|c| c.into_iter().next())
         .ok_or_else(|| ProviderError::Malformed("no choices".into()))?;
-    let content = choice
+    let message = choice
         .message
-        .and_then(|m| m.content)
-        .ok_or_else(|| ProviderError::Malformed("choice has no message content".into()))?;
+        .ok_or_else(|| ProviderError::Malformed("choice has no message".into()))?;
+    let tool_calls: Vec<_> = message
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(call_from_wire)
+        .collect();
+    // A turn that only calls tools may have no content.
+    let content = match message.content {
+        Some(c) => c,
+        None if !tool_calls.is_empty() => String::new(),
+        None => return Err(ProviderError::Malformed("choice has no message content".into())),
+    };
     let usage = wire.usage.ok_or_else(|| ProviderError::Malformed("no usage".into()))?;
     let (Some(input_tokens), Some(output_tokens)) = (usage.prompt_tokens, usage.completion_tokens) else {
         return Err(ProviderError::Malformed("usage lacks token counts".into()));
@@ -320,6 +542,7 @@ pub fn parse_completion(body: &[u8], rate_limit: RateLimitSnapshot) -> ProviderR
         output_tokens,
         finish_reason: choice.finish_reason.unwrap_or_default(),
         rate_limit,
+        tool_calls,
     })
 }
 

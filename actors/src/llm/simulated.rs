@@ -15,7 +15,15 @@
 //!   with the exact retry-after at which the request would fit;
 //! - **faults**: server errors, hangs (timeouts) and garbled replies, each
 //!   with a rate in permille;
-//! - **a context window**: prompts plus `max_tokens` above it are refused.
+//! - **a context window**: prompts plus `max_tokens` above it are refused;
+//! - **tools and formats**: with tools it calls the one the tool choice
+//!   asks for (the first under `auto`, unless the last turn is a tool's
+//!   result) with arguments built from the tool's JSON Schema; a JSON
+//!   response format gets JSON text (a value of the schema); it bills at
+//!   most `max_tokens` for either;
+//! - **streams**: a streamed answer comes word by word after the same
+//!   latency (time to the first chunk), tool-call arguments in two pieces,
+//!   then the finish reason and the usage.
 //!
 //! It counts every request it receives and every 429 it returns, and can
 //! keep a log of accepted requests for tests that check windows.
@@ -37,7 +45,9 @@ use super::error::ProviderError;
 use super::limiter::MINUTE;
 use super::provider::{LlmProvider, ProviderResult};
 use super::tokens::TokenCounter;
-use super::types::{ProviderRequest, ProviderResponse, RateLimitSnapshot};
+use super::types::{ProviderChunk, ProviderRequest, ProviderResponse, ProviderStream, RateLimitSnapshot};
+
+mod shape;
 
 /// Settings of a [`SimulatedProvider`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,6 +200,14 @@ struct Plan {
     outcome: ProviderResult,
 }
 
+/// What a request is answered, before admission.
+struct Completion {
+    tokens: u64,
+    text: String,
+    tool_calls: Vec<super::types::ToolCall>,
+    finish: &'static str,
+}
+
 impl SimulatedProvider {
     /// A provider named `name` with these settings.
     pub fn new(name: impl Into<String>, config: SimulatedConfig) -> Self {
@@ -238,13 +256,14 @@ impl SimulatedProvider {
 
     /// The completion length and text for a request: a function of the
     /// seed and the request alone.
-    fn completion(&self, req: &ProviderRequest) -> (u64, String) {
+    fn completion(&self, req: &ProviderRequest) -> Completion {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.inner.config.seed.hash(&mut h);
         req.model.hash(&mut h);
         req.messages.hash(&mut h);
         req.max_tokens.hash(&mut h);
-        let mut rng = StdRng::seed_from_u64(h.finish());
+        let seed = h.finish();
+        let mut rng = StdRng::seed_from_u64(seed);
         let max = u64::from(req.max_tokens).max(1);
         let min = (max * u64::from(self.inner.config.output_min_permille.min(1000)) / 1000).max(1);
         let n = rng.random_range(min..=max);
@@ -252,7 +271,30 @@ impl SimulatedProvider {
         for _ in 1..n {
             text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
         }
-        (n, text)
+        let billed = |s: &str| self.inner.counter.count(s).clamp(1, max);
+        if let Some(tool) = shape::tool_to_call(req) {
+            let words: Vec<&str> = text.split_whitespace().collect();
+            let call = shape::call(tool, seed, &words);
+            return Completion {
+                tokens: billed(&call.arguments),
+                text: String::new(),
+                tool_calls: vec![call],
+                finish: "tool_calls",
+            };
+        }
+        let (tokens, text) = match &req.response_format {
+            super::types::ResponseFormat::Text => (n, text),
+            format => {
+                let shaped = shape::shaped(format, &text);
+                (billed(&shaped), shaped)
+            }
+        };
+        Completion {
+            finish: if tokens == max { "length" } else { "stop" },
+            tokens,
+            text,
+            tool_calls: Vec::new(),
+        }
     }
 
     fn latency(&self, rng: &mut StdRng) -> Duration {
@@ -284,7 +326,12 @@ impl SimulatedProvider {
                 }),
             };
         }
-        let (output, content) = self.completion(req);
+        let Completion {
+            tokens: output,
+            text: content,
+            tool_calls,
+            finish,
+        } = self.completion(req);
         let tokens = input + output;
         let now = Instant::now();
         let mut st = inner.state.lock();
@@ -384,13 +431,9 @@ impl SimulatedProvider {
                     content,
                     input_tokens: input,
                     output_tokens: output,
-                    finish_reason: if output == u64::from(req.max_tokens) {
-                        "length"
-                    } else {
-                        "stop"
-                    }
-                    .into(),
+                    finish_reason: finish.into(),
                     rate_limit: snap,
+                    tool_calls,
                 }),
             };
         };
@@ -414,6 +457,20 @@ impl LlmProvider for SimulatedProvider {
         })
     }
 
+    fn stream(&self, request: ProviderRequest) -> BoxFuture<'static, Result<ProviderStream, ProviderError>> {
+        let plan = self.plan(&request);
+        Box::pin(async move {
+            if !plan.delay.is_zero() {
+                tokio::time::sleep(plan.delay).await;
+            }
+            let resp = plan.outcome?;
+            Ok(ProviderStream {
+                rate_limit: resp.rate_limit,
+                chunks: Box::pin(futures::stream::iter(pieces(resp).into_iter().map(Ok))),
+            })
+        })
+    }
+
     /// A batch is admitted request by request (each counts against the
     /// limits) and answered together after the slowest draw.
     fn complete_batch(&self, requests: Vec<ProviderRequest>) -> BoxFuture<'static, Vec<ProviderResult>> {
@@ -426,6 +483,50 @@ impl LlmProvider for SimulatedProvider {
             plans.into_iter().map(|p| p.outcome).collect()
         })
     }
+}
+
+/// A whole answer as stream chunks: its text word by word (each word
+/// with the space before it), each tool call's arguments in two pieces,
+/// the finish reason, the usage.
+fn pieces(resp: ProviderResponse) -> Vec<ProviderChunk> {
+    let mut out = Vec::new();
+    let mut rest = resp.content.as_str();
+    while !rest.is_empty() {
+        // The next word ends where the one after it starts (at a space
+        // after a non-space).
+        let end = rest
+            .char_indices()
+            .skip_while(|(_, c)| c.is_whitespace())
+            .find(|(_, c)| c.is_whitespace())
+            .map_or(rest.len(), |(i, _)| i);
+        out.push(ProviderChunk::Text(rest[..end].to_string()));
+        rest = &rest[end..];
+    }
+    for (index, call) in (0u32..).zip(resp.tool_calls) {
+        let mut half = call.arguments.len() / 2;
+        while !call.arguments.is_char_boundary(half) {
+            half -= 1;
+        }
+        let (a, b) = call.arguments.split_at(half);
+        out.push(ProviderChunk::ToolCall {
+            index,
+            id: Some(call.id.clone()),
+            name: Some(call.name.clone()),
+            arguments: a.to_string(),
+        });
+        out.push(ProviderChunk::ToolCall {
+            index,
+            id: None,
+            name: None,
+            arguments: b.to_string(),
+        });
+    }
+    out.push(ProviderChunk::Finish(resp.finish_reason));
+    out.push(ProviderChunk::Usage {
+        input_tokens: resp.input_tokens,
+        output_tokens: resp.output_tokens,
+    });
+    out
 }
 
 #[cfg(test)]

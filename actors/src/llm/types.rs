@@ -18,6 +18,8 @@ pub enum Role {
     User,
     /// The model's turn.
     Assistant,
+    /// A tool's result, answering one of the model's tool calls.
+    Tool,
 }
 
 impl Role {
@@ -27,6 +29,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Tool => "tool",
         }
     }
 }
@@ -42,8 +45,14 @@ impl fmt::Display for Role {
 pub struct Message {
     /// Who wrote it.
     pub role: Role,
-    /// Its text.
+    /// Its text (empty for an assistant turn that only called tools).
     pub content: String,
+    /// The tools an assistant turn called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a [`Role::Tool`] message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl Message {
@@ -52,6 +61,8 @@ impl Message {
         Self {
             role: Role::System,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -60,6 +71,8 @@ impl Message {
         Self {
             role: Role::User,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
 
@@ -68,8 +81,86 @@ impl Message {
         Self {
             role: Role::Assistant,
             content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
         }
     }
+
+    /// An assistant turn that called these tools.
+    pub fn tool_calls(calls: Vec<ToolCall>) -> Self {
+        Self {
+            tool_calls: calls,
+            ..Self::assistant("")
+        }
+    }
+
+    /// A tool's result for the call `call_id`.
+    pub fn tool_result(call_id: impl Into<String>, content: impl Into<String>) -> Self {
+        Self {
+            role: Role::Tool,
+            content: content.into(),
+            tool_calls: Vec::new(),
+            tool_call_id: Some(call_id.into()),
+        }
+    }
+}
+
+/// A tool (function) the model may call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolDef {
+    /// Its name (what a call names).
+    pub name: String,
+    /// What it does, for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Its arguments as a JSON Schema object.
+    pub parameters: serde_json::Value,
+}
+
+/// A call of a tool by the model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// The call's id; the tool's result names it.
+    pub id: String,
+    /// The tool called.
+    pub name: String,
+    /// Its arguments, a JSON object as text (as the model wrote it).
+    pub arguments: String,
+}
+
+/// Whether and which tool the model must call.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolChoice {
+    /// The model decides (the default).
+    #[default]
+    Auto,
+    /// No tool call.
+    None,
+    /// At least one tool call.
+    Required,
+    /// A call of this tool.
+    Named(String),
+}
+
+/// The shape the answer's text must have.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    /// Free text (the default).
+    #[default]
+    Text,
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON value matching this schema.
+    JsonSchema {
+        /// The schema's name.
+        name: String,
+        /// The JSON Schema.
+        schema: serde_json::Value,
+        /// Whether the provider must follow the schema exactly.
+        strict: bool,
+    },
 }
 
 /// Something a model can do, which a request may need (defined beside the
@@ -114,6 +205,12 @@ pub struct LlmRequest {
     pub cacheable: bool,
     /// Who spends (budgets and quotas select by it).
     pub meta: UsageMeta,
+    /// Tools the model may call.
+    pub tools: Vec<ToolDef>,
+    /// Whether and which tool it must call (with `tools`).
+    pub tool_choice: ToolChoice,
+    /// The shape of the answer's text.
+    pub response_format: ResponseFormat,
 }
 
 impl LlmRequest {
@@ -129,6 +226,9 @@ impl LlmRequest {
             timeout: Duration::from_secs(60),
             cacheable: true,
             meta: UsageMeta::default(),
+            tools: Vec::new(),
+            tool_choice: ToolChoice::Auto,
+            response_format: ResponseFormat::Text,
         }
     }
 
@@ -178,6 +278,19 @@ impl LlmRequest {
         self.meta = meta;
         self
     }
+
+    /// Builder-style: tools the model may call.
+    pub fn tools(mut self, tools: Vec<ToolDef>, choice: ToolChoice) -> Self {
+        self.tools = tools;
+        self.tool_choice = choice;
+        self
+    }
+
+    /// Builder-style: the answer's shape.
+    pub fn response_format(mut self, format: ResponseFormat) -> Self {
+        self.response_format = format;
+        self
+    }
 }
 
 /// What the gateway answers.
@@ -199,6 +312,64 @@ pub struct LlmResponse {
     pub source: ResponseSource,
     /// Provider calls made (retries and fallbacks included).
     pub attempts: u32,
+    /// The tools the model called.
+    pub tool_calls: Vec<ToolCall>,
+    /// Why generation stopped (`stop`, `length`, `tool_calls`; `stop` for
+    /// a cache hit).
+    pub finish_reason: String,
+}
+
+impl LlmResponse {
+    /// The response as the chunks of a stream: its text, its tool calls,
+    /// then [`LlmChunk::Done`] with itself (how a cache hit is streamed).
+    pub fn chunks(&self) -> Vec<LlmChunk> {
+        let mut out = Vec::with_capacity(self.tool_calls.len() + 2);
+        if !self.content.is_empty() {
+            out.push(LlmChunk::Text(self.content.clone()));
+        }
+        for (index, call) in (0u32..).zip(&self.tool_calls) {
+            out.push(LlmChunk::ToolCall {
+                index,
+                id: Some(call.id.clone()),
+                name: Some(call.name.clone()),
+                arguments: call.arguments.clone(),
+            });
+        }
+        out.push(LlmChunk::Done(self.clone()));
+        out
+    }
+}
+
+/// A piece of a streamed gateway answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LlmChunk {
+    /// Text appended to the answer.
+    Text(String),
+    /// A piece of tool call `index` (see [`ProviderChunk::ToolCall`]).
+    ToolCall {
+        /// Which call of the answer (from 0).
+        index: u32,
+        /// The call's id, on its first piece.
+        id: Option<String>,
+        /// The tool's name, on its first piece.
+        name: Option<String>,
+        /// More of the arguments' text.
+        arguments: String,
+    },
+    /// The end: the whole answer, settled (usage and cost included).
+    Done(LlmResponse),
+}
+
+/// Who answers a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// The catalogue model.
+    pub model: String,
+    /// The deployment (empty for a cache hit).
+    pub deployment: String,
+    /// Time spent waiting for providers to accept the stream (every
+    /// attempt), so a caller can tell its own time from theirs.
+    pub provider_time: std::time::Duration,
 }
 
 /// Where a response came from.
@@ -213,7 +384,7 @@ pub enum ResponseSource {
 }
 
 /// One call as a provider sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProviderRequest {
     /// The provider's own model name.
     pub model: String,
@@ -223,6 +394,12 @@ pub struct ProviderRequest {
     pub max_tokens: u32,
     /// Temperature in thousandths.
     pub temperature_milli: u16,
+    /// Tools the model may call.
+    pub tools: Vec<ToolDef>,
+    /// Whether and which tool it must call.
+    pub tool_choice: ToolChoice,
+    /// The shape of the answer's text.
+    pub response_format: ResponseFormat,
 }
 
 /// What a provider said about its remaining rate-limit capacity.
@@ -258,8 +435,84 @@ pub struct ProviderResponse {
     pub input_tokens: u64,
     /// Completion tokens billed.
     pub output_tokens: u64,
-    /// Why generation stopped (`stop`, `length`...).
+    /// Why generation stopped (`stop`, `length`, `tool_calls`...).
     pub finish_reason: String,
     /// Rate-limit headers of the reply, if any.
     pub rate_limit: RateLimitSnapshot,
+    /// The tools the model called.
+    pub tool_calls: Vec<ToolCall>,
+}
+
+/// A piece of a streamed provider answer, in the order the provider sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProviderChunk {
+    /// Text appended to the answer.
+    Text(String),
+    /// A piece of tool call `index`: its first piece carries the id and
+    /// the name, every piece some of the arguments' text.
+    ToolCall {
+        /// Which call of the answer (from 0).
+        index: u32,
+        /// The call's id, on its first piece.
+        id: Option<String>,
+        /// The tool's name, on its first piece.
+        name: Option<String>,
+        /// More of the arguments' text.
+        arguments: String,
+    },
+    /// Why generation stopped.
+    Finish(String),
+    /// What the call was billed (a provider that sends no usage leaves
+    /// the gateway to count it).
+    Usage {
+        /// Prompt tokens.
+        input_tokens: u64,
+        /// Completion tokens.
+        output_tokens: u64,
+    },
+}
+
+/// A streamed provider answer: the reply's rate-limit report (from its
+/// headers) and its chunks.
+pub struct ProviderStream {
+    /// Rate-limit headers of the reply, if any.
+    pub rate_limit: RateLimitSnapshot,
+    /// The chunks; an error ends the stream.
+    pub chunks: futures::stream::BoxStream<'static, Result<ProviderChunk, super::error::ProviderError>>,
+}
+
+impl fmt::Debug for ProviderStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProviderStream")
+            .field("rate_limit", &self.rate_limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProviderStream {
+    /// A whole answer as a stream: its text, its tool calls, why it
+    /// stopped and its usage (for providers that cannot stream).
+    pub fn from_response(resp: ProviderResponse) -> Self {
+        let mut chunks = Vec::with_capacity(resp.tool_calls.len() + 3);
+        if !resp.content.is_empty() {
+            chunks.push(Ok(ProviderChunk::Text(resp.content)));
+        }
+        for (index, call) in (0u32..).zip(resp.tool_calls) {
+            chunks.push(Ok(ProviderChunk::ToolCall {
+                index,
+                id: Some(call.id),
+                name: Some(call.name),
+                arguments: call.arguments,
+            }));
+        }
+        chunks.push(Ok(ProviderChunk::Finish(resp.finish_reason)));
+        chunks.push(Ok(ProviderChunk::Usage {
+            input_tokens: resp.input_tokens,
+            output_tokens: resp.output_tokens,
+        }));
+        Self {
+            rate_limit: resp.rate_limit,
+            chunks: Box::pin(futures::stream::iter(chunks)),
+        }
+    }
 }

@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::StreamExt;
+use tokio::sync::{mpsc, oneshot};
+
 use nexus_swarm_runtime::priority::Priority;
 use nexus_swarm_runtime::resources::{ResourceKind, ResourceVector};
 use nexus_swarm_runtime::usage::{SpendGate, SpendHold, SpendRefused, UsageMeta, UsageRecord};
@@ -19,8 +22,12 @@ use crate::llm::cache::{CacheKey, CacheTier, CachedResponse};
 use crate::llm::catalogue::cost_micro_usd;
 use crate::llm::error::{GatewayError, ProviderError};
 use crate::llm::limiter::Demand;
-use crate::llm::types::{LlmRequest, LlmResponse, ProviderRequest, ProviderResponse, ResponseSource};
+use crate::llm::types::{
+    LlmChunk, LlmRequest, LlmResponse, ProviderChunk, ProviderRequest, ProviderResponse, ProviderStream,
+    ResponseSource, StreamInfo, ToolCall,
+};
 
+use super::grants::InFlight;
 use super::policy::{AfterFailure, FallbackChain, after_failure};
 use super::shared::Core;
 use super::stats::bump;
@@ -67,6 +74,8 @@ struct Ctx<'a> {
     input: u64,
     deadline: Duration,
     attempts: u32,
+    /// Time in provider calls that opened streams (or failed to).
+    provider_time: Duration,
 }
 
 /// A provider's answer and the deployment that gave it.
@@ -77,16 +86,304 @@ struct Answer {
     attempts: u32,
 }
 
+/// How the caller wants the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// All of it at once.
+    Whole,
+    /// Chunk by chunk, as the provider sends it.
+    Streamed,
+}
+
+/// A provider's reply, before it is settled.
+enum Reply<'a> {
+    /// A whole answer (its rate-limit grant already finished).
+    Whole(ProviderResponse),
+    /// An accepted stream and its grant, finished when the stream ends.
+    Streamed(ProviderStream, InFlight<'a>),
+}
+
+/// What the pipeline produced.
+enum Produced<'a> {
+    /// A whole answer, settled (or a cache hit).
+    Answer(LlmResponse),
+    /// A stream the provider accepted, to forward and then settle.
+    Stream(Open<'a>),
+}
+
+/// An accepted stream with everything its settle needs.
+struct Open<'a> {
+    stream: ProviderStream,
+    grant: InFlight<'a>,
+    key: Option<CacheKey>,
+    meta: UsageMeta,
+    holds: Holds<'a>,
+    model: usize,
+    deployment: usize,
+    attempts: u32,
+    input: u64,
+    started: Instant,
+    provider_time: Duration,
+}
+
+/// Chunks a stream reader has not taken yet, at most: a slow reader slows
+/// the provider stream (and, over HTTP, its TCP window) rather than
+/// growing a buffer.
+const STREAM_BUFFER: usize = 16;
+
+/// A streamed answer: its chunks as the provider sends them, then
+/// [`LlmChunk::Done`] with the settled response. Dropping it stops the
+/// provider stream; what was produced until then is charged.
+#[derive(Debug)]
+pub struct LlmStream {
+    info: StreamInfo,
+    rx: mpsc::Receiver<Result<LlmChunk, GatewayError>>,
+}
+
+impl LlmStream {
+    /// The model and deployment answering.
+    pub fn info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    /// The next chunk; `None` after [`LlmChunk::Done`] or an error.
+    pub async fn next(&mut self) -> Option<Result<LlmChunk, GatewayError>> {
+        self.rx.recv().await
+    }
+}
+
+impl futures::Stream for LlmStream {
+    type Item = Result<LlmChunk, GatewayError>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
 impl Core {
     /// Runs a request through the whole pipeline, counting how it ended.
     pub(super) async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, GatewayError> {
         bump(&self.stats.requests);
-        let result = self.pipeline(&req).await;
+        let result = match self.pipeline(&req, Mode::Whole).await {
+            Ok(Produced::Answer(resp)) => Ok(resp),
+            // A whole call never produces a stream; settled as one if it did.
+            Ok(Produced::Stream(open)) => self.forward(open, None).await,
+            Err(e) => Err(e),
+        };
         self.stats.ended(&result);
         result
     }
 
-    async fn pipeline(&self, req: &LlmRequest) -> Result<LlmResponse, GatewayError> {
+    /// Runs a request through the pipeline on a task of its own and
+    /// answers once the provider has accepted the stream (or the cache
+    /// answered, as one chunk); every refusal before that is an error
+    /// here, as for [`Core::complete`].
+    pub(super) async fn stream(self: &Arc<Self>, req: LlmRequest) -> Result<LlmStream, GatewayError> {
+        bump(&self.stats.requests);
+        let (opened_tx, opened_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let core = Arc::clone(self);
+        tokio::spawn(async move {
+            let result = core.stream_task(req, opened_tx, tx).await;
+            core.stats.ended(&result);
+        });
+        match opened_rx.await {
+            Ok(Ok(info)) => Ok(LlmStream { info, rx }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(GatewayError::Stopped),
+        }
+    }
+
+    async fn stream_task(
+        &self,
+        req: LlmRequest,
+        opened: oneshot::Sender<Result<StreamInfo, GatewayError>>,
+        tx: mpsc::Sender<Result<LlmChunk, GatewayError>>,
+    ) -> Result<LlmResponse, GatewayError> {
+        match self.pipeline(&req, Mode::Streamed).await {
+            Err(e) => {
+                let _ = opened.send(Err(e.clone())); // the caller may have left
+                Err(e)
+            }
+            Ok(Produced::Answer(resp)) => {
+                let info = StreamInfo {
+                    model: resp.model.clone(),
+                    deployment: resp.deployment.clone(),
+                    provider_time: Duration::ZERO,
+                };
+                if opened.send(Ok(info)).is_ok() {
+                    for chunk in resp.chunks() {
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Ok(resp)
+            }
+            Ok(Produced::Stream(open)) => {
+                let info = StreamInfo {
+                    model: self.catalogue.models[open.model].name.clone(),
+                    deployment: self.deployments[open.deployment].id.clone(),
+                    provider_time: open.provider_time,
+                };
+                // A caller gone before the start: nothing is forwarded, and
+                // the prompt is still charged (the provider counted it).
+                let reader = opened.send(Ok(info)).is_ok().then_some(tx);
+                self.forward(open, reader).await
+            }
+        }
+    }
+
+    /// Forwards an accepted stream to `tx` (through its bounded channel)
+    /// and settles it when it ends, breaks, or the reader goes away: the
+    /// provider's usage when it sent one, otherwise what was produced,
+    /// counted.
+    async fn forward(
+        &self,
+        open: Open<'_>,
+        mut tx: Option<mpsc::Sender<Result<LlmChunk, GatewayError>>>,
+    ) -> Result<LlmResponse, GatewayError> {
+        let Open {
+            stream,
+            grant,
+            key,
+            meta,
+            holds,
+            model,
+            deployment,
+            attempts,
+            input,
+            started,
+            provider_time: _,
+        } = open;
+        let ProviderStream { rate_limit, mut chunks } = stream;
+        let mut text = String::new();
+        let mut calls: Vec<ToolCall> = Vec::new();
+        let mut finish: Option<String> = None;
+        let mut usage: Option<(u64, u64)> = None;
+        let mut broke: Option<ProviderError> = None;
+        let idle = self.llm.timeout;
+        loop {
+            let next = match tokio::time::timeout(idle, chunks.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(e))) => {
+                    broke = Some(e);
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    broke = Some(ProviderError::Timeout(idle));
+                    break;
+                }
+            };
+            let out = match next {
+                ProviderChunk::Text(t) => {
+                    text.push_str(&t);
+                    LlmChunk::Text(t)
+                }
+                ProviderChunk::ToolCall {
+                    index,
+                    id,
+                    name,
+                    arguments,
+                } => {
+                    let i = index as usize;
+                    if i > calls.len() {
+                        broke = Some(ProviderError::Malformed(format!(
+                            "tool call {index} came before call {}",
+                            calls.len()
+                        )));
+                        break;
+                    }
+                    if i == calls.len() {
+                        calls.push(ToolCall {
+                            id: String::new(),
+                            name: String::new(),
+                            arguments: String::new(),
+                        });
+                    }
+                    let call = &mut calls[i];
+                    if let Some(id) = &id {
+                        call.id.clone_from(id);
+                    }
+                    if let Some(name) = &name {
+                        call.name.clone_from(name);
+                    }
+                    call.arguments.push_str(&arguments);
+                    LlmChunk::ToolCall {
+                        index,
+                        id,
+                        name,
+                        arguments,
+                    }
+                }
+                ProviderChunk::Finish(reason) => {
+                    finish = Some(reason);
+                    continue;
+                }
+                ProviderChunk::Usage {
+                    input_tokens,
+                    output_tokens,
+                } => {
+                    usage = Some((input_tokens, output_tokens));
+                    continue;
+                }
+            };
+            if let Some(reader) = &tx
+                && reader.send(Ok(out)).await.is_err()
+            {
+                // The reader went away: stop the provider's stream.
+                tx = None;
+                break;
+            }
+        }
+        drop(chunks);
+        let cut = broke.is_some() || finish.is_none();
+        let (input_tokens, output_tokens) = usage.unwrap_or_else(|| {
+            let args: u64 = calls.iter().map(|c| self.counter.count(&c.arguments)).sum();
+            (input, self.counter.count(&text) + args)
+        });
+        let resp = ProviderResponse {
+            content: text,
+            input_tokens,
+            output_tokens,
+            finish_reason: finish.unwrap_or_else(|| "cancelled".into()),
+            rate_limit,
+            tool_calls: calls,
+        };
+        let elapsed = started.elapsed();
+        match &broke {
+            Some(e) => grant.finish(&Err(e.clone()), elapsed),
+            None => grant.finish(&Ok(resp.clone()), elapsed),
+        }
+        let answer = Answer {
+            resp,
+            model,
+            deployment,
+            attempts,
+        };
+        // Only a whole answer is cached.
+        let settled = self.settle(key.filter(|_| !cut), &meta, holds, answer).await;
+        if let Some(error) = broke {
+            let e = GatewayError::StreamBroken {
+                model: settled.model,
+                error,
+            };
+            if let Some(reader) = tx {
+                let _ = reader.send(Err(e.clone())).await; // the reader may have left
+            }
+            return Err(e);
+        }
+        if let Some(reader) = tx {
+            let _ = reader.send(Ok(LlmChunk::Done(settled.clone()))).await; // the reader may have left
+        }
+        Ok(settled)
+    }
+
+    async fn pipeline(&self, req: &LlmRequest, mode: Mode) -> Result<Produced<'_>, GatewayError> {
         if !self.running.load(Ordering::SeqCst) {
             return Err(GatewayError::Stopped);
         }
@@ -95,10 +392,9 @@ impl Core {
         }
         let deadline = self.now() + req.timeout;
         // 1. Cache.
-        let key = (req.cacheable && self.cache.is_enabled())
-            .then(|| CacheKey::new(&req.model, &req.messages, req.max_tokens, req.temperature_milli));
+        let key = (req.cacheable && self.cache.is_enabled()).then(|| CacheKey::of(req));
         if let Some((hit, tier)) = key.as_ref().and_then(|k| self.cache.get(k)) {
-            return Ok(LlmResponse {
+            return Ok(Produced::Answer(LlmResponse {
                 content: hit.content.clone(),
                 model: hit.model.clone(),
                 deployment: String::new(),
@@ -110,7 +406,9 @@ impl Core {
                     CacheTier::Disk => ResponseSource::DiskCache,
                 },
                 attempts: 0,
-            });
+                tool_calls: Vec::new(),
+                finish_reason: "stop".into(),
+            }));
         }
         // Under pressure, low priority is refused before it holds anything
         // (a cache hit above costs nothing and is still served).
@@ -124,7 +422,7 @@ impl Core {
             return Err(GatewayError::Stopped); // stopped while it waited
         }
         // 3. Model choice.
-        let input = self.counter.count_messages(&req.messages);
+        let input = self.counter.count_messages(&req.messages) + self.count_tools(req);
         let max_out = u64::from(req.max_tokens);
         let first = self.catalogue.choose(&req.model, input, max_out)?;
         let mut ctx = Ctx {
@@ -132,6 +430,7 @@ impl Core {
             input,
             deadline,
             attempts: 0,
+            provider_time: Duration::ZERO,
         };
         let mut chain = FallbackChain::new(&self.catalogue, first);
         let mut last: Option<ProviderError> = None;
@@ -162,15 +461,33 @@ impl Core {
             meta.scope.model = Some(spec.name.clone());
             let holds = self.reserve(&meta, &estimate, ctx.deadline).await?;
             // 5-7. Rate limits, batching, the call with retries.
-            match self.call_model(m, &mut ctx).await {
-                Ok((resp, d)) => {
+            match self.call_model(m, &mut ctx, mode).await {
+                Ok((Reply::Whole(resp), d)) => {
                     let answer = Answer {
                         resp,
                         model: m,
                         deployment: d,
                         attempts: ctx.attempts,
                     };
-                    return Ok(self.settle(key, &meta, holds, answer).await);
+                    // A whole answer with tool calls is not cached: the cache
+                    // keeps text.
+                    let key = key.filter(|_| answer.resp.tool_calls.is_empty());
+                    return Ok(Produced::Answer(self.settle(key, &meta, holds, answer).await));
+                }
+                Ok((Reply::Streamed(stream, grant), d)) => {
+                    return Ok(Produced::Stream(Open {
+                        stream,
+                        grant,
+                        key,
+                        meta,
+                        holds,
+                        model: m,
+                        deployment: d,
+                        attempts: ctx.attempts,
+                        input,
+                        started: Instant::now(),
+                        provider_time: ctx.provider_time,
+                    }));
                 }
                 Err(failure) => {
                     drop(holds); // released: nothing was spent
@@ -204,7 +521,12 @@ impl Core {
     /// Calls `model` until it answers, fails for good, or the deadline
     /// passes: each attempt is admitted by the rate limits, sent under
     /// `llm.timeout`, and settled with the dispatcher.
-    async fn call_model(&self, model: usize, ctx: &mut Ctx<'_>) -> Result<(ProviderResponse, usize), ModelFailure> {
+    async fn call_model(
+        &self,
+        model: usize,
+        ctx: &mut Ctx<'_>,
+        mode: Mode,
+    ) -> Result<(Reply<'_>, usize), ModelFailure> {
         let req = ctx.req;
         let demand = Demand::call(ctx.input, u64::from(req.max_tokens));
         let mut retry = 0u32;
@@ -230,24 +552,49 @@ impl Core {
                 messages: req.messages.clone(),
                 max_tokens: req.max_tokens,
                 temperature_milli: req.temperature_milli,
+                tools: req.tools.clone(),
+                tool_choice: req.tool_choice.clone(),
+                response_format: req.response_format.clone(),
             };
             ctx.attempts += 1;
             bump(&self.stats.provider_calls);
             let started = Instant::now();
             let limit = self.llm.timeout;
-            let call = async {
-                match &self.batcher {
-                    Some(b) => b.submit(d, provider, preq).await,
-                    None => provider.complete(preq).await,
+            let err = match mode {
+                Mode::Whole => {
+                    let call = async {
+                        match &self.batcher {
+                            Some(b) => b.submit(d, provider, preq).await,
+                            None => provider.complete(preq).await,
+                        }
+                    };
+                    let outcome = tokio::time::timeout(limit, call)
+                        .await
+                        .unwrap_or(Err(ProviderError::Timeout(limit)));
+                    grant.finish(&outcome, started.elapsed());
+                    match outcome {
+                        Ok(resp) => return Ok((Reply::Whole(resp), d)),
+                        Err(e) => e,
+                    }
                 }
-            };
-            let outcome = tokio::time::timeout(limit, call)
-                .await
-                .unwrap_or(Err(ProviderError::Timeout(limit)));
-            grant.finish(&outcome, started.elapsed());
-            let err = match outcome {
-                Ok(resp) => return Ok((resp, d)),
-                Err(e) => e,
+                // The stream's start is bounded here, its chunks by the
+                // forwarder; its grant finishes when it ends.
+                Mode::Streamed => match {
+                    let opened = tokio::time::timeout(limit, provider.stream(preq)).await;
+                    ctx.provider_time += started.elapsed();
+                    opened
+                } {
+                    Ok(Ok(stream)) => return Ok((Reply::Streamed(stream, grant), d)),
+                    Ok(Err(e)) => {
+                        grant.finish(&Err(e.clone()), started.elapsed());
+                        e
+                    }
+                    Err(_) => {
+                        let e = ProviderError::Timeout(limit);
+                        grant.finish(&Err(e.clone()), started.elapsed());
+                        e
+                    }
+                },
             };
             tracing::debug!(deployment = %dep.id, error = %err, retry, "provider call failed");
             let backoff = || {
@@ -338,7 +685,7 @@ impl Core {
                 tracing::warn!(error = %e, deployment = %dep.id, "usage not recorded");
             }
         }
-        if let Some(k) = key {
+        if let Some(k) = key.filter(|_| resp.tool_calls.is_empty()) {
             self.cache.insert(
                 k,
                 CachedResponse {
@@ -356,7 +703,17 @@ impl Core {
             cost_micro_usd: cost,
             source: ResponseSource::Provider,
             attempts,
+            tool_calls: resp.tool_calls,
+            finish_reason: resp.finish_reason,
         }
+    }
+
+    /// Tokens the tool definitions add to the prompt (their JSON, counted).
+    fn count_tools(&self, req: &LlmRequest) -> u64 {
+        if req.tools.is_empty() {
+            return 0;
+        }
+        serde_json::to_string(&req.tools).map_or(0, |json| self.counter.count(&json))
     }
 }
 

@@ -54,6 +54,7 @@ impl HeldProvider {
                 output_tokens: 5,
                 finish_reason: "stop".into(),
                 rate_limit: Default::default(),
+                tool_calls: Vec::new(),
             }),
         )
     }

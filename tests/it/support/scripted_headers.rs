@@ -128,6 +128,7 @@ impl LlmProvider for Scripted {
                 output_tokens: u64::from(max_tokens),
                 finish_reason: "stop".into(),
                 rate_limit: snapshot,
+                tool_calls: Vec::new(),
             })
         } else {
             Err(status_error(reply.status, &headers, b"{}", snapshot))

@@ -10,6 +10,7 @@ fn req(i: usize) -> ProviderRequest {
         messages: vec![Message::user(format!("q{i}"))],
         max_tokens: 8,
         temperature_milli: 0,
+        ..ProviderRequest::default()
     }
 }
 

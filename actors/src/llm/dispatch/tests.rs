@@ -73,6 +73,7 @@ fn ok(snapshot: RateLimitSnapshot) -> Result<ProviderResponse, ProviderError> {
         output_tokens: 1,
         finish_reason: "stop".into(),
         rate_limit: snapshot,
+        tool_calls: Vec::new(),
     })
 }
 

@@ -9,6 +9,7 @@ fn req(text: &str, max_tokens: u32) -> ProviderRequest {
         messages: vec![Message::user(text)],
         max_tokens,
         temperature_milli: 0,
+        ..ProviderRequest::default()
     }
 }
 
