@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `nexus serve` against the official `openai` Python client: installs it from
-# PyPI into a virtual environment under the target directory, starts the
+# PyPI into a virtual environment under the target directory, starts a
 # server on a free 127.0.0.1 port (simulated provider, three keys: open,
-# 1 rpm, 1 micro-dollar budget), runs tests/python/test_front_door.py, stops
-# the server. Without python3, venv or PyPI it prints SKIP and what is
+# 1 rpm, 1 micro-dollar budget) and a relay server whose provider is the
+# first one over HTTP, runs tests/python/test_front_door.py, stops both. Without python3, venv or PyPI it prints SKIP and what is
 # missing, and exits 0 (set NEXUS_REQUIRE_PYTHON_TESTS=1 to fail instead).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,12 +29,14 @@ fi
 cargo build --quiet --bin nexus
 NEXUS="$TARGET/debug/nexus"
 WORK="$(mktemp -d)"
-SERVER_PID=""
+PIDS=()
 cleanup() {
-    if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -TERM "$SERVER_PID"
-        wait "$SERVER_PID" || true
-    fi
+    for pid in "${PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            kill -TERM "$pid"
+            wait "$pid" || true
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -84,20 +86,53 @@ tenant = "poor"
 budget_micro_usd = 1
 TOML
 
-"$NEXUS" serve --config "$WORK/nexus.toml" --keys "$WORK/keys.toml" --listen 127.0.0.1:0 \
-    >"$WORK/stdout" 2>"$WORK/stderr" &
-SERVER_PID=$!
-ADDR=""
-for _ in $(seq 1 300); do
-    ADDR="$(sed -n 's|^nexus serve: listening on http://||p' "$WORK/stdout")"
-    [ -n "$ADDR" ] && break
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        cat "$WORK/stderr" >&2
-        echo "nexus serve exited before listening" >&2
-        exit 1
-    fi
-    sleep 0.1
-done
-[ -n "$ADDR" ] || { cat "$WORK/stderr" >&2; echo "nexus serve did not listen within 30 s" >&2; exit 1; }
+# Starts `nexus serve` with config $1 (output under $WORK/$2.*) and sets
+# ADDR to where it listens.
+start() {
+    "$NEXUS" serve --config "$1" --keys "$WORK/keys.toml" --listen 127.0.0.1:0 \
+        >"$WORK/$2.stdout" 2>"$WORK/$2.stderr" &
+    local pid=$!
+    PIDS+=("$pid")
+    ADDR=""
+    for _ in $(seq 1 300); do
+        ADDR="$(sed -n 's|^nexus serve: listening on http://||p' "$WORK/$2.stdout")"
+        [ -n "$ADDR" ] && return 0
+        if ! kill -0 "$pid" 2>/dev/null; then
+            cat "$WORK/$2.stderr" >&2
+            echo "nexus serve ($2) exited before listening" >&2
+            exit 1
+        fi
+        sleep 0.1
+    done
+    cat "$WORK/$2.stderr" >&2
+    echo "nexus serve ($2) did not listen within 30 s" >&2
+    exit 1
+}
 
-NEXUS_BASE_URL="http://$ADDR/v1" "$VENV/bin/python" tests/python/test_front_door.py
+start "$WORK/nexus.toml" direct
+DIRECT="$ADDR"
+
+# The relay: the same model, served by the first server over HTTP.
+cat >"$WORK/relay.toml" <<TOML
+[node]
+data_dir = "$WORK/relay-data"
+
+[[llm.providers]]
+id = "upstream"
+kind = "openai_compatible"
+base_url = "http://$DIRECT/v1"
+api_key_env = "NEXUS_KEY_OPEN"
+
+[[llm.models]]
+name = "small"
+context_window = 16000
+max_output_tokens = 256
+input_price = 150000
+output_price = 600000
+deployments = [{ provider = "upstream" }]
+TOML
+start "$WORK/relay.toml" relay
+RELAY="$ADDR"
+
+NEXUS_BASE_URL="http://$DIRECT/v1" NEXUS_RELAY_BASE_URL="http://$RELAY/v1" \
+    "$VENV/bin/python" tests/python/test_front_door.py
