@@ -9,8 +9,12 @@
 //! - `POST /v1/chat/completions`: a chat completion through
 //!   [`GatewayHandle::complete`](nexus_swarm_actors::GatewayHandle::complete),
 //!   answered in OpenAI's `chat.completion` shape (see [`wire`] for the
-//!   fields read). `stream: true` is refused with a 400: the gateway has
-//!   no streaming path yet.
+//!   fields read), or with `stream: true` through
+//!   [`GatewayHandle::stream`](nexus_swarm_actors::GatewayHandle::stream),
+//!   answered with server-sent `chat.completion.chunk` events and
+//!   `[DONE]`; the body is pulled by the connection, so a slow reader
+//!   slows the provider stream. A stream the caller abandons is charged
+//!   for what was produced.
 //! - `GET /v1/models`: the gateway's catalogue.
 //!
 //! # Keys
