@@ -57,6 +57,20 @@
 //! A deployment that fails `llm.allowed_fails` times in a row is taken out
 //! of picks for `llm.cooldown`.
 //!
+//! # Streams
+//!
+//! [`GatewayHandle::stream`] runs steps 1 to 8 the same way (a cache hit
+//! streams as one chunk; retries and fallbacks happen only before the
+//! provider accepts the stream, since after that part of the answer has
+//! been delivered) and answers with an [`LlmStream`] once the stream has
+//! begun, so every refusal is an ordinary error. A task of its own then
+//! forwards the provider's chunks through a channel of 16: a reader that
+//! does not keep up leaves the provider stream unpolled. Step 9 runs when
+//! the stream ends, breaks ([`GatewayError::StreamBroken`]) or is dropped:
+//! on the provider's final usage, or on what it produced until then,
+//! counted with the tokenizer. The rate limits count the same final usage.
+//! Each chunk must come within `llm.timeout` of the one before.
+//!
 //! # Planes
 //!
 //! The pipeline runs on the caller's task through the handle (the data
@@ -89,7 +103,7 @@
 //! | `llm_gateway.rs` | the actor, its handle and arguments |
 //! | `llm_gateway/from_config.rs` | the arguments built from `[[llm.providers]]` and `[[llm.models]]` |
 //! | `llm_gateway/shared.rs` | the state every caller shares, built from the arguments |
-//! | `llm_gateway/pipeline.rs` | the request pipeline (steps 1 to 9) |
+//! | `llm_gateway/pipeline.rs` | the request pipeline (steps 1 to 9), and streams |
 //! | `llm_gateway/policy.rs` | the pipeline's decisions: fallback order, retry or give up |
 //! | `llm_gateway/grants.rs` | rate-limit grants from the [`dispatch`]er, and the admission task |
 //! | `llm_gateway/per_agent.rs` | agent slots: the wait, and the release guard |
