@@ -312,7 +312,7 @@ impl GatewayHandle {
         self.core.complete(request).await
     }
 
-    /// Runs `request` through the same pipeline as [`LlmGateway::complete`]
+    /// Runs `request` through the same pipeline as [`GatewayHandle::complete`]
     /// (cache, agent slot, model choice, reservation, rate limits, retries
     /// and fallbacks until the provider accepts the stream) and answers
     /// with its chunks as the provider sends them, through a bounded

@@ -108,7 +108,7 @@ enum Produced<'a> {
     /// A whole answer, settled (or a cache hit).
     Answer(LlmResponse),
     /// A stream the provider accepted, to forward and then settle.
-    Stream(Open<'a>),
+    Stream(Box<Open<'a>>),
 }
 
 /// An accepted stream with everything its settle needs.
@@ -170,7 +170,7 @@ impl Core {
         let result = match self.pipeline(&req, Mode::Whole).await {
             Ok(Produced::Answer(resp)) => Ok(resp),
             // A whole call never produces a stream; settled as one if it did.
-            Ok(Produced::Stream(open)) => self.forward(open, None).await,
+            Ok(Produced::Stream(open)) => self.forward(*open, None).await,
             Err(e) => Err(e),
         };
         self.stats.ended(&result);
@@ -232,7 +232,7 @@ impl Core {
                 // A caller gone before the start: nothing is forwarded, and
                 // the prompt is still charged (the provider counted it).
                 let reader = opened.send(Ok(info)).is_ok().then_some(tx);
-                self.forward(open, reader).await
+                self.forward(*open, reader).await
             }
         }
     }
@@ -475,7 +475,7 @@ impl Core {
                     return Ok(Produced::Answer(self.settle(key, &meta, holds, answer).await));
                 }
                 Ok((Reply::Streamed(stream, grant), d)) => {
-                    return Ok(Produced::Stream(Open {
+                    return Ok(Produced::Stream(Box::new(Open {
                         stream,
                         grant,
                         key,
@@ -487,7 +487,7 @@ impl Core {
                         input,
                         started: Instant::now(),
                         provider_time: ctx.provider_time,
-                    }));
+                    })));
                 }
                 Err(failure) => {
                     drop(holds); // released: nothing was spent
@@ -579,22 +579,22 @@ impl Core {
                 }
                 // The stream's start is bounded here, its chunks by the
                 // forwarder; its grant finishes when it ends.
-                Mode::Streamed => match {
+                Mode::Streamed => {
                     let opened = tokio::time::timeout(limit, provider.stream(preq)).await;
                     ctx.provider_time += started.elapsed();
-                    opened
-                } {
-                    Ok(Ok(stream)) => return Ok((Reply::Streamed(stream, grant), d)),
-                    Ok(Err(e)) => {
-                        grant.finish(&Err(e.clone()), started.elapsed());
-                        e
+                    match opened {
+                        Ok(Ok(stream)) => return Ok((Reply::Streamed(stream, grant), d)),
+                        Ok(Err(e)) => {
+                            grant.finish(&Err(e.clone()), started.elapsed());
+                            e
+                        }
+                        Err(_) => {
+                            let e = ProviderError::Timeout(limit);
+                            grant.finish(&Err(e.clone()), started.elapsed());
+                            e
+                        }
                     }
-                    Err(_) => {
-                        let e = ProviderError::Timeout(limit);
-                        grant.finish(&Err(e.clone()), started.elapsed());
-                        e
-                    }
-                },
+                }
             };
             tracing::debug!(deployment = %dep.id, error = %err, retry, "provider call failed");
             let backoff = || {
