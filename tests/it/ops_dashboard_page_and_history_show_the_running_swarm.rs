@@ -86,7 +86,10 @@ async fn history(addr: &str, token: Option<&str>) -> (u16, Value) {
 }
 
 /// Sends `n` messages to `pool` and waits for every answer.
+/// Sends `n` messages and waits until the pool has counted them handled
+/// (a reply goes out before its handler returns and is counted).
 async fn handle(pool: &PoolRef<(String, Reply<String>)>, n: usize) {
+    let before = pool.handled();
     let mut answers = Vec::new();
     for i in 0..n {
         let (reply, answer) = Reply::channel();
@@ -96,6 +99,11 @@ async fn handle(pool: &PoolRef<(String, Reply<String>)>, n: usize) {
     }
     for a in answers {
         tokio::time::timeout(TIMEOUT, a).await.unwrap().unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + TIMEOUT;
+    while pool.handled() < before + n as u64 {
+        assert!(tokio::time::Instant::now() < deadline, "the pool never counted {n} handled");
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
