@@ -2,7 +2,8 @@
 //! the same request gets whole and is charged once; tool calls come whole
 //! and in pieces; a reader that stops reading holds the provider back (a
 //! bounded channel, not a growing buffer), and a dropped stream is charged
-//! for what the provider produced until then, its hold released.
+//! for what the provider produced until then, its hold released; and a
+//! stream holds its agent's slot until it is settled.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,17 +17,26 @@ use nexus_swarm::actors::llm::types::{
     LlmChunk, ProviderChunk, ProviderStream, ResponseFormat, ToolCall, ToolChoice, ToolDef,
 };
 use nexus_swarm::actors::llm::{
-    DeploymentSpec, LlmProvider, LlmRequest, Message, ModelCatalogue, ModelSpec, ProviderError, ProviderRequest,
-    ProviderResult, RateLimits, SimulatedConfig, SimulatedProvider,
+    DeploymentSpec, GatewayError, LlmProvider, LlmRequest, Message, ModelCatalogue, ModelSpec, ProviderError,
+    ProviderRequest, ProviderResult, RateLimits, SimulatedConfig, SimulatedProvider,
 };
 use nexus_swarm::actors::llm_gateway::{GatewayHandle, LlmGateway, LlmGatewayArgs, LlmStream, ProviderEntry};
 use nexus_swarm::runtime::resources::ResourceKind;
+use nexus_swarm::runtime::usage::UsageMeta;
 use serde_json::json;
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const PRICES: (u64, u64) = (1_000_000, 2_000_000);
 
 async fn start(dir: &std::path::Path, provider: Arc<dyn LlmProvider>) -> (GatewayHandle, LedgerHandle) {
+    start_with(dir, provider, 8).await
+}
+
+async fn start_with(
+    dir: &std::path::Path,
+    provider: Arc<dyn LlmProvider>,
+    per_agent: u32,
+) -> (GatewayHandle, LedgerHandle) {
     let (_actor, ledger) = CostLedger::spawn_unsupervised(CostLedgerArgs::open(LedgerOptions::new(dir)).await.unwrap())
         .await
         .unwrap();
@@ -49,6 +59,7 @@ async fn start(dir: &std::path::Path, provider: Arc<dyn LlmProvider>) -> (Gatewa
     .gate(Arc::new(ledger.budgets()))
     .sink(Arc::new(ledger.clone()));
     args.cache.enabled = false;
+    args.llm.max_concurrent_per_agent = per_agent;
     let (gw, _actor, _join) = LlmGateway::spawn_unsupervised(args).await.unwrap();
     (gw, ledger)
 }
@@ -267,4 +278,28 @@ async fn a_slow_reader_holds_the_provider_back_and_a_dropped_stream_is_charged_f
     assert_eq!(budget.inflight_micro_usd, 0, "the 64,000-token hold is released");
     assert!(budget.spent_micro_usd > 0);
     assert_eq!(gw.stats().completed + gw.stats().failed, 1);
+}
+
+#[tokio::test]
+async fn a_stream_holds_its_agents_slot_until_it_is_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, _ledger) = start_with(dir.path(), Arc::new(Firehose::default()), 1).await;
+    let meta = UsageMeta::default().tenant("acme").workflow("w").agent("writer");
+    let ask = |timeout: Duration| {
+        LlmRequest::user("Go on.")
+            .max_tokens(1_000)
+            .timeout(timeout)
+            .meta(meta.clone())
+    };
+    let mut stream = gw.stream(ask(TIMEOUT)).await.unwrap();
+    assert!(matches!(stream.next().await, Some(Ok(LlmChunk::Text(_)))));
+    // The agent's one slot is the stream's while it runs.
+    match gw.stream(ask(Duration::from_millis(100))).await {
+        Err(GatewayError::AgentBusy { limit: 1, .. }) => {}
+        other => panic!("expected AgentBusy, got {:?}", other.map(|s| s.info().clone())),
+    }
+    drop(stream);
+    // Settled on the drop, the slot is free again.
+    let mut next = gw.stream(ask(TIMEOUT)).await.unwrap();
+    assert!(matches!(next.next().await, Some(Ok(LlmChunk::Text(_)))));
 }

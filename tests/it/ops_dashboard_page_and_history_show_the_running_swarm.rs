@@ -102,7 +102,10 @@ async fn handle(pool: &PoolRef<(String, Reply<String>)>, n: usize) {
     }
     let deadline = tokio::time::Instant::now() + TIMEOUT;
     while pool.handled() < before + n as u64 {
-        assert!(tokio::time::Instant::now() < deadline, "the pool never counted {n} handled");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the pool never counted {n} handled"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }

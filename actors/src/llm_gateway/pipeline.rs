@@ -28,6 +28,7 @@ use crate::llm::types::{
 };
 
 use super::grants::InFlight;
+use super::per_agent::AgentSlot;
 use super::policy::{AfterFailure, FallbackChain, after_failure};
 use super::shared::Core;
 use super::stats::bump;
@@ -124,6 +125,8 @@ struct Open<'a> {
     input: u64,
     started: Instant,
     provider_time: Duration,
+    /// The agent's slot, held until the stream is settled.
+    slot: Option<AgentSlot<'a>>,
 }
 
 /// Chunks a stream reader has not taken yet, at most: a slow reader slows
@@ -258,6 +261,7 @@ impl Core {
             input,
             started,
             provider_time: _,
+            slot,
         } = open;
         let ProviderStream { rate_limit, mut chunks } = stream;
         let mut text = String::new();
@@ -367,6 +371,7 @@ impl Core {
         };
         // Only a whole answer is cached.
         let settled = self.settle(key.filter(|_| !cut), &meta, holds, answer).await;
+        drop(slot); // last, after the settle
         if let Some(error) = broke {
             let e = GatewayError::StreamBroken {
                 model: settled.model,
@@ -417,7 +422,7 @@ impl Core {
         }
         // 2. A slot of the agent, held until the request ends (dropped
         // last, after the settle).
-        let _slot = self.agent_slot(&req.meta, deadline, req.timeout).await?;
+        let slot = self.agent_slot(&req.meta, deadline, req.timeout).await?;
         if !self.running.load(Ordering::SeqCst) {
             return Err(GatewayError::Stopped); // stopped while it waited
         }
@@ -487,6 +492,7 @@ impl Core {
                         input,
                         started: Instant::now(),
                         provider_time: ctx.provider_time,
+                        slot,
                     })));
                 }
                 Err(failure) => {
