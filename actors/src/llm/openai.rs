@@ -152,7 +152,7 @@ impl OpenAiCompatible {
                 .map(|m| WireMessage {
                     role: m.role.as_str(),
                     // An assistant turn that only called tools has no text.
-                    content: (!(m.content.is_empty() && !m.tool_calls.is_empty())).then_some(m.content.as_str()),
+                    content: (!m.content.is_empty() || m.tool_calls.is_empty()).then_some(m.content.as_str()),
                     tool_calls: m.tool_calls.iter().map(call_to_wire).collect(),
                     tool_call_id: m.tool_call_id.as_deref(),
                 })

@@ -42,7 +42,7 @@ enum WireEvent {
     },
     ContentBlockDelta {
         index: u64,
-        delta: Delta,
+        delta: BlockDelta,
     },
     ContentBlockStop {
         index: u64,
@@ -86,7 +86,7 @@ enum StartBlock {
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-enum Delta {
+enum BlockDelta {
     TextDelta {
         text: String,
     },
@@ -167,12 +167,12 @@ impl AnthropicEvents {
                     ProviderError::Malformed(format!("delta for content block {index}, never started"))
                 })?;
                 match (block, delta) {
-                    (Open::Text, Delta::TextDelta { text }) => chunks.push(ProviderChunk::Text(text)),
+                    (Open::Text, BlockDelta::TextDelta { text }) => chunks.push(ProviderChunk::Text(text)),
                     (
                         Open::Tool {
                             call, got_arguments, ..
                         },
-                        Delta::InputJsonDelta { partial_json },
+                        BlockDelta::InputJsonDelta { partial_json },
                     ) => {
                         *got_arguments |= !partial_json.is_empty();
                         chunks.push(ProviderChunk::ToolCall {
@@ -182,7 +182,7 @@ impl AnthropicEvents {
                             arguments: partial_json,
                         });
                     }
-                    (Open::Other, _) | (_, Delta::Other) => {}
+                    (Open::Other, _) | (_, BlockDelta::Other) => {}
                     (open, _) => {
                         return Err(ProviderError::Malformed(format!(
                             "content block {index} ({open:?}) got a delta of another kind"
