@@ -10,6 +10,8 @@
 //! | [`provider`] | the `LlmProvider` trait |
 //! | [`simulated`] | `SimulatedProvider`: seeded, rate-limited, fault-injecting |
 //! | [`openai`] | `OpenAiCompatible`: chat completions over HTTP |
+//! | [`anthropic`] | `AnthropicMessages`: Anthropic's Messages API over HTTP |
+//! | `http`, `sse` | what both HTTP providers share: [`HttpPool`], headers, server-sent events |
 //! | [`limiter`] | GCRA + sliding-window limits with refund and resync |
 //! | [`backoff`] | exponential backoff with full jitter honouring retry-after |
 //! | [`catalogue`] | models, prices, deployments, fallbacks; model choice |
@@ -24,24 +26,28 @@
 
 pub mod admission;
 pub mod agent_slots;
+pub mod anthropic;
 pub mod backoff;
 pub mod batch;
 pub mod cache;
 pub mod catalogue;
 pub mod dispatch;
 pub mod error;
+mod http;
 pub mod learned;
 pub mod limiter;
 pub mod openai;
 pub mod provider;
 pub mod routing;
 pub mod simulated;
+mod sse;
 pub mod tokens;
 pub mod types;
 
 pub use agent_slots::{AgentKey, AgentLoad};
 pub use catalogue::{DeploymentSpec, ModelCatalogue, ModelSpec};
 pub use error::{CacheError, CatalogueError, GatewayBuildError, GatewayError, ProviderError, RateLimitError};
+pub use http::HttpPool;
 pub use limiter::RateLimits;
 pub use provider::{LlmProvider, ProviderResult};
 pub use simulated::{SimulatedConfig, SimulatedProvider};

@@ -28,6 +28,7 @@ mod ledger_reports_survive_compaction;
 mod ledger_runs_supervised_in_a_node;
 mod ledger_verify_lists_what_is_damaged;
 mod llm_agent_calls_are_bounded_per_agent;
+mod llm_anthropic_provider_against_a_local_mock;
 mod llm_budget_caps_concurrent_spend;
 mod llm_cache_serves_repeats_for_free;
 mod llm_cancelled_requests_release_what_they_hold;

@@ -52,6 +52,11 @@ pub enum ProviderError {
         /// The provider's message (truncated).
         message: String,
     },
+    /// The request cannot be written in the provider's API (tool-call
+    /// arguments that are not a JSON object, a tool result answering no
+    /// call...), so it was not sent.
+    #[error("request cannot be sent to the provider: {0}")]
+    InvalidRequest(String),
     /// The credentials were refused (HTTP 401/403).
     #[error("provider refused the credentials ({status})")]
     Auth {
@@ -304,7 +309,7 @@ pub enum GatewayBuildError {
     /// The node could not start the gateway under its supervisor.
     #[error(transparent)]
     Spawn(#[from] SpawnError),
-    /// An `openai_compatible` provider's `api_key_env` names an
+    /// An `openai_compatible` or `anthropic` provider's `api_key_env` names an
     /// environment variable that is not set, or is empty.
     #[error(
         "provider `{provider}`: the environment variable `{var}` named by its api_key_env is not set (or is empty); \

@@ -24,30 +24,26 @@
 //!   server, 400/413/422 `context_length_exceeded` context window, other 4xx
 //!   rejected; timeouts and connection failures have their own variants.
 //!   Nothing a server sends makes it panic.
-//! - Connections: `reqwest`'s pool keeps at most `max_connections_per_host`
-//!   idle connections per host, and two semaphores bound the requests in
-//!   flight to `max_connections` in all (shared by the providers built from
-//!   one [`HttpPool`]) and `max_connections_per_host` per provider, since
-//!   reqwest itself has no cap on open connections.
+//! - Connections: through an [`HttpPool`], which caps the requests in
+//!   flight in all and per provider.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use nexus_swarm_runtime::config::LlmConfig;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
 use super::error::ProviderError;
+use super::http::{Permits, check_base_url, header_str, header_u64, read_key, secs_checked, transport_error, truncate};
 use super::provider::{LlmProvider, ProviderResult};
+use super::sse::{self, EventParser, Parsed};
 use super::types::{ProviderChunk, ProviderRequest, ProviderResponse, ProviderStream, RateLimitSnapshot};
-use crate::error::Cause;
 
-mod sse;
 pub mod wire;
 
-use sse::SseDecoder;
+pub use super::http::{HttpPool, retry_after};
 use wire::{WireToolCall, call_from_wire, call_to_wire, choice_to_wire, format_to_wire, tool_to_wire};
 
 /// Settings of one OpenAI-compatible endpoint.
@@ -100,40 +96,6 @@ impl OpenAiConfig {
     }
 }
 
-/// An HTTP client and the cap on requests in flight shared by the
-/// providers built from it.
-#[derive(Debug, Clone)]
-pub struct HttpPool {
-    client: reqwest::Client,
-    total: Arc<Semaphore>,
-    per_host: usize,
-}
-
-impl HttpPool {
-    /// A pool sized by `llm.max_connections` and `llm.max_connections_per_host`
-    /// (seed: 50 and 10), with `llm.timeout` as the request timeout.
-    pub fn new(config: &LlmConfig) -> Result<Self, ProviderError> {
-        let per_host = config.max_connections_per_host.max(1) as usize;
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(per_host)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .timeout(config.timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| ProviderError::HttpClient(Cause::new(e)))?;
-        Ok(Self {
-            client,
-            total: Arc::new(Semaphore::new(config.max_connections.max(1) as usize)),
-            per_host,
-        })
-    }
-
-    /// Requests that may be in flight through the pool now.
-    pub fn available(&self) -> usize {
-        self.total.available_permits()
-    }
-}
-
 /// An OpenAI-compatible chat-completions provider.
 #[derive(Debug, Clone)]
 pub struct OpenAiCompatible {
@@ -159,32 +121,15 @@ impl OpenAiCompatible {
         pool: &HttpPool,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let base = config.base_url.trim_end_matches('/');
-        let parsed = reqwest::Url::parse(base).map_err(|e| ProviderError::BadBaseUrl {
-            url: config.base_url.clone(),
-            reason: Some(e),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ProviderError::BadBaseUrl {
-                url: config.base_url.clone(),
-                reason: None,
-            });
-        }
-        let api_key = match &config.api_key_env {
-            None => None,
-            Some(var) => Some(
-                env(var)
-                    .filter(|k| !k.trim().is_empty())
-                    .ok_or_else(|| ProviderError::MissingKey { var: var.clone() })?,
-            ),
-        };
+        let base = check_base_url(&config.base_url)?;
+        let api_key = read_key(config.api_key_env.as_ref(), env)?;
         Ok(Self {
             name: name.into(),
             url: format!("{base}/chat/completions"),
             api_key,
             timeout: config.timeout,
             pool: pool.clone(),
-            host: Arc::new(Semaphore::new(pool.per_host)),
+            host: pool.host_cap(),
         })
     }
 
@@ -197,16 +142,8 @@ impl OpenAiCompatible {
         request: &ProviderRequest,
         stream: bool,
     ) -> Result<(reqwest::Response, RateLimitSnapshot, Permits), ProviderError> {
-        // Both permits are held for the whole exchange; the semaphores are
-        // never closed, so acquiring only fails if that changes.
-        let total = Arc::clone(&self.pool.total)
-            .acquire_owned()
-            .await
-            .map_err(|_| ProviderError::Lost("the connection pool is closed"))?;
-        let host = Arc::clone(&self.host)
-            .acquire_owned()
-            .await
-            .map_err(|_| ProviderError::Lost("the connection pool is closed"))?;
+        // Both permits are held for the whole exchange.
+        let permits = self.pool.acquire(&self.host).await?;
         let body = WireRequest {
             model: &request.model,
             messages: request
@@ -242,14 +179,7 @@ impl OpenAiCompatible {
         let headers = response.headers().clone();
         let snapshot = parse_rate_limit_headers(&headers);
         if (200..300).contains(&status) {
-            return Ok((
-                response,
-                snapshot,
-                Permits {
-                    _total: total,
-                    _host: host,
-                },
-            ));
+            return Ok((response, snapshot, permits));
         }
         let bytes = response.bytes().await.map_err(|e| self.transport_error(e))?;
         Err(status_error(status, &headers, &bytes, snapshot))
@@ -264,68 +194,12 @@ impl OpenAiCompatible {
 
     async fn open_stream(self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
         let (response, rate_limit, permits) = self.send(&request, true).await?;
-        let state = Reading {
-            provider: self,
-            response: Some(response),
-            decoder: SseDecoder::default(),
-            ready: std::collections::VecDeque::new(),
-            _permits: permits,
-        };
-        let chunks = futures::stream::unfold(state, |mut st| async move {
-            loop {
-                if let Some(item) = st.ready.pop_front() {
-                    // An error ends the stream after it is read.
-                    if item.is_err() {
-                        st.response = None;
-                    }
-                    return Some((item, st));
-                }
-                let response = st.response.as_mut()?;
-                match response.chunk().await {
-                    Ok(Some(bytes)) => {
-                        for event in st.decoder.push(&bytes) {
-                            match event {
-                                Ok(sse::Event::Done) => {
-                                    st.response = None;
-                                    break;
-                                }
-                                Ok(sse::Event::Data(data)) => match parse_stream_chunk(&data) {
-                                    Ok(chunks) => st.ready.extend(chunks.into_iter().map(Ok)),
-                                    Err(e) => {
-                                        st.ready.push_back(Err(e));
-                                        break;
-                                    }
-                                },
-                                Err(e) => {
-                                    st.ready.push_back(Err(e));
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    // The body ended without `[DONE]`: what came is all.
-                    Ok(None) => st.response = None,
-                    Err(e) => {
-                        let e = st.provider.transport_error(e);
-                        st.ready.push_back(Err(e));
-                    }
-                }
-            }
-        });
-        Ok(ProviderStream {
-            rate_limit,
-            chunks: Box::pin(chunks),
-        })
+        let chunks = sse::read_events(response, permits, self.timeout, OpenAiEvents);
+        Ok(ProviderStream { rate_limit, chunks })
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
-        if e.is_timeout() {
-            ProviderError::Timeout(self.timeout)
-        } else if e.is_decode() || e.is_body() {
-            ProviderError::Malformed(format!("body: {e}"))
-        } else {
-            ProviderError::Connect(Cause::new(e))
-        }
+        transport_error(e, self.timeout)
     }
 }
 
@@ -343,20 +217,27 @@ impl LlmProvider for OpenAiCompatible {
     }
 }
 
-/// The connection permits of one exchange, held until its body is read.
-struct Permits {
-    _total: tokio::sync::OwnedSemaphorePermit,
-    _host: tokio::sync::OwnedSemaphorePermit,
-}
+/// OpenAI's events: `chat.completion.chunk`s until `[DONE]`; a body that
+/// ends without `[DONE]` ends the answer where it stops.
+struct OpenAiEvents;
 
-/// A stream being read: the reply (none once it ended), the event decoder
-/// and the chunks decoded but not yet taken.
-struct Reading {
-    provider: OpenAiCompatible,
-    response: Option<reqwest::Response>,
-    decoder: SseDecoder,
-    ready: std::collections::VecDeque<Result<ProviderChunk, ProviderError>>,
-    _permits: Permits,
+impl EventParser for OpenAiEvents {
+    fn event(&mut self, event: sse::Event) -> Result<Parsed, ProviderError> {
+        match event {
+            sse::Event::Done => Ok(Parsed {
+                chunks: Vec::new(),
+                end: true,
+            }),
+            sse::Event::Data(data) => Ok(Parsed {
+                chunks: parse_stream_chunk(&data)?,
+                end: false,
+            }),
+        }
+    }
+
+    fn ended_early(&mut self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 #[derive(Serialize)]
@@ -497,18 +378,6 @@ struct WireError {
     code: Option<serde_json::Value>,
 }
 
-fn truncate(text: &str) -> String {
-    const MAX: usize = 200;
-    if text.len() <= MAX {
-        return text.to_string();
-    }
-    let mut end = MAX;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &text[..end])
-}
-
 /// Parses a successful chat-completion body.
 pub fn parse_completion(body: &[u8], rate_limit: RateLimitSnapshot) -> ProviderResult {
     let wire: WireResponse =
@@ -587,29 +456,6 @@ pub fn status_error(status: u16, headers: &HeaderMap, body: &[u8], snapshot: Rat
             message: truncate(&message),
         },
     }
-}
-
-fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
-}
-
-fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
-    header_str(headers, name).and_then(|v| v.parse().ok())
-}
-
-/// The retry-after of a reply: `retry-after-ms`, else `retry-after` in
-/// (possibly fractional) seconds. HTTP dates are not used (clocks differ).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    if let Some(ms) = header_str(headers, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return secs_checked(ms / 1000.0);
-    }
-    header_str(headers, "retry-after")
-        .and_then(|v| v.parse::<f64>().ok())
-        .and_then(secs_checked)
-}
-
-fn secs_checked(s: f64) -> Option<Duration> {
-    (s.is_finite() && (0.0..=86_400.0).contains(&s)).then(|| Duration::from_secs_f64(s))
 }
 
 /// The `x-ratelimit-*` headers of a reply.

@@ -1,6 +1,7 @@
 //! The gateway built from configuration: `[[llm.providers]]` become
-//! providers ([`SimulatedProvider`] or [`OpenAiCompatible`], with the API
-//! key read from the environment variable the provider names) and
+//! providers ([`SimulatedProvider`], [`OpenAiCompatible`] or
+//! [`AnthropicMessages`], with the API key read from the environment
+//! variable the provider names) and
 //! `[[llm.models]]` the [`ModelCatalogue`], whose prices the cost ledger
 //! takes too ([`LedgerHandle::use_catalogue_prices`]), so that no price is
 //! written twice.
@@ -44,6 +45,7 @@ use nexus_swarm_runtime::config::{
 };
 
 use super::{LlmGatewayArgs, ProviderEntry};
+use crate::llm::anthropic::{AnthropicConfig, AnthropicMessages};
 use crate::llm::catalogue::{DeploymentSpec, ModelCatalogue, ModelSpec};
 use crate::llm::error::{CatalogueError, GatewayBuildError};
 use crate::llm::limiter::RateLimits;
@@ -152,43 +154,59 @@ fn providers_from_config(
     llm: &LlmConfig,
     env: impl Fn(&str) -> Option<String>,
 ) -> Result<Vec<ProviderEntry>, GatewayBuildError> {
-    // One HTTP pool for every OpenAI-compatible provider, so that
-    // `llm.max_connections` bounds them together; built only if one is declared.
+    // One HTTP pool for every HTTP provider (OpenAI-compatible and
+    // Anthropic), so that `llm.max_connections` bounds them together; built
+    // only if one is declared.
     let mut pool: Option<HttpPool> = None;
     let mut entries = Vec::with_capacity(llm.providers.len());
     for p in &llm.providers {
+        let failed = |source| GatewayBuildError::Provider {
+            provider: p.id.clone(),
+            source: Box::new(source),
+        };
+        let mut shared_pool = || -> Result<HttpPool, GatewayBuildError> {
+            let shared = match &pool {
+                Some(shared) => shared.clone(),
+                None => HttpPool::new(llm).map_err(failed)?,
+            };
+            pool = Some(shared.clone());
+            Ok(shared)
+        };
+        // The key is read here (so that its absence is a typed error
+        // naming the variable) and the same value handed on.
+        let key = match (&p.api_key_env, p.kind) {
+            (_, ProviderKind::Simulated) | (None, _) => None,
+            (Some(var), _) => {
+                Some(
+                    env(var)
+                        .filter(|k| !k.trim().is_empty())
+                        .ok_or_else(|| GatewayBuildError::MissingApiKey {
+                            provider: p.id.clone(),
+                            var: var.clone(),
+                        })?,
+                )
+            }
+        };
+        let base_url = p.base_url.clone().unwrap_or_default();
         let provider: Arc<dyn LlmProvider> = match p.kind {
             ProviderKind::Simulated => Arc::new(SimulatedProvider::new(p.id.clone(), simulated_config(p))),
             ProviderKind::OpenAiCompatible => {
-                let failed = |source| GatewayBuildError::Provider {
-                    provider: p.id.clone(),
-                    source: Box::new(source),
-                };
-                let base_url = p.base_url.clone().unwrap_or_default();
                 let mut endpoint = OpenAiConfig::new(base_url).timeout(llm.timeout);
-                let key = match &p.api_key_env {
-                    None => None,
-                    Some(var) => {
-                        let key = env(var).filter(|k| !k.trim().is_empty()).ok_or_else(|| {
-                            GatewayBuildError::MissingApiKey {
-                                provider: p.id.clone(),
-                                var: var.clone(),
-                            }
-                        })?;
-                        endpoint = endpoint.api_key_env(var.clone());
-                        Some(key)
-                    }
-                };
-                let shared = match &pool {
-                    Some(shared) => shared.clone(),
-                    None => HttpPool::new(llm).map_err(failed)?,
-                };
-                pool = Some(shared.clone());
-                // The key was read above (so that its absence is a typed
-                // error naming the variable); hand the same value on.
-                let provider =
-                    OpenAiCompatible::with_env(p.id.clone(), &endpoint, &shared, |_| key.clone()).map_err(failed)?;
-                Arc::new(provider)
+                if let Some(var) = &p.api_key_env {
+                    endpoint = endpoint.api_key_env(var.clone());
+                }
+                let shared = shared_pool()?;
+                Arc::new(OpenAiCompatible::with_env(p.id.clone(), &endpoint, &shared, |_| key.clone()).map_err(failed)?)
+            }
+            ProviderKind::Anthropic => {
+                let mut endpoint = AnthropicConfig::new(base_url).timeout(llm.timeout);
+                if let Some(var) = &p.api_key_env {
+                    endpoint = endpoint.api_key_env(var.clone());
+                }
+                let shared = shared_pool()?;
+                Arc::new(
+                    AnthropicMessages::with_env(p.id.clone(), &endpoint, &shared, |_| key.clone()).map_err(failed)?,
+                )
             }
         };
         entries.push(ProviderEntry::new(p.id.clone(), provider).limits(provider_limits(p, llm)));

@@ -4,9 +4,10 @@
 //! gateway from them (`LlmGatewayArgs::from_config`) and prices the cost
 //! ledger from the same models, so a price is written once.
 //!
-//! A provider is `kind = "simulated"` (the embedded, seeded provider) or
+//! A provider is `kind = "simulated"` (the embedded, seeded provider),
 //! `kind = "openai_compatible"` (OpenAI, vLLM, Ollama, LiteLLM... at a
-//! `base_url`). Its API key is never written here: `api_key_env` names the
+//! `base_url`) or `kind = "anthropic"` (Anthropic's Messages API at a
+//! `base_url` such as `https://api.anthropic.com/v1`). Its API key is never written here: `api_key_env` names the
 //! environment variable that holds it, read when the gateway is built. A
 //! value that looks like a key itself (`sk-...`) is refused.
 //!
@@ -35,6 +36,12 @@
 //! base_url = "https://api.openai.com/v1"
 //! api_key_env = "OPENAI_API_KEY"          # the variable's name, never the key
 //!
+//! [[llm.providers]]
+//! id = "anthropic"
+//! kind = "anthropic"
+//! base_url = "https://api.anthropic.com/v1"
+//! api_key_env = "ANTHROPIC_API_KEY"
+//!
 //! [[llm.models]]
 //! name = "small"
 //! context_window = 16000
@@ -60,10 +67,15 @@
 //! [[llm.models.deployments]]
 //! provider = "sim"
 //! weight = 3
+//!
+//! [[llm.models.deployments]]
+//! provider = "anthropic"
+//! upstream_model = "claude-sonnet-4-5"
 //! "#,
 //! )
 //! .unwrap();
 //! assert_eq!(cfg.llm.providers[1].kind, ProviderKind::OpenAiCompatible);
+//! assert_eq!(cfg.llm.providers[2].kind, ProviderKind::Anthropic);
 //! assert_eq!(cfg.llm.models[1].deployments[0].id_for("large"), "large@openai");
 //! assert!(cfg.llm.models[1].capabilities.contains(&Capability::Reasoning));
 //!
@@ -123,6 +135,10 @@ pub enum ProviderKind {
     /// `"openai_compatible"`.
     #[serde(rename = "openai_compatible")]
     OpenAiCompatible,
+    /// Anthropic's Messages API over HTTP (`POST {base_url}/messages`).
+    /// Written `"anthropic"`.
+    #[serde(rename = "anthropic")]
+    Anthropic,
 }
 
 impl ProviderKind {
@@ -131,6 +147,7 @@ impl ProviderKind {
         match self {
             ProviderKind::Simulated => "simulated",
             ProviderKind::OpenAiCompatible => "openai_compatible",
+            ProviderKind::Anthropic => "anthropic",
         }
     }
 }
@@ -150,7 +167,7 @@ impl ProviderKind {
 pub struct ProviderConfig {
     /// The id deployments name it by, unique.
     pub id: String,
-    /// `"simulated"` or `"openai_compatible"`.
+    /// `"simulated"`, `"openai_compatible"` or `"anthropic"`.
     pub kind: ProviderKind,
     /// Simulated only: the seed of its latency and completion lengths.
     /// Default: 42.
@@ -168,14 +185,16 @@ pub struct ProviderConfig {
     /// simulated service accepts before it answers 429. Default: unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulated_tokens_per_minute: Option<u64>,
-    /// OpenAI-compatible only, required: the API root, `http://` or
-    /// `https://` (e.g. `https://api.openai.com/v1`).
+    /// OpenAI-compatible and Anthropic only, required: the API root,
+    /// `http://` or `https://` (e.g. `https://api.openai.com/v1`,
+    /// `https://api.anthropic.com/v1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
-    /// OpenAI-compatible only: the *name* of the environment variable that
-    /// holds the API key (e.g. `OPENAI_API_KEY`), never the key itself. The
-    /// variable must be set when the gateway is built. Default: none (no
-    /// key is sent, as local servers expect).
+    /// OpenAI-compatible and Anthropic only: the *name* of the environment
+    /// variable that holds the API key (e.g. `OPENAI_API_KEY`,
+    /// `ANTHROPIC_API_KEY`), never the key itself. The variable must be set
+    /// when the gateway is built. Default: none (no key is sent, as local
+    /// servers expect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_env: Option<String>,
     /// Requests per minute the gateway sends this provider at most.
@@ -207,6 +226,14 @@ impl ProviderConfig {
         Self {
             base_url: Some(base_url.into()),
             ..Self::bare(id, ProviderKind::OpenAiCompatible)
+        }
+    }
+
+    /// An Anthropic Messages provider at `base_url`, sending no key.
+    pub fn anthropic(id: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Self {
+            base_url: Some(base_url.into()),
+            ..Self::bare(id, ProviderKind::Anthropic)
         }
     }
 
@@ -601,32 +628,24 @@ pub(super) fn validate(llm: &LlmConfig) -> Result<(), ConfigError> {
 fn validate_provider(llm: &LlmConfig, i: usize, p: &ProviderConfig) -> Result<(), ConfigError> {
     let at = |f: &str| format!("llm.providers[{i}].{f}");
     check_name(&at("id"), &p.id)?;
-    let other_kind = |field: &str, value: String, owner: ProviderKind| {
+    let other_kind = |field: &str, value: String, owners: &str| {
         ConfigError::invalid(
             at(field),
             value,
             format!(
-                "only a `{}` provider has it, and this one's kind is `{}`",
-                owner.as_str(),
+                "only {owners} provider has it, and this one's kind is `{}`",
                 p.kind.as_str()
             ),
         )
     };
+    let http_kinds = "an `openai_compatible` or `anthropic`";
     match p.kind {
         ProviderKind::Simulated => {
             if let Some(url) = &p.base_url {
-                return Err(other_kind(
-                    "base_url",
-                    format!("{url:?}"),
-                    ProviderKind::OpenAiCompatible,
-                ));
+                return Err(other_kind("base_url", format!("{url:?}"), http_kinds));
             }
             if p.api_key_env.is_some() {
-                return Err(other_kind(
-                    "api_key_env",
-                    "(withheld)".into(),
-                    ProviderKind::OpenAiCompatible,
-                ));
+                return Err(other_kind("api_key_env", "(withheld)".into(), http_kinds));
             }
             if let Some(seed) = p.seed {
                 toml_integer(&at("seed"), seed)?;
@@ -643,7 +662,7 @@ fn validate_provider(llm: &LlmConfig, i: usize, p: &ProviderConfig) -> Result<()
             per_minute(&at("simulated_requests_per_minute"), p.simulated_requests_per_minute)?;
             per_minute(&at("simulated_tokens_per_minute"), p.simulated_tokens_per_minute)?;
         }
-        ProviderKind::OpenAiCompatible => {
+        ProviderKind::OpenAiCompatible | ProviderKind::Anthropic => {
             let simulated_only = [
                 ("seed", p.seed.map(|s| s.to_string())),
                 (
@@ -661,13 +680,20 @@ fn validate_provider(llm: &LlmConfig, i: usize, p: &ProviderConfig) -> Result<()
                 ),
             ];
             if let Some((field, Some(value))) = simulated_only.into_iter().find(|(_, v)| v.is_some()) {
-                return Err(other_kind(field, value, ProviderKind::Simulated));
+                return Err(other_kind(field, value, "a `simulated`"));
             }
             let Some(url) = &p.base_url else {
+                let example = match p.kind {
+                    ProviderKind::Anthropic => "https://api.anthropic.com/v1",
+                    _ => "https://api.openai.com/v1",
+                };
                 return Err(ConfigError::invalid(
                     at("base_url"),
                     "none",
-                    "an `openai_compatible` provider needs the API root, e.g. base_url = \"https://api.openai.com/v1\"",
+                    format!(
+                        "an `{}` provider needs the API root, e.g. base_url = \"{example}\"",
+                        p.kind.as_str()
+                    ),
                 ));
             };
             check_base_url(&at("base_url"), url)?;

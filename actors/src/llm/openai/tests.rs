@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use nexus_swarm_runtime::config::LlmConfig;
 use reqwest::header::{HeaderMap, HeaderValue};
 
 use super::*;

@@ -195,3 +195,35 @@ async fn the_built_arguments_start_a_gateway_that_answers() {
     assert!(answer.cost_micro_usd > 0);
     actor.stop_and_wait(None, None).await.unwrap();
 }
+
+#[test]
+fn an_anthropic_provider_is_built_with_its_key_from_the_environment() {
+    let text = r#"
+[[llm.providers]]
+id = "claude"
+kind = "anthropic"
+base_url = "https://api.anthropic.com/v1/"
+api_key_env = "ANTHROPIC_KEY_FOR_TEST"
+
+[[llm.models]]
+name = "sonnet"
+context_window = 200000
+input_price = 3000000
+output_price = 15000000
+deployments = [{ provider = "claude", upstream_model = "claude-sonnet-4-5" }]
+"#;
+    let cfg = NexusConfig::from_toml_str(text).unwrap();
+    let err = LlmGatewayArgs::from_config_with_env(&cfg, |_| None).unwrap_err();
+    let GatewayBuildError::MissingApiKey { provider, var } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((provider.as_str(), var.as_str()), ("claude", "ANTHROPIC_KEY_FOR_TEST"));
+    let args = LlmGatewayArgs::from_config_with_env(&cfg, |var| {
+        (var == "ANTHROPIC_KEY_FOR_TEST").then(|| "sk-ant-test".to_string())
+    })
+    .unwrap();
+    let shown = format!("{:?}", args.providers);
+    assert!(shown.contains("AnthropicMessages"), "{shown}");
+    assert!(shown.contains("https://api.anthropic.com/v1/messages"), "{shown}");
+    assert!(!shown.contains("sk-ant-test"), "the key is not shown: {shown}");
+}

@@ -107,6 +107,33 @@ fn an_openai_compatible_provider_needs_a_base_url_and_takes_a_variable_name() {
 }
 
 #[test]
+fn an_anthropic_provider_takes_the_same_fields_and_checks() {
+    let anthropic = |extra: &str| openai(extra).replace("openai_compatible", "anthropic");
+    let cfg = NexusConfig::from_toml_str(&anthropic(
+        "base_url = \"https://api.anthropic.com/v1\"\napi_key_env = \"ANTHROPIC_API_KEY\"\nrequests_per_minute = 50\n",
+    ))
+    .unwrap();
+    let p = &cfg.llm.providers[0];
+    assert_eq!(p.kind, ProviderKind::Anthropic);
+    assert_eq!(p.base_url.as_deref(), Some("https://api.anthropic.com/v1"));
+    assert_eq!(p.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+    assert_eq!(NexusConfig::from_toml_str(&cfg.to_toml_string()).unwrap(), cfg);
+    let e = err(&anthropic(""));
+    assert_eq!(e.field(), "llm.providers[0].base_url", "{e}");
+    assert!(e.to_string().contains("https://api.anthropic.com/v1"), "{e}");
+    let e = err(&anthropic("base_url = \"ftp://host/v1\"\n"));
+    assert_eq!(e.field(), "llm.providers[0].base_url", "{e}");
+    let e = err(&anthropic(
+        "base_url = \"https://api.anthropic.com/v1\"\napi_key_env = \"sk-ant-api03-abcdef\"\n",
+    ));
+    assert_eq!(e.field(), "llm.providers[0].api_key_env", "{e}");
+    assert!(!e.to_string().contains("sk-ant-api03"), "the key is echoed: {e}");
+    let e = err(&anthropic("base_url = \"http://x/v1\"\nlatency_median = \"1s\"\n"));
+    assert_eq!(e.field(), "llm.providers[0].latency_median", "{e}");
+    assert!(e.to_string().contains("`anthropic`"), "{e}");
+}
+
+#[test]
 fn a_key_written_instead_of_a_variable_name_is_refused_without_echoing_it() {
     for key in [
         "sk-proj-abcdefghijklmnop",
@@ -134,6 +161,7 @@ fn fields_of_the_other_kind_are_refused() {
     let e = err(&good_with("seed = 7\n", "seed = 7\nbase_url = \"http://x/v1\"\n"));
     assert_eq!(e.field(), "llm.providers[0].base_url");
     assert!(e.to_string().contains("openai_compatible"), "{e}");
+    assert!(e.to_string().contains("anthropic"), "{e}");
     let e = err(&openai("base_url = \"http://x/v1\"\nseed = 3\n"));
     assert_eq!(e.field(), "llm.providers[0].seed");
     let e = err(&openai("base_url = \"http://x/v1\"\nsimulated_tokens_per_minute = 3\n"));
@@ -293,7 +321,7 @@ fn unknown_keys_kinds_and_capabilities_are_refused_naming_where() {
     assert!(e.field().starts_with("llm.providers[0]"), "{e}");
     assert!(e.to_string().contains("api_key"), "{e}");
 
-    let e = err(&good_with("kind = \"simulated\"", "kind = \"anthropic\""));
+    let e = err(&good_with("kind = \"simulated\"", "kind = \"carrier_pigeon\""));
     assert_eq!(e.field(), "llm.providers[0].kind", "{e}");
 
     let e = err(&good_with(
