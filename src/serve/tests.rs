@@ -6,8 +6,8 @@ use std::time::Duration;
 use nexus_swarm_actors::cost_ledger::{BudgetAction, BudgetPeriod};
 use nexus_swarm_actors::llm::types::{LlmChunk, ResponseFormat, ToolChoice};
 use nexus_swarm_actors::llm::{
-    CatalogueError, DeploymentSpec, GatewayError, LlmResponse, ModelCatalogue, ModelChoice, ModelSpec, ResponseSource,
-    Role,
+    CatalogueError, DeploymentSpec, GatewayError, LlmResponse, ModelCatalogue, ModelChoice, ModelSpec, ProviderError,
+    ResponseSource, Role,
 };
 use nexus_swarm_runtime::usage::{SpendRefused, UsageMeta};
 
@@ -448,6 +448,16 @@ fn gateway_errors_map_to_openai_statuses() {
     let e = gateway_error(&GatewayError::Overloaded { queued: 3 });
     assert_eq!((e.status, e.retry_after), (503, Some(S)));
     assert_eq!(gateway_error(&GatewayError::Stopped).status, 503);
+    let unwritable = GatewayError::Exhausted {
+        tried: vec!["m".into()],
+        last: ProviderError::InvalidRequest("arguments are not an object".into()),
+    };
+    assert_eq!(gateway_error(&unwritable).status, 400);
+    let broken = GatewayError::StreamBroken {
+        model: "m".into(),
+        error: ProviderError::Malformed("x".into()),
+    };
+    assert_eq!(gateway_error(&broken).status, 502);
 }
 
 #[test]

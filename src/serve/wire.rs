@@ -502,7 +502,13 @@ pub fn gateway_error(e: &GatewayError) -> ApiError {
             last: ProviderError::Rejected { status, .. },
             ..
         } if *status == 400 => ApiError::bad_request(None, message),
-        GatewayError::Exhausted { .. } => ApiError::status(502, "api_error", message).with_code("upstream_error"),
+        GatewayError::Exhausted {
+            last: ProviderError::InvalidRequest(_),
+            ..
+        } => ApiError::bad_request(None, message),
+        GatewayError::Exhausted { .. } | GatewayError::StreamBroken { .. } => {
+            ApiError::status(502, "api_error", message).with_code("upstream_error")
+        }
         _ => ApiError::status(503, "api_error", message).with_code("unavailable"),
     }
 }
