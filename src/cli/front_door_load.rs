@@ -308,7 +308,9 @@ async fn open_loop(plan: &LoadPlan, rate: u64, sender: &Arc<Sender>, started: In
     let mut turn: u64 = 0;
     loop {
         // Turn n starts n / rate seconds after the start.
-        let at = Duration::from_nanos(u64::try_from(u128::from(turn) * 1_000_000_000 / u128::from(rate)).unwrap_or(u64::MAX));
+        let at = Duration::from_nanos(
+            u64::try_from(u128::from(turn) * 1_000_000_000 / u128::from(rate)).unwrap_or(u64::MAX),
+        );
         if at >= duration {
             break;
         }

