@@ -330,8 +330,7 @@ async fn open_loop(plan: &LoadPlan, rate: u64, sender: &Arc<Sender>, started: In
         });
     }
     while tasks.join_next().await.is_some() {}
-    let merged = hist.lock().clone();
-    merged
+    hist.lock().clone()
 }
 
 /// `nexus front-door-load ...`
