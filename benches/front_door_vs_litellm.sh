@@ -65,6 +65,7 @@ skip() {
 }
 
 command -v python3 >/dev/null || skip "python3 is not installed"
+command -v curl >/dev/null || skip "curl is not installed"
 if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV" >/dev/null 2>&1 || { rm -rf "$VENV"; skip "python3 -m venv failed (install python3-venv)"; }
 fi
