@@ -9,9 +9,11 @@ use clap::{Parser, Subcommand};
 use crate::runtime::config::NexusConfig;
 
 pub mod audit;
+pub mod front_door_load;
 pub mod ledger;
 pub mod ledger_stress;
 pub mod mcp;
+pub mod mock_upstream;
 pub mod profile;
 pub mod quota_stress;
 pub mod report;
@@ -78,6 +80,14 @@ pub enum Command {
     /// Fill a pool's low lane past capacity so it spills to disk, recording what is handled (crash tests).
     #[command(hide = true)]
     SpillStress(spill_stress::SpillStressArgs),
+    /// Serve a local OpenAI-compatible upstream that answers at once, with an
+    /// optional rpm limit (429 past it) and counters at `GET /stats` (benchmarks).
+    #[command(hide = true)]
+    MockUpstream(mock_upstream::MockUpstreamArgs),
+    /// Drive chat completions at an OpenAI-compatible endpoint and print
+    /// requests/s and latency percentiles as one JSON line (benchmarks).
+    #[command(hide = true)]
+    FrontDoorLoad(front_door_load::FrontDoorLoadArgs),
 }
 
 /// `nexus config ...`
@@ -146,5 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::LedgerStress(args) => ledger_stress::run(args),
         Command::QuotaStress(args) => quota_stress::run(args),
         Command::SpillStress(args) => spill_stress::run(args),
+        Command::MockUpstream(args) => mock_upstream::run(args),
+        Command::FrontDoorLoad(args) => front_door_load::run(args),
     }
 }

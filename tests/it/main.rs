@@ -46,6 +46,7 @@ mod llm_retries_fallbacks_and_cooldown;
 mod llm_retry_after_holds_every_caller;
 mod lost_wakeups_never_strand_messages;
 mod low_lane_spills_to_disk_and_survives_a_kill;
+mod mock_upstream_refuses_past_its_rpm_and_counts;
 mod monitor_alert_is_raised_once_and_cleared_once;
 mod monitor_exports_parse_and_history_stays_bounded;
 mod ops_admin_calls_that_fail_change_nothing;
