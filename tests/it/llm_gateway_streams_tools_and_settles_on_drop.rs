@@ -283,7 +283,9 @@ async fn a_slow_reader_holds_the_provider_back_and_a_dropped_stream_is_charged_f
 #[tokio::test]
 async fn a_stream_holds_its_agents_slot_until_it_is_settled() {
     let dir = tempfile::tempdir().unwrap();
-    let (gw, _ledger) = start_with(dir.path(), Arc::new(Firehose::default()), 1).await;
+    let hose = Firehose::default();
+    let produced = Arc::clone(&hose.produced);
+    let (gw, _ledger) = start_with(dir.path(), Arc::new(hose), 1).await;
     let meta = UsageMeta::default().tenant("acme").workflow("w").agent("writer");
     let ask = |timeout: Duration| {
         LlmRequest::user("Go on.")
@@ -298,8 +300,26 @@ async fn a_stream_holds_its_agents_slot_until_it_is_settled() {
         Err(GatewayError::AgentBusy { limit: 1, .. }) => {}
         other => panic!("expected AgentBusy, got {:?}", other.map(|s| s.info().clone())),
     }
+    // A caller that gives up while waiting for the slot leaves nothing
+    // behind: its request does not take the slot later, nor read a stream
+    // nobody will read.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), gw.stream(ask(TIMEOUT)))
+            .await
+            .is_err()
+    );
     drop(stream);
-    // Settled on the drop, the slot is free again.
-    let mut next = gw.stream(ask(TIMEOUT)).await.unwrap();
+    // Settled on the drop, the slot is free again for the next caller.
+    let mut next = tokio::time::timeout(Duration::from_secs(5), gw.stream(ask(TIMEOUT)))
+        .await
+        .expect("the slot is free: the abandoned waiter did not take it")
+        .unwrap();
     assert!(matches!(next.next().await, Some(Ok(LlmChunk::Text(_)))));
+    drop(next);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let read = produced.load(Ordering::SeqCst);
+    assert!(read < 1_000, "{read} words were read of streams nobody reads");
+    let stats = gw.stats();
+    assert_eq!(stats.requests, 4);
+    assert_eq!(stats.completed + stats.failed, 4, "every request ended: {stats:?}");
 }

@@ -281,6 +281,10 @@ pub enum GatewayError {
         /// The provider's error.
         error: ProviderError,
     },
+    /// The caller stopped waiting for a stream before it began; whatever
+    /// the request held was released.
+    #[error("the caller left before the stream began")]
+    Cancelled,
     /// The gateway has stopped.
     #[error("gateway stopped")]
     Stopped,

@@ -203,10 +203,17 @@ impl Core {
     async fn stream_task(
         &self,
         req: LlmRequest,
-        opened: oneshot::Sender<Result<StreamInfo, GatewayError>>,
+        mut opened: oneshot::Sender<Result<StreamInfo, GatewayError>>,
         tx: mpsc::Sender<Result<LlmChunk, GatewayError>>,
     ) -> Result<LlmResponse, GatewayError> {
-        match self.pipeline(&req, Mode::Streamed).await {
+        // A caller that stops waiting (a timeout, a client hanging up) stops
+        // the pipeline wherever it is, as dropping `complete` would: its
+        // guards release what it held.
+        let produced = tokio::select! {
+            produced = self.pipeline(&req, Mode::Streamed) => produced,
+            () = opened.closed() => return Err(GatewayError::Cancelled),
+        };
+        match produced {
             Err(e) => {
                 let _ = opened.send(Err(e.clone())); // the caller may have left
                 Err(e)
@@ -270,7 +277,9 @@ impl Core {
         let mut usage: Option<(u64, u64)> = None;
         let mut broke: Option<ProviderError> = None;
         let idle = self.llm.timeout;
-        loop {
+        // Without a reader nothing is read: the provider's stream is
+        // dropped at once and the prompt is charged.
+        while tx.is_some() {
             let next = match tokio::time::timeout(idle, chunks.next()).await {
                 Ok(Some(Ok(chunk))) => chunk,
                 Ok(Some(Err(e))) => {
