@@ -60,6 +60,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::priority::Priority;
 
+mod cluster;
 mod llm;
 mod monitor;
 mod pressure;
@@ -68,6 +69,7 @@ mod routers;
 mod run;
 mod scaling;
 mod scheduling;
+pub use cluster::{ClusterConfig, MAX_CLUSTER_PAYLOAD, MAX_CLUSTER_VIRTUAL_NODES};
 pub use llm::{
     Capability, DeploymentConfig, MAX_CONTEXT_WINDOW, MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_SIMULATED_LATENCY,
     ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
@@ -285,6 +287,8 @@ pub struct NexusConfig {
     pub routers: Vec<DeclaredRouter>,
     /// What `nexus run` spawns and how long it waits at shutdown (`[run]`).
     pub run: RunConfig,
+    /// What `nexus node` uses to talk to its peers (`[cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 impl NexusConfig {
@@ -390,6 +394,7 @@ impl NexusConfig {
         self.pressure.validate()?;
         routers::validate(&self.routers, &self.router)?;
         self.run.validate()?;
+        self.cluster.validate()?;
         Ok(())
     }
 }

@@ -1,0 +1,17 @@
+//! The messages nodes send each other, each carried in an
+//! [`envelope`](super::envelope) of its [`FrameKind`](super::envelope::FrameKind).
+
+use serde::{Deserialize, Serialize};
+
+/// "I am alive": sent by every node to every peer each heartbeat interval
+/// (frame kind [`Heartbeat`](super::envelope::FrameKind::Heartbeat)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The sender's node name.
+    pub node: String,
+    /// The sender's process incarnation (its start time in milliseconds
+    /// since the Unix epoch): a restarted node announces a new one.
+    pub incarnation: u64,
+    /// Heartbeats sent by this incarnation before this one.
+    pub seq: u64,
+}
