@@ -1,0 +1,101 @@
+use std::time::Duration;
+
+use nexus_swarm_runtime::cluster::Heartbeat;
+use nexus_swarm_runtime::cluster::envelope::{self, FrameKind};
+use nexus_swarm_runtime::config::ClusterConfig;
+use ractor::Actor;
+
+use super::*;
+
+fn config() -> ClusterConfig {
+    ClusterConfig {
+        heartbeat_interval: Duration::from_millis(50),
+        failure_timeout: Duration::from_millis(200),
+        ..ClusterConfig::default()
+    }
+}
+
+fn heartbeat(node: &str) -> Vec<u8> {
+    let hb = Heartbeat {
+        node: node.into(),
+        incarnation: 1,
+        seq: 0,
+    };
+    envelope::encode(FrameKind::Heartbeat, 0, &hb, 1024).unwrap()
+}
+
+async fn next_event(rx: &mut broadcast::Receiver<ClusterEvent>) -> ClusterEvent {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap()
+}
+
+#[tokio::test]
+async fn heartbeats_add_a_peer_silence_ejects_it_and_garbage_is_counted() {
+    let shared = ClusterShared::new("a", config()).unwrap();
+    let mut events = shared.events.subscribe();
+    let args = ClusterMemberArgs {
+        shared: Arc::clone(&shared),
+    };
+    let (member, join) = Actor::spawn(None, ClusterMember, args).await.unwrap();
+
+    member.cast(ClusterMsg::Frame(heartbeat("b"))).unwrap();
+    match next_event(&mut events).await {
+        ClusterEvent::MemberUp { node, members } => {
+            assert_eq!(node, "b");
+            assert_eq!(members, ["a", "b"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(shared.view.load().ring.members(), ["a", "b"]);
+
+    // Garbage: counted, published, and the member carries on.
+    member.cast(ClusterMsg::Frame(b"not a frame".to_vec())).unwrap();
+    match next_event(&mut events).await {
+        ClusterEvent::DecodeError { total, .. } => assert_eq!(total, 1),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(shared.decode_errors.load(Ordering::Relaxed), 1);
+
+    // b falls silent: ejected after the timeout.
+    match next_event(&mut events).await {
+        ClusterEvent::MemberDown {
+            node, reason, members, ..
+        } => {
+            assert_eq!((node.as_str(), reason), ("b", "silent"));
+            assert_eq!(members, ["a"]);
+        }
+        other => panic!("{other:?}"),
+    }
+    // Its own heartbeat echoed back is ignored.
+    member.cast(ClusterMsg::Frame(heartbeat("a"))).unwrap();
+    // A closed session takes a peer down at once.
+    member.cast(ClusterMsg::Frame(heartbeat("c"))).unwrap();
+    assert!(matches!(next_event(&mut events).await, ClusterEvent::MemberUp { node, .. } if node == "c"));
+    member.cast(ClusterMsg::SessionClosed("c".into())).unwrap();
+    assert!(
+        matches!(next_event(&mut events).await, ClusterEvent::MemberDown { node, reason: "disconnected", .. } if node == "c")
+    );
+    assert_eq!(shared.view.load().ring.members(), ["a"]);
+    member.stop(None);
+    join.await.unwrap();
+}
+
+#[test]
+fn only_frames_cross_nodes_and_anything_received_is_a_frame() {
+    use ractor::Message;
+    assert!(ClusterMsg::serializable());
+    assert!(ClusterMsg::Tick.serialize().is_err());
+    let ser = ClusterMsg::Frame(vec![1, 2, 3]).serialize().unwrap();
+    assert!(matches!(ClusterMsg::deserialize(ser), Ok(ClusterMsg::Frame(b)) if b == [1, 2, 3]));
+}
+
+#[test]
+fn cookie_debug_is_redacted_and_bad_files_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cookie");
+    std::fs::write(&path, "s3cret-value\n").unwrap();
+    let cookie = Cookie::from_file(&path).unwrap();
+    assert!(!format!("{cookie:?}").contains("s3cret"));
+    std::fs::write(&path, " \n").unwrap();
+    assert!(matches!(Cookie::from_file(&path), Err(ClusterError::Cookie { .. })));
+    assert!(Cookie::from_file(&dir.path().join("missing")).is_err());
+}
