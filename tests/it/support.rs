@@ -2,6 +2,7 @@
 
 pub(crate) mod agents;
 pub(crate) mod budget_gate;
+pub(crate) mod cluster;
 pub(crate) mod held_provider;
 pub(crate) mod http;
 pub(crate) mod ledger_fixture;
