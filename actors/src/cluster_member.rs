@@ -36,10 +36,10 @@ use nexus_swarm_runtime::cluster::{ClusterRing, DownReason, FailureDetector, Hea
 use nexus_swarm_runtime::config::ClusterConfig;
 use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::routing::{RoutingError, RoutingKey};
-use nexus_swarm_runtime::supervisor::ChildSpec;
+use nexus_swarm_runtime::supervisor::{ChildSpec, StartFn};
 use parking_lot::Mutex;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -128,6 +128,11 @@ pub struct ClusterShared {
     frames_received: AtomicU64,
     heartbeats_sent: AtomicU64,
     events: broadcast::Sender<ClusterEvent>,
+    /// The running member, set when it (re)starts; read at session events.
+    /// Not the name registry: ractor unregisters a name when any actor
+    /// carrying it stops, and a peer's member, mirrored here as a remote
+    /// actor, carries the same name.
+    current: Mutex<Option<ActorRef<ClusterMsg>>>,
 }
 
 #[derive(Debug)]
@@ -159,7 +164,13 @@ impl ClusterShared {
             frames_received: AtomicU64::new(0),
             heartbeats_sent: AtomicU64::new(0),
             events: broadcast::channel(EVENT_BUFFER).0,
+            current: Mutex::new(None),
         }))
+    }
+
+    /// The running member, if any.
+    fn member(&self) -> Option<ActorRef<ClusterMsg>> {
+        self.current.lock().clone()
     }
 
     fn publish(&self, event: ClusterEvent) {
@@ -270,6 +281,7 @@ impl Actor for ClusterMember {
     ) -> Result<ClusterMemberArgs, ActorProcessingErr> {
         ractor::pg::join(CLUSTER_GROUP.to_string(), vec![myself.get_cell()]);
         ractor::pg::join(node_group(&args.shared.name), vec![myself.get_cell()]);
+        *args.shared.current.lock() = Some(myself);
         Ok(args)
     }
 
@@ -383,9 +395,18 @@ impl ClusterMember {
         })
     }
 
-    /// A supervisor child spec for a member registered as `name`.
+    /// A supervisor child spec for a member supervised as `name`. The
+    /// actor is not in ractor's name registry (see [`ClusterShared`]): the
+    /// handle and the transport reach it through the shared state.
     pub fn child_spec(name: &str, args: ClusterMemberArgs) -> ChildSpec {
-        crate::named::child_spec(name, ClusterMember, args)
+        let start: StartFn = Arc::new(move |sup: ActorCell, _restarts: u32| {
+            let args = args.clone();
+            Box::pin(async move {
+                let (r, _) = Actor::spawn_linked(None, ClusterMember, args, sup).await?;
+                Ok(r.get_cell())
+            })
+        });
+        ChildSpec::new(name, start)
     }
 }
 

@@ -97,7 +97,8 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    /// Starts the node server (registered as `<member>-server`) and a
+    /// Starts the node server (registered as `<member>-server`: it never
+    /// crosses nodes, so no peer's actor carries that name) and a
     /// dialer per join peer.
     pub(crate) async fn start(
         node: &Node,
@@ -107,7 +108,7 @@ impl Transport {
     ) -> Result<Self, ClusterError> {
         let listen = resolve_port(settings.listen)?;
         let server_name = format!("{member}-server");
-        let spec = server_spec(&server_name, settings, listen, member, shared);
+        let spec = server_spec(&server_name, settings, listen, shared);
         node.start_child(spec).await?;
         let config = &settings.config;
         let dialers = settings
@@ -148,13 +149,11 @@ fn server_spec(
     name: &str,
     settings: &ClusterSettings,
     listen: SocketAddr,
-    member: &str,
     shared: Arc<ClusterShared>,
 ) -> ChildSpec {
     let registered = name.to_string();
     let node_name = settings.name.clone();
     let cookie = settings.cookie.clone();
-    let member = member.to_string();
     let start: StartFn = Arc::new(move |sup: ActorCell, _restarts: u32| {
         let server = NodeServer::new(
             listen.port(),
@@ -168,7 +167,6 @@ fn server_spec(
         let name = registered.clone();
         let sessions = Sessions {
             shared: Arc::clone(&shared),
-            member: member.clone(),
             authenticated: Arc::default(),
         };
         Box::pin(async move {
@@ -187,7 +185,6 @@ fn server_spec(
 /// Session events of the node server, for the member.
 struct Sessions {
     shared: Arc<ClusterShared>,
-    member: String,
     /// Sessions that authenticated. Called from the node server's handler
     /// only, one call at a time: the mutex is never contended.
     authenticated: Arc<Mutex<HashSet<ActorId>>>,
@@ -195,7 +192,7 @@ struct Sessions {
 
 impl Sessions {
     fn member(&self) -> Option<ActorRef<ClusterMsg>> {
-        ractor::registry::where_is(self.member.clone()).map(ActorRef::from)
+        self.shared.member()
     }
 }
 
@@ -234,14 +231,15 @@ impl NodeEventSubscription for Sessions {
                 let _ = member.cast(ClusterMsg::SessionClosed(node));
             }
         } else {
-            tracing::warn!(peer = %ses.peer_addr, "cluster session refused: it closed before authenticating (wrong cookie?)");
+            tracing::warn!(peer = %ses.peer_addr, "cluster session refused: it closed before authenticating (a wrong cookie on one side, or a failed handshake)");
             self.shared.publish(ClusterEvent::SessionRefused { peer: ses.peer_addr });
         }
     }
 }
 
-/// Keeps a client session to `peer`: connects when there is none, and
-/// after a failed or refused attempt waits as `backoff` says.
+/// Keeps a client session to `peer`: connects when there is no
+/// authenticated one, and after an attempt that left none waits `check`
+/// and then as `backoff` says before trying again.
 async fn dial(server_name: String, peer: SocketAddr, mut backoff: Backoff, check: Duration) {
     let peer_addr = peer.to_string();
     let mut attempted = false;
@@ -261,8 +259,11 @@ async fn dial(server_name: String, peer: SocketAddr, mut backoff: Backoff, check
             continue;
         }
         if attempted {
-            // The last attempt left no session: refused or lost.
+            // The last attempt left no authenticated session (refused,
+            // lost, or still in its handshake): wait, then look again.
+            attempted = false;
             tokio::time::sleep(backoff.failed()).await;
+            continue;
         }
         attempted = true;
         match ractor_cluster::client_connect(&server, peer).await {
