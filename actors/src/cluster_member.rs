@@ -290,8 +290,8 @@ impl Actor for ClusterMember {
         myself: ActorRef<ClusterMsg>,
         args: &mut ClusterMemberArgs,
     ) -> Result<(), ActorProcessingErr> {
-        // Ends when the actor stops (the cast fails).
-        let _ = myself.send_interval(args.shared.config.heartbeat_interval, || ClusterMsg::Tick);
+        // Detached: the timer task ends by itself once the actor stops.
+        drop(myself.send_interval(args.shared.config.heartbeat_interval, || ClusterMsg::Tick));
         Ok(())
     }
 
@@ -486,7 +486,10 @@ impl ClusterHandle {
 
     /// The heartbeat interval and failure timeout in force.
     pub fn timings(&self) -> (Duration, Duration) {
-        (self.shared.config.heartbeat_interval, self.shared.config.failure_timeout)
+        (
+            self.shared.config.heartbeat_interval,
+            self.shared.config.failure_timeout,
+        )
     }
 
     /// Events from now on (also the transport's session events).

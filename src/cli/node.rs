@@ -34,7 +34,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::actors::cluster_member::{ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie};
+use crate::actors::cluster_member::{
+    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie,
+};
 use crate::actors::swarm::Swarm;
 use crate::runtime::config::NexusConfig;
 use crate::runtime::routing::RoutingKey;
@@ -113,7 +115,9 @@ pub enum NodeStartError {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NODE_NAME
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Runs `nexus node`.

@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use nexus_swarm::actors::cluster_member::{ClusterMsg, node_group};
-use nexus_swarm::runtime::cluster::envelope::{self, FrameKind};
 use nexus_swarm::runtime::cluster::Heartbeat;
+use nexus_swarm::runtime::cluster::envelope::{self, FrameKind};
 use ractor::{Actor, ActorRef};
 use ractor_cluster::NodeServer;
 use ractor_cluster::node::NodeConnectionMode;
@@ -54,7 +54,9 @@ async fn garbage_is_counted_and_the_session_lives_on() {
         seq: 0,
     };
     let good = envelope::encode(FrameKind::Heartbeat, 0, &hb, 1024).unwrap();
-    member.cast(ClusterMsg::Frame(b"\x00\xffnot an envelope at all".to_vec())).unwrap();
+    member
+        .cast(ClusterMsg::Frame(b"\x00\xffnot an envelope at all".to_vec()))
+        .unwrap();
     member.cast(ClusterMsg::Frame(good[..good.len() - 3].to_vec())).unwrap();
 
     tokio::task::block_in_place(|| {

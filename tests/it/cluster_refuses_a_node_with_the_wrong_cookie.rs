@@ -24,6 +24,15 @@ fn a_wrong_cookie_is_refused_and_logged() {
     for line in [refused, log] {
         assert!(!line.contains(COOKIE) && !line.contains("not-the-cookie"), "{line}");
     }
-    let seen: Vec<String> = n1.events.try_iter().chain(n1.logs.try_iter()).chain(x.events.try_iter()).chain(x.logs.try_iter()).collect();
-    assert!(seen.iter().all(|l| !l.contains(COOKIE) && !l.contains("not-the-cookie")));
+    let seen: Vec<String> = n1
+        .events
+        .try_iter()
+        .chain(n1.logs.try_iter())
+        .chain(x.events.try_iter())
+        .chain(x.logs.try_iter())
+        .collect();
+    assert!(
+        seen.iter()
+            .all(|l| !l.contains(COOKIE) && !l.contains("not-the-cookie"))
+    );
 }

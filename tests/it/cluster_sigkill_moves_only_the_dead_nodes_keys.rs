@@ -19,7 +19,10 @@ fn killing_a_node_moves_only_its_keys() {
         n.wait_members(&["n1", "n2"]);
     }
     let down = nodes[0].wait_event(r#""event":"member_down","node":"n3""#);
-    assert!(down.contains(r#""reason":"disconnected""#), "noticed by its session closing: {down}");
+    assert!(
+        down.contains(r#""reason":"disconnected""#),
+        "noticed by its session closing: {down}"
+    );
 
     let after = nodes[0].owners(&keys);
     assert_eq!(nodes[1].owners(&keys), after, "the survivors agree");

@@ -25,7 +25,10 @@ fn heartbeat(node: &str) -> Vec<u8> {
 }
 
 async fn next_event(rx: &mut broadcast::Receiver<ClusterEvent>) -> ClusterEvent {
-    tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap().unwrap()
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test]

@@ -25,7 +25,7 @@ use ractor_cluster::node::NodeServerSessionInformation;
 use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
 
-use super::{ClusterEvent, ClusterMsg, ClusterShared, ClusterSettings};
+use super::{ClusterEvent, ClusterMsg, ClusterSettings, ClusterShared};
 
 /// Longest cookie file read.
 pub const MAX_COOKIE_BYTES: u64 = 4096;
@@ -140,17 +140,14 @@ impl Transport {
 /// so that the node can say where it listens).
 fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, ClusterError> {
     let listener = std::net::TcpListener::bind(addr).map_err(|source| ClusterError::Bind { addr, source })?;
-    listener.local_addr().map_err(|source| ClusterError::Bind { addr, source })
+    listener
+        .local_addr()
+        .map_err(|source| ClusterError::Bind { addr, source })
 }
 
 /// A child spec that (re)starts the node server, registered as `name`, and
 /// subscribes the member to its session events.
-fn server_spec(
-    name: &str,
-    settings: &ClusterSettings,
-    listen: SocketAddr,
-    shared: Arc<ClusterShared>,
-) -> ChildSpec {
+fn server_spec(name: &str, settings: &ClusterSettings, listen: SocketAddr, shared: Arc<ClusterShared>) -> ChildSpec {
     let registered = name.to_string();
     let node_name = settings.name.clone();
     let cookie = settings.cookie.clone();
@@ -232,7 +229,8 @@ impl NodeEventSubscription for Sessions {
             }
         } else {
             tracing::warn!(peer = %ses.peer_addr, "cluster session refused: it closed before authenticating (a wrong cookie on one side, or a failed handshake)");
-            self.shared.publish(ClusterEvent::SessionRefused { peer: ses.peer_addr });
+            self.shared
+                .publish(ClusterEvent::SessionRefused { peer: ses.peer_addr });
         }
     }
 }

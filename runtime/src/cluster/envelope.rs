@@ -161,12 +161,11 @@ impl Frame {
             });
         }
         let config = bincode::config::standard().with_limit::<{ MAX_CLUSTER_PAYLOAD as usize }>();
-        let (value, read) = bincode::serde::decode_from_slice(&self.payload, config).map_err(|source| {
-            EnvelopeError::Payload {
+        let (value, read) =
+            bincode::serde::decode_from_slice(&self.payload, config).map_err(|source| EnvelopeError::Payload {
                 kind: self.kind,
                 source,
-            }
-        })?;
+            })?;
         if read != self.payload.len() {
             return Err(EnvelopeError::TrailingBytes {
                 kind: self.kind,
@@ -180,7 +179,12 @@ impl Frame {
 /// Encodes `value` as a frame of `kind` with message `id`, compressing the
 /// payload when it is longer than `compress_above` bytes (and compression
 /// makes it shorter).
-pub fn encode<T: Serialize>(kind: FrameKind, id: u64, value: &T, compress_above: u32) -> Result<Vec<u8>, EnvelopeError> {
+pub fn encode<T: Serialize>(
+    kind: FrameKind,
+    id: u64,
+    value: &T,
+    compress_above: u32,
+) -> Result<Vec<u8>, EnvelopeError> {
     let payload = bincode::serde::encode_to_vec(value, bincode::config::standard())?;
     encode_bytes(kind, id, &payload, compress_above)
 }

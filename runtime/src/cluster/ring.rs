@@ -89,10 +89,7 @@ impl ClusterRing {
         let mut owners = vec![None; keys.len()];
         for i in order {
             // capacity x members >= keys, so some member has room.
-            let member = self
-                .ring
-                .successors(keys[i].hash())
-                .find(|&m| loads[m] < capacity);
+            let member = self.ring.successors(keys[i].hash()).find(|&m| loads[m] < capacity);
             if let Some(m) = member {
                 loads[m] += 1;
                 owners[i] = Some(self.members[m].as_str());

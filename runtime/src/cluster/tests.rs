@@ -43,14 +43,20 @@ fn removing_a_node_moves_only_its_keys() {
     // n3 owned about a quarter of the keys.
     assert!((1500..3500).contains(&moved), "{moved} keys moved");
     // And they come back when it returns.
-    assert_eq!(owners(&ClusterRing::new(["n4", "n3", "n2", "n1"], 128).unwrap(), &ks), before);
+    assert_eq!(
+        owners(&ClusterRing::new(["n4", "n3", "n2", "n1"], 128).unwrap(), &ks),
+        before
+    );
 }
 
 #[test]
 fn empty_ring_has_no_owner() {
     let ring = ClusterRing::new(Vec::<String>::new(), 16).unwrap();
     assert_eq!(ring.owner(RoutingKey::new("a")), None);
-    assert_eq!(ring.assign(&keys(3), Some(LoadBound { epsilon_percent: 25 })), vec![None; 3]);
+    assert_eq!(
+        ring.assign(&keys(3), Some(LoadBound { epsilon_percent: 25 })),
+        vec![None; 3]
+    );
 }
 
 #[test]
@@ -191,7 +197,10 @@ fn envelope_round_trips_and_compresses_above_the_threshold() {
     };
     let bytes = envelope::encode(FrameKind::Heartbeat, 42, &small, 1024).unwrap();
     let frame = envelope::decode(&bytes).unwrap();
-    assert_eq!((frame.kind, frame.id, frame.compressed), (FrameKind::Heartbeat, 42, false));
+    assert_eq!(
+        (frame.kind, frame.id, frame.compressed),
+        (FrameKind::Heartbeat, 42, false)
+    );
     assert_eq!(frame.decode::<Heartbeat>(FrameKind::Heartbeat).unwrap(), small);
 
     let big = Heartbeat {
@@ -200,7 +209,11 @@ fn envelope_round_trips_and_compresses_above_the_threshold() {
         seq: 1,
     };
     let bytes = envelope::encode(FrameKind::Heartbeat, 7, &big, 1024).unwrap();
-    assert!(bytes.len() < 1000, "4 KB of one letter compresses: {} bytes", bytes.len());
+    assert!(
+        bytes.len() < 1000,
+        "4 KB of one letter compresses: {} bytes",
+        bytes.len()
+    );
     let frame = envelope::decode(&bytes).unwrap();
     assert!(frame.compressed);
     assert_eq!(frame.decode::<Heartbeat>(FrameKind::Heartbeat).unwrap(), big);
@@ -222,17 +235,41 @@ fn every_kind_of_damage_is_a_typed_error() {
         v[i] = b;
         v
     };
-    assert!(matches!(envelope::decode(&good[..10]), Err(EnvelopeError::Truncated { .. })));
-    assert!(matches!(envelope::decode(&with(0, b'X')), Err(EnvelopeError::BadMagic(_))));
-    assert!(matches!(envelope::decode(&with(2, 9)), Err(EnvelopeError::UnsupportedVersion(9))));
-    assert!(matches!(envelope::decode(&with(3, 200)), Err(EnvelopeError::UnknownKind(200))));
-    assert!(matches!(envelope::decode(&with(4, 0x80)), Err(EnvelopeError::UnknownFlags(0x80))));
-    assert!(matches!(envelope::decode(&good[..good.len() - 1]), Err(EnvelopeError::LengthMismatch { .. })));
-    assert!(matches!(envelope::decode(&with(HEADER_LEN, 0xff)), Err(EnvelopeError::Checksum { .. })));
+    assert!(matches!(
+        envelope::decode(&good[..10]),
+        Err(EnvelopeError::Truncated { .. })
+    ));
+    assert!(matches!(
+        envelope::decode(&with(0, b'X')),
+        Err(EnvelopeError::BadMagic(_))
+    ));
+    assert!(matches!(
+        envelope::decode(&with(2, 9)),
+        Err(EnvelopeError::UnsupportedVersion(9))
+    ));
+    assert!(matches!(
+        envelope::decode(&with(3, 200)),
+        Err(EnvelopeError::UnknownKind(200))
+    ));
+    assert!(matches!(
+        envelope::decode(&with(4, 0x80)),
+        Err(EnvelopeError::UnknownFlags(0x80))
+    ));
+    assert!(matches!(
+        envelope::decode(&good[..good.len() - 1]),
+        Err(EnvelopeError::LengthMismatch { .. })
+    ));
+    assert!(matches!(
+        envelope::decode(&with(HEADER_LEN, 0xff)),
+        Err(EnvelopeError::Checksum { .. })
+    ));
     // A valid frame whose payload is not a heartbeat.
     let junk = envelope::encode_bytes(FrameKind::Heartbeat, 1, &[0xff; 3], 1024).unwrap();
     let frame = envelope::decode(&junk).unwrap();
-    assert!(matches!(frame.decode::<Heartbeat>(FrameKind::Heartbeat), Err(EnvelopeError::Payload { .. })));
+    assert!(matches!(
+        frame.decode::<Heartbeat>(FrameKind::Heartbeat),
+        Err(EnvelopeError::Payload { .. })
+    ));
     // A compressed frame claiming a huge payload is refused before allocating.
     let mut body = u32::MAX.to_le_bytes().to_vec();
     body.extend_from_slice(&[0u8; 8]);

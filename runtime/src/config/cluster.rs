@@ -82,8 +82,16 @@ impl Default for ClusterConfig {
 impl ClusterConfig {
     /// Checks every field, naming the first bad one.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        duration_in("cluster.heartbeat_interval", self.heartbeat_interval, Duration::from_millis(1))?;
-        duration_in("cluster.failure_timeout", self.failure_timeout, Duration::from_millis(1))?;
+        duration_in(
+            "cluster.heartbeat_interval",
+            self.heartbeat_interval,
+            Duration::from_millis(1),
+        )?;
+        duration_in(
+            "cluster.failure_timeout",
+            self.failure_timeout,
+            Duration::from_millis(1),
+        )?;
         if self.failure_timeout < self.heartbeat_interval.saturating_mul(2) {
             let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
             return Err(ConfigError::conflict(
@@ -101,7 +109,12 @@ impl ClusterConfig {
         if let Some(p) = self.load_bound_percent {
             in_range("cluster.load_bound_percent", p.into(), 1, 1000)?;
         }
-        in_range("cluster.compress_above", self.compress_above.into(), 0, MAX_CLUSTER_PAYLOAD.into())?;
+        in_range(
+            "cluster.compress_above",
+            self.compress_above.into(),
+            0,
+            MAX_CLUSTER_PAYLOAD.into(),
+        )?;
         duration_in("cluster.reconnect_min", self.reconnect_min, Duration::from_millis(1))?;
         duration_in("cluster.reconnect_max", self.reconnect_max, Duration::from_millis(1))?;
         if self.reconnect_max < self.reconnect_min {

@@ -60,13 +60,21 @@ impl ClusterNode {
     /// Starts `nexus node --name name` with data under `dir/name`, joining `join`.
     pub fn start(dir: &Path, name: &str, cookie: &Path, config: &Path, join: &[SocketAddr]) -> ClusterNode {
         let mut cmd = Command::new(NEXUS);
-        cmd.args(["node", "--name", name, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--cookie-file")
-            .arg(cookie)
-            .arg("--config")
-            .arg(config)
-            .arg("--data-dir")
-            .arg(dir.join(name));
+        cmd.args([
+            "node",
+            "--name",
+            name,
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .arg("--cookie-file")
+        .arg(cookie)
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(dir.join(name));
         for peer in join {
             cmd.arg("--join").arg(peer.to_string());
         }
@@ -110,14 +118,24 @@ impl ClusterNode {
 
     /// The owner of each key, as this node maps them.
     pub fn owners(&self, keys: &[String]) -> Vec<String> {
-        let (code, body) = http(&self.http, "GET", &format!("/cluster/owners?keys={}", keys.join(",")), None, None);
+        let (code, body) = http(
+            &self.http,
+            "GET",
+            &format!("/cluster/owners?keys={}", keys.join(",")),
+            None,
+            None,
+        );
         assert_eq!(code, 200, "{body}");
         serde_json::from_value(json(&body)["owners"].clone()).unwrap()
     }
 
     /// Sends a signal with `kill -SIG pid`.
     pub fn signal(&self, sig: &str) {
-        let status = Command::new("kill").arg(format!("-{sig}")).arg(self.pid.to_string()).status().unwrap();
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid.to_string())
+            .status()
+            .unwrap();
         assert!(status.success(), "kill -{sig} {}", self.pid);
     }
 
