@@ -23,8 +23,10 @@
 //! State lives in [`ClusterShared`] (in the actor's arguments), so a
 //! restarted member keeps its detector, counters and ring.
 
+pub mod delivery;
 pub mod transport;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +34,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use nexus_swarm_runtime::cluster::envelope::{self, EnvelopeError, FrameKind};
-use nexus_swarm_runtime::cluster::{ClusterRing, DownReason, FailureDetector, Heartbeat, LoadBound, MemberChange};
+use nexus_swarm_runtime::cluster::{
+    Ack, ClusterRing, Dedup, DownReason, FailureDetector, Heartbeat, LoadBound, MemberChange, Work,
+};
 use nexus_swarm_runtime::config::ClusterConfig;
 use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::routing::{RoutingError, RoutingKey};
@@ -41,12 +45,17 @@ use parking_lot::Mutex;
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, oneshot};
 
+pub use self::delivery::{Delivery, DeliveryError};
 pub use self::transport::{ClusterError, Cookie};
 
 /// The `pg` group every node's member joins.
 pub const CLUSTER_GROUP: &str = "nexus.cluster";
+
+/// `(sender, message id)` pairs a node remembers to handle retried keyed
+/// work once.
+pub const DEDUP_WINDOW: usize = 65_536;
 
 /// Events a subscriber may fall behind by before it loses the oldest.
 pub const EVENT_BUFFER: usize = 1024;
@@ -133,11 +142,22 @@ pub struct ClusterShared {
     /// carrying it stops, and a peer's member, mirrored here as a remote
     /// actor, carries the same name.
     current: Mutex<Option<ActorRef<ClusterMsg>>>,
+    /// Keyed work sent and awaiting its ack, by message id: inserted by
+    /// senders, completed by the actor; a mutex held for one map operation.
+    pending: Mutex<HashMap<u64, oneshot::Sender<String>>>,
+    /// The next message id of keyed work sent from this node.
+    next_id: AtomicU64,
+    work_handled: AtomicU64,
+    work_duplicates: AtomicU64,
+    work_sent: AtomicU64,
+    work_acknowledged: AtomicU64,
+    work_resent: AtomicU64,
 }
 
 #[derive(Debug)]
 struct Core {
     detector: FailureDetector,
+    dedup: Dedup,
     seq: u64,
     epoch: u64,
 }
@@ -155,6 +175,7 @@ impl ClusterShared {
             incarnation,
             core: Mutex::new(Core {
                 detector: FailureDetector::new(config.failure_timeout),
+                dedup: Dedup::new(DEDUP_WINDOW),
                 seq: 0,
                 epoch: 0,
             }),
@@ -165,6 +186,15 @@ impl ClusterShared {
             heartbeats_sent: AtomicU64::new(0),
             events: broadcast::channel(EVENT_BUFFER).0,
             current: Mutex::new(None),
+            pending: Mutex::new(HashMap::new()),
+            // Ids start at this incarnation's millisecond, shifted: a
+            // restarted node does not reuse its predecessor's ids.
+            next_id: AtomicU64::new(incarnation << 20),
+            work_handled: AtomicU64::new(0),
+            work_duplicates: AtomicU64::new(0),
+            work_sent: AtomicU64::new(0),
+            work_acknowledged: AtomicU64::new(0),
+            work_resent: AtomicU64::new(0),
         }))
     }
 
@@ -305,22 +335,13 @@ impl Actor for ClusterMember {
         match msg {
             ClusterMsg::Frame(bytes) => {
                 shared.frames_received.fetch_add(1, Ordering::Relaxed);
-                match decode_heartbeat(&bytes) {
-                    Ok(hb) if hb.node == shared.name => {}
-                    Ok(hb) => {
-                        let mut core = shared.core.lock();
-                        if let Some(change) = core.detector.heartbeat(&hb.node, hb.incarnation, Instant::now()) {
-                            shared.changed(&mut core, change);
-                        }
-                    }
-                    Err(e) => {
-                        let total = shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
-                        tracing::warn!(error = %e, len = bytes.len(), total, "cluster frame refused");
-                        shared.publish(ClusterEvent::DecodeError {
-                            error: e.to_string(),
-                            total,
-                        });
-                    }
+                if let Err(e) = on_frame(shared, &bytes) {
+                    let total = shared.decode_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    tracing::warn!(error = %e, len = bytes.len(), total, "cluster frame refused");
+                    shared.publish(ClusterEvent::DecodeError {
+                        error: e.to_string(),
+                        total,
+                    });
                 }
             }
             ClusterMsg::Tick => {
@@ -348,8 +369,30 @@ impl Actor for ClusterMember {
     }
 }
 
-fn decode_heartbeat(bytes: &[u8]) -> Result<Heartbeat, EnvelopeError> {
-    envelope::decode(bytes)?.decode(FrameKind::Heartbeat)
+/// Decodes a peer's frame and acts on it.
+fn on_frame(shared: &ClusterShared, bytes: &[u8]) -> Result<(), EnvelopeError> {
+    let frame = envelope::decode(bytes)?;
+    match frame.kind {
+        FrameKind::Heartbeat => {
+            let hb: Heartbeat = frame.decode(FrameKind::Heartbeat)?;
+            if hb.node != shared.name {
+                let mut core = shared.core.lock();
+                if let Some(change) = core.detector.heartbeat(&hb.node, hb.incarnation, Instant::now()) {
+                    shared.changed(&mut core, change);
+                }
+            }
+        }
+        FrameKind::Work => {
+            let work: Work = frame.decode(FrameKind::Work)?;
+            delivery::on_work(shared, frame.id, work);
+        }
+        FrameKind::Ack => {
+            let ack: Ack = frame.decode(FrameKind::Ack)?;
+            delivery::on_ack(shared, frame.id, ack.node);
+        }
+        other => return Err(EnvelopeError::UnknownKind(other as u8)),
+    }
+    Ok(())
 }
 
 /// Casts our heartbeat to every remote member of [`CLUSTER_GROUP`].

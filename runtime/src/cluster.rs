@@ -11,7 +11,8 @@
 //! | [`ring`] | [`ClusterRing`], [`LoadBound`] | the owner node of a routing key; batches with bounded loads |
 //! | [`detector`] | [`FailureDetector`] | a peer up or down, from heartbeats and a timeout on an explicit clock |
 //! | [`envelope`] | [`encode`](envelope::encode), [`decode`](envelope::decode) | the versioned, checksummed, optionally compressed frame; every failure a typed [`EnvelopeError`] |
-//! | [`wire`] | [`Heartbeat`] | the serde messages that cross nodes |
+//! | [`wire`] | [`Heartbeat`], [`Work`], [`Ack`] | the serde messages that cross nodes |
+//! | [`dedup`] | [`Dedup`] | whether a (sender, message id) was handled already: at-least-once delivery, handled once |
 //! | [`backoff`] | [`Backoff`] | exponential waits between reconnection attempts |
 //!
 //! `ractor_cluster` (0.16) gives nodes, cookie authentication and remote
@@ -52,6 +53,7 @@
 //! ```
 
 pub mod backoff;
+pub mod dedup;
 pub mod detector;
 pub mod envelope;
 pub mod ring;
@@ -61,7 +63,8 @@ pub mod wire;
 mod tests;
 
 pub use backoff::Backoff;
+pub use dedup::Dedup;
 pub use detector::{DownReason, FailureDetector, MemberChange};
 pub use envelope::{EnvelopeError, Frame, FrameKind};
 pub use ring::{ClusterRing, LoadBound};
-pub use wire::Heartbeat;
+pub use wire::{Ack, Heartbeat, Work};

@@ -12,9 +12,10 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms` |
+//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates` |
 //! | `GET /cluster/owner?key=K` | `{"key": K, "owner": node}` |
 //! | `GET /cluster/owners?keys=K1,K2,..` | `{"owners": [node, ..]}` in the order asked (at most 10,000 keys; with `cluster.load_bound_percent`, placed with bounded loads) |
+//! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged: `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000) |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
 //! line, and never printed.
@@ -24,10 +25,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Args;
 use serde::Deserialize;
@@ -35,7 +38,7 @@ use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::actors::cluster_member::{
-    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie,
+    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie, DeliveryError,
 };
 use crate::actors::swarm::Swarm;
 use crate::runtime::config::NexusConfig;
@@ -43,6 +46,12 @@ use crate::runtime::routing::RoutingKey;
 
 /// Most keys one `/cluster/owners` request may ask about.
 pub const MAX_OWNER_KEYS: usize = 10_000;
+
+/// Largest body `POST /cluster/send` takes.
+pub const MAX_SEND_BODY: usize = 64 * 1024;
+
+/// Longest wait `POST /cluster/send` may ask for.
+pub const MAX_SEND_TIMEOUT_MS: u64 = 600_000;
 
 /// Longest node name.
 pub const MAX_NODE_NAME: usize = 64;
@@ -264,6 +273,7 @@ pub fn api(cluster: ClusterHandle) -> Router {
         .route("/cluster", get(status))
         .route("/cluster/owner", get(owner))
         .route("/cluster/owners", get(owners))
+        .route("/cluster/send", post(send).layer(DefaultBodyLimit::max(MAX_SEND_BODY)))
         .with_state(Arc::new(cluster))
 }
 
@@ -279,6 +289,11 @@ async fn status(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::V
         "heartbeats_sent": cluster.heartbeats_sent(),
         "heartbeat_interval_ms": interval.as_millis() as u64,
         "failure_timeout_ms": timeout.as_millis() as u64,
+        "work_sent": cluster.work_sent(),
+        "work_acknowledged": cluster.work_acknowledged(),
+        "work_resent": cluster.work_resent(),
+        "work_handled": cluster.work_handled(),
+        "work_duplicates": cluster.work_duplicates(),
     }))
 }
 
@@ -304,6 +319,28 @@ async fn owners(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<Owner
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
     }
     Json(json!({"owners": cluster.owners(&keys)})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SendQuery {
+    key: String,
+    timeout_ms: Option<u64>,
+}
+
+async fn send(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SendQuery>, body: Bytes) -> Response {
+    let timeout_ms = q.timeout_ms.unwrap_or(10_000);
+    if timeout_ms == 0 || timeout_ms > MAX_SEND_TIMEOUT_MS {
+        let error = format!("timeout_ms {timeout_ms}: must be between 1 and {MAX_SEND_TIMEOUT_MS}");
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+    }
+    let deadline = std::time::Duration::from_millis(timeout_ms);
+    match cluster.send_keyed(&q.key, body.to_vec(), deadline).await {
+        Ok(d) => Json(json!({"id": d.id, "owner": d.owner, "attempts": d.attempts})).into_response(),
+        Err(e @ DeliveryError::Timeout { .. }) => {
+            (StatusCode::GATEWAY_TIMEOUT, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -102,3 +102,44 @@ fn cookie_debug_is_redacted_and_bad_files_are_refused() {
     assert!(matches!(Cookie::from_file(&path), Err(ClusterError::Cookie { .. })));
     assert!(Cookie::from_file(&dir.path().join("missing")).is_err());
 }
+
+#[tokio::test]
+async fn keyed_work_is_handled_once_and_acknowledged() {
+    let shared = ClusterShared::new("a", config()).unwrap();
+    let args = ClusterMemberArgs {
+        shared: Arc::clone(&shared),
+    };
+    let (member, join) = Actor::spawn(None, ClusterMember, args).await.unwrap();
+    let handle = ClusterHandle {
+        shared: Arc::clone(&shared),
+        transport: Arc::new(transport::Transport::detached(([127, 0, 0, 1], 0).into())),
+    };
+    // Alone in the ring: the key is ours, handled and acknowledged here.
+    let d = handle
+        .send_keyed("k", b"hello".to_vec(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!((d.owner.as_str(), d.attempts), ("a", 1));
+    assert_eq!(
+        (handle.work_sent(), handle.work_acknowledged(), handle.work_handled()),
+        (1, 1, 1)
+    );
+
+    // A peer's message and its retried copy: handled once.
+    let work = nexus_swarm_runtime::cluster::Work {
+        from: "b".into(),
+        key: "k".into(),
+        body: vec![1],
+    };
+    let bytes = envelope::encode(FrameKind::Work, 77, &work, 1024).unwrap();
+    member.cast(ClusterMsg::Frame(bytes.clone())).unwrap();
+    member.cast(ClusterMsg::Frame(bytes)).unwrap();
+    let start = std::time::Instant::now();
+    while handle.work_duplicates() < 1 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(handle.work_handled(), 2);
+    member.stop(None);
+    join.await.unwrap();
+}

@@ -125,6 +125,15 @@ impl Transport {
         })
     }
 
+    /// A transport that listens nowhere and dials no one (unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached(listen: SocketAddr) -> Self {
+        Self {
+            listen,
+            dialers: Mutex::new(Vec::new()),
+        }
+    }
+
     pub(crate) fn listen_addr(&self) -> SocketAddr {
         self.listen
     }

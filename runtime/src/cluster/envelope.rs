@@ -46,12 +46,19 @@ pub const FLAG_COMPRESSED: u8 = 0b1;
 pub enum FrameKind {
     /// A [`Heartbeat`](super::wire::Heartbeat).
     Heartbeat = 1,
+    /// A [`Work`](super::wire::Work) item for the key's owner; the id is
+    /// the sender's message id.
+    Work = 2,
+    /// An [`Ack`](super::wire::Ack): the work with this id was handled.
+    Ack = 3,
 }
 
 impl FrameKind {
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(FrameKind::Heartbeat),
+            2 => Some(FrameKind::Work),
+            3 => Some(FrameKind::Ack),
             _ => None,
         }
     }

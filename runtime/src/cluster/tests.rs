@@ -308,3 +308,33 @@ proptest! {
         prop_assert!(envelope::decode(short).is_err());
     }
 }
+
+#[test]
+fn dedup_handles_a_message_once_within_its_window() {
+    let mut d = Dedup::new(2);
+    assert!(d.first_time("a", 1));
+    assert!(!d.first_time("a", 1));
+    assert!(d.first_time("b", 1), "ids are per sender");
+    assert!(d.first_time("a", 2));
+    assert_eq!(d.len(), 2);
+    // ("a", 1) fell out of the window of 2.
+    assert!(d.first_time("a", 1));
+}
+
+#[test]
+fn work_and_ack_round_trip() {
+    let w = Work {
+        from: "n1".into(),
+        key: "k".into(),
+        body: vec![7; 5000],
+    };
+    let bytes = envelope::encode(FrameKind::Work, 99, &w, 1024).unwrap();
+    let frame = envelope::decode(&bytes).unwrap();
+    assert!(frame.compressed);
+    assert_eq!(frame.id, 99);
+    assert_eq!(frame.decode::<Work>(FrameKind::Work).unwrap(), w);
+    assert!(matches!(
+        frame.decode::<Ack>(FrameKind::Ack),
+        Err(EnvelopeError::WrongKind { .. })
+    ));
+}

@@ -15,3 +15,24 @@ pub struct Heartbeat {
     /// Heartbeats sent by this incarnation before this one.
     pub seq: u64,
 }
+
+/// Keyed work for the node that owns `key` (frame kind
+/// [`Work`](super::envelope::FrameKind::Work); the frame's id is the
+/// message id, unique per sender).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Work {
+    /// The sender's node name (where the ack goes).
+    pub from: String,
+    /// The routing key.
+    pub key: String,
+    /// The message, opaque to the cluster.
+    pub body: Vec<u8>,
+}
+
+/// The work with the frame's id was handled by `node` (frame kind
+/// [`Ack`](super::envelope::FrameKind::Ack)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ack {
+    /// The node that handled it.
+    pub node: String,
+}

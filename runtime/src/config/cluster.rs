@@ -1,7 +1,8 @@
 //! The `[cluster]` section: how a `nexus node` talks to its peers: the
 //! heartbeat period, the silence after which a peer is ejected from the
 //! ring, the ring's virtual nodes and optional load bound, the wire's
-//! compression threshold and the reconnect backoff.
+//! compression threshold, the reconnect backoff and how long a sender of
+//! keyed work waits for an ack.
 //!
 //! ```
 //! use std::time::Duration;
@@ -63,6 +64,11 @@ pub struct ClusterConfig {
     /// Longest wait between reconnection attempts. Default: 5 s.
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// How long a sender of keyed work waits for the owner's ack before it
+    /// sends the message again, to the key's owner at that time (the same
+    /// node, or the next one if the owner was ejected). Default: 1 s.
+    #[serde(with = "humantime_serde")]
+    pub ack_timeout: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -75,6 +81,7 @@ impl Default for ClusterConfig {
             compress_above: 1024,
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(1),
         }
     }
 }
@@ -117,6 +124,7 @@ impl ClusterConfig {
         )?;
         duration_in("cluster.reconnect_min", self.reconnect_min, Duration::from_millis(1))?;
         duration_in("cluster.reconnect_max", self.reconnect_max, Duration::from_millis(1))?;
+        duration_in("cluster.ack_timeout", self.ack_timeout, Duration::from_millis(1))?;
         if self.reconnect_max < self.reconnect_min {
             let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
             return Err(ConfigError::conflict(

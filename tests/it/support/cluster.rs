@@ -21,6 +21,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(20);
 pub const HEARTBEAT: Duration = Duration::from_millis(100);
 /// The failure timeout the test nodes use.
 pub const FAILURE_TIMEOUT: Duration = Duration::from_millis(600);
+/// How long a test node waits for an ack before resending keyed work.
+pub const ACK_TIMEOUT: Duration = Duration::from_millis(200);
 /// The cookie every test node shares.
 pub const COOKIE: &str = "test-cookie-7f3a9c";
 
@@ -32,9 +34,10 @@ pub fn cluster_files(dir: &Path) -> (PathBuf, PathBuf) {
     std::fs::write(
         &config,
         format!(
-            "[cluster]\nheartbeat_interval = \"{}ms\"\nfailure_timeout = \"{}ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\n",
+            "[cluster]\nheartbeat_interval = \"{}ms\"\nfailure_timeout = \"{}ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"500ms\"\nack_timeout = \"{}ms\"\n",
             HEARTBEAT.as_millis(),
-            FAILURE_TIMEOUT.as_millis()
+            FAILURE_TIMEOUT.as_millis(),
+            ACK_TIMEOUT.as_millis()
         ),
     )
     .unwrap();
@@ -127,6 +130,18 @@ impl ClusterNode {
         );
         assert_eq!(code, 200, "{body}");
         serde_json::from_value(json(&body)["owners"].clone()).unwrap()
+    }
+
+    /// `POST /cluster/send?key=key`: (status, answer).
+    pub fn send(&self, key: &str, body: &str) -> (u16, Value) {
+        let (code, answer) = http(
+            &self.http,
+            "POST",
+            &format!("/cluster/send?key={key}"),
+            None,
+            Some(body),
+        );
+        (code, json(&answer))
     }
 
     /// Sends a signal with `kill -SIG pid`.
