@@ -24,6 +24,7 @@
 //! restarted member keeps its detector, counters and ring.
 
 pub mod delivery;
+mod tls;
 pub mod transport;
 
 use std::collections::HashMap;

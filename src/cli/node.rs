@@ -18,7 +18,8 @@
 //! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged: `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000) |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
-//! line, and never printed.
+//! line, and never printed. With `[cluster.tls]` in `--config`, sessions
+//! between nodes are TLS only.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -15,6 +15,7 @@ mod cluster_nodes_agree_on_every_key_owner;
 mod cluster_refuses_a_node_with_the_wrong_cookie;
 mod cluster_sigkill_moves_only_the_dead_nodes_keys;
 mod cluster_sigstop_is_ejected_in_time_and_rejoins_on_sigcont;
+mod cluster_tls_nodes_join_and_a_plain_node_is_refused;
 mod config_check_bounds_what_it_reads;
 mod config_check_names_the_offending_field;
 mod draining_agents_yield_to_other_tasks;

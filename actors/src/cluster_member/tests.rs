@@ -143,3 +143,29 @@ async fn keyed_work_is_handled_once_and_acknowledged() {
     member.stop(None);
     join.await.unwrap();
 }
+
+#[test]
+fn tls_files_are_read_or_refused_naming_the_file() {
+    use nexus_swarm_runtime::config::ClusterTlsConfig;
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/it/fixtures/tls");
+    let good = ClusterTlsConfig {
+        cert: fixtures.join("node.pem"),
+        key: fixtures.join("node.key"),
+        ca: fixtures.join("ca.pem"),
+    };
+    assert!(super::tls::Tls::load(&good).is_ok());
+    // A certificate where the key should be.
+    let swapped = ClusterTlsConfig {
+        key: fixtures.join("node.pem"),
+        ..good.clone()
+    };
+    match super::tls::Tls::load(&swapped) {
+        Err(ClusterError::Tls { path, .. }) => assert_eq!(path, fixtures.join("node.pem")),
+        other => panic!("{other:?}"),
+    }
+    let missing = ClusterTlsConfig {
+        ca: fixtures.join("missing.pem"),
+        ..good
+    };
+    assert!(matches!(super::tls::Tls::load(&missing), Err(ClusterError::Tls { .. })));
+}

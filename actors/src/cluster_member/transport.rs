@@ -3,6 +3,10 @@
 //! [`ClusterEvent`]s, and a dialer per `--join` peer that reconnects with
 //! [`Backoff`] when the session is lost (`ractor_cluster` never does).
 //!
+//! With `[cluster.tls]` the server accepts and the dialers connect over TLS
+//! only ([`tls`](super::tls)): a peer's certificate must be signed by the
+//! configured authority and name the address it was dialed at.
+//!
 //! The cookie is read from a file ([`Cookie::from_file`]) and never
 //! printed: its `Debug` is redacted, and it is handed only to the
 //! `NodeServer`, which uses it in the challenge and never sends it.
@@ -22,9 +26,12 @@ use parking_lot::Mutex;
 use ractor::{Actor, ActorCell, ActorId, ActorRef};
 use ractor_cluster::node::NodeConnectionMode;
 use ractor_cluster::node::NodeServerSessionInformation;
-use ractor_cluster::{NodeEventSubscription, NodeServer, NodeServerMessage};
+use ractor_cluster::{IncomingEncryptionMode, NodeEventSubscription, NodeServer, NodeServerMessage};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::pki_types::ServerName;
 
+use super::tls::Tls;
 use super::{ClusterEvent, ClusterMsg, ClusterSettings, ClusterShared};
 
 /// Longest cookie file read.
@@ -81,6 +88,14 @@ pub enum ClusterError {
         /// Why.
         source: std::io::Error,
     },
+    /// A `[cluster.tls]` file is unreadable or not what it should be.
+    #[error("cluster TLS file {path}: {reason}")]
+    Tls {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The node name makes no ring.
     #[error("cluster ring: {0}")]
     Ring(#[from] RoutingError),
@@ -107,8 +122,9 @@ impl Transport {
         shared: Arc<ClusterShared>,
     ) -> Result<Self, ClusterError> {
         let listen = resolve_port(settings.listen)?;
+        let tls = settings.config.tls.as_ref().map(Tls::load).transpose()?;
         let server_name = format!("{member}-server");
-        let spec = server_spec(&server_name, settings, listen, shared);
+        let spec = server_spec(&server_name, settings, listen, shared, tls.clone());
         node.start_child(spec).await?;
         let config = &settings.config;
         let dialers = settings
@@ -116,7 +132,14 @@ impl Transport {
             .iter()
             .map(|&peer| {
                 let backoff = Backoff::new(config.reconnect_min, config.reconnect_max);
-                tokio::spawn(dial(server_name.clone(), peer, backoff, config.heartbeat_interval))
+                let connector = tls.as_ref().map(|t| t.connector.clone());
+                tokio::spawn(dial(
+                    server_name.clone(),
+                    peer,
+                    connector,
+                    backoff,
+                    config.heartbeat_interval,
+                ))
             })
             .collect();
         Ok(Self {
@@ -156,7 +179,13 @@ fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, ClusterError> {
 
 /// A child spec that (re)starts the node server, registered as `name`, and
 /// subscribes the member to its session events.
-fn server_spec(name: &str, settings: &ClusterSettings, listen: SocketAddr, shared: Arc<ClusterShared>) -> ChildSpec {
+fn server_spec(
+    name: &str,
+    settings: &ClusterSettings,
+    listen: SocketAddr,
+    shared: Arc<ClusterShared>,
+    tls: Option<Tls>,
+) -> ChildSpec {
     let registered = name.to_string();
     let node_name = settings.name.clone();
     let cookie = settings.cookie.clone();
@@ -166,7 +195,7 @@ fn server_spec(name: &str, settings: &ClusterSettings, listen: SocketAddr, share
             cookie.0.clone(),
             node_name.clone(),
             listen.ip().to_string(),
-            None,
+            tls.as_ref().map(|t| IncomingEncryptionMode::Tls(t.acceptor.clone())),
             Some(NodeConnectionMode::Isolated),
         )
         .with_listen_addr(listen.ip());
@@ -247,7 +276,7 @@ impl NodeEventSubscription for Sessions {
 /// Keeps a client session to `peer`: connects when there is no
 /// authenticated one, and after an attempt that left none waits `check`
 /// and then as `backoff` says before trying again.
-async fn dial(server_name: String, peer: SocketAddr, mut backoff: Backoff, check: Duration) {
+async fn dial(server_name: String, peer: SocketAddr, tls: Option<TlsConnector>, mut backoff: Backoff, check: Duration) {
     let peer_addr = peer.to_string();
     let mut attempted = false;
     loop {
@@ -273,7 +302,14 @@ async fn dial(server_name: String, peer: SocketAddr, mut backoff: Backoff, check
             continue;
         }
         attempted = true;
-        match ractor_cluster::client_connect(&server, peer).await {
+        let connected = match &tls {
+            Some(connector) => {
+                let name = ServerName::IpAddress(peer.ip().into());
+                ractor_cluster::client_connect_enc(&server, peer, connector.clone(), name).await
+            }
+            None => ractor_cluster::client_connect(&server, peer).await,
+        };
+        match connected {
             Ok(()) => tokio::time::sleep(check).await,
             Err(e) => {
                 tracing::debug!(%peer, error = %e, "cluster peer not reached");

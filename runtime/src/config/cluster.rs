@@ -2,7 +2,8 @@
 //! heartbeat period, the silence after which a peer is ejected from the
 //! ring, the ring's virtual nodes and optional load bound, the wire's
 //! compression threshold, the reconnect backoff and how long a sender of
-//! keyed work waits for an ack.
+//! keyed work waits for an ack; and `[cluster.tls]`, to encrypt the
+//! sessions between nodes.
 //!
 //! ```
 //! use std::time::Duration;
@@ -22,6 +23,7 @@
 //! assert_eq!(err.field(), "cluster.failure_timeout");
 //! ```
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -69,6 +71,25 @@ pub struct ClusterConfig {
     /// node, or the next one if the owner was ejected). Default: 1 s.
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
+    /// TLS between nodes (`[cluster.tls]`): every node then serves and
+    /// dials TLS only, and a peer must present a certificate for its
+    /// address signed by `ca`. Default: none (plain TCP; the cookie still
+    /// authenticates, but nothing is encrypted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ClusterTlsConfig>,
+}
+
+/// `[cluster.tls]`: PEM files of this node's certificate and key and of the
+/// authority that signs every node's certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTlsConfig {
+    /// This node's certificate chain (PEM), for the address peers dial.
+    pub cert: PathBuf,
+    /// This node's private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// The certificate authority (PEM) that signed the peers' certificates.
+    pub ca: PathBuf,
 }
 
 impl Default for ClusterConfig {
@@ -82,6 +103,7 @@ impl Default for ClusterConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(1),
+            tls: None,
         }
     }
 }
@@ -125,6 +147,17 @@ impl ClusterConfig {
         duration_in("cluster.reconnect_min", self.reconnect_min, Duration::from_millis(1))?;
         duration_in("cluster.reconnect_max", self.reconnect_max, Duration::from_millis(1))?;
         duration_in("cluster.ack_timeout", self.ack_timeout, Duration::from_millis(1))?;
+        if let Some(tls) = &self.tls {
+            for (field, path) in [
+                ("cluster.tls.cert", &tls.cert),
+                ("cluster.tls.key", &tls.key),
+                ("cluster.tls.ca", &tls.ca),
+            ] {
+                if path.as_os_str().is_empty() {
+                    return Err(ConfigError::invalid(field, "\"\"", "must name a PEM file"));
+                }
+            }
+        }
         if self.reconnect_max < self.reconnect_min {
             let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
             return Err(ConfigError::conflict(
