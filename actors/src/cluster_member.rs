@@ -153,6 +153,7 @@ pub struct ClusterShared {
     work_sent: AtomicU64,
     work_acknowledged: AtomicU64,
     work_resent: AtomicU64,
+    work_refused: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -196,6 +197,7 @@ impl ClusterShared {
             work_sent: AtomicU64::new(0),
             work_acknowledged: AtomicU64::new(0),
             work_resent: AtomicU64::new(0),
+            work_refused: AtomicU64::new(0),
         }))
     }
 

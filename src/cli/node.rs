@@ -12,10 +12,10 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates` |
+//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates`, `work_refused`, `has_quorum` |
 //! | `GET /cluster/owner?key=K` | `{"key": K, "owner": node}` |
 //! | `GET /cluster/owners?keys=K1,K2,..` | `{"owners": [node, ..]}` in the order asked (at most 10,000 keys; with `cluster.load_bound_percent`, placed with bounded loads) |
-//! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged: `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000) |
+//! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged: `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
 //! line, and never printed. With `[cluster.tls]` in `--config`, sessions
@@ -295,6 +295,8 @@ async fn status(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::V
         "work_resent": cluster.work_resent(),
         "work_handled": cluster.work_handled(),
         "work_duplicates": cluster.work_duplicates(),
+        "work_refused": cluster.work_refused(),
+        "has_quorum": cluster.has_quorum(),
     }))
 }
 
@@ -337,6 +339,9 @@ async fn send(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SendQue
     let deadline = std::time::Duration::from_millis(timeout_ms);
     match cluster.send_keyed(&q.key, body.to_vec(), deadline).await {
         Ok(d) => Json(json!({"id": d.id, "owner": d.owner, "attempts": d.attempts})).into_response(),
+        Err(e @ DeliveryError::NoQuorum { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response()
+        }
         Err(e @ DeliveryError::Timeout { .. }) => {
             (StatusCode::GATEWAY_TIMEOUT, Json(json!({"error": e.to_string()}))).into_response()
         }

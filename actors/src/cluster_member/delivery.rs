@@ -48,9 +48,32 @@ pub enum DeliveryError {
         /// How long the sender waited.
         waited_ms: u64,
     },
+    /// This node sees fewer members than `cluster.quorum`: it takes no
+    /// keyed work (it may be cut off from the majority).
+    #[error("no quorum: {members} member(s) seen, {quorum} needed")]
+    NoQuorum {
+        /// Members this node sees, itself included.
+        members: usize,
+        /// The quorum.
+        quorum: u32,
+    },
     /// The work could not be framed.
     #[error(transparent)]
     Encode(#[from] EnvelopeError),
+}
+
+impl ClusterShared {
+    /// `NoQuorum` when the ring holds fewer members than `cluster.quorum`.
+    pub(super) fn check_quorum(&self) -> Result<(), DeliveryError> {
+        let Some(quorum) = self.config.quorum else {
+            return Ok(());
+        };
+        let members = self.view.load().ring.members().len();
+        if members < quorum as usize {
+            return Err(DeliveryError::NoQuorum { members, quorum });
+        }
+        Ok(())
+    }
 }
 
 /// The member of `node`: ours (local) or a peer's (remote).
@@ -69,6 +92,7 @@ impl ClusterHandle {
     /// its ack, resending as the module docs say.
     pub async fn send_keyed(&self, key: &str, body: Vec<u8>, deadline: Duration) -> Result<Delivery, DeliveryError> {
         let shared = &self.shared;
+        shared.check_quorum()?;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
         let work = Work {
             from: shared.name.clone(),
@@ -85,6 +109,10 @@ impl ClusterHandle {
         let mut attempts = 0u32;
         let outcome = loop {
             attempts += 1;
+            if let Err(e) = shared.check_quorum() {
+                shared.pending.lock().remove(&id);
+                return Err(e);
+            }
             if attempts > 1 {
                 shared.work_resent.fetch_add(1, Ordering::Relaxed);
             }
@@ -140,14 +168,31 @@ impl ClusterHandle {
         self.shared.work_acknowledged.load(Ordering::Relaxed)
     }
 
+    /// Keyed work from peers refused for want of a quorum.
+    pub fn work_refused(&self) -> u64 {
+        self.shared.work_refused.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node sees at least `cluster.quorum` members (always
+    /// without a quorum set).
+    pub fn has_quorum(&self) -> bool {
+        self.shared.check_quorum().is_ok()
+    }
+
     /// Copies sent again after an ack did not come in time.
     pub fn work_resent(&self) -> u64 {
         self.shared.work_resent.load(Ordering::Relaxed)
     }
 }
 
-/// The owner's side: handle `work` (once per sender and id), then ack.
+/// The owner's side: handle `work` (once per sender and id), then ack;
+/// without a quorum, neither (the sender goes to the key's next owner).
 pub(super) fn on_work(shared: &ClusterShared, id: u64, work: Work) {
+    if let Err(e) = shared.check_quorum() {
+        shared.work_refused.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(sender = %work.from, id, error = %e, "keyed work refused");
+        return;
+    }
     let first = shared.core.lock().dedup.first_time(&work.from, id);
     if first {
         shared.work_handled.fetch_add(1, Ordering::Relaxed);

@@ -169,3 +169,60 @@ fn tls_files_are_read_or_refused_naming_the_file() {
     };
     assert!(matches!(super::tls::Tls::load(&missing), Err(ClusterError::Tls { .. })));
 }
+
+#[tokio::test]
+async fn without_a_quorum_keyed_work_is_neither_sent_nor_handled() {
+    let shared = ClusterShared::new(
+        "a",
+        ClusterConfig {
+            quorum: Some(2),
+            ..config()
+        },
+    )
+    .unwrap();
+    let args = ClusterMemberArgs {
+        shared: Arc::clone(&shared),
+    };
+    let (member, join) = Actor::spawn(None, ClusterMember, args).await.unwrap();
+    let handle = ClusterHandle {
+        shared: Arc::clone(&shared),
+        transport: Arc::new(transport::Transport::detached(([127, 0, 0, 1], 0).into())),
+    };
+    assert!(!handle.has_quorum());
+    let err = handle
+        .send_keyed("k", vec![], Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DeliveryError::NoQuorum { members: 1, quorum: 2 }),
+        "{err}"
+    );
+    assert_eq!(handle.work_sent(), 0);
+
+    let work = nexus_swarm_runtime::cluster::Work {
+        from: "b".into(),
+        key: "k".into(),
+        body: vec![],
+    };
+    member
+        .cast(ClusterMsg::Frame(
+            envelope::encode(FrameKind::Work, 1, &work, 1024).unwrap(),
+        ))
+        .unwrap();
+    let start = std::time::Instant::now();
+    while handle.work_refused() < 1 {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(handle.work_handled(), 0);
+
+    // A peer's heartbeat makes two: a quorum.
+    member.cast(ClusterMsg::Frame(heartbeat("b"))).unwrap();
+    let start = std::time::Instant::now();
+    while !handle.has_quorum() {
+        assert!(start.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    member.stop(None);
+    join.await.unwrap();
+}

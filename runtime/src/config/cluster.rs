@@ -71,6 +71,14 @@ pub struct ClusterConfig {
     /// node, or the next one if the owner was ejected). Default: 1 s.
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
+    /// Fewest members (this node included) a node must see to take keyed
+    /// work. Below it, the node sends none (`NoQuorum`) and handles none
+    /// from peers (no ack, so their senders go to the key's next owner):
+    /// set to a majority (2 of 3) so that a node cut off from the others
+    /// does not take work that the majority now gives to another owner.
+    /// Default: none (a node alone still takes work).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<u32>,
     /// TLS between nodes (`[cluster.tls]`): every node then serves and
     /// dials TLS only, and a peer must present a certificate for its
     /// address signed by `ca`. Default: none (plain TCP; the cookie still
@@ -103,6 +111,7 @@ impl Default for ClusterConfig {
             reconnect_min: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(1),
+            quorum: None,
             tls: None,
         }
     }
@@ -147,6 +156,9 @@ impl ClusterConfig {
         duration_in("cluster.reconnect_min", self.reconnect_min, Duration::from_millis(1))?;
         duration_in("cluster.reconnect_max", self.reconnect_max, Duration::from_millis(1))?;
         duration_in("cluster.ack_timeout", self.ack_timeout, Duration::from_millis(1))?;
+        if let Some(q) = self.quorum {
+            in_range("cluster.quorum", q.into(), 1, 1024)?;
+        }
         if let Some(tls) = &self.tls {
             for (field, path) in [
                 ("cluster.tls.cert", &tls.cert),
