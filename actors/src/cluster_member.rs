@@ -543,7 +543,17 @@ impl ClusterHandle {
         self.shared.events.subscribe()
     }
 
-    /// Stops redialing peers and closes the node server's sessions.
+    /// Makes the member's handler panic, as a bug would; `false` if it is
+    /// not running. Only with the `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) -> bool {
+        self.shared
+            .member()
+            .is_some_and(|a| a.cast(ClusterMsg::InjectPanic).is_ok())
+    }
+
+    /// Stops redialing peers.
     pub fn stop(&self) {
         self.transport.stop();
     }
