@@ -429,16 +429,28 @@ impl ClusterMember {
     /// `name`), its `NodeServer` listening on `settings.listen`, and a
     /// dialer for each `settings.join` peer.
     pub async fn start(node: &Node, name: &str, settings: ClusterSettings) -> Result<ClusterHandle, ClusterError> {
+        Ok(Self::start_subscribed(node, name, settings).await?.0)
+    }
+
+    /// [`start`](Self::start), with a receiver of every event from the
+    /// very first (subscribed before anything is started, so none is missed).
+    pub async fn start_subscribed(
+        node: &Node,
+        name: &str,
+        settings: ClusterSettings,
+    ) -> Result<(ClusterHandle, broadcast::Receiver<ClusterEvent>), ClusterError> {
         let shared = ClusterShared::new(&settings.name, settings.config.clone())?;
+        let events = shared.events.subscribe();
         let args = ClusterMemberArgs {
             shared: Arc::clone(&shared),
         };
         node.start_child(Self::child_spec(name, args)).await?;
         let transport = transport::Transport::start(node, &settings, name, Arc::clone(&shared)).await?;
-        Ok(ClusterHandle {
+        let handle = ClusterHandle {
             shared,
             transport: Arc::new(transport),
-        })
+        };
+        Ok((handle, events))
     }
 
     /// A supervisor child spec for a member supervised as `name`. The

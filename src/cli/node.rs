@@ -249,14 +249,13 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
         join: args.join.clone(),
         config: config.cluster.clone(),
     };
-    let cluster = match ClusterMember::start(swarm.node(), "cluster-member", settings).await {
-        Ok(c) => c,
+    let (cluster, events) = match ClusterMember::start_subscribed(swarm.node(), "cluster-member", settings).await {
+        Ok(started) => started,
         Err(e) => {
             swarm.shutdown(config.run.shutdown_timeout).await;
             return Err(e.into());
         }
     };
-    let events = cluster.subscribe();
     Ok(Started {
         swarm,
         cluster,
