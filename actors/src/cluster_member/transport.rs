@@ -4,7 +4,7 @@
 //! [`Backoff`] when the session is lost (`ractor_cluster` never does).
 //!
 //! With `[cluster.tls]` the server accepts and the dialers connect over TLS
-//! only ([`tls`](super::tls)): a peer's certificate must be signed by the
+//! only (rustls, from the PEM files): a peer's certificate must be signed by the
 //! configured authority and name the address it was dialed at.
 //!
 //! The cookie is read from a file ([`Cookie::from_file`]) and never
