@@ -48,7 +48,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
-pub use self::delivery::{Delivery, DeliveryError};
+pub use self::delivery::{Delivery, DeliveryError, WorkHandler};
 pub use self::transport::{ClusterError, Cookie};
 
 /// The `pg` group every node's member joins.
@@ -154,6 +154,9 @@ pub struct ClusterShared {
     work_acknowledged: AtomicU64,
     work_resent: AtomicU64,
     work_refused: AtomicU64,
+    work_failed: AtomicU64,
+    /// What handles keyed work this node owns (none: recorded only).
+    handler: Option<Arc<dyn WorkHandler>>,
 }
 
 #[derive(Debug)]
@@ -166,8 +169,12 @@ struct Core {
 
 impl ClusterShared {
     /// Shared state for node `name` with `config` (validated by the caller
-    /// through `NexusConfig::validate`).
-    pub fn new(name: &str, config: ClusterConfig) -> Result<Arc<Self>, RoutingError> {
+    /// through `NexusConfig::validate`) and the handler of keyed work.
+    pub fn new(
+        name: &str,
+        config: ClusterConfig,
+        handler: Option<Arc<dyn WorkHandler>>,
+    ) -> Result<Arc<Self>, RoutingError> {
         let ring = ClusterRing::new([name], config.virtual_nodes)?;
         let incarnation = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -198,6 +205,8 @@ impl ClusterShared {
             work_acknowledged: AtomicU64::new(0),
             work_resent: AtomicU64::new(0),
             work_refused: AtomicU64::new(0),
+            work_failed: AtomicU64::new(0),
+            handler,
         }))
     }
 
@@ -269,6 +278,15 @@ pub enum ClusterMsg {
     Tick,
     /// The session with the node of this name closed.
     SessionClosed(String),
+    /// The handler of keyed work `id` from node `from` is done.
+    Handled {
+        /// The sender.
+        from: String,
+        /// The message id.
+        id: u64,
+        /// Its outcome.
+        outcome: Result<(), String>,
+    },
     /// Panic in the handler, as a bug would (supervision tests).
     #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
@@ -359,6 +377,7 @@ impl Actor for ClusterMember {
                     shared.changed(&mut core, change);
                 }
             }
+            ClusterMsg::Handled { from, id, outcome } => delivery::handled(shared, &from, id, outcome),
             ClusterMsg::SessionClosed(node) => {
                 let mut core = shared.core.lock();
                 if let Some(change) = core.detector.disconnected(&node) {
@@ -439,7 +458,7 @@ impl ClusterMember {
         name: &str,
         settings: ClusterSettings,
     ) -> Result<(ClusterHandle, broadcast::Receiver<ClusterEvent>), ClusterError> {
-        let shared = ClusterShared::new(&settings.name, settings.config.clone())?;
+        let shared = ClusterShared::new(&settings.name, settings.config.clone(), settings.handler.clone())?;
         let events = shared.events.subscribe();
         let args = ClusterMemberArgs {
             shared: Arc::clone(&shared),
@@ -481,6 +500,8 @@ pub struct ClusterSettings {
     pub join: Vec<SocketAddr>,
     /// Timings and ring settings.
     pub config: ClusterConfig,
+    /// What handles the keyed work this node owns; `None` records it only.
+    pub handler: Option<Arc<dyn WorkHandler>>,
 }
 
 /// A client of this node's member. Cheap to clone.

@@ -63,7 +63,7 @@ pub mod wire;
 mod tests;
 
 pub use backoff::Backoff;
-pub use dedup::Dedup;
+pub use dedup::{Dedup, Seen};
 pub use detector::{DownReason, FailureDetector, MemberChange};
 pub use envelope::{EnvelopeError, Frame, FrameKind};
 pub use ring::{ClusterRing, LoadBound};

@@ -1,5 +1,5 @@
 //! `nexus node`: one node of a cluster. It starts the swarm's supervision
-//! tree (from `--config`, else the defaults), this node's
+//! tree (from `--config`, else the defaults) and its `[[run.pools]]`, this node's
 //! [`ClusterMember`] with its `ractor_cluster` node server on `--listen`,
 //! joins the `--join` peers (and redials them with backoff when their
 //! session is lost), and runs until SIGINT or SIGTERM.
@@ -12,10 +12,10 @@
 //!
 //! | route | answer |
 //! |---|---|
-//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates`, `work_refused`, `has_quorum` |
+//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates`, `work_refused`, `work_failed`, `has_quorum` |
 //! | `GET /cluster/owner?key=K` | `{"key": K, "owner": node}` |
 //! | `GET /cluster/owners?keys=K1,K2,..` | `{"owners": [node, ..]}` in the order asked (at most 10,000 keys; with `cluster.load_bound_percent`, placed with bounded loads) |
-//! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged: `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
+//! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged (after the owner's `--work-pool` agent replied): `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
 //! line, and never printed. With `[cluster.tls]` in `--config`, sessions
@@ -38,12 +38,17 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::actors::cluster_member::WorkHandler;
 use crate::actors::cluster_member::{
     ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie, DeliveryError,
 };
 use crate::actors::swarm::Swarm;
+use crate::ops::agents::{SpawnedPool, TextMsg};
 use crate::runtime::config::NexusConfig;
+use crate::runtime::pool::PoolRef;
+use crate::runtime::priority::Priority;
 use crate::runtime::routing::RoutingKey;
+use futures::future::BoxFuture;
 
 /// Most keys one `/cluster/owners` request may ask about.
 pub const MAX_OWNER_KEYS: usize = 10_000;
@@ -88,6 +93,35 @@ pub struct NodeArgs {
     /// The data directory, instead of the configuration's `node.data_dir`.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The `[[run.pools]]` pool (of the configuration) that handles the
+    /// keyed work this node owns: each message is asked of it as text, and
+    /// acknowledged once an agent replied. Without it, keyed work is
+    /// handled by being recorded.
+    #[arg(long, value_name = "POOL")]
+    pub work_pool: Option<String>,
+}
+
+/// Longest an agent of `--work-pool` may take over one keyed message
+/// before its handling counts as failed (no ack; the sender sends again).
+pub const WORK_ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keyed work asked of a local pool.
+#[derive(Debug)]
+struct PoolWork {
+    pool: PoolRef<TextMsg>,
+}
+
+impl WorkHandler for PoolWork {
+    fn handle(&self, _key: String, body: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            pool.ask(|reply| (text, reply), Priority::Normal, WORK_ASK_TIMEOUT)
+                .await
+                .map(|_answer| ())
+                .map_err(|e| e.to_string())
+        })
+    }
 }
 
 /// A start failure: printed, exit 2.
@@ -109,6 +143,12 @@ pub enum NodeStartError {
     /// The cluster member did not start.
     #[error("{0}")]
     Cluster(#[from] ClusterError),
+    /// A `[[run.pools]]` pool was not spawned.
+    #[error("{0}")]
+    Pool(#[from] crate::ops::agents::SpawnPoolError),
+    /// `--work-pool` names no `[[run.pools]]` pool.
+    #[error("--work-pool {0:?}: no such pool in [[run.pools]]")]
+    NoWorkPool(String),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -152,6 +192,7 @@ async fn run_async(args: NodeArgs) -> ExitCode {
     };
     let Started {
         swarm,
+        pools,
         cluster,
         http,
         config,
@@ -195,6 +236,9 @@ async fn run_async(args: NodeArgs) -> ExitCode {
         }
     };
     cluster.stop();
+    for p in &pools {
+        p.stop_load();
+    }
     swarm.shutdown(config.run.shutdown_timeout).await;
     code
 }
@@ -208,6 +252,7 @@ fn print_event(event: &ClusterEvent) {
 
 struct Started {
     swarm: Swarm,
+    pools: Vec<SpawnedPool>,
     cluster: ClusterHandle,
     http: Option<tokio::net::TcpListener>,
     config: NexusConfig,
@@ -241,13 +286,35 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
         ),
         None => None,
     };
+    if let Some(name) = &args.work_pool {
+        if !config.run.pools.iter().any(|p| &p.name == name) {
+            return Err(NodeStartError::NoWorkPool(name.clone()));
+        }
+    }
     let swarm = Swarm::start(config.clone()).await?;
+    let mut pools = Vec::new();
+    let mut handler: Option<Arc<dyn WorkHandler>> = None;
+    for entry in &config.run.pools {
+        match SpawnedPool::spawn(&swarm, entry).await {
+            Ok(p) => {
+                if args.work_pool.as_deref() == Some(entry.name.as_str()) {
+                    handler = Some(Arc::new(PoolWork { pool: p.pool.clone() }));
+                }
+                pools.push(p);
+            }
+            Err(e) => {
+                swarm.shutdown(config.run.shutdown_timeout).await;
+                return Err(e.into());
+            }
+        }
+    }
     let settings = ClusterSettings {
         name: args.name.clone(),
         listen: args.listen,
         cookie,
         join: args.join.clone(),
         config: config.cluster.clone(),
+        handler,
     };
     let (cluster, events) = match ClusterMember::start_subscribed(swarm.node(), "cluster-member", settings).await {
         Ok(started) => started,
@@ -258,6 +325,7 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
     };
     Ok(Started {
         swarm,
+        pools,
         cluster,
         http,
         config,
@@ -295,6 +363,7 @@ async fn status(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::V
         "work_handled": cluster.work_handled(),
         "work_duplicates": cluster.work_duplicates(),
         "work_refused": cluster.work_refused(),
+        "work_failed": cluster.work_failed(),
         "has_quorum": cluster.has_quorum(),
     }))
 }

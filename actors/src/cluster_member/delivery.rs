@@ -7,13 +7,17 @@
 //! [`Dedup`](nexus_swarm_runtime::cluster::Dedup) handles a copy it has
 //! seen only by acknowledging it again.
 //!
-//! Handling, on the owner, is recording the message (counted in
-//! [`ClusterHandle::work_handled`]); handing it to a local pool is not
-//! part of this module.
+//! Handling, on the owner, is the [`WorkHandler`] given in
+//! [`ClusterSettings`](super::ClusterSettings) (`nexus node --work-pool`:
+//! an ask of a local agent pool), run on its own task so heartbeats never
+//! wait for it; without one, a message is handled by being recorded. Either
+//! way [`ClusterHandle::work_handled`] counts it once handled.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use nexus_swarm_runtime::cluster::Seen;
 use nexus_swarm_runtime::cluster::envelope::{self, EnvelopeError, FrameKind};
 use nexus_swarm_runtime::cluster::{Ack, Work};
 use nexus_swarm_runtime::routing::RoutingKey;
@@ -22,6 +26,14 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{ClusterHandle, ClusterMsg, ClusterShared, node_group};
+
+/// What a node does with the keyed work it owns. The ack goes back only
+/// once the future it returns ends in `Ok`; an `Err` sends none (the
+/// sender sends again, and the next copy is handled anew).
+pub trait WorkHandler: Send + Sync + std::fmt::Debug + 'static {
+    /// Handles `body`, sent for `key`.
+    fn handle(&self, key: String, body: Vec<u8>) -> BoxFuture<'static, Result<(), String>>;
+}
 
 /// Keyed work that was acknowledged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +165,8 @@ impl ClusterHandle {
         self.shared.work_handled.load(Ordering::Relaxed)
     }
 
-    /// Copies of messages already handled, acknowledged again only.
+    /// Copies of messages already taken: acknowledged again if handled,
+    /// else left for the ack that ends the handling.
     pub fn work_duplicates(&self) -> u64 {
         self.shared.work_duplicates.load(Ordering::Relaxed)
     }
@@ -166,6 +179,11 @@ impl ClusterHandle {
     /// Keyed messages this node sent that were acknowledged.
     pub fn work_acknowledged(&self) -> u64 {
         self.shared.work_acknowledged.load(Ordering::Relaxed)
+    }
+
+    /// Keyed messages whose handling failed (not acknowledged).
+    pub fn work_failed(&self) -> u64 {
+        self.shared.work_failed.load(Ordering::Relaxed)
     }
 
     /// Keyed work from peers refused for want of a quorum.
@@ -185,21 +203,65 @@ impl ClusterHandle {
     }
 }
 
-/// The owner's side: handle `work` (once per sender and id), then ack;
-/// without a quorum, neither (the sender goes to the key's next owner).
+/// The owner's side: take `work` (once per sender and id), handle it, and
+/// ack once handled; without a quorum, neither (the sender goes to the
+/// key's next owner).
 pub(super) fn on_work(shared: &ClusterShared, id: u64, work: Work) {
     if let Err(e) = shared.check_quorum() {
         shared.work_refused.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(sender = %work.from, id, error = %e, "keyed work refused");
         return;
     }
-    let first = shared.core.lock().dedup.first_time(&work.from, id);
-    if first {
-        shared.work_handled.fetch_add(1, Ordering::Relaxed);
-    } else {
-        shared.work_duplicates.fetch_add(1, Ordering::Relaxed);
+    let seen = shared.core.lock().dedup.begin(&work.from, id);
+    match seen {
+        Seen::Done => {
+            shared.work_duplicates.fetch_add(1, Ordering::Relaxed);
+            send_ack(shared, &work.from, id);
+        }
+        // Acknowledged when its handling ends.
+        Seen::InFlight => {
+            shared.work_duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        Seen::New => match shared.handler.clone() {
+            None => handled(shared, &work.from, id, Ok(())),
+            Some(handler) => {
+                let member = shared.member();
+                tokio::spawn(async move {
+                    let outcome = handler.handle(work.key, work.body).await;
+                    if let Some(member) = member {
+                        // A member restarted meanwhile misses it; the
+                        // sender's next copy is then handled anew.
+                        let _ = member.cast(ClusterMsg::Handled {
+                            from: work.from,
+                            id,
+                            outcome,
+                        });
+                    }
+                });
+            }
+        },
     }
-    if work.from == shared.name {
+}
+
+/// The handling of `(from, id)` ended: remember it, count it and ack it
+/// if it succeeded.
+pub(super) fn handled(shared: &ClusterShared, from: &str, id: u64, outcome: Result<(), String>) {
+    let ok = outcome.is_ok();
+    shared.core.lock().dedup.finish(from, id, ok);
+    match outcome {
+        Ok(()) => {
+            shared.work_handled.fetch_add(1, Ordering::Relaxed);
+            send_ack(shared, from, id);
+        }
+        Err(e) => {
+            shared.work_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(sender = %from, id, error = %e, "keyed work not handled");
+        }
+    }
+}
+
+fn send_ack(shared: &ClusterShared, to: &str, id: u64) {
+    if to == shared.name {
         on_ack(shared, id, shared.name.clone());
         return;
     }
@@ -207,12 +269,12 @@ pub(super) fn on_work(shared: &ClusterShared, id: u64, work: Work) {
         node: shared.name.clone(),
     };
     match envelope::encode(FrameKind::Ack, id, &ack, shared.config.compress_above) {
-        Ok(bytes) => match member_of(shared, &work.from) {
+        Ok(bytes) => match member_of(shared, to) {
             // A sender gone since: nobody waits for the ack.
             Some(sender) => {
                 let _ = sender.cast(ClusterMsg::Frame(bytes));
             }
-            None => tracing::debug!(sender = %work.from, id, "ack for a sender no longer connected"),
+            None => tracing::debug!(sender = %to, id, "ack for a sender no longer connected"),
         },
         Err(e) => tracing::error!(error = %e, "ack not encoded"),
     }

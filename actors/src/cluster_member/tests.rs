@@ -11,6 +11,7 @@ fn config() -> ClusterConfig {
     ClusterConfig {
         heartbeat_interval: Duration::from_millis(50),
         failure_timeout: Duration::from_millis(200),
+        ack_timeout: Duration::from_millis(50),
         ..ClusterConfig::default()
     }
 }
@@ -33,7 +34,7 @@ async fn next_event(rx: &mut broadcast::Receiver<ClusterEvent>) -> ClusterEvent 
 
 #[tokio::test]
 async fn heartbeats_add_a_peer_silence_ejects_it_and_garbage_is_counted() {
-    let shared = ClusterShared::new("a", config()).unwrap();
+    let shared = ClusterShared::new("a", config(), None).unwrap();
     let mut events = shared.events.subscribe();
     let args = ClusterMemberArgs {
         shared: Arc::clone(&shared),
@@ -105,7 +106,7 @@ fn cookie_debug_is_redacted_and_bad_files_are_refused() {
 
 #[tokio::test]
 async fn keyed_work_is_handled_once_and_acknowledged() {
-    let shared = ClusterShared::new("a", config()).unwrap();
+    let shared = ClusterShared::new("a", config(), None).unwrap();
     let args = ClusterMemberArgs {
         shared: Arc::clone(&shared),
     };
@@ -178,6 +179,7 @@ async fn without_a_quorum_keyed_work_is_neither_sent_nor_handled() {
             quorum: Some(2),
             ..config()
         },
+        None,
     )
     .unwrap();
     let args = ClusterMemberArgs {
@@ -244,6 +246,7 @@ async fn a_restarted_member_keeps_its_peers_counters_and_slot() {
             failure_timeout: Duration::from_secs(60),
             ..config()
         },
+        handler: None,
     };
     let handle = ClusterMember::start(&node, "cluster-member", settings).await.unwrap();
     assert_ne!(handle.listen_addr().port(), 0);
@@ -290,4 +293,65 @@ async fn a_restarted_member_keeps_its_peers_counters_and_slot() {
     assert_eq!(d.owner, "a");
     handle.stop();
     node.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Holds every message until the test lets it through; fails the first.
+#[derive(Debug)]
+struct Gate {
+    open: Arc<tokio::sync::Semaphore>,
+    fail_first: std::sync::atomic::AtomicBool,
+}
+
+impl WorkHandler for Gate {
+    fn handle(&self, _key: String, _body: Vec<u8>) -> futures::future::BoxFuture<'static, Result<(), String>> {
+        let open = Arc::clone(&self.open);
+        let fail = self.fail_first.swap(false, Ordering::SeqCst);
+        Box::pin(async move {
+            let _permit = open.acquire().await.map_err(|e| e.to_string())?;
+            if fail {
+                Err("first attempt fails".into())
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn keyed_work_is_acknowledged_only_once_its_handler_is_done() {
+    let open = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Gate {
+        open: Arc::clone(&open),
+        fail_first: std::sync::atomic::AtomicBool::new(true),
+    };
+    let shared = ClusterShared::new("a", config(), Some(Arc::new(gate))).unwrap();
+    let args = ClusterMemberArgs {
+        shared: Arc::clone(&shared),
+    };
+    let (member, join) = Actor::spawn(None, ClusterMember, args).await.unwrap();
+    let handle = ClusterHandle {
+        shared: Arc::clone(&shared),
+        transport: Arc::new(transport::Transport::detached(([127, 0, 0, 1], 0).into())),
+    };
+    let sender = handle.clone();
+    let sent = tokio::spawn(async move { sender.send_keyed("k", b"x".to_vec(), Duration::from_secs(10)).await });
+    // The first handling waits at the gate: no ack; the copies resent
+    // every ack timeout (50 ms) are in flight, so neither handled nor acked.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(handle.work_acknowledged(), 0);
+    assert_eq!(handle.work_handled(), 0);
+    // It fails: no ack; the next copy is handled anew and succeeds.
+    open.add_permits(1000);
+    let d = tokio::time::timeout(Duration::from_secs(10), sent)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(d.attempts >= 2, "{d:?}");
+    assert_eq!(
+        (handle.work_failed(), handle.work_handled(), handle.work_acknowledged()),
+        (1, 1, 1)
+    );
+    member.stop(None);
+    join.await.unwrap();
 }

@@ -311,14 +311,21 @@ proptest! {
 
 #[test]
 fn dedup_handles_a_message_once_within_its_window() {
+    use super::dedup::Seen;
     let mut d = Dedup::new(2);
-    assert!(d.first_time("a", 1));
-    assert!(!d.first_time("a", 1));
-    assert!(d.first_time("b", 1), "ids are per sender");
-    assert!(d.first_time("a", 2));
-    assert_eq!(d.len(), 2);
+    assert_eq!(d.begin("a", 1), Seen::New);
+    assert_eq!(d.begin("a", 1), Seen::InFlight);
+    d.finish("a", 1, true);
+    assert_eq!(d.begin("a", 1), Seen::Done);
+    assert_eq!(d.begin("b", 1), Seen::New, "ids are per sender");
+    // A failed handling is forgotten: the next copy is handled anew.
+    d.finish("b", 1, false);
+    assert_eq!(d.begin("b", 1), Seen::New);
+    d.finish("b", 1, true);
+    assert_eq!(d.begin("a", 2), Seen::New);
+    assert!(d.len() <= 2);
     // ("a", 1) fell out of the window of 2.
-    assert!(d.first_time("a", 1));
+    assert_eq!(d.begin("a", 1), Seen::New);
 }
 
 #[test]

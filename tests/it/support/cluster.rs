@@ -62,6 +62,18 @@ pub struct ClusterNode {
 impl ClusterNode {
     /// Starts `nexus node --name name` with data under `dir/name`, joining `join`.
     pub fn start(dir: &Path, name: &str, cookie: &Path, config: &Path, join: &[SocketAddr]) -> ClusterNode {
+        Self::start_with(dir, name, cookie, config, join, &[])
+    }
+
+    /// [`start`](Self::start) with more arguments.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        cookie: &Path,
+        config: &Path,
+        join: &[SocketAddr],
+        extra: &[&str],
+    ) -> ClusterNode {
         let mut cmd = Command::new(NEXUS);
         cmd.args([
             "node",
@@ -81,6 +93,7 @@ impl ClusterNode {
         for peer in join {
             cmd.arg("--join").arg(peer.to_string());
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
