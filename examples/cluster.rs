@@ -5,8 +5,9 @@
 //! with `node ...`: the same code as the `nexus node` command) sharing a
 //! cookie, with 100 ms heartbeats and a 600 ms failure timeout. Two sender
 //! threads send keyed messages through `POST /cluster/send` of nodes n1
-//! and n2: each is handed to the key's owner and answered only once that
-//! owner has handled and acknowledged it; without an ack within 200 ms it
+//! and n2: each is handed to the key's owner, asked of an agent of its
+//! `workers` pool, and answered only once that owner has handled and
+//! acknowledged it; without an ack within 200 ms it
 //! is sent again to the key's owner at that time. After a third of the
 //! messages, n3 is killed (SIGKILL). The survivors notice (its sessions
 //! close), drop it from the ring, and its keys, and only its, move.
@@ -97,7 +98,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let config = dir.path().join("cluster.toml");
     std::fs::write(
         &config,
-        "[cluster]\nheartbeat_interval = \"100ms\"\nfailure_timeout = \"600ms\"\nack_timeout = \"200ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"1s\"\n",
+        "[cluster]\nheartbeat_interval = \"100ms\"\nfailure_timeout = \"600ms\"\nack_timeout = \"200ms\"\nreconnect_min = \"50ms\"\nreconnect_max = \"1s\"\n\n[[run.pools]]\nname = \"workers\"\nagent = \"echo\"\nsize = 4\n",
     )?;
     let exe = std::env::current_exe()?;
     let start = |name: &str, join: &[&str]| -> anyhow::Result<NodeProc> {
@@ -110,6 +111,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
             "127.0.0.1:0",
             "--http",
             "127.0.0.1:0",
+            "--work-pool",
+            "workers",
         ])
         .arg("--cookie-file")
         .arg(&cookie)
