@@ -171,6 +171,11 @@ impl Transport {
 /// `addr` with port 0 replaced by a free port (bound and released here,
 /// so that the node can say where it listens).
 fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, ClusterError> {
+    if addr.port() != 0 {
+        // The node server binds it (with SO_REUSEADDR, so a restarted node
+        // takes its port back past its predecessor's TIME_WAIT sockets).
+        return Ok(addr);
+    }
     let listener = std::net::TcpListener::bind(addr).map_err(|source| ClusterError::Bind { addr, source })?;
     listener
         .local_addr()

@@ -74,22 +74,27 @@ impl ClusterNode {
         join: &[SocketAddr],
         extra: &[&str],
     ) -> ClusterNode {
+        Self::start_at(dir, name, "127.0.0.1:0", cookie, config, join, extra)
+    }
+
+    /// [`start_with`](Self::start_with) listening on `listen`.
+    pub fn start_at(
+        dir: &Path,
+        name: &str,
+        listen: &str,
+        cookie: &Path,
+        config: &Path,
+        join: &[SocketAddr],
+        extra: &[&str],
+    ) -> ClusterNode {
         let mut cmd = Command::new(NEXUS);
-        cmd.args([
-            "node",
-            "--name",
-            name,
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .arg("--cookie-file")
-        .arg(cookie)
-        .arg("--config")
-        .arg(config)
-        .arg("--data-dir")
-        .arg(dir.join(name));
+        cmd.args(["node", "--name", name, "--listen", listen, "--http", "127.0.0.1:0"])
+            .arg("--cookie-file")
+            .arg(cookie)
+            .arg("--config")
+            .arg(config)
+            .arg("--data-dir")
+            .arg(dir.join(name));
         for peer in join {
             cmd.arg("--join").arg(peer.to_string());
         }
