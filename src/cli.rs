@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod ledger_stress;
 pub mod mcp;
 pub mod mock_upstream;
+pub mod node;
 pub mod profile;
 pub mod quota_stress;
 pub mod report;
@@ -57,6 +58,12 @@ pub enum Command {
     /// Run a swarm from a configuration file with its HTTP status and admin
     /// API until SIGINT or SIGTERM, then shut down gracefully.
     Run(run::RunArgs),
+    /// Run one node of a cluster: the swarm's supervision tree, a
+    /// `ractor_cluster` node server authenticated by the cookie in
+    /// `--cookie-file`, heartbeats and a failure detector keeping the ring
+    /// of nodes, JSON-line events on stdout, and with `--http` the
+    /// read-only `/cluster` API.
+    Node(node::NodeArgs),
     /// Print the admin API's audit log, checking every line.
     Audit(audit::AuditArgs),
     /// Admin API tokens: `nexus tokens hash` prints what a tokens file stores.
@@ -149,6 +156,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => crate::serve::run(args),
         Command::Keys(command) => crate::serve::run_keys(command),
         Command::Run(args) => run::run(args),
+        Command::Node(args) => node::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Tokens(command) => audit::tokens(command),
         Command::State(command) => state::run(command),

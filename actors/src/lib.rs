@@ -19,6 +19,7 @@
 //!
 //! | module | actor / handle | what it owns |
 //! |---|---|---|
+//! | [`cluster_member`] | [`ClusterMember`](cluster_member::ClusterMember) / [`ClusterHandle`](cluster_member::ClusterHandle) | this node in the cluster: heartbeats, membership, the ring of nodes, the `ractor_cluster` node server and redialing |
 //! | [`cost_ledger`] | [`CostLedger`] / [`LedgerHandle`] | usage records, budgets, reports |
 //! | [`llm_gateway`] (+ [`llm`]) | [`LlmGateway`] / [`GatewayHandle`] | providers, rate limits, cache, retries, model choice |
 //! | [`router`] | [`Router`] / [`RouterHandle`] | members, weights, health, admission |
@@ -65,6 +66,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod cluster_member;
 pub mod cost_ledger;
 mod error;
 pub mod llm;

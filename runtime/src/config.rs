@@ -45,7 +45,7 @@
 //!
 //! let err = NexusConfig::from_toml_str("[node]\nname = \"node-1\"\n").unwrap_err();
 //! assert_eq!(err.field(), "node.name");
-//! assert!(err.to_string().contains("clustering is not implemented"));
+//! assert!(err.to_string().contains("nexus node --name"));
 //! ```
 
 use std::collections::BTreeMap;
@@ -60,6 +60,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::priority::Priority;
 
+mod cluster;
 mod llm;
 mod monitor;
 mod pressure;
@@ -68,6 +69,7 @@ mod routers;
 mod run;
 mod scaling;
 mod scheduling;
+pub use cluster::{ClusterConfig, ClusterTlsConfig, MAX_CLUSTER_PAYLOAD, MAX_CLUSTER_VIRTUAL_NODES};
 pub use llm::{
     Capability, DeploymentConfig, MAX_CONTEXT_WINDOW, MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_SIMULATED_LATENCY,
     ModelConfig, ProviderConfig, ProviderKind, ProviderLimits,
@@ -102,14 +104,14 @@ pub const MAX_DURATION: Duration = Duration::from_secs(100 * 31_557_600);
 /// `cost`).
 pub const CUSTOM_KIND_PREFIX: &str = "custom.";
 
-/// Sections and keys of features this version does not have, with why:
+/// Sections and keys this version does not read, with why:
 /// a configuration holding one is refused with
 /// [`ConfigError::Unsupported`] rather than read and then ignored (no
 /// field may look configured while nothing reads it). Each comes back with
 /// the component that reads it.
 pub const UNSUPPORTED: [(&str, &str); 1] = [(
     "node.name",
-    "clustering is not implemented in this version, so a node has no name to use (remove `name` from [node])",
+    "a node's name in a cluster is given by `nexus node --name`, not by the configuration (remove `name` from [node])",
 )];
 
 /// The names of the known resource kinds, as configuration spells them.
@@ -285,6 +287,8 @@ pub struct NexusConfig {
     pub routers: Vec<DeclaredRouter>,
     /// What `nexus run` spawns and how long it waits at shutdown (`[run]`).
     pub run: RunConfig,
+    /// What `nexus node` uses to talk to its peers (`[cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 impl NexusConfig {
@@ -390,6 +394,7 @@ impl NexusConfig {
         self.pressure.validate()?;
         routers::validate(&self.routers, &self.router)?;
         self.run.validate()?;
+        self.cluster.validate()?;
         Ok(())
     }
 }
@@ -582,8 +587,8 @@ fn toml_integer(field: &str, value: u64) -> Result<(), ConfigError> {
     in_range(field, value, 0, i64::MAX as u64)
 }
 
-/// This node's data directory. (A node name arrives with clustering:
-/// `node.name` is refused until then, see [`UNSUPPORTED`].)
+/// This node's data directory. (A node's cluster name is `nexus node
+/// --name`: `node.name` is refused, see [`UNSUPPORTED`].)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {

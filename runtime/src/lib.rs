@@ -22,6 +22,7 @@
 //! | [`resources`] | integer resource vectors, QoS classes, profiles |
 //! | [`priority`] | the three priorities |
 //! | [`routing`] | routing strategies and the consistent-hash ring |
+//! | [`cluster`] | the cluster's decisions: `ClusterRing` (owner node of a key, bounded loads), `FailureDetector`, the wire `envelope`, reconnect `Backoff` |
 //! | [`spill`] | disk spill for a pool's low lane: `SpillConfig`, the durable FIFO `SpillStore` |
 //! | [`spawn`] | `SpawnOptions`: extensions, signals (busy time, throttling, preemption), on-gone hooks |
 //! | [`admission`] | token-bucket (GCRA) admission for routers |
@@ -62,6 +63,7 @@
 pub mod admission;
 pub mod agent;
 pub mod agent_ref;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod host;

@@ -53,11 +53,7 @@ fn the_printed_defaults_pass_the_check() {
 
 #[test]
 fn sections_of_missing_features_fail_saying_so() {
-    let (text, section, feature) = (
-        "[node]\nname = \"node-1\"\n",
-        "`node.name`",
-        "clustering is not implemented",
-    );
+    let (text, section, feature) = ("[node]\nname = \"node-1\"\n", "`node.name`", "nexus node --name");
     let (ok, stderr) = check(text);
     assert!(!ok, "{text:?} should be rejected");
     assert!(

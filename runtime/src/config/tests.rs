@@ -417,8 +417,12 @@ fn the_defaults_can_be_extended_with_quotas_and_pools() {
 #[test]
 fn sections_of_missing_features_are_refused_and_not_printed() {
     let cases = [
-        ("[node]\nname = \"node-1\"\n", "node.name", "clustering"),
-        ("node = { name = \"a\", data_dir = \"d\" }\n", "node.name", "clustering"),
+        ("[node]\nname = \"node-1\"\n", "node.name", "nexus node --name"),
+        (
+            "node = { name = \"a\", data_dir = \"d\" }\n",
+            "node.name",
+            "nexus node --name",
+        ),
     ];
     for (text, field, feature) in cases {
         let err = parse_err(text);
@@ -426,7 +430,7 @@ fn sections_of_missing_features_are_refused_and_not_printed() {
         assert_eq!(err.field(), field, "{text}");
         let msg = err.to_string();
         assert!(msg.contains("not supported yet") && msg.contains(feature), "{msg}");
-        assert!(msg.contains("not implemented in this version"), "{msg}");
+        assert!(msg.contains("not by the configuration"), "{msg}");
     }
     // `node` itself stays: its data directory is read.
     let cfg = NexusConfig::from_toml_str("[node]\ndata_dir = \"/tmp/d\"\n").unwrap();

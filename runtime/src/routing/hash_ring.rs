@@ -123,6 +123,32 @@ impl HashRing {
         Some(point.member as usize)
     }
 
+    /// The distinct members met walking the ring clockwise from `hash`:
+    /// first the owner ([`lookup_hash`](Self::lookup_hash)), then each next
+    /// member along the ring, each once. Consistent hashing with bounded
+    /// loads walks this until it finds a member with room.
+    pub fn successors(&self, hash: u64) -> impl Iterator<Item = usize> + '_ {
+        let len = self.points.len();
+        let start = if len == 0 {
+            0
+        } else {
+            let bucket = (hash >> self.shift) as usize;
+            let lo = self.index[bucket] as usize;
+            let hi = self.index[bucket + 1] as usize;
+            (lo + self.points[lo..hi].partition_point(|p| p.hash < hash)) % len
+        };
+        let mut seen = vec![false; self.members];
+        (0..len).filter_map(move |i| {
+            let member = self.points[(start + i) % len].member as usize;
+            if seen[member] {
+                None
+            } else {
+                seen[member] = true;
+                Some(member)
+            }
+        })
+    }
+
     /// Points on the ring (members x virtual nodes).
     pub fn points(&self) -> usize {
         self.points.len()

@@ -1,0 +1,431 @@
+//! `nexus node`: one node of a cluster. It starts the swarm's supervision
+//! tree (from `--config`, else the defaults) and its `[[run.pools]]`, this node's
+//! [`ClusterMember`] with its `ractor_cluster` node server on `--listen`,
+//! joins the `--join` peers (and redials them with backoff when their
+//! session is lost), and runs until SIGINT or SIGTERM.
+//!
+//! What it says, one JSON object per line on stdout: first
+//! `{"event":"listening","node":..,"cluster":..,"http":..}`, then each
+//! [`ClusterEvent`] (`member_up`, `member_down`, `decode_error`,
+//! `session_up`, `session_refused`). With `--http` (loopback only), a
+//! read-only API:
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates`, `work_refused`, `work_failed`, `has_quorum` |
+//! | `GET /cluster/owner?key=K` | `{"key": K, "owner": node}` |
+//! | `GET /cluster/owners?keys=K1,K2,..` | `{"owners": [node, ..]}` in the order asked (at most 10,000 keys; with `cluster.load_bound_percent`, placed with bounded loads) |
+//! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged (after the owner's `--work-pool` agent replied): `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
+//!
+//! The cookie is read from `--cookie-file`, never taken on the command
+//! line, and never printed. With `[cluster.tls]` in `--config`, sessions
+//! between nodes are TLS only.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::actors::cluster_member::WorkHandler;
+use crate::actors::cluster_member::{
+    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie, DeliveryError,
+};
+use crate::actors::swarm::Swarm;
+use crate::ops::agents::{SpawnedPool, TextMsg};
+use crate::runtime::config::NexusConfig;
+use crate::runtime::pool::PoolRef;
+use crate::runtime::priority::Priority;
+use crate::runtime::routing::RoutingKey;
+use futures::future::BoxFuture;
+
+/// Most keys one `/cluster/owners` request may ask about.
+pub const MAX_OWNER_KEYS: usize = 10_000;
+
+/// Largest body `POST /cluster/send` takes.
+pub const MAX_SEND_BODY: usize = 64 * 1024;
+
+/// Longest wait `POST /cluster/send` may ask for.
+pub const MAX_SEND_TIMEOUT_MS: u64 = 600_000;
+
+/// Longest node name.
+pub const MAX_NODE_NAME: usize = 64;
+
+/// Exit codes of `nexus node`.
+pub const NODE_EXIT_CODES: &str = "Exit codes:
+  0  stopped by SIGINT or SIGTERM
+  1  the node's supervision tree stopped on its own
+  2  did not start: bad arguments, configuration or cookie file, an address in use";
+
+/// `nexus node ...`
+#[derive(Debug, Args)]
+#[command(after_help = NODE_EXIT_CODES)]
+pub struct NodeArgs {
+    /// This node's name: 1 to 64 letters, digits, `-` or `_`, distinct in the cluster.
+    #[arg(long)]
+    pub name: String,
+    /// Where the cluster's node server listens (port 0: a free port, printed).
+    #[arg(long)]
+    pub listen: SocketAddr,
+    /// A file holding the shared cookie peers authenticate with.
+    #[arg(long)]
+    pub cookie_file: PathBuf,
+    /// A peer to join (repeatable); redialed with backoff when lost.
+    #[arg(long = "join", value_name = "HOST:PORT")]
+    pub join: Vec<SocketAddr>,
+    /// Serve the read-only cluster API on this loopback address.
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// The configuration file (TOML); `[cluster]` sets heartbeats and the ring.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The data directory, instead of the configuration's `node.data_dir`.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The `[[run.pools]]` pool (of the configuration) that handles the
+    /// keyed work this node owns: each message is asked of it as text, and
+    /// acknowledged once an agent replied. Without it, keyed work is
+    /// handled by being recorded.
+    #[arg(long, value_name = "POOL")]
+    pub work_pool: Option<String>,
+}
+
+/// Longest an agent of `--work-pool` may take over one keyed message
+/// before its handling counts as failed (no ack; the sender sends again).
+pub const WORK_ASK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keyed work asked of a local pool.
+#[derive(Debug)]
+struct PoolWork {
+    pool: PoolRef<TextMsg>,
+}
+
+impl WorkHandler for PoolWork {
+    fn handle(&self, _key: String, body: Vec<u8>) -> BoxFuture<'static, Result<(), String>> {
+        let pool = self.pool.clone();
+        Box::pin(async move {
+            let text = String::from_utf8_lossy(&body).into_owned();
+            pool.ask(|reply| (text, reply), Priority::Normal, WORK_ASK_TIMEOUT)
+                .await
+                .map(|_answer| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+/// A start failure: printed, exit 2.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeStartError {
+    /// The node name is not usable.
+    #[error("--name {0:?}: 1 to 64 letters, digits, '-' or '_'")]
+    BadName(String),
+    /// `--http` is not a loopback address.
+    #[error("--http {0}: the cluster API serves loopback addresses only")]
+    HttpNotLoopback(SocketAddr),
+    /// The configuration file was refused.
+    #[error("{0}")]
+    Config(#[from] crate::runtime::config::ConfigError),
+    /// The swarm did not start.
+    #[error("the swarm did not start: {0}")]
+    Swarm(#[from] crate::actors::swarm::SwarmError),
+    /// The cluster member did not start.
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
+    /// A `[[run.pools]]` pool was not spawned.
+    #[error("{0}")]
+    Pool(#[from] crate::ops::agents::SpawnPoolError),
+    /// `--work-pool` names no `[[run.pools]]` pool.
+    #[error("--work-pool {0:?}: no such pool in [[run.pools]]")]
+    NoWorkPool(String),
+    /// The HTTP address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The async runtime or signal handlers could not be set up.
+    #[error("cannot start: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Runs `nexus node`.
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("nexus node: {}", NodeStartError::Io(e));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    Ok(runtime.block_on(run_async(args)))
+}
+
+async fn run_async(args: NodeArgs) -> ExitCode {
+    let started = match start(&args).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nexus node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let Started {
+        swarm,
+        pools,
+        cluster,
+        http,
+        config,
+        mut sigint,
+        mut sigterm,
+        mut events,
+    } = started;
+    let http_addr = match http {
+        Some(listener) => {
+            let addr = listener.local_addr().ok();
+            let app = api(cluster.clone());
+            tokio::spawn(axum::serve(listener, app).into_future());
+            addr
+        }
+        None => None,
+    };
+    println!(
+        "{}",
+        json!({
+            "event": "listening",
+            "node": cluster.name(),
+            "cluster": cluster.listen_addr().to_string(),
+            "http": http_addr.map(|a| a.to_string()),
+        })
+    );
+    let code = loop {
+        tokio::select! {
+            _ = sigint.recv() => break ExitCode::SUCCESS,
+            _ = sigterm.recv() => break ExitCode::SUCCESS,
+            exit = swarm.node().wait() => {
+                eprintln!("nexus node: the node stopped: {exit:?}");
+                break ExitCode::FAILURE;
+            }
+            event = events.recv() => match event {
+                Ok(event) => print_event(&event),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    println!("{}", json!({"event": "lagged", "missed": n}));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {}
+            },
+        }
+    };
+    cluster.stop();
+    for p in &pools {
+        p.stop_load();
+    }
+    swarm.shutdown(config.run.shutdown_timeout).await;
+    code
+}
+
+fn print_event(event: &ClusterEvent) {
+    match serde_json::to_string(event) {
+        Ok(line) => println!("{line}"),
+        Err(e) => eprintln!("nexus node: event not printed: {e}"),
+    }
+}
+
+struct Started {
+    swarm: Swarm,
+    pools: Vec<SpawnedPool>,
+    cluster: ClusterHandle,
+    http: Option<tokio::net::TcpListener>,
+    config: NexusConfig,
+    sigint: tokio::signal::unix::Signal,
+    sigterm: tokio::signal::unix::Signal,
+    events: tokio::sync::broadcast::Receiver<ClusterEvent>,
+}
+
+async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
+    // Before anything starts, so a signal during start-up is not an abrupt exit.
+    let sigint = signal(SignalKind::interrupt())?;
+    let sigterm = signal(SignalKind::terminate())?;
+    if !valid_name(&args.name) {
+        return Err(NodeStartError::BadName(args.name.clone()));
+    }
+    let mut config = match &args.config {
+        Some(path) => NexusConfig::from_file(path)?,
+        None => NexusConfig::default(),
+    };
+    if let Some(dir) = &args.data_dir {
+        config.node.data_dir = dir.clone();
+        config.validate()?;
+    }
+    let cookie = Cookie::from_file(&args.cookie_file)?;
+    let http = match args.http {
+        Some(addr) if !addr.ip().is_loopback() => return Err(NodeStartError::HttpNotLoopback(addr)),
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| NodeStartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    if let Some(name) = &args.work_pool {
+        if !config.run.pools.iter().any(|p| &p.name == name) {
+            return Err(NodeStartError::NoWorkPool(name.clone()));
+        }
+    }
+    let swarm = Swarm::start(config.clone()).await?;
+    let mut pools = Vec::new();
+    let mut handler: Option<Arc<dyn WorkHandler>> = None;
+    for entry in &config.run.pools {
+        match SpawnedPool::spawn(&swarm, entry).await {
+            Ok(p) => {
+                if args.work_pool.as_deref() == Some(entry.name.as_str()) {
+                    handler = Some(Arc::new(PoolWork { pool: p.pool.clone() }));
+                }
+                pools.push(p);
+            }
+            Err(e) => {
+                swarm.shutdown(config.run.shutdown_timeout).await;
+                return Err(e.into());
+            }
+        }
+    }
+    let settings = ClusterSettings {
+        name: args.name.clone(),
+        listen: args.listen,
+        cookie,
+        join: args.join.clone(),
+        config: config.cluster.clone(),
+        handler,
+    };
+    let (cluster, events) = match ClusterMember::start_subscribed(swarm.node(), "cluster-member", settings).await {
+        Ok(started) => started,
+        Err(e) => {
+            swarm.shutdown(config.run.shutdown_timeout).await;
+            return Err(e.into());
+        }
+    };
+    Ok(Started {
+        swarm,
+        pools,
+        cluster,
+        http,
+        config,
+        sigint,
+        sigterm,
+        events,
+    })
+}
+
+/// The read-only cluster API.
+pub fn api(cluster: ClusterHandle) -> Router {
+    Router::new()
+        .route("/cluster", get(status))
+        .route("/cluster/owner", get(owner))
+        .route("/cluster/owners", get(owners))
+        .route("/cluster/send", post(send).layer(DefaultBodyLimit::max(MAX_SEND_BODY)))
+        .with_state(Arc::new(cluster))
+}
+
+async fn status(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::Value> {
+    let view = cluster.view();
+    let (interval, timeout) = cluster.timings();
+    Json(json!({
+        "node": cluster.name(),
+        "epoch": view.epoch,
+        "members": view.ring.members(),
+        "decode_errors": cluster.decode_errors(),
+        "frames_received": cluster.frames_received(),
+        "heartbeats_sent": cluster.heartbeats_sent(),
+        "heartbeat_interval_ms": interval.as_millis() as u64,
+        "failure_timeout_ms": timeout.as_millis() as u64,
+        "work_sent": cluster.work_sent(),
+        "work_acknowledged": cluster.work_acknowledged(),
+        "work_resent": cluster.work_resent(),
+        "work_handled": cluster.work_handled(),
+        "work_duplicates": cluster.work_duplicates(),
+        "work_refused": cluster.work_refused(),
+        "work_failed": cluster.work_failed(),
+        "has_quorum": cluster.has_quorum(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnerQuery {
+    key: String,
+}
+
+async fn owner(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<OwnerQuery>) -> Json<serde_json::Value> {
+    let owner = cluster.owner(RoutingKey::new(&q.key));
+    Json(json!({"key": q.key, "owner": owner}))
+}
+
+#[derive(Debug, Deserialize)]
+struct OwnersQuery {
+    keys: String,
+}
+
+async fn owners(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<OwnersQuery>) -> Response {
+    let keys: Vec<RoutingKey> = q.keys.split(',').map(RoutingKey::new).collect();
+    if keys.len() > MAX_OWNER_KEYS {
+        let error = format!("at most {MAX_OWNER_KEYS} keys per request, got {}", keys.len());
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+    }
+    Json(json!({"owners": cluster.owners(&keys)})).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SendQuery {
+    key: String,
+    timeout_ms: Option<u64>,
+}
+
+async fn send(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SendQuery>, body: Bytes) -> Response {
+    let timeout_ms = q.timeout_ms.unwrap_or(10_000);
+    if timeout_ms == 0 || timeout_ms > MAX_SEND_TIMEOUT_MS {
+        let error = format!("timeout_ms {timeout_ms}: must be between 1 and {MAX_SEND_TIMEOUT_MS}");
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+    }
+    let deadline = std::time::Duration::from_millis(timeout_ms);
+    match cluster.send_keyed(&q.key, body.to_vec(), deadline).await {
+        Ok(d) => Json(json!({"id": d.id, "owner": d.owner, "attempts": d.attempts})).into_response(),
+        Err(e @ DeliveryError::NoQuorum { .. }) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        Err(e @ DeliveryError::Timeout { .. }) => {
+            (StatusCode::GATEWAY_TIMEOUT, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn node_names_are_plain() {
+        assert!(valid_name("node-1_a"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("n1@host"));
+        assert!(!valid_name(&"x".repeat(65)));
+    }
+}
