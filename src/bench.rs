@@ -20,8 +20,12 @@
 //! | `scenario` | the seeds' load scenarios (`--scenario ramp|peak|stress|soak`) over the pipeline |
 //! | [`profile`] | `nexus profile`'s workload: the pipeline at each pool size and rate limit, with saturation evidence |
 //! | `monitor` | the monitor's sampling cost at its default interval (`--scenario monitor`), in % of one core |
+//! | `cluster` | cross-node casts and asks over loopback, ours beside bare `ractor_cluster` (`--scenario cluster`) |
+//! | [`cluster_table`] | the README's cross-node table, rendered from a saved cluster result |
 //! | [`results`] | saved results (machine, medians of runs), baseline comparison, README table |
 
+mod cluster;
+pub mod cluster_table;
 mod gateway;
 mod lanes;
 mod micro;
@@ -42,6 +46,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+pub use cluster::{PEER_ENV as CLUSTER_PEER_ENV, run_peer_if_requested as run_cluster_peer_if_requested};
 pub use probe::{PROBE_ENV, run_probe_if_requested};
 pub use scenario::ScenarioKind;
 
@@ -71,16 +76,21 @@ pub enum BenchCommand {
 pub struct RenderArgs {
     /// Replace the block between `<!-- bench-table:begin -->` and
     /// `<!-- bench-table:end -->` (and, with `--soak`, the block between
-    /// `<!-- soak-table:begin -->` and `<!-- soak-table:end -->`) in this
-    /// file instead of printing.
+    /// `<!-- soak-table:begin -->` and `<!-- soak-table:end -->`; with
+    /// `--cluster`, the block between `<!-- cluster-table:begin -->` and
+    /// `<!-- cluster-table:end -->`) in this file instead of printing.
     #[arg(long, value_name = "FILE")]
     pub readme: Option<PathBuf>,
     /// A soak result (the JSON line `nexus bench --scenario soak` printed,
     /// saved to a file): render its per-minute table.
     #[arg(long, value_name = "FILE")]
     pub soak: Option<PathBuf>,
+    /// A cluster result (the JSON line `nexus bench --scenario cluster`
+    /// printed, saved to a file): render its cross-node table.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
     /// Result files written by `nexus bench --save` (or `--json`).
-    #[arg(required_unless_present = "soak", value_name = "FILES")]
+    #[arg(required_unless_present_any = ["soak", "cluster"], value_name = "FILES")]
     pub files: Vec<PathBuf>,
 }
 
@@ -115,14 +125,19 @@ pub struct BenchOptions {
     #[arg(long, value_name = "PCT", default_value_t = 10.0)]
     pub threshold: f64,
     /// Run one of the seeds' load scenarios over the real path instead (or
-    /// `monitor`: the monitor's sampling cost); prints one JSON line on
-    /// stdout.
+    /// `monitor`: the monitor's sampling cost; `cluster`: cross-node casts
+    /// and asks over loopback); prints one JSON line on stdout.
     #[arg(long, value_enum, conflicts_with_all = ["quick", "smoke", "json", "runs", "save", "baseline"])]
     pub scenario: Option<ScenarioKind>,
     /// The scenario's length (e.g. `90s`, `10m`). Default: ramp 5m, peak 5m,
-    /// stress 2m, soak 10m, monitor 10s.
-    #[arg(long, value_parser = humantime::parse_duration, requires = "scenario")]
+    /// stress 2m, soak 10m, monitor 10s. Not taken by `cluster`, which
+    /// counts messages instead.
+    #[arg(long, value_parser = humantime::parse_duration, requires = "scenario", conflicts_with = "messages")]
     pub duration: Option<Duration>,
+    /// `--scenario cluster` only: casts of each kind and payload size (a
+    /// tenth as many asks, at least 10). Default: 50000.
+    #[arg(long, value_name = "N", requires = "scenario")]
+    pub messages: Option<u64>,
     /// The rate (requests/s) the scenario takes as the node's sustainable
     /// rate. Default: measured first, briefly, with closed-loop conversations.
     #[arg(long, value_name = "REQ_PER_S", requires = "scenario")]

@@ -8,6 +8,8 @@ use clap::Parser;
 fn main() -> ExitCode {
     // A benchmark memory probe re-executes this binary; it exits here.
     nexus_swarm::bench::run_probe_if_requested();
+    // So does the cluster benchmark's peer node.
+    nexus_swarm::bench::run_cluster_peer_if_requested();
     nexus_swarm::runtime::telemetry::init_tracing();
     let cli = nexus_swarm::cli::Cli::parse();
     match nexus_swarm::cli::run(cli) {

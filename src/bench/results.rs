@@ -695,9 +695,16 @@ pub fn render_command(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             Some(super::soak_table::render(path, &text)?)
         }
     };
+    let cluster = match &args.cluster {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            Some(super::cluster_table::render(path, &text)?)
+        }
+    };
     match &args.readme {
         None => {
-            for block in bench.iter().chain(soak.iter()) {
+            for block in bench.iter().chain(soak.iter()).chain(cluster.iter()) {
                 println!("{block}");
             }
         }
@@ -709,6 +716,10 @@ pub fn render_command(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             if let Some(block) = &soak {
                 text =
                     super::soak_table::replace_block(&text, block).with_context(|| format!("{}", readme.display()))?;
+            }
+            if let Some(block) = &cluster {
+                text = super::cluster_table::replace_block(&text, block)
+                    .with_context(|| format!("{}", readme.display()))?;
             }
             std::fs::write(readme, text).with_context(|| format!("write {}", readme.display()))?;
             println!("updated the rendered tables in {}", readme.display());

@@ -22,7 +22,8 @@
 //! | `soak` | 70 % (seed 002's steady load), a fault injected halfway | minute |
 //!
 //! `monitor` drives no load: it measures the monitor's own sampling cost
-//! (see `bench/monitor.rs`).
+//! (see `bench/monitor.rs`). `cluster` measures cross-node messaging
+//! over loopback, ours beside bare `ractor_cluster` (see `bench/cluster.rs`).
 //!
 //! Windows are a minute long when the run lasts 3 minutes or more, a sixth
 //! of the run otherwise. Soak's fault makes every worker of the pool panic
@@ -62,6 +63,9 @@ pub enum ScenarioKind {
     /// The monitor's sampling cost at its default interval, in percent of
     /// one core (target: under 1 %).
     Monitor,
+    /// Cross-node casts (throughput) and asks (round trip) over loopback,
+    /// through our envelope beside bare `ractor_cluster`, at 64 B and 4 KiB.
+    Cluster,
 }
 
 impl ScenarioKind {
@@ -72,6 +76,7 @@ impl ScenarioKind {
             ScenarioKind::Stress => "stress",
             ScenarioKind::Soak => "soak",
             ScenarioKind::Monitor => "monitor",
+            ScenarioKind::Cluster => "cluster",
         }
     }
 
@@ -80,11 +85,14 @@ impl ScenarioKind {
             ScenarioKind::Ramp | ScenarioKind::Peak => Duration::from_secs(300),
             ScenarioKind::Stress => Duration::from_secs(120),
             ScenarioKind::Soak => Duration::from_secs(600),
-            ScenarioKind::Monitor => Duration::from_secs(10),
+            // Counts messages (`--messages`) instead.
+            ScenarioKind::Monitor | ScenarioKind::Cluster => Duration::from_secs(10),
         }
     }
 }
 
+/// `--scenario cluster`'s casts of each kind and size, by default.
+const CLUSTER_MESSAGES: u64 = 50_000;
 /// Agents behind the router (seed 001: 100 concurrent agents).
 const AGENTS: usize = 100;
 /// The seeds' latency targets.
@@ -96,6 +104,10 @@ const SEED_RECOVERY: Duration = Duration::from_secs(30);
 
 /// Runs a scenario and prints its JSON line.
 pub(super) fn run(kind: ScenarioKind, opts: &BenchOptions) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        opts.messages.is_none() || kind == ScenarioKind::Cluster,
+        "--messages is taken by --scenario cluster only"
+    );
     let duration = opts.duration.unwrap_or(kind.default_duration());
     anyhow::ensure!(
         duration >= Duration::from_millis(600),
@@ -114,6 +126,7 @@ pub(super) fn run(kind: ScenarioKind, opts: &BenchOptions) -> anyhow::Result<Exi
         .build()?;
     let line = match kind {
         ScenarioKind::Monitor => rt.block_on(super::monitor::run(duration))?,
+        ScenarioKind::Cluster => rt.block_on(super::cluster::run(opts.messages.unwrap_or(CLUSTER_MESSAGES)))?,
         load => rt.block_on(scenario(load, duration, opts.rate))?,
     };
     println!("{}", serde_json::to_string(&line)?);
@@ -217,6 +230,7 @@ async fn scenario(kind: ScenarioKind, duration: Duration, rate: Option<f64>) -> 
         }
         // Measured by `super::monitor`, which `run` calls instead.
         ScenarioKind::Monitor => anyhow::bail!("the monitor scenario drives no load"),
+        ScenarioKind::Cluster => anyhow::bail!("the cluster scenario drives no pipeline load"),
     };
     if plan.fault.is_some() {
         quiet_injected_panics();
@@ -620,7 +634,7 @@ fn summarize(kind: ScenarioKind, plan: &Plan, sustainable: f64, lane_capacity: u
                 (outside_rate < SEED_ERROR_RATE).into(),
             );
         }
-        ScenarioKind::Monitor => {}
+        ScenarioKind::Monitor | ScenarioKind::Cluster => {}
     }
     let passed = checks.values().all(|v| v.as_bool() == Some(true));
     eprintln!(

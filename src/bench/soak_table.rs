@@ -44,7 +44,7 @@ struct Window {
     rss_bytes: u64,
 }
 
-fn thousands(x: f64) -> String {
+pub(super) fn thousands(x: f64) -> String {
     let n = x.round().max(0.0) as u64;
     let digits = n.to_string();
     let mut out = String::new();

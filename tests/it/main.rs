@@ -6,6 +6,7 @@ mod support;
 
 mod a_crash_looping_agent_stops_only_its_own_subtree;
 mod a_panicking_notifier_does_not_stop_the_scheduler;
+mod bench_cluster_scenario_counts_every_message;
 mod bench_reports_every_key;
 mod bench_scenarios_print_one_json_line;
 mod budget_burst_spends_at_least_95_percent_without_overshoot;
