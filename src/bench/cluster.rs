@@ -439,6 +439,7 @@ pub(super) async fn run(messages: u64) -> anyhow::Result<Value> {
         .context("no key owned by b")?;
     let mut next_id = CAST_ID_BASE;
     // Warm-up: the session's buffers and both paths' first messages.
+    eprintln!("warm-up, not reported: 1000 casts and 10 asks of each kind at 64 B");
     one_size(
         &cluster,
         &mut peer,
@@ -447,6 +448,7 @@ pub(super) async fn run(messages: u64) -> anyhow::Result<Value> {
         &mut next_id,
     )
     .await?;
+    eprintln!("measured:");
     let mut sizes = Vec::new();
     for size in SIZES {
         sizes.push(
