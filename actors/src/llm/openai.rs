@@ -97,7 +97,7 @@ impl OpenAiConfig {
 }
 
 /// An OpenAI-compatible chat-completions provider.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OpenAiCompatible {
     name: String,
     url: String,
@@ -105,6 +105,18 @@ pub struct OpenAiCompatible {
     timeout: Duration,
     pool: HttpPool,
     host: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for OpenAiCompatible {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("OpenAiCompatible")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl OpenAiCompatible {

@@ -141,6 +141,12 @@ fn misconfiguration_is_a_typed_error() {
         OpenAiCompatible::new("p", &OpenAiConfig::new("not a url"), &pool),
         Err(ProviderError::BadBaseUrl { reason: Some(_), .. })
     ));
-    let with_key = OpenAiCompatible::with_env("p", &missing, &pool, |_| Some("sk-test".into())).unwrap();
+    let with_key = OpenAiCompatible::with_env("p", &missing, &pool, |_| Some("sk-test-secret".into())).unwrap();
     assert_eq!(with_key.name(), "p");
+    let printed = format!("{with_key:?}");
+    assert!(
+        !printed.contains("sk-test-secret"),
+        "the key stays out of logs: {printed}"
+    );
+    assert!(printed.contains("(set)"));
 }
