@@ -75,6 +75,7 @@ pub mod timing;
 pub mod wire;
 
 mod http;
+pub(crate) mod task;
 #[cfg(test)]
 mod tests;
 
@@ -91,8 +92,6 @@ use nexus_swarm_actors::llm_gateway::LlmGatewayArgs;
 use nexus_swarm_actors::{LedgerError, Swarm, SwarmError};
 use nexus_swarm_runtime::config::NexusConfig;
 use parking_lot::Mutex;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use http::ADDED_HEADER;
@@ -178,9 +177,7 @@ pub async fn start_swarm(config: NexusConfig) -> Result<Swarm, ServeError> {
 /// runtime stops; [`FrontDoorServer::stop`] stops it.
 #[derive(Debug)]
 pub struct FrontDoorServer {
-    addr: SocketAddr,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: crate::serve::task::ServerTask,
 }
 
 impl FrontDoorServer {
@@ -224,32 +221,20 @@ impl FrontDoorServer {
             source,
         })?;
         let app = http::router(door, options.max_body_bytes);
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // A dropped sender stops the server too.
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Ok(Self { addr, shutdown, task })
+        Ok(Self {
+            server: crate::serve::task::ServerTask::spawn(listener, addr, app),
+        })
     }
 
     /// The address it listens on (with the port chosen when `listen` had
     /// port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// Stops accepting, lets requests under way finish, and returns.
     pub async fn stop(self) -> std::io::Result<()> {
-        // The server may have stopped already (its task ended): nothing to tell.
-        let _ = self.shutdown.send(());
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+        self.server.stop().await
     }
 }
 

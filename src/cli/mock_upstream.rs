@@ -41,8 +41,6 @@ use clap::Args;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The length of the rpm window: one minute.
 pub const WINDOW: Duration = Duration::from_secs(60);
@@ -221,9 +219,7 @@ async fn reset(State(mock): State<Arc<Mock>>, Json(req): Json<ResetRequest>) -> 
 /// A running mock upstream; [`MockUpstream::stop`] stops it.
 #[derive(Debug)]
 pub struct MockUpstream {
-    addr: SocketAddr,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    server: crate::serve::task::ServerTask,
 }
 
 impl MockUpstream {
@@ -246,31 +242,19 @@ impl MockUpstream {
             .with_state(mock);
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (shutdown, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    // A dropped sender stops the server too.
-                    let _ = stopped.await;
-                })
-                .await
-        });
-        Ok(Self { addr, shutdown, task })
+        Ok(Self {
+            server: crate::serve::task::ServerTask::spawn(listener, addr, app),
+        })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.server.local_addr()
     }
 
     /// Stops accepting, lets requests under way finish, and returns.
     pub async fn stop(self) -> std::io::Result<()> {
-        // The server may have stopped already: nothing to tell.
-        let _ = self.shutdown.send(());
-        match self.task.await {
-            Ok(result) => result,
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+        self.server.stop().await
     }
 }
 
