@@ -60,18 +60,14 @@
 //! rejected. An `error` event in a stream is typed by its error type the
 //! same way. Nothing a server sends makes it panic.
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use super::error::ProviderError;
-use super::http::{
-    HttpPool, Permits, check_base_url, header_str, header_u64, read_key, retry_after, transport_error, truncate,
-};
+use super::http::{Endpoint, HttpPool, Permits, header_str, header_u64, retry_after, transport_error, truncate};
 use super::provider::{LlmProvider, ProviderResult};
 use super::sse;
 use super::types::{ProviderRequest, ProviderResponse, ProviderStream, RateLimitSnapshot};
@@ -126,26 +122,9 @@ impl AnthropicConfig {
 }
 
 /// An Anthropic Messages API provider.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AnthropicMessages {
-    name: String,
-    url: String,
-    api_key: Option<String>,
-    timeout: Duration,
-    pool: HttpPool,
-    host: Arc<Semaphore>,
-}
-
-impl std::fmt::Debug for AnthropicMessages {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key stays out of logs.
-        f.debug_struct("AnthropicMessages")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    endpoint: Endpoint,
 }
 
 impl AnthropicMessages {
@@ -162,15 +141,16 @@ impl AnthropicMessages {
         pool: &HttpPool,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let base = check_base_url(&config.base_url)?;
-        let api_key = read_key(config.api_key_env.as_ref(), env)?;
         Ok(Self {
-            name: name.into(),
-            url: format!("{base}/messages"),
-            api_key,
-            timeout: config.timeout,
-            pool: pool.clone(),
-            host: pool.host_cap(),
+            endpoint: Endpoint::new(
+                name.into(),
+                &config.base_url,
+                "messages",
+                config.api_key_env.as_ref(),
+                config.timeout,
+                pool,
+                env,
+            )?,
         })
     }
 
@@ -186,34 +166,44 @@ impl AnthropicMessages {
         // Written before a permit is taken: a request that cannot be
         // written waits for nothing.
         let body = wire::request_body(request, stream)?;
-        let permits = self.pool.acquire(&self.host).await?;
+        let permits = self.endpoint.acquire().await?;
         let mut builder = self
+            .endpoint
             .pool
             .client
-            .post(&self.url)
+            .post(&self.endpoint.url)
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(&body);
         // A stream is bounded between chunks by the gateway, not as a whole.
         if !stream {
-            builder = builder.timeout(self.timeout);
+            builder = builder.timeout(self.endpoint.timeout);
         }
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.endpoint.api_key {
             builder = builder.header("x-api-key", key);
         }
-        let response = builder.send().await.map_err(|e| transport_error(e, self.timeout))?;
+        let response = builder
+            .send()
+            .await
+            .map_err(|e| transport_error(e, self.endpoint.timeout))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let snapshot = parse_rate_limit_headers(&headers, SystemTime::now());
         if (200..300).contains(&status) {
             return Ok((response, snapshot, permits));
         }
-        let bytes = response.bytes().await.map_err(|e| transport_error(e, self.timeout))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, self.endpoint.timeout))?;
         Err(status_error(status, &headers, &bytes, snapshot))
     }
 
     async fn call(self, request: ProviderRequest) -> ProviderResult {
         let (response, rate_limit, permits) = self.send(&request, false).await?;
-        let bytes = response.bytes().await.map_err(|e| transport_error(e, self.timeout))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(e, self.endpoint.timeout))?;
         drop(permits);
         let reply = wire::parse_message(&bytes)?;
         Ok(ProviderResponse {
@@ -230,14 +220,19 @@ impl AnthropicMessages {
         let (response, rate_limit, permits) = self.send(&request, true).await?;
         Ok(ProviderStream {
             rate_limit,
-            chunks: sse::read_events(response, permits, self.timeout, stream::AnthropicEvents::default()),
+            chunks: sse::read_events(
+                response,
+                permits,
+                self.endpoint.timeout,
+                stream::AnthropicEvents::default(),
+            ),
         })
     }
 }
 
 impl LlmProvider for AnthropicMessages {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn complete(&self, request: ProviderRequest) -> BoxFuture<'static, ProviderResult> {

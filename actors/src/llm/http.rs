@@ -84,9 +84,63 @@ pub(super) struct Permits {
     _host: OwnedSemaphorePermit,
 }
 
+/// What an HTTP provider calls: its name, the endpoint's URL, the API key
+/// (read from the environment at build time), the request timeout, and
+/// the connection caps. Its `Debug` leaves the key out.
+#[derive(Clone)]
+pub(super) struct Endpoint {
+    pub(super) name: String,
+    pub(super) url: String,
+    pub(super) api_key: Option<String>,
+    pub(super) timeout: Duration,
+    pub(super) pool: HttpPool,
+    pub(super) host: Arc<Semaphore>,
+}
+
+impl Endpoint {
+    /// An endpoint at `base_url` + `path`, its key read through `env` from
+    /// the variable `api_key_env` names.
+    pub(super) fn new(
+        name: String,
+        base_url: &str,
+        path: &str,
+        api_key_env: Option<&String>,
+        timeout: Duration,
+        pool: &HttpPool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ProviderError> {
+        let base = check_base_url(base_url)?;
+        Ok(Self {
+            name,
+            url: format!("{base}/{path}"),
+            api_key: read_key(api_key_env, env)?,
+            timeout,
+            pool: pool.clone(),
+            host: pool.host_cap(),
+        })
+    }
+
+    /// The connection permits of one exchange.
+    pub(super) async fn acquire(&self) -> Result<Permits, ProviderError> {
+        self.pool.acquire(&self.host).await
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of logs.
+        f.debug_struct("Endpoint")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Parses `base_url` (trailing slashes dropped) and refuses anything but
 /// an http(s) URL.
-pub(super) fn check_base_url(base_url: &str) -> Result<&str, ProviderError> {
+fn check_base_url(base_url: &str) -> Result<&str, ProviderError> {
     let base = base_url.trim_end_matches('/');
     let parsed = reqwest::Url::parse(base).map_err(|e| ProviderError::BadBaseUrl {
         url: base_url.to_string(),
@@ -104,10 +158,7 @@ pub(super) fn check_base_url(base_url: &str) -> Result<&str, ProviderError> {
 /// Reads the key from the variable `var` names through `env`: `None`
 /// without a variable, [`ProviderError::MissingKey`] if it is unset or
 /// blank.
-pub(super) fn read_key(
-    var: Option<&String>,
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Option<String>, ProviderError> {
+fn read_key(var: Option<&String>, env: impl Fn(&str) -> Option<String>) -> Result<Option<String>, ProviderError> {
     match var {
         None => Ok(None),
         Some(var) => env(var)

@@ -27,16 +27,14 @@
 //! - Connections: through an [`HttpPool`], which caps the requests in
 //!   flight in all and per provider.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 use super::error::ProviderError;
-use super::http::{Permits, check_base_url, header_str, header_u64, read_key, secs_checked, transport_error, truncate};
+use super::http::{Endpoint, Permits, header_str, header_u64, secs_checked, transport_error, truncate};
 use super::provider::{LlmProvider, ProviderResult};
 use super::sse::{self, EventParser, Parsed};
 use super::types::{ProviderChunk, ProviderRequest, ProviderResponse, ProviderStream, RateLimitSnapshot};
@@ -97,26 +95,9 @@ impl OpenAiConfig {
 }
 
 /// An OpenAI-compatible chat-completions provider.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct OpenAiCompatible {
-    name: String,
-    url: String,
-    api_key: Option<String>,
-    timeout: Duration,
-    pool: HttpPool,
-    host: Arc<Semaphore>,
-}
-
-impl std::fmt::Debug for OpenAiCompatible {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The key stays out of logs.
-        f.debug_struct("OpenAiCompatible")
-            .field("name", &self.name)
-            .field("url", &self.url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
-    }
+    endpoint: Endpoint,
 }
 
 impl OpenAiCompatible {
@@ -133,15 +114,16 @@ impl OpenAiCompatible {
         pool: &HttpPool,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
-        let base = check_base_url(&config.base_url)?;
-        let api_key = read_key(config.api_key_env.as_ref(), env)?;
         Ok(Self {
-            name: name.into(),
-            url: format!("{base}/chat/completions"),
-            api_key,
-            timeout: config.timeout,
-            pool: pool.clone(),
-            host: pool.host_cap(),
+            endpoint: Endpoint::new(
+                name.into(),
+                &config.base_url,
+                "chat/completions",
+                config.api_key_env.as_ref(),
+                config.timeout,
+                pool,
+                env,
+            )?,
         })
     }
 
@@ -155,7 +137,7 @@ impl OpenAiCompatible {
         stream: bool,
     ) -> Result<(reqwest::Response, RateLimitSnapshot, Permits), ProviderError> {
         // Both permits are held for the whole exchange.
-        let permits = self.pool.acquire(&self.host).await?;
+        let permits = self.endpoint.acquire().await?;
         let body = WireRequest {
             model: &request.model,
             messages: request
@@ -178,12 +160,12 @@ impl OpenAiCompatible {
             stream,
             stream_options: stream.then_some(StreamOptions { include_usage: true }),
         };
-        let mut builder = self.pool.client.post(&self.url).json(&body);
+        let mut builder = self.endpoint.pool.client.post(&self.endpoint.url).json(&body);
         // A stream is bounded between chunks by the gateway, not as a whole.
         if !stream {
-            builder = builder.timeout(self.timeout);
+            builder = builder.timeout(self.endpoint.timeout);
         }
-        if let Some(key) = &self.api_key {
+        if let Some(key) = &self.endpoint.api_key {
             builder = builder.bearer_auth(key);
         }
         let response = builder.send().await.map_err(|e| self.transport_error(e))?;
@@ -206,18 +188,18 @@ impl OpenAiCompatible {
 
     async fn open_stream(self, request: ProviderRequest) -> Result<ProviderStream, ProviderError> {
         let (response, rate_limit, permits) = self.send(&request, true).await?;
-        let chunks = sse::read_events(response, permits, self.timeout, OpenAiEvents);
+        let chunks = sse::read_events(response, permits, self.endpoint.timeout, OpenAiEvents);
         Ok(ProviderStream { rate_limit, chunks })
     }
 
     fn transport_error(&self, e: reqwest::Error) -> ProviderError {
-        transport_error(e, self.timeout)
+        transport_error(e, self.endpoint.timeout)
     }
 }
 
 impl LlmProvider for OpenAiCompatible {
     fn name(&self) -> &str {
-        &self.name
+        &self.endpoint.name
     }
 
     fn complete(&self, request: ProviderRequest) -> BoxFuture<'static, ProviderResult> {
