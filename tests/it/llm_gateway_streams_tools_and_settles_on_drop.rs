@@ -255,6 +255,7 @@ async fn a_slow_reader_holds_the_provider_back_and_a_dropped_stream_is_charged_f
         ahead <= 3 + 16 + 2,
         "the provider ran {ahead} words ahead of a reader that took 3"
     );
+    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(ahead, produced.load(Ordering::SeqCst), "and it stays held");
 
     drop(stream);

@@ -315,7 +315,8 @@ pub struct LlmResponse {
     /// The tools the model called.
     pub tool_calls: Vec<ToolCall>,
     /// Why generation stopped (`stop`, `length`, `tool_calls`; `stop` for
-    /// a cache hit).
+    /// a cache hit; `cancelled` for a stream whose reader left, or whose
+    /// provider sent no finish reason).
     pub finish_reason: String,
 }
 
