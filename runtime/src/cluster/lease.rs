@@ -23,7 +23,11 @@
 //!   not present (it lost the reply that granted it, or presents an older
 //!   id), is counted as wholly spent. A report against an id the book no
 //!   longer holds is ignored, since its lease was already counted whole.
-//!   So `committed` may exceed what was really spent, never fall below it.
+//!   A report of more than the lease commits the lease: a holder spends
+//!   only from its leases, so the rest came out of an earlier one, counted
+//!   whole already. So `committed` may exceed what was really spent, never
+//!   fall below it, and `committed + outstanding` never passes the limit
+//!   (unless a restored book started above it).
 //! - The holder's copy of a lease expires `ttl` after it *sent* the
 //!   request, which is no later than the book's expiry (granted after the
 //!   request arrived), so a holder never spends from a lease the book has
@@ -199,7 +203,8 @@ impl LeaseBook {
 
     /// Commits what `holder` reports spent from its lease `held` (`used`),
     /// then gives it a lease of `want` units (at most `chunk`, at most
-    /// what it still had plus what is available), renewed to `now + ttl`.
+    /// what is available, at least what it still had), renewed to
+    /// `now + ttl`.
     ///
     /// A lease of the holder other than `held` is counted as wholly spent,
     /// and `used` is then ignored (see the [module](self)). Refused with
@@ -214,20 +219,23 @@ impl LeaseBook {
         now: Instant,
     ) -> Result<Grant, LeaseError> {
         self.expire(now);
-        match self.leases.get(holder).copied() {
+        let kept = match self.leases.get(holder).copied() {
             Some(lease) if Some(lease.id) == held => {
                 self.leases.remove(holder);
                 self.outstanding -= lease.units;
-                self.committed = self.committed.saturating_add(used);
+                self.committed = self.committed.saturating_add(used.min(lease.units));
+                lease.units.saturating_sub(used)
             }
             Some(_) => {
                 self.forfeit(holder);
+                0
             }
-            None => {}
-        }
-        // The units kept are available again (to this holder first, as
-        // nothing else happens in between): what is not wanted goes back.
-        let units = want.min(self.policy.chunk).min(self.available());
+            None => 0,
+        };
+        // The units kept are available again (to this holder, as nothing
+        // else happens in between). A lease is never cut below them: the
+        // holder may have spent them while its request travelled.
+        let units = want.min(self.policy.chunk).min(self.available()).max(kept);
         if units == 0 {
             return Err(LeaseError::Exhausted {
                 limit: self.limit,
@@ -267,8 +275,8 @@ impl LeaseBook {
             Some(lease) if lease.id == held => {
                 self.leases.remove(holder);
                 self.outstanding -= lease.units;
-                self.committed = self.committed.saturating_add(used);
-                used
+                self.committed = self.committed.saturating_add(used.min(lease.units));
+                used.min(lease.units)
             }
             Some(_) => self.forfeit(holder).map_or(0, |f| f.units),
             None => 0,

@@ -112,6 +112,16 @@ fn a_lease_not_presented_is_counted_whole() {
 }
 
 #[test]
+fn a_request_never_cuts_a_lease_below_what_was_left() {
+    let t0 = Instant::now();
+    let mut b = book(100, 10);
+    let g = b.request("a", None, 0, 10, t0).unwrap();
+    // 2 spent and reported, and asking for only 3: the 8 left stay leased.
+    let g2 = b.request("a", Some(g.id), 2, 3, t0).unwrap();
+    assert_eq!((g2.units, b.committed(), b.outstanding()), (8, 2, 8));
+}
+
+#[test]
 fn a_release_commits_what_was_used_and_frees_the_rest() {
     let t0 = Instant::now();
     let mut b = book(20, 10);
@@ -229,6 +239,8 @@ fn a_restored_book_overshoots_by_at_most_the_leases_it_never_saw() {
 enum Op {
     Spend(usize, u64),
     Ask(usize),
+    AskFor(usize, u64),
+    AskSpendingMeanwhile(usize, u64, u64),
     AskLosingTheReply(usize),
     GiveBack(usize),
     Wait(u64),
@@ -239,6 +251,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0..3usize, 1..20u64).prop_map(|(h, n)| Op::Spend(h, n)),
         3 => (0..3usize).prop_map(Op::Ask),
+        1 => (0..3usize, 1..10u64).prop_map(|(h, w)| Op::AskFor(h, w)),
+        2 => (0..3usize, 1..20u64, 1..10u64).prop_map(|(h, n, w)| Op::AskSpendingMeanwhile(h, n, w)),
         1 => (0..3usize).prop_map(Op::AskLosingTheReply),
         1 => (0..3usize).prop_map(Op::GiveBack),
         1 => (0..4_000u64).prop_map(Op::Wait),
@@ -276,6 +290,23 @@ proptest! {
                 }
                 Op::Ask(h) => {
                     let _ = ask(&mut b, names[h], &mut hs[h], now);
+                }
+                Op::AskFor(h, w) => {
+                    let r = hs[h].report(now);
+                    match b.request(names[h], r.held, r.used, w, now) {
+                        Ok(g) => hs[h].granted(r, g),
+                        Err(_) => hs[h].refused(r),
+                    }
+                }
+                Op::AskSpendingMeanwhile(h, n, w) => {
+                    let r = hs[h].report(now);
+                    if hs[h].spend(n, now).is_ok() {
+                        spent += n;
+                    }
+                    match b.request(names[h], r.held, r.used, w, now) {
+                        Ok(g) => hs[h].granted(r, g),
+                        Err(_) => hs[h].refused(r),
+                    }
                 }
                 Op::AskLosingTheReply(h) => {
                     let r = hs[h].report(now);
