@@ -14,6 +14,7 @@
 //! | [`wire`] | [`Heartbeat`], [`Work`], [`Ack`] | the serde messages that cross nodes |
 //! | [`dedup`] | [`Dedup`] | whether a (sender, message id) was handled already: at-least-once delivery, handled once |
 //! | [`backoff`] | [`Backoff`] | exponential waits between reconnection attempts |
+//! | [`lease`] | [`LeaseBook`], [`LeaseHolder`] | leases of units of one cluster-wide limit: what the owner grants, what a holder may spend |
 //!
 //! `ractor_cluster` (0.16) gives nodes, cookie authentication and remote
 //! actors in `pg` groups; what it lacks is built here: it notices a crashed
@@ -56,6 +57,7 @@ pub mod backoff;
 pub mod dedup;
 pub mod detector;
 pub mod envelope;
+pub mod lease;
 pub mod ring;
 pub mod wire;
 
@@ -66,5 +68,6 @@ pub use backoff::Backoff;
 pub use dedup::{Dedup, Seen};
 pub use detector::{DownReason, FailureDetector, MemberChange};
 pub use envelope::{EnvelopeError, Frame, FrameKind};
+pub use lease::{Grant, HolderPolicy, LeaseBook, LeaseError, LeaseHolder, LeasePolicy};
 pub use ring::{ClusterRing, LoadBound};
 pub use wire::{Ack, Heartbeat, Work};
