@@ -24,6 +24,7 @@
 //! restarted member keeps its detector, counters and ring.
 
 pub mod delivery;
+pub mod limits;
 mod tls;
 pub mod transport;
 
@@ -36,7 +37,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use nexus_swarm_runtime::cluster::envelope::{self, EnvelopeError, FrameKind};
 use nexus_swarm_runtime::cluster::{
-    Ack, ClusterRing, Dedup, DownReason, FailureDetector, Heartbeat, LoadBound, MemberChange, Work,
+    Ack, ClusterRing, Dedup, DownReason, FailureDetector, FigureAck, FigureReply, Heartbeat, LeaseReply, LoadBound,
+    MemberChange, Work,
 };
 use nexus_swarm_runtime::config::ClusterConfig;
 use nexus_swarm_runtime::node::Node;
@@ -49,6 +51,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
 pub use self::delivery::{Delivery, DeliveryError, WorkHandler};
+pub use self::limits::{BookStatus, LimitError, LimitStatus};
 pub use self::transport::{ClusterError, Cookie};
 
 /// The `pg` group every node's member joins.
@@ -157,6 +160,8 @@ pub struct ClusterShared {
     work_failed: AtomicU64,
     /// What handles keyed work this node owns (none: recorded only).
     handler: Option<Arc<dyn WorkHandler>>,
+    /// The cluster-wide limits: books this node owns, leases it holds.
+    limits: limits::Limits,
 }
 
 #[derive(Debug)]
@@ -180,6 +185,7 @@ impl ClusterShared {
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         Ok(Arc::new(Self {
+            limits: limits::Limits::new(&config.limits),
             name: name.to_string(),
             incarnation,
             core: Mutex::new(Core {
@@ -220,8 +226,9 @@ impl ClusterShared {
         let _ = self.events.send(event);
     }
 
-    /// Rebuilds the ring after a membership change.
-    fn changed(&self, core: &mut Core, change: MemberChange) {
+    /// Rebuilds the ring after a membership change, and moves the
+    /// cluster-wide limits whose owner changed.
+    fn changed(self: &Arc<Self>, core: &mut Core, change: MemberChange) {
         core.epoch += 1;
         let mut members: Vec<String> = core.detector.up().map(str::to_string).collect();
         members.push(self.name.clone());
@@ -234,6 +241,7 @@ impl ClusterShared {
             })),
             Err(e) => tracing::error!(error = %e, "cluster ring not rebuilt"),
         }
+        limits::ring_changed(self);
         let members = self.view.load().ring.members().to_vec();
         let event = match change {
             MemberChange::Up { node } => {
@@ -343,6 +351,9 @@ impl Actor for ClusterMember {
     ) -> Result<(), ActorProcessingErr> {
         // Detached: the timer task ends by itself once the actor stops.
         drop(myself.send_interval(args.shared.config.heartbeat_interval, || ClusterMsg::Tick));
+        // Alone on its ring at first, the node owns every limit until its
+        // peers show up (idempotent after a restart).
+        limits::ring_changed(&args.shared);
         Ok(())
     }
 
@@ -376,6 +387,8 @@ impl Actor for ClusterMember {
                 for change in core.detector.tick(Instant::now()) {
                     shared.changed(&mut core, change);
                 }
+                drop(core);
+                limits::tick(shared);
             }
             ClusterMsg::Handled { from, id, outcome } => delivery::handled(shared, &from, id, outcome),
             ClusterMsg::SessionClosed(node) => {
@@ -392,7 +405,7 @@ impl Actor for ClusterMember {
 }
 
 /// Decodes a peer's frame and acts on it.
-fn on_frame(shared: &ClusterShared, bytes: &[u8]) -> Result<(), EnvelopeError> {
+fn on_frame(shared: &Arc<ClusterShared>, bytes: &[u8]) -> Result<(), EnvelopeError> {
     let frame = envelope::decode(bytes)?;
     match frame.kind {
         FrameKind::Heartbeat => {
@@ -411,6 +424,22 @@ fn on_frame(shared: &ClusterShared, bytes: &[u8]) -> Result<(), EnvelopeError> {
         FrameKind::Ack => {
             let ack: Ack = frame.decode(FrameKind::Ack)?;
             delivery::on_ack(shared, frame.id, ack.node);
+        }
+        FrameKind::LeaseRequest => limits::on_request(shared, frame.id, frame.decode(FrameKind::LeaseRequest)?),
+        FrameKind::LeaseReply => {
+            let reply: LeaseReply = frame.decode(FrameKind::LeaseReply)?;
+            limits::on_reply(shared, frame.id, reply.outcome);
+        }
+        FrameKind::LeaseRelease => limits::on_release(shared, frame.decode(FrameKind::LeaseRelease)?),
+        FrameKind::Figure => limits::on_figure(shared, frame.id, frame.decode(FrameKind::Figure)?),
+        FrameKind::FigureAck => {
+            let _: FigureAck = frame.decode(FrameKind::FigureAck)?;
+            limits::on_figure_answer(shared, frame.id, None);
+        }
+        FrameKind::FigureQuery => limits::on_query(shared, frame.id, frame.decode(FrameKind::FigureQuery)?),
+        FrameKind::FigureReply => {
+            let reply: FigureReply = frame.decode(FrameKind::FigureReply)?;
+            limits::on_figure_answer(shared, frame.id, reply.figure);
         }
         other => return Err(EnvelopeError::UnknownKind(other as u8)),
     }

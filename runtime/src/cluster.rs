@@ -11,7 +11,7 @@
 //! | [`ring`] | [`ClusterRing`], [`LoadBound`] | the owner node of a routing key; batches with bounded loads |
 //! | [`detector`] | [`FailureDetector`] | a peer up or down, from heartbeats and a timeout on an explicit clock |
 //! | [`envelope`] | [`encode`](envelope::encode), [`decode`](envelope::decode) | the versioned, checksummed, optionally compressed frame; every failure a typed [`EnvelopeError`] |
-//! | [`wire`] | [`Heartbeat`], [`Work`], [`Ack`] | the serde messages that cross nodes |
+//! | [`wire`] | [`Heartbeat`], [`Work`], [`Ack`], [`LeaseRequest`], [`Figure`], .. | the serde messages that cross nodes |
 //! | [`dedup`] | [`Dedup`] | whether a (sender, message id) was handled already: at-least-once delivery, handled once |
 //! | [`backoff`] | [`Backoff`] | exponential waits between reconnection attempts |
 //! | [`lease`] | [`LeaseBook`], [`LeaseHolder`] | leases of units of one cluster-wide limit: what the owner grants, what a holder may spend |
@@ -68,6 +68,9 @@ pub use backoff::Backoff;
 pub use dedup::{Dedup, Seen};
 pub use detector::{DownReason, FailureDetector, MemberChange};
 pub use envelope::{EnvelopeError, Frame, FrameKind};
-pub use lease::{Grant, HolderPolicy, LeaseBook, LeaseError, LeaseHolder, LeasePolicy};
+pub use lease::{Grant, HolderPolicy, LeaseBook, LeaseError, LeaseHolder, LeaseId, LeasePolicy, NotLeased, Report};
 pub use ring::{ClusterRing, LoadBound};
-pub use wire::{Ack, Heartbeat, Work};
+pub use wire::{
+    Ack, Figure, FigureAck, FigureQuery, FigureReply, Heartbeat, LeaseOutcome, LeaseRelease, LeaseReply, LeaseRequest,
+    LimitFigure, Work,
+};

@@ -7,14 +7,16 @@
 //! What it says, one JSON object per line on stdout: first
 //! `{"event":"listening","node":..,"cluster":..,"http":..}`, then each
 //! [`ClusterEvent`] (`member_up`, `member_down`, `decode_error`,
-//! `session_up`, `session_refused`). With `--http` (loopback only), a
-//! read-only API:
+//! `session_up`, `session_refused`). With `--http` (loopback only), an
+//! API:
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /cluster` | `node`, `epoch`, `members` (the ring's, sorted), `decode_errors`, `frames_received`, `heartbeats_sent`, `heartbeat_interval_ms`, `failure_timeout_ms`, and keyed work: `work_sent`, `work_acknowledged`, `work_resent`, `work_handled`, `work_duplicates`, `work_refused`, `work_failed`, `has_quorum` |
 //! | `GET /cluster/owner?key=K` | `{"key": K, "owner": node}` |
 //! | `GET /cluster/owners?keys=K1,K2,..` | `{"owners": [node, ..]}` in the order asked (at most 10,000 keys; with `cluster.load_bound_percent`, placed with bounded loads) |
+//! | `GET /cluster/limits` | `node`, and `limits`: each `[[cluster.limits]]` entry as this node sees it: `name`, `limit`, `chunk`, `owner`, `role` (`owner`, `collecting`, `holder`), `book` (on the owner: `epoch`, `committed`, `outstanding`, `available`), `known_reserved`, `lease_left`, `spent_here`, `refused_here` |
+//! | `POST /cluster/limits/spend?name=L&units=N` | spends `N` units of the cluster-wide limit `L` (from this node's lease, asking the owner for one when needed): `{"name", "spent"}`, or `{"kind", "error"}` with `404` `unknown_limit`, `400` `too_large` (more than one lease holds), `429` `exhausted`, `503` `no_quorum` or `unavailable` |
 //! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged (after the owner's `--work-pool` agent replied): `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
@@ -40,7 +42,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::actors::cluster_member::WorkHandler;
 use crate::actors::cluster_member::{
-    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie, DeliveryError,
+    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie, DeliveryError, LimitError,
 };
 use crate::actors::swarm::Swarm;
 use crate::ops::agents::{SpawnedPool, TextMsg};
@@ -84,7 +86,7 @@ pub struct NodeArgs {
     /// A peer to join (repeatable); redialed with backoff when lost.
     #[arg(long = "join", value_name = "HOST:PORT")]
     pub join: Vec<SocketAddr>,
-    /// Serve the read-only cluster API on this loopback address.
+    /// Serve the cluster API (status, owners, keyed work, limits) on this loopback address.
     #[arg(long)]
     pub http: Option<SocketAddr>,
     /// The configuration file (TOML); `[cluster]` sets heartbeats and the ring.
@@ -335,13 +337,15 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
     })
 }
 
-/// The read-only cluster API.
+/// The cluster API (see the module docs for its routes).
 pub fn api(cluster: ClusterHandle) -> Router {
     Router::new()
         .route("/cluster", get(status))
         .route("/cluster/owner", get(owner))
         .route("/cluster/owners", get(owners))
         .route("/cluster/send", post(send).layer(DefaultBodyLimit::max(MAX_SEND_BODY)))
+        .route("/cluster/limits", get(limits))
+        .route("/cluster/limits/spend", post(spend))
         .with_state(Arc::new(cluster))
 }
 
@@ -415,6 +419,31 @@ async fn send(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SendQue
         }
         Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
     }
+}
+
+async fn limits(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::Value> {
+    Json(json!({"node": cluster.name(), "limits": cluster.limits()}))
+}
+
+#[derive(Debug, Deserialize)]
+struct SpendQuery {
+    name: String,
+    units: u64,
+}
+
+async fn spend(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SpendQuery>) -> Response {
+    let e = match cluster.spend(&q.name, q.units).await {
+        Ok(()) => return Json(json!({"name": q.name, "spent": q.units})).into_response(),
+        Err(e) => e,
+    };
+    let (status, kind) = match &e {
+        LimitError::Unknown(_) => (StatusCode::NOT_FOUND, "unknown_limit"),
+        LimitError::TooLarge { .. } => (StatusCode::BAD_REQUEST, "too_large"),
+        LimitError::Exhausted { .. } => (StatusCode::TOO_MANY_REQUESTS, "exhausted"),
+        LimitError::NoQuorum { .. } => (StatusCode::SERVICE_UNAVAILABLE, "no_quorum"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+    };
+    (status, Json(json!({"kind": kind, "error": e.to_string()}))).into_response()
 }
 
 #[cfg(test)]

@@ -89,7 +89,7 @@ impl ClusterShared {
 }
 
 /// The member of `node`: ours (local) or a peer's (remote).
-fn member_of(shared: &ClusterShared, node: &str) -> Option<ActorRef<ClusterMsg>> {
+pub(super) fn member_of(shared: &ClusterShared, node: &str) -> Option<ActorRef<ClusterMsg>> {
     if node == shared.name {
         return shared.member();
     }

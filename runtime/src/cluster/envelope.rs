@@ -51,6 +51,22 @@ pub enum FrameKind {
     Work = 2,
     /// An [`Ack`](super::wire::Ack): the work with this id was handled.
     Ack = 3,
+    /// A [`LeaseRequest`](super::wire::LeaseRequest) to a limit's owner;
+    /// the id is the request's, echoed by the reply.
+    LeaseRequest = 10,
+    /// A [`LeaseReply`](super::wire::LeaseReply) to the request of this id.
+    LeaseReply = 11,
+    /// A [`LeaseRelease`](super::wire::LeaseRelease): a lease given back.
+    LeaseRelease = 12,
+    /// A [`Figure`](super::wire::Figure) an owner replicates before it
+    /// grants; the id is echoed by the [`FigureAck`](super::wire::FigureAck).
+    Figure = 13,
+    /// A [`FigureAck`](super::wire::FigureAck): the figure of this id is held.
+    FigureAck = 14,
+    /// A [`FigureQuery`](super::wire::FigureQuery) of a new owner.
+    FigureQuery = 15,
+    /// A [`FigureReply`](super::wire::FigureReply) to the query of this id.
+    FigureReply = 16,
 }
 
 impl FrameKind {
@@ -59,6 +75,13 @@ impl FrameKind {
             1 => Some(FrameKind::Heartbeat),
             2 => Some(FrameKind::Work),
             3 => Some(FrameKind::Ack),
+            10 => Some(FrameKind::LeaseRequest),
+            11 => Some(FrameKind::LeaseReply),
+            12 => Some(FrameKind::LeaseRelease),
+            13 => Some(FrameKind::Figure),
+            14 => Some(FrameKind::FigureAck),
+            15 => Some(FrameKind::FigureQuery),
+            16 => Some(FrameKind::FigureReply),
             _ => None,
         }
     }

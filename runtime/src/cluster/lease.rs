@@ -169,6 +169,16 @@ impl LeaseBook {
         self.outstanding
     }
 
+    /// The book's epoch (its leases' ids carry it).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Units committed or leased out: what the book has given away.
+    pub fn reserved(&self) -> u64 {
+        self.committed.saturating_add(self.outstanding)
+    }
+
     /// Units neither committed nor leased.
     pub fn available(&self) -> u64 {
         self.limit

@@ -85,6 +85,53 @@ pub struct ClusterConfig {
     /// authenticates, but nothing is encrypted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<ClusterTlsConfig>,
+    /// Cluster-wide limits (`[[cluster.limits]]`): budgets of integer units
+    /// spent from every node, each owned by one node of the ring, which
+    /// leases units to the others. Default: none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<ClusterLimitConfig>,
+}
+
+/// Longest name of a cluster-wide limit.
+pub const MAX_CLUSTER_LIMIT_NAME: usize = 64;
+
+/// Most cluster-wide limits one configuration may declare.
+pub const MAX_CLUSTER_LIMITS: usize = 1024;
+
+/// `[[cluster.limits]]`: one budget of integer units (micro-dollars,
+/// tokens, requests: the unit is the caller's) enforced across the
+/// cluster. The node owning `name` on the ring keeps its book and leases
+/// units to every node that spends; what all nodes spend together passes
+/// `limit` by at most the leases outstanding when an owner fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterLimitConfig {
+    /// Its name: 1 to 64 letters, digits, `-`, `_`, `.` or `/`; distinct.
+    pub name: String,
+    /// Units that may be spent in all, cluster-wide.
+    pub limit: u64,
+    /// Most units one node may hold in a lease at once (1..=`limit`, or 1
+    /// when `limit` is 0). Larger chunks mean fewer round trips to the
+    /// owner and a larger bound on the overshoot. Default: `limit / 100`,
+    /// at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunk: Option<u64>,
+    /// How long a lease lives unless renewed; a node renews it when it
+    /// asks for more units, and gives it back after half of it without a
+    /// spend. At least twice `cluster.ack_timeout`. Default: 10 s.
+    #[serde(default = "default_lease_ttl", with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+fn default_lease_ttl() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl ClusterLimitConfig {
+    /// The chunk in force: `chunk`, else `limit / 100`, at least 1.
+    pub fn chunk(&self) -> u64 {
+        self.chunk.unwrap_or(self.limit / 100).max(1)
+    }
 }
 
 /// `[cluster.tls]`: PEM files of this node's certificate and key and of the
@@ -113,6 +160,7 @@ impl Default for ClusterConfig {
             ack_timeout: Duration::from_secs(1),
             quorum: None,
             tls: None,
+            limits: Vec::new(),
         }
     }
 }
@@ -170,6 +218,7 @@ impl ClusterConfig {
                 }
             }
         }
+        self.validate_limits()?;
         if self.reconnect_max < self.reconnect_min {
             let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
             return Err(ConfigError::conflict(
@@ -177,6 +226,50 @@ impl ClusterConfig {
                 ("cluster.reconnect_min", fmt(self.reconnect_min)),
                 "must not be shorter than the first wait",
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        if self.limits.len() > MAX_CLUSTER_LIMITS {
+            return Err(ConfigError::invalid(
+                "cluster.limits",
+                self.limits.len().to_string(),
+                format!("at most {MAX_CLUSTER_LIMITS} limits"),
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for l in &self.limits {
+            let valid = !l.name.is_empty()
+                && l.name.len() <= MAX_CLUSTER_LIMIT_NAME
+                && l.name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'));
+            if !valid {
+                return Err(ConfigError::invalid(
+                    "cluster.limits.name",
+                    format!("{:?}", l.name),
+                    "must be 1 to 64 letters, digits, '-', '_', '.' or '/'",
+                ));
+            }
+            if !seen.insert(l.name.as_str()) {
+                return Err(ConfigError::invalid(
+                    "cluster.limits.name",
+                    format!("{:?}", l.name),
+                    "is declared twice",
+                ));
+            }
+            if let Some(chunk) = l.chunk {
+                in_range("cluster.limits.chunk", chunk, 1, l.limit.max(1))?;
+            }
+            if l.lease_ttl < self.ack_timeout.saturating_mul(2) {
+                let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));
+                return Err(ConfigError::conflict(
+                    ("cluster.limits.lease_ttl", fmt(l.lease_ttl)),
+                    ("cluster.ack_timeout", fmt(self.ack_timeout)),
+                    "must be at least twice the ack timeout, or a lease expires before its grant arrives",
+                ));
+            }
         }
         Ok(())
     }

@@ -28,6 +28,12 @@ pub const COOKIE: &str = "test-cookie-7f3a9c";
 
 /// Writes the cookie file and the `[cluster]` configuration into `dir`.
 pub fn cluster_files(dir: &Path) -> (PathBuf, PathBuf) {
+    cluster_files_with(dir, "")
+}
+
+/// [`cluster_files`], with `extra` appended to the configuration (after
+/// the `[cluster]` table: keys of it, or `[[cluster.limits]]` entries).
+pub fn cluster_files_with(dir: &Path, extra: &str) -> (PathBuf, PathBuf) {
     let cookie = dir.join("cookie");
     std::fs::write(&cookie, format!("{COOKIE}\n")).unwrap();
     let config = dir.join("cluster.toml");
@@ -38,7 +44,7 @@ pub fn cluster_files(dir: &Path) -> (PathBuf, PathBuf) {
             HEARTBEAT.as_millis(),
             FAILURE_TIMEOUT.as_millis(),
             ACK_TIMEOUT.as_millis()
-        ),
+        ) + extra,
     )
     .unwrap();
     (cookie, config)
@@ -162,6 +168,31 @@ impl ClusterNode {
         (code, json(&answer))
     }
 
+    /// `GET /cluster/limits`: the limit `name` as this node sees it.
+    pub fn limit(&self, name: &str) -> Value {
+        let (code, body) = http(&self.http, "GET", "/cluster/limits", None, None);
+        assert_eq!(code, 200, "{body}");
+        json(&body)["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("{} has no limit {name}: {body}", self.name))
+            .clone()
+    }
+
+    /// `POST /cluster/limits/spend`: (status, answer).
+    pub fn spend(&self, name: &str, units: u64) -> (u16, Value) {
+        let (code, answer) = http(
+            &self.http,
+            "POST",
+            &format!("/cluster/limits/spend?name={name}&units={units}"),
+            None,
+            None,
+        );
+        (code, json(&answer))
+    }
+
     /// Sends a signal with `kill -SIG pid`.
     pub fn signal(&self, sig: &str) {
         let status = Command::new("kill")
@@ -215,7 +246,12 @@ fn wait_line(rx: &Receiver<String>, needle: &str, name: &str) -> String {
 /// Three nodes: n2 joins n1, n3 joins n1 and n2; returned once every node
 /// sees all three.
 pub fn three_nodes(dir: &Path) -> Vec<ClusterNode> {
-    let (cookie, config) = cluster_files(dir);
+    three_nodes_with(dir, "")
+}
+
+/// [`three_nodes`] with `extra` configuration (see [`cluster_files_with`]).
+pub fn three_nodes_with(dir: &Path, extra: &str) -> Vec<ClusterNode> {
+    let (cookie, config) = cluster_files_with(dir, extra);
     let n1 = ClusterNode::start(dir, "n1", &cookie, &config, &[]);
     let n2 = ClusterNode::start(dir, "n2", &cookie, &config, &[n1.cluster]);
     let n3 = ClusterNode::start(dir, "n3", &cookie, &config, &[n1.cluster, n2.cluster]);

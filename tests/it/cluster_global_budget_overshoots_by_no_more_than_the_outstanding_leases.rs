@@ -1,0 +1,182 @@
+//! A cluster-wide budget (`[[cluster.limits]]`) spent from three `nexus
+//! node` processes at once: together they spend no more than the limit
+//! while the owner lives, and when the owner is killed (SIGKILL) in the
+//! middle, the survivors' new owner starts from everything committed and
+//! the total passes the limit by no more than the leases outstanding.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::support::cluster::{ClusterNode, TIMEOUT, three_nodes_with};
+use crate::support::http::{http, json};
+
+const LIMIT: u64 = 3000;
+const CHUNK: u64 = 40;
+const NODES: u64 = 3;
+
+fn limits_config() -> String {
+    format!("\n[[cluster.limits]]\nname = \"budget/global\"\nlimit = {LIMIT}\nchunk = {CHUNK}\nlease_ttl = \"2s\"\n")
+}
+
+/// What a spending thread needs of a node (its events are not `Sync`).
+#[derive(Clone)]
+struct Api {
+    name: String,
+    http: String,
+}
+
+impl Api {
+    fn of(node: &ClusterNode) -> Self {
+        Api {
+            name: node.name.clone(),
+            http: node.http.clone(),
+        }
+    }
+
+    fn spend(&self, name: &str, units: u64) -> (u16, serde_json::Value) {
+        let (code, body) = http(
+            &self.http,
+            "POST",
+            &format!("/cluster/limits/spend?name={name}&units={units}"),
+            None,
+            None,
+        );
+        (code, json(&body))
+    }
+}
+
+/// Spends one unit at a time through `node` until the limit is exhausted
+/// (or `stop` is set); returns the units it was granted.
+fn spender(node: &Api, stop: &AtomicBool, total: &AtomicU64) -> u64 {
+    let started = Instant::now();
+    let mut spent = 0;
+    while !stop.load(Ordering::Relaxed) {
+        assert!(
+            started.elapsed() < TIMEOUT,
+            "{} never saw the limit exhausted",
+            node.name
+        );
+        let (code, answer) = node.spend("budget/global", 1);
+        match code {
+            200 => {
+                spent += 1;
+                total.fetch_add(1, Ordering::Relaxed);
+            }
+            429 => {
+                assert_eq!(answer["kind"], "exhausted", "{answer}");
+                break;
+            }
+            // The owner changing hands: the spend was refused, nothing spent.
+            503 => {
+                assert_eq!(answer["kind"], "unavailable", "{answer}");
+                thread::sleep(Duration::from_millis(20));
+            }
+            other => panic!("{} answered {other}: {answer}", node.name),
+        }
+    }
+    spent
+}
+
+fn owner_index(nodes: &[ClusterNode]) -> usize {
+    let owner = nodes[0].limit("budget/global")["owner"].as_str().unwrap().to_string();
+    nodes.iter().position(|n| n.name == owner).unwrap()
+}
+
+#[test]
+fn three_nodes_together_spend_no_more_than_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes_with(dir.path(), &limits_config());
+    let owner = owner_index(&nodes);
+    // Every node agrees on the owner, and only it keeps the book.
+    for n in &nodes {
+        let limit = n.limit("budget/global");
+        assert_eq!(limit["owner"], nodes[owner].name.as_str(), "{limit}");
+    }
+    let never = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let apis: Vec<Api> = nodes.iter().map(Api::of).collect();
+    let spent: Vec<u64> = thread::scope(|s| {
+        let handles: Vec<_> = apis.iter().map(|n| s.spawn(|| spender(n, &never, &total))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let sum: u64 = spent.iter().sum();
+    assert!(sum <= LIMIT, "spent {sum} of a limit of {LIMIT}: {spent:?}");
+    // Each node exhausted its own lease before it was refused: nothing
+    // but a lease lost on the way may stay unspent.
+    assert!(sum >= LIMIT - NODES * CHUNK, "only {sum} of {LIMIT} spent: {spent:?}");
+    assert!(spent.iter().all(|&s| s > 0), "every node spent: {spent:?}");
+    let book = nodes[owner].limit("budget/global")["book"].clone();
+    assert_eq!(book["available"], 0, "{book}");
+    assert!(book["committed"].as_u64().unwrap() >= sum, "{book} vs {sum} spent");
+    // Spent on each node as that node counts it.
+    for (n, s) in nodes.iter().zip(&spent) {
+        assert_eq!(n.limit("budget/global")["spent_here"], *s);
+    }
+}
+
+#[test]
+fn a_killed_owner_loses_nothing_committed_and_the_overshoot_is_bounded_by_the_leases() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = three_nodes_with(dir.path(), &limits_config());
+    let owner = owner_index(&nodes);
+    let stops: Vec<Arc<AtomicBool>> = (0..nodes.len()).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let total = AtomicU64::new(0);
+    let apis: Vec<Api> = nodes.iter().map(Api::of).collect();
+    let (spent, committed_seen) = thread::scope(|s| {
+        let handles: Vec<_> = apis
+            .iter()
+            .zip(&stops)
+            .map(|(n, stop)| {
+                let total = &total;
+                s.spawn(move || spender(n, stop, total))
+            })
+            .collect();
+        // Kill the owner once a third of the limit is spent.
+        let start = Instant::now();
+        while total.load(Ordering::Relaxed) < LIMIT / 3 {
+            assert!(start.elapsed() < TIMEOUT, "spending never got going");
+            thread::sleep(Duration::from_millis(5));
+        }
+        stops[owner].store(true, Ordering::Relaxed);
+        let mut handles = handles;
+        let owners_thread = handles.remove(owner);
+        let owners_spent = owners_thread.join().unwrap();
+        let spent_before_kill = total.load(Ordering::Relaxed);
+        let mut child = nodes[owner].guard.0.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut spent: Vec<u64> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        spent.push(owners_spent);
+        (spent, spent_before_kill)
+    });
+    let dead = nodes.remove(owner);
+    let survivors: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    for n in &nodes {
+        n.wait_members(&survivors);
+    }
+    let new_owner = nodes
+        .iter()
+        .find(|n| n.limit("budget/global")["role"] == "owner")
+        .unwrap_or_else(|| panic!("no survivor owns the limit after {} died", dead.name));
+    let book = new_owner.limit("budget/global")["book"].clone();
+    // The new book counts at least what was spent before the kill.
+    assert!(
+        book["committed"].as_u64().unwrap() >= committed_seen,
+        "new owner's {book} lost some of the {committed_seen} spent before the kill"
+    );
+    let sum: u64 = spent.iter().sum();
+    let bound = LIMIT + NODES * CHUNK;
+    assert!(
+        sum <= bound,
+        "spent {sum} of a limit of {LIMIT}: more than the {} units leases may hold ({spent:?})",
+        NODES * CHUNK
+    );
+    assert!(sum >= LIMIT / 3, "spent {sum}");
+    eprintln!(
+        "global budget: {sum} of {LIMIT} spent across a failover (overshoot {}, bound {})",
+        sum.saturating_sub(LIMIT),
+        NODES * CHUNK
+    );
+}
