@@ -156,6 +156,9 @@ struct OwnerSide {
     handed_to: Option<String>,
     /// Bumped at each collection, so a stale one ends in nothing.
     generation: u64,
+    /// The highest epoch known when the current book was made: a figure
+    /// of a later epoch, not the book's, comes from another owner.
+    floor: u64,
 }
 
 impl OwnerSide {
@@ -165,14 +168,15 @@ impl OwnerSide {
         known.epoch = known.epoch.max(figure.epoch);
     }
 
-    /// Stops owning: the book's figure becomes known.
-    fn hand_over(&mut self, to: Option<String>) {
+    /// Stops owning: the book's figure becomes known, and is returned.
+    fn hand_over(&mut self, to: Option<String>) -> Option<LimitFigure> {
         if let Book::Ready(book) = &self.book {
             let figure = figure_of(book);
             self.learn(figure);
         }
         self.book = Book::None;
         self.handed_to = to;
+        self.known
     }
 }
 
@@ -226,6 +230,7 @@ impl Limits {
                         known: None,
                         handed_to: None,
                         generation: 0,
+                        floor: 0,
                     }),
                     config: c.clone(),
                     spent_here: AtomicU64::new(0),
@@ -266,36 +271,55 @@ fn send_frame<T: Serialize>(shared: &ClusterShared, to: &str, kind: FrameKind, i
 }
 
 /// The ring changed: take over the limits this node now owns (collecting
-/// the peers' figures first), hand over those it no longer owns.
+/// the peers' figures first), hand over those it no longer owns (sending
+/// its figure to the new owner). A node without `cluster.quorum` owns
+/// nothing: it may be cut off, and the majority's owner counts its leases.
 pub(super) fn ring_changed(shared: &Arc<ClusterShared>) {
     let view = shared.view.load();
+    let quorum = shared.check_quorum().is_ok();
     for (name, slot) in &shared.limits.slots {
-        let owner = view.ring.owner(limit_key(name));
-        let mine = owner == Some(shared.name.as_str());
+        let owner = view.ring.owner(limit_key(name)).map(str::to_string);
+        let mine = quorum && owner.as_deref() == Some(shared.name.as_str());
         let mut side = slot.owner.lock();
         match (&side.book, mine) {
-            (Book::None, true) => {
-                side.generation += 1;
-                let generation = side.generation;
-                side.book = Book::Collecting(generation);
-                side.handed_to = None;
-                let peers: Vec<String> = view
-                    .ring
-                    .members()
-                    .iter()
-                    .filter(|m| **m != shared.name)
-                    .cloned()
-                    .collect();
-                tracing::info!(limit = %name, ?peers, "taking over a cluster limit: collecting figures");
-                tokio::spawn(collect(Arc::clone(shared), Arc::clone(slot), generation, peers));
-            }
+            (Book::None, true) => start_collecting(shared, slot, &mut side),
             (Book::Ready(_) | Book::Collecting(_), false) => {
-                tracing::info!(limit = %name, ?owner, "handing a cluster limit over");
-                side.hand_over(owner.map(str::to_string));
+                tracing::info!(limit = %name, ?owner, quorum, "handing a cluster limit over");
+                let to = owner.filter(|o| quorum && *o != shared.name);
+                let figure = side.hand_over(to.clone());
+                drop(side);
+                if let (Some(to), Some(figure)) = (to, figure) {
+                    let msg = Figure {
+                        limit: name.clone(),
+                        owner: shared.name.clone(),
+                        figure,
+                    };
+                    send_frame(shared, &to, FrameKind::Figure, 0, &msg);
+                }
             }
             _ => {}
         }
     }
+}
+
+/// Starts (again) becoming the owner of `slot`: a collection of the
+/// peers' figures, then a book.
+fn start_collecting(shared: &Arc<ClusterShared>, slot: &Arc<LimitSlot>, side: &mut OwnerSide) {
+    side.hand_over(None);
+    side.generation += 1;
+    let generation = side.generation;
+    side.book = Book::Collecting(generation);
+    let peers: Vec<String> = shared
+        .view
+        .load()
+        .ring
+        .members()
+        .iter()
+        .filter(|m| **m != shared.name)
+        .cloned()
+        .collect();
+    tracing::info!(limit = %slot.config.name, ?peers, "taking over a cluster limit: collecting figures");
+    tokio::spawn(collect(Arc::clone(shared), Arc::clone(slot), generation, peers));
 }
 
 /// A new owner's collection: the highest figure every peer knows, then a
@@ -342,6 +366,7 @@ async fn collect(shared: Arc<ClusterShared>, slot: Arc<LimitSlot>, generation: u
                 "cluster limit book ready"
             );
             side.learn(figure_of(&book));
+            side.floor = floor;
             side.book = Book::Ready(book);
         }
         // The configuration was validated: chunk and ttl are positive.
@@ -496,15 +521,27 @@ pub(super) fn on_release(shared: &ClusterShared, release: LeaseRelease) {
     }
 }
 
-/// An owner's figure: held, and acknowledged.
-pub(super) fn on_figure(shared: &ClusterShared, id: u64, figure: Figure) {
-    if let Some(slot) = shared.limits.slots.get(&figure.limit) {
-        slot.owner.lock().learn(figure.figure);
-        let ack = FigureAck {
-            node: shared.name.clone(),
-        };
-        send_frame(shared, &figure.owner, FrameKind::FigureAck, id, &ack);
+/// An owner's figure: held, and acknowledged. An owner that hears of
+/// another owner's book (two owners for a while, during a partition or a
+/// change of hands) makes its book again from every peer's figures.
+pub(super) fn on_figure(shared: &Arc<ClusterShared>, id: u64, figure: Figure) {
+    let Some(slot) = shared.limits.slots.get(&figure.limit) else {
+        return;
+    };
+    {
+        let mut side = slot.owner.lock();
+        side.learn(figure.figure);
+        let foreign = matches!(&side.book, Book::Ready(book)
+            if figure.figure.epoch > side.floor && figure.figure.epoch != book.epoch());
+        if foreign {
+            tracing::warn!(limit = %figure.limit, from = %figure.owner, "another owner's figure: making the book again");
+            start_collecting(shared, slot, &mut side);
+        }
     }
+    let ack = FigureAck {
+        node: shared.name.clone(),
+    };
+    send_frame(shared, &figure.owner, FrameKind::FigureAck, id, &ack);
 }
 
 /// A peer holds the figure `id` (or answered the query `id`).
@@ -514,18 +551,28 @@ pub(super) fn on_figure_answer(shared: &ClusterShared, id: u64, figure: Option<L
     }
 }
 
-/// A new owner asks: this node stops granting and answers what it knows.
+/// A new owner asks what this node knows of a limit; it stops granting
+/// the limit unless its own ring says it is the owner (then the two
+/// disagree for as long as their rings do).
 pub(super) fn on_query(shared: &ClusterShared, id: u64, query: FigureQuery) {
     let Some(slot) = shared.limits.slots.get(&query.limit) else {
         return;
     };
+    let mine = shared.view.load().ring.owner(limit_key(&query.limit)) == Some(shared.name.as_str());
     let figure = {
         let mut side = slot.owner.lock();
-        if !matches!(side.book, Book::None) {
-            tracing::info!(limit = %query.limit, to = %query.owner, "handing a cluster limit over on request");
+        if mine {
+            if let Book::Ready(book) = &side.book {
+                let figure = figure_of(book);
+                side.learn(figure);
+            }
+            side.known
+        } else {
+            if !matches!(side.book, Book::None) {
+                tracing::info!(limit = %query.limit, to = %query.owner, "handing a cluster limit over on request");
+            }
+            side.hand_over(Some(query.owner.clone()))
         }
-        side.hand_over(Some(query.owner.clone()));
-        side.known
     };
     let reply = FigureReply {
         limit: query.limit,

@@ -204,6 +204,23 @@ impl NsNode {
         self.request("POST", format!("/cluster/send?key={key}"), Some(body.to_string()))
     }
 
+    /// `GET /cluster/limits`: the limit `name` as this node sees it.
+    pub fn limit(&self, name: &str) -> Value {
+        let (_, v) = self.request("GET", "/cluster/limits".into(), None);
+        v["limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .unwrap_or_else(|| panic!("{} has no limit {name}: {v}", self.name))
+            .clone()
+    }
+
+    /// `POST /cluster/limits/spend`: (status, answer).
+    pub fn spend(&self, name: &str, units: u64) -> (u16, Value) {
+        self.request("POST", format!("/cluster/limits/spend?name={name}&units={units}"), None)
+    }
+
     /// Waits until the members are `expected`.
     pub fn wait_members(&self, expected: &[&str]) {
         let start = Instant::now();
