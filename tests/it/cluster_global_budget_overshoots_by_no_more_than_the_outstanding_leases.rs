@@ -180,3 +180,47 @@ fn a_killed_owner_loses_nothing_committed_and_the_overshoot_is_bounded_by_the_le
         NODES * CHUNK
     );
 }
+
+#[test]
+fn a_hung_owner_that_comes_back_does_not_grant_from_its_stale_book() {
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes_with(dir.path(), &limits_config());
+    let owner = owner_index(&nodes);
+    let others: Vec<usize> = (0..nodes.len()).filter(|&i| i != owner).collect();
+    // Everyone holds a lease before the owner hangs.
+    for n in &nodes {
+        assert_eq!(n.spend("budget/global", 1).0, 200);
+    }
+    nodes[owner].signal("STOP");
+    let survivors: Vec<&str> = others.iter().map(|&i| nodes[i].name.as_str()).collect();
+    for &i in &others {
+        nodes[i].wait_members(&survivors);
+    }
+    // The survivors spend the whole limit while the owner is hung.
+    let never = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let apis: Vec<Api> = others.iter().map(|&i| Api::of(&nodes[i])).collect();
+    let during: u64 = thread::scope(|s| {
+        let handles: Vec<_> = apis.iter().map(|n| s.spawn(|| spender(n, &never, &total))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    nodes[owner].signal("CONT");
+    for n in &nodes {
+        n.wait_members(&["n1", "n2", "n3"]);
+    }
+    // Back, the old owner owns the limit again, made from the survivors'
+    // figure: what it grants from now on stays within the limit.
+    let apis: Vec<Api> = nodes.iter().map(Api::of).collect();
+    let after: u64 = thread::scope(|s| {
+        let handles: Vec<_> = apis.iter().map(|n| s.spawn(|| spender(n, &never, &total))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    let sum = NODES + during + after;
+    assert!(
+        sum <= LIMIT + NODES * CHUNK,
+        "spent {sum} of {LIMIT}: {during} while the owner hung, {after} after it came back"
+    );
+    let limit = nodes[owner].limit("budget/global");
+    assert_eq!(limit["role"], "owner", "{limit}");
+    eprintln!("global budget across a hung owner: {sum} of {LIMIT} ({during} while hung, {after} after)");
+}

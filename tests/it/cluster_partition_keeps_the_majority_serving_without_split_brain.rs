@@ -18,7 +18,11 @@ const CHUNK: u64 = 20;
 /// Limits `budget-0`..`budget-7`: the test uses one whose owner is n3.
 fn limits() -> String {
     (0..8)
-        .map(|i| format!("\n[[cluster.limits]]\nname = \"budget-{i}\"\nlimit = {LIMIT}\nchunk = {CHUNK}\nlease_ttl = \"30s\"\n"))
+        .map(|i| {
+            format!(
+                "\n[[cluster.limits]]\nname = \"budget-{i}\"\nlimit = {LIMIT}\nchunk = {CHUNK}\nlease_ttl = \"30s\"\n"
+            )
+        })
         .collect()
 }
 

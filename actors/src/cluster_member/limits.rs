@@ -7,29 +7,40 @@
 //! node, the owner too, spends from a lease of at most `chunk` units it
 //! holds ([`LeaseHolder`]), and asks the owner for more when its lease
 //! runs out. A spend never waits on the network while the node's lease
-//! holds the units.
+//! holds the units. A lease idle for half its life is given back.
 //!
 //! # Nothing committed is lost when the owner changes
 //!
-//! Before an owner answers a grant, it sends its book's figure (units
-//! committed plus leased out, the *reserved* units) to every peer and waits
-//! for `cluster.quorum - 1` of them (one without a quorum) to hold it. A
-//! node that becomes the owner (its ring changed) first asks every peer for
-//! the highest figure it knows; a peer that was granting stops (it hands
-//! the limit over) and answers. The new book starts with all of that figure
-//! committed: the old owner's outstanding leases count as spent, and their
-//! holders, which may still spend them until they expire, stay inside it.
-//! Units given back to the old owner after its last figure are lost to the
-//! limit, never the other way round.
+//! - Before an owner answers a grant, it sends its book's figure (units
+//!   committed plus leased out: the *reserved* units) to every peer and
+//!   waits for `cluster.quorum - 1` of them (one without a quorum) to hold
+//!   it; without them in `cluster.ack_timeout` it does not answer (the
+//!   lease stays counted, and is forfeited when the holder asks again).
+//! - A node that becomes the owner (its ring changed) first asks every
+//!   peer for the highest figure it knows; a peer that was granting stops,
+//!   unless its own ring still says it owns the limit. The new book starts
+//!   with all of that figure committed: the old owner's outstanding leases
+//!   count as spent, and their holders, which may spend them until they
+//!   expire, stay inside it. Units given back to the old owner after its
+//!   last figure are lost to the limit, never the other way round.
+//! - An owner that stops owning sends its figure to the new owner, and an
+//!   owner that hears of a figure from another owner's book (two owners
+//!   for a while: a hung owner that comes back, rings that disagree) makes
+//!   its own book again from every peer's figures.
+//! - A node without `cluster.quorum` keeps no book and asks for no lease:
+//!   cut off from the majority, it spends at most what is left in its
+//!   lease, which the majority's owner counts as spent.
 //!
-//! The bound on the overshoot: a figure is lost only when no peer that
-//! answers the new owner holds it (the peers that acknowledged it died too,
-//! or did not answer in `cluster.ack_timeout`), and a node alone, without
-//! `cluster.quorum`, grants itself leases nobody else knows of until it
-//! meets its peers. Either way what is spent passes `limit` by at most the
-//! leases outstanding then. With `cluster.quorum` set to a majority, a node
-//! cut off from it grants nothing and asks for nothing: it spends at most
-//! what is left in its lease, which the majority's owner counts as spent.
+//! # The bound
+//!
+//! A figure is lost only when no peer that answers the new owner holds it
+//! (the peers that acknowledged it died too, or did not answer in
+//! `cluster.ack_timeout`), or when an owner grants in the moments before it
+//! hears that another node owns the limit; and a node alone, without
+//! `cluster.quorum`, grants itself leases that nobody else knows of until
+//! it meets its peers. In each case what is spent passes `limit` by at most
+//! the leases outstanding then. Without a quorum, a partition splits a
+//! limit: each side may spend up to it.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -618,3 +618,47 @@ fn scaling_profile_names_a_file_or_is_refused() {
     // Not written by `nexus config defaults` when unset.
     assert!(!NexusConfig::default().to_toml_string().contains("profile"));
 }
+
+#[test]
+fn cluster_limits_are_checked_field_by_field() {
+    let cfg = NexusConfig::from_toml_str(
+        "[[cluster.limits]]\nname = \"budget/global\"\nlimit = 5000\n\n[[cluster.limits]]\nname = \"tokens\"\nlimit = 10\nchunk = 3\nlease_ttl = \"30s\"\n",
+    )
+    .unwrap();
+    assert_eq!(cfg.cluster.limits.len(), 2);
+    assert_eq!(cfg.cluster.limits[0].chunk(), 50, "a hundredth of the limit by default");
+    assert_eq!(cfg.cluster.limits[0].lease_ttl, std::time::Duration::from_secs(10));
+    assert_eq!(cfg.cluster.limits[1].chunk(), 3);
+    assert_eq!(cfg.cluster.limits[1].lease_ttl, std::time::Duration::from_secs(30));
+    // A tiny limit still leases one unit at a time.
+    let cfg = NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"b\"\nlimit = 7\n").unwrap();
+    assert_eq!(cfg.cluster.limits[0].chunk(), 1);
+
+    for (text, field) in [
+        ("[[cluster.limits]]\nname = \"\"\nlimit = 1\n", "cluster.limits.name"),
+        ("[[cluster.limits]]\nname = \"a b\"\nlimit = 1\n", "cluster.limits.name"),
+        (
+            "[[cluster.limits]]\nname = \"a\"\nlimit = 1\n[[cluster.limits]]\nname = \"a\"\nlimit = 2\n",
+            "cluster.limits.name",
+        ),
+        (
+            "[[cluster.limits]]\nname = \"a\"\nlimit = 10\nchunk = 0\n",
+            "cluster.limits.chunk",
+        ),
+        (
+            "[[cluster.limits]]\nname = \"a\"\nlimit = 10\nchunk = 11\n",
+            "cluster.limits.chunk",
+        ),
+        (
+            "[[cluster.limits]]\nname = \"a\"\nlimit = 10\nlease_ttl = \"1s\"\n",
+            "cluster.limits.lease_ttl",
+        ),
+    ] {
+        let err = NexusConfig::from_toml_str(text).unwrap_err();
+        assert_eq!(err.field(), field, "{text}: {err}");
+    }
+    // A negative or fractional amount is not an integer unit.
+    assert!(NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"a\"\nlimit = -1\n").is_err());
+    assert!(NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"a\"\nlimit = 1.5\n").is_err());
+    assert!(NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"a\"\nlimt = 1\n").is_err());
+}
