@@ -24,6 +24,7 @@
 //! restarted member keeps its detector, counters and ring.
 
 pub mod delivery;
+pub mod gate;
 pub mod limits;
 mod tls;
 pub mod transport;
@@ -51,6 +52,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
 pub use self::delivery::{Delivery, DeliveryError, WorkHandler};
+pub use self::gate::ClusterLimitGate;
 pub use self::limits::{BookStatus, LimitError, LimitStatus};
 pub use self::transport::{ClusterError, Cookie};
 

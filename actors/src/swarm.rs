@@ -93,6 +93,7 @@ use nexus_swarm_runtime::resources::{QosClass, ResourceKind, ResourceProfile, Re
 use nexus_swarm_runtime::spawn::{AgentSignals, Extensions, SpawnOptions};
 use nexus_swarm_runtime::spill::SpillConfig;
 use nexus_swarm_runtime::supervisor::NodeExit;
+use nexus_swarm_runtime::usage::SpendGate;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -214,6 +215,7 @@ pub struct SwarmBuilder {
     config: NexusConfig,
     llm: Option<(ModelCatalogue, Vec<ProviderEntry>)>,
     gateway_seed: u64,
+    gates: Vec<Arc<dyn SpendGate>>,
 }
 
 impl std::fmt::Debug for SwarmBuilder {
@@ -231,6 +233,14 @@ impl SwarmBuilder {
     /// `[cache]` sections' settings.
     pub fn llm(mut self, catalogue: ModelCatalogue, providers: Vec<ProviderEntry>) -> Self {
         self.llm = Some((catalogue, providers));
+        self
+    }
+
+    /// One more gate every LLM call must pass, after the ledger's budgets
+    /// and the quotas (`nexus node` adds a cluster-wide limit's gate).
+    /// Without LLM providers there is no call to gate, and it is unused.
+    pub fn gate(mut self, gate: Arc<dyn SpendGate>) -> Self {
+        self.gates.push(gate);
         self
     }
 
@@ -309,6 +319,7 @@ impl Swarm {
             config,
             llm: None,
             gateway_seed: 0,
+            gates: Vec::new(),
         }
     }
 
@@ -317,6 +328,7 @@ impl Swarm {
             config,
             llm,
             gateway_seed,
+            gates,
         } = builder;
         let id = NEXT_SWARM.fetch_add(1, Ordering::Relaxed);
         // Opened before the node starts, so a bad store or section is an
@@ -341,6 +353,8 @@ impl Swarm {
         }
         .map(|mut args| {
             args.seed = gateway_seed;
+            // Put after the ledger's and the quotas' gates by start_actors.
+            args.gates.extend(gates);
             args
         });
         let node = Node::start(config.clone()).await?;
@@ -415,13 +429,17 @@ impl Swarm {
         scheduler.register_pool(PoolSpec::new(AGENT_POOL, capacity)).await?;
         let ledger = CostLedger::start(node, &system_name(id, "cost-ledger"), ledger_args).await?;
         let gateway = match llm {
-            Some(args) => {
+            Some(mut args) => {
                 // One price book: the ledger prices usage by the catalogue's prices.
                 ledger.use_catalogue_prices(&args.catalogue).await?;
-                let args = args
+                let extra = std::mem::take(&mut args.gates);
+                let mut args = args
                     .gate(Arc::new(ledger.budgets()))
                     .gate(Arc::new(quotas.clone()))
                     .sink(Arc::new(ledger.clone()));
+                for gate in extra {
+                    args = args.gate(gate);
+                }
                 Some(LlmGateway::start(node, &system_name(id, "llm-gateway"), args).await?)
             }
             None => None,

@@ -70,8 +70,8 @@ mod run;
 mod scaling;
 mod scheduling;
 pub use cluster::{
-    ClusterConfig, ClusterLimitConfig, ClusterTlsConfig, MAX_CLUSTER_LIMIT_NAME, MAX_CLUSTER_LIMITS,
-    MAX_CLUSTER_PAYLOAD, MAX_CLUSTER_VIRTUAL_NODES,
+    CLUSTER_LIMIT_CHARGES, ClusterConfig, ClusterLimitConfig, ClusterTlsConfig, MAX_CLUSTER_LIMIT_NAME,
+    MAX_CLUSTER_LIMITS, MAX_CLUSTER_PAYLOAD, MAX_CLUSTER_VIRTUAL_NODES,
 };
 pub use llm::{
     Capability, DeploymentConfig, MAX_CONTEXT_WINDOW, MAX_MICRO_USD_PER_MILLION_TOKENS, MAX_SIMULATED_LATENCY,

@@ -42,7 +42,8 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::actors::cluster_member::WorkHandler;
 use crate::actors::cluster_member::{
-    ClusterError, ClusterEvent, ClusterHandle, ClusterMember, ClusterSettings, Cookie, DeliveryError, LimitError,
+    ClusterError, ClusterEvent, ClusterHandle, ClusterLimitGate, ClusterMember, ClusterSettings, Cookie, DeliveryError,
+    LimitError,
 };
 use crate::actors::swarm::Swarm;
 use crate::ops::agents::{SpawnedPool, TextMsg};
@@ -148,6 +149,10 @@ pub enum NodeStartError {
     /// A `[[run.pools]]` pool was not spawned.
     #[error("{0}")]
     Pool(#[from] crate::ops::agents::SpawnPoolError),
+    /// A `[[cluster.limits]]` entry charges LLM calls, but the
+    /// configuration declares no LLM models.
+    #[error("cluster limit {0:?} charges LLM calls, but [[llm.models]] declares none")]
+    ChargesWithoutLlm(String),
     /// `--work-pool` names no `[[run.pools]]` pool.
     #[error("--work-pool {0:?}: no such pool in [[run.pools]]")]
     NoWorkPool(String),
@@ -293,7 +298,26 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
             return Err(NodeStartError::NoWorkPool(name.clone()));
         }
     }
-    let swarm = Swarm::start(config.clone()).await?;
+    // Cluster limits that charge LLM calls gate this node's gateway; bound
+    // to the cluster member once it has started.
+    let mut gates = Vec::new();
+    for limit in &config.cluster.limits {
+        if let Some(kind) = &limit.charges {
+            if config.llm.models.is_empty() {
+                return Err(NodeStartError::ChargesWithoutLlm(limit.name.clone()));
+            }
+            // Checked by the configuration's validation.
+            let kind = kind
+                .parse()
+                .map_err(|_| NodeStartError::ChargesWithoutLlm(limit.name.clone()))?;
+            gates.push(ClusterLimitGate::new(&limit.name, kind));
+        }
+    }
+    let swarm = gates
+        .iter()
+        .fold(Swarm::builder(config.clone()), |b, g| b.gate(Arc::new(g.clone())))
+        .start()
+        .await?;
     let mut pools = Vec::new();
     let mut handler: Option<Arc<dyn WorkHandler>> = None;
     for entry in &config.run.pools {
@@ -325,6 +349,9 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
             return Err(e.into());
         }
     };
+    for gate in &gates {
+        gate.bind(cluster.clone());
+    }
     Ok(Started {
         swarm,
         pools,

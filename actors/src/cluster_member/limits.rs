@@ -651,6 +651,46 @@ impl ClusterHandle {
         result
     }
 
+    /// Spends `units` of limit `name` from this node's lease if it holds
+    /// them now, without waiting (false otherwise: ask with [`spend`](Self::spend)).
+    pub fn try_spend_leased(&self, name: &str, units: u64) -> bool {
+        let Some(slot) = self.shared.limits.slots.get(name) else {
+            return false;
+        };
+        let Ok(mut holder) = slot.holder.try_lock() else {
+            return false;
+        };
+        let ok = holder.spend(units, Instant::now()).is_ok();
+        if ok {
+            slot.spent_here.fetch_add(units, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Puts back `units` of limit `name` spent on this node and not yet
+    /// reported to the owner (a hold settled for less than it took); units
+    /// already reported stay committed.
+    pub fn refund(&self, name: &str, units: u64) {
+        let Some(slot) = self.shared.limits.slots.get(name) else {
+            return;
+        };
+        let put_back = move |slot: &LimitSlot, holder: &mut LeaseHolder| {
+            let back = holder.refund(units);
+            slot.spent_here.fetch_sub(back, Ordering::Relaxed);
+        };
+        match slot.holder.try_lock() {
+            Ok(mut holder) => put_back(slot, &mut holder),
+            // A spend holds the lease across a request: put back after it.
+            Err(_) => {
+                let slot = Arc::clone(slot);
+                tokio::spawn(async move {
+                    let mut holder = slot.holder.lock().await;
+                    put_back(&slot, &mut holder);
+                });
+            }
+        }
+    }
+
     /// Every cluster-wide limit as this node sees it, by name.
     pub fn limits(&self) -> Vec<LimitStatus> {
         let view = self.shared.view.load();

@@ -379,6 +379,19 @@ impl LeaseHolder {
         }
     }
 
+    /// Puts back up to `amount` units spent from the current lease and not
+    /// yet reported (a hold settled for less than it reserved); returns the
+    /// units put back. Units already reported stay committed.
+    pub fn refund(&mut self, amount: u64) -> u64 {
+        let Some(lease) = &mut self.lease else {
+            return 0;
+        };
+        let back = amount.min(self.unreported);
+        lease.left += back;
+        self.unreported -= back;
+        back
+    }
+
     /// Whether to ask the owner now: no live lease, fewer than `low_water`
     /// units left, or less than `renew_before` to live.
     pub fn wants_more(&self, now: Instant) -> bool {

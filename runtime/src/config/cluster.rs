@@ -121,7 +121,16 @@ pub struct ClusterLimitConfig {
     /// spend. At least twice `cluster.ack_timeout`. Default: 10 s.
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// What of every LLM call the node's gateway charges to this limit
+    /// (`nexus node` wires it): `"cost"` (micro-dollars, a global money
+    /// budget), `"llm_requests"`, `"input_tokens"` or `"output_tokens"`.
+    /// Default: none (spent only through the cluster API).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charges: Option<String>,
 }
+
+/// The resource kinds a `[[cluster.limits]]` entry may charge.
+pub const CLUSTER_LIMIT_CHARGES: [&str; 4] = ["cost", "llm_requests", "input_tokens", "output_tokens"];
 
 fn default_lease_ttl() -> Duration {
     Duration::from_secs(10)
@@ -261,6 +270,15 @@ impl ClusterConfig {
             }
             if let Some(chunk) = l.chunk {
                 in_range("cluster.limits.chunk", chunk, 1, l.limit.max(1))?;
+            }
+            if let Some(kind) = &l.charges {
+                if !CLUSTER_LIMIT_CHARGES.contains(&kind.as_str()) {
+                    return Err(ConfigError::invalid(
+                        "cluster.limits.charges",
+                        format!("{kind:?}"),
+                        format!("must be one of {CLUSTER_LIMIT_CHARGES:?}"),
+                    ));
+                }
             }
             if l.lease_ttl < self.ack_timeout.saturating_mul(2) {
                 let fmt = |d: Duration| format!("\"{}\"", humantime::format_duration(d));

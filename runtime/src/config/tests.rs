@@ -630,6 +630,9 @@ fn cluster_limits_are_checked_field_by_field() {
     assert_eq!(cfg.cluster.limits[0].lease_ttl, std::time::Duration::from_secs(10));
     assert_eq!(cfg.cluster.limits[1].chunk(), 3);
     assert_eq!(cfg.cluster.limits[1].lease_ttl, std::time::Duration::from_secs(30));
+    assert_eq!(cfg.cluster.limits[1].charges, None);
+    let cfg = NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"b\"\nlimit = 7\ncharges = \"cost\"\n").unwrap();
+    assert_eq!(cfg.cluster.limits[0].charges.as_deref(), Some("cost"));
     // A tiny limit still leases one unit at a time.
     let cfg = NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"b\"\nlimit = 7\n").unwrap();
     assert_eq!(cfg.cluster.limits[0].chunk(), 1);
@@ -652,6 +655,10 @@ fn cluster_limits_are_checked_field_by_field() {
         (
             "[[cluster.limits]]\nname = \"a\"\nlimit = 10\nlease_ttl = \"1s\"\n",
             "cluster.limits.lease_ttl",
+        ),
+        (
+            "[[cluster.limits]]\nname = \"a\"\nlimit = 10\ncharges = \"cpu\"\n",
+            "cluster.limits.charges",
         ),
     ] {
         let err = NexusConfig::from_toml_str(text).unwrap_err();

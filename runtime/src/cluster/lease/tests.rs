@@ -345,3 +345,22 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_refund_puts_back_only_unreported_units() {
+    let t0 = Instant::now();
+    let mut b = book(100, 10);
+    let mut h = holder(10, 0);
+    ask(&mut b, "a", &mut h, t0).unwrap();
+    h.spend(6, t0).unwrap();
+    assert_eq!(h.refund(2), 2);
+    assert_eq!(h.left(t0), 6);
+    // Reported units stay committed: a refund after the report puts back nothing.
+    ask(&mut b, "a", &mut h, t0).unwrap();
+    assert_eq!(b.committed(), 4);
+    assert_eq!(h.refund(3), 0);
+    h.spend(1, t0).unwrap();
+    assert_eq!(h.refund(5), 1);
+    let mut lone = holder(10, 0);
+    assert_eq!(lone.refund(1), 0, "no lease, nothing to put back");
+}
