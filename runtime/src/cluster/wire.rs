@@ -27,7 +27,9 @@ pub struct Work {
     pub from: String,
     /// The routing key.
     pub key: String,
-    /// The message, opaque to the cluster.
+    /// The message, opaque to the cluster (encoded as one byte string,
+    /// not byte by byte).
+    #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
 }
 
