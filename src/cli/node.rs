@@ -2,7 +2,9 @@
 //! tree (from `--config`, else the defaults) and its `[[run.pools]]`, this node's
 //! [`ClusterMember`] with its `ractor_cluster` node server on `--listen`,
 //! joins the `--join` peers (and redials them with backoff when their
-//! session is lost), and runs until SIGINT or SIGTERM.
+//! session is lost), and runs until SIGINT or SIGTERM. Each
+//! `[[cluster.limits]]` entry with `charges` gates the swarm's LLM gateway
+//! ([`ClusterLimitGate`]): every call is charged to the cluster-wide limit.
 //!
 //! What it says, one JSON object per line on stdout: first
 //! `{"event":"listening","node":..,"cluster":..,"http":..}`, then each
