@@ -224,3 +224,60 @@ fn a_hung_owner_that_comes_back_does_not_grant_from_its_stale_book() {
     assert_eq!(limit["role"], "owner", "{limit}");
     eprintln!("global budget across a hung owner: {sum} of {LIMIT} ({during} while hung, {after} after)");
 }
+
+/// Sleeps until 100 ms into the next window of `window`.
+fn sleep_into_next_window(window: Duration) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let w = window.as_millis();
+    let next = (now.as_millis() / w + 1) * w + 100;
+    thread::sleep(Duration::from_millis(u64::try_from(next - now.as_millis()).unwrap()));
+}
+
+#[test]
+fn a_limit_per_window_is_a_cluster_wide_quota_that_starts_afresh_each_window() {
+    const QUOTA: u64 = 30;
+    const QUOTA_CHUNK: u64 = 5;
+    let window = Duration::from_secs(3);
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = three_nodes_with(
+        dir.path(),
+        &format!(
+            "\n[[cluster.limits]]\nname = \"budget/global\"\nlimit = {QUOTA}\nchunk = {QUOTA_CHUNK}\nlease_ttl = \"2s\"\nwindow = \"3s\"\n"
+        ),
+    );
+    assert_eq!(nodes[0].limit("budget/global")["window_ms"], 3000);
+    let apis: Vec<Api> = nodes.iter().map(Api::of).collect();
+    let never = AtomicBool::new(false);
+    let total = AtomicU64::new(0);
+    let mut per_window = Vec::new();
+    for _ in 0..2 {
+        sleep_into_next_window(window);
+        let started = Instant::now();
+        let spent: u64 = thread::scope(|s| {
+            let handles: Vec<_> = apis.iter().map(|n| s.spawn(|| spender(n, &never, &total))).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        // All spent well inside one window (else the count spans two).
+        assert!(
+            started.elapsed() < window - Duration::from_millis(200),
+            "{:?}",
+            started.elapsed()
+        );
+        per_window.push(spent);
+    }
+    for spent in &per_window {
+        assert!(
+            *spent <= QUOTA,
+            "{spent} spent in one window of a quota of {QUOTA}: {per_window:?}"
+        );
+        assert!(
+            *spent >= QUOTA - 3 * QUOTA_CHUNK,
+            "only {spent} of {QUOTA} in a window: {per_window:?}"
+        );
+    }
+    let owner = owner_index(&nodes);
+    let book = nodes[owner].limit("budget/global")["book"].clone();
+    assert!(book["window"].as_u64().unwrap() > 0, "{book}");
+}

@@ -117,6 +117,9 @@ pub struct LimitStatus {
     pub limit: u64,
     /// Most units one lease holds.
     pub chunk: u64,
+    /// The window's length in ms, for a limit per window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_ms: Option<u64>,
     /// The ring's owner of the limit, as this node sees it.
     pub owner: Option<String>,
     /// `owner` (this node keeps the book), `collecting` (it is becoming
@@ -141,6 +144,8 @@ pub struct LimitStatus {
 pub struct BookStatus {
     /// The book's epoch.
     pub epoch: u64,
+    /// The window it counts (0 for a limit without windows).
+    pub window: u64,
     /// Units committed (reported spent, or counted spent).
     pub committed: u64,
     /// Units in leases.
@@ -173,10 +178,16 @@ struct OwnerSide {
 }
 
 impl OwnerSide {
+    /// Keeps the highest figure: of the latest window, the most reserved.
     fn learn(&mut self, figure: LimitFigure) {
         let known = self.known.get_or_insert(figure);
-        known.reserved = known.reserved.max(figure.reserved);
         known.epoch = known.epoch.max(figure.epoch);
+        if figure.window > known.window {
+            known.window = figure.window;
+            known.reserved = figure.reserved;
+        } else if figure.window == known.window {
+            known.reserved = known.reserved.max(figure.reserved);
+        }
     }
 
     /// Stops owning: the book's figure becomes known, and is returned.
@@ -194,8 +205,21 @@ impl OwnerSide {
 fn figure_of(book: &LeaseBook) -> LimitFigure {
     LimitFigure {
         epoch: book.epoch(),
+        window: book.window(),
         reserved: book.reserved(),
     }
+}
+
+/// The window `config`'s limit counts now: the Unix time divided by its
+/// `window` (0 without one).
+fn window_now(config: &ClusterLimitConfig) -> u64 {
+    let Some(window) = config.window else {
+        return 0;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(now.as_millis() / window.as_millis().max(1)).unwrap_or(u64::MAX)
 }
 
 /// One configured limit on this node: its book (when it owns it) and its
@@ -362,13 +386,22 @@ async fn collect(shared: Arc<ClusterShared>, slot: Arc<LimitSlot>, generation: u
     for figure in figures.iter().flatten() {
         side.learn(*figure);
     }
-    let (floor, committed) = side.known.map_or((0, 0), |f| (f.epoch, f.reserved));
+    // A figure of an earlier window: what it committed then no longer
+    // counts, its leases may (at most a chunk per member).
+    let now = window_now(&slot.config);
+    let members = u64::try_from(peers.len() + 1).unwrap_or(u64::MAX);
+    let (floor, window, committed) = match side.known {
+        Some(f) if f.window >= now => (f.epoch, f.window, f.reserved),
+        Some(f) => (f.epoch, now, f.reserved.min(slot.chunk.saturating_mul(members))),
+        None => (0, now, 0),
+    };
     let policy = LeasePolicy {
         chunk: slot.chunk,
         ttl: slot.config.lease_ttl,
     };
     match LeaseBook::restore(slot.config.limit, policy, committed, next_epoch(floor, &shared.name)) {
         Ok(book) => {
+            let book = book.with_window(window);
             tracing::info!(
                 limit = %slot.config.name,
                 answered = figures.len(),
@@ -414,7 +447,8 @@ pub(super) fn on_request(shared: &Arc<ClusterShared>, id: u64, req: LeaseRequest
         drop(side);
         return reply(shared, outcome);
     };
-    let before = book.reserved();
+    let before = figure_of(book);
+    book.roll(window_now(&slot.config));
     match book.request(&req.holder, req.held, req.used, req.want, Instant::now()) {
         Err(LeaseError::Exhausted {
             limit,
@@ -455,7 +489,7 @@ pub(super) fn on_request(shared: &Arc<ClusterShared>, id: u64, req: LeaseRequest
                 .cloned()
                 .collect();
             let needed = acks_needed(shared, peers.len());
-            if figure.reserved <= before || needed == 0 {
+            if (figure.window == before.window && figure.reserved <= before.reserved) || needed == 0 {
                 // Nothing more reserved than the peers were told (or no
                 // peer to tell): the grant needs no replication.
                 return reply(shared, granted);
@@ -708,6 +742,7 @@ impl ClusterHandle {
                         "owner",
                         Some(BookStatus {
                             epoch: b.epoch(),
+                            window: b.window(),
                             committed: b.committed(),
                             outstanding: b.outstanding(),
                             available: b.available(),
@@ -718,6 +753,10 @@ impl ClusterHandle {
                     name: slot.config.name.clone(),
                     limit: slot.config.limit,
                     chunk: slot.chunk,
+                    window_ms: slot
+                        .config
+                        .window
+                        .map(|w| u64::try_from(w.as_millis()).unwrap_or(u64::MAX)),
                     owner: view.ring.owner(limit_key(&slot.config.name)).map(str::to_string),
                     role,
                     book,

@@ -124,6 +124,7 @@ pub struct LeaseBook {
     leases: BTreeMap<String, Lease>,
     epoch: u64,
     next_seq: u64,
+    window: u64,
 }
 
 impl LeaseBook {
@@ -151,6 +152,7 @@ impl LeaseBook {
             leases: BTreeMap::new(),
             epoch,
             next_seq: 0,
+            window: 0,
         })
     }
 
@@ -172,6 +174,30 @@ impl LeaseBook {
     /// The book's epoch (its leases' ids carry it).
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The book, counting window `window` (what it was restored with is
+    /// committed in that window).
+    pub fn with_window(mut self, window: u64) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The window the book counts (0 for a limit without windows).
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Starts window `window` if it is later than the book's (a limit per
+    /// window of time, such as tokens per minute): nothing is committed in
+    /// it yet, and the leases outstanding stay, so what their holders spend
+    /// from them from now on counts in the new window. An earlier window is
+    /// ignored.
+    pub fn roll(&mut self, window: u64) {
+        if window > self.window {
+            self.window = window;
+            self.committed = 0;
+        }
     }
 
     /// Units committed or leased out: what the book has given away.

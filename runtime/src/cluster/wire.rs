@@ -127,7 +127,9 @@ pub struct LeaseRelease {
 pub struct LimitFigure {
     /// The epoch of the book.
     pub epoch: u64,
-    /// Units committed plus leased out.
+    /// The window the book counts (0 for a limit without windows).
+    pub window: u64,
+    /// Units committed in that window plus leased out.
     pub reserved: u64,
 }
 

@@ -121,6 +121,12 @@ pub struct ClusterLimitConfig {
     /// spend. At least twice `cluster.ack_timeout`. Default: 10 s.
     #[serde(default = "default_lease_ttl", with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// With it, the limit holds per window of this length (aligned to the
+    /// Unix epoch on each node's clock): a quota such as tokens per minute.
+    /// At each new window nothing is committed; leases outstanding carry
+    /// over and count in it. At least 1 s. Default: none (a total budget).
+    #[serde(default, with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    pub window: Option<Duration>,
     /// What of every LLM call the node's gateway charges to this limit
     /// (`nexus node` wires it): `"cost"` (micro-dollars, a global money
     /// budget), `"llm_requests"`, `"input_tokens"` or `"output_tokens"`.
@@ -270,6 +276,9 @@ impl ClusterConfig {
             }
             if let Some(chunk) = l.chunk {
                 in_range("cluster.limits.chunk", chunk, 1, l.limit.max(1))?;
+            }
+            if let Some(window) = l.window {
+                duration_in("cluster.limits.window", window, Duration::from_secs(1))?;
             }
             if let Some(kind) = &l.charges {
                 if !CLUSTER_LIMIT_CHARGES.contains(&kind.as_str()) {

@@ -631,6 +631,10 @@ fn cluster_limits_are_checked_field_by_field() {
     assert_eq!(cfg.cluster.limits[1].chunk(), 3);
     assert_eq!(cfg.cluster.limits[1].lease_ttl, std::time::Duration::from_secs(30));
     assert_eq!(cfg.cluster.limits[1].charges, None);
+    assert_eq!(cfg.cluster.limits[1].window, None);
+    let cfg =
+        NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"tpm\"\nlimit = 9000\nwindow = \"1m\"\n").unwrap();
+    assert_eq!(cfg.cluster.limits[0].window, Some(std::time::Duration::from_secs(60)));
     let cfg = NexusConfig::from_toml_str("[[cluster.limits]]\nname = \"b\"\nlimit = 7\ncharges = \"cost\"\n").unwrap();
     assert_eq!(cfg.cluster.limits[0].charges.as_deref(), Some("cost"));
     // A tiny limit still leases one unit at a time.
@@ -659,6 +663,10 @@ fn cluster_limits_are_checked_field_by_field() {
         (
             "[[cluster.limits]]\nname = \"a\"\nlimit = 10\ncharges = \"cpu\"\n",
             "cluster.limits.charges",
+        ),
+        (
+            "[[cluster.limits]]\nname = \"a\"\nlimit = 10\nwindow = \"500ms\"\n",
+            "cluster.limits.window",
         ),
     ] {
         let err = NexusConfig::from_toml_str(text).unwrap_err();

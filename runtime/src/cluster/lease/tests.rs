@@ -364,3 +364,32 @@ fn a_refund_puts_back_only_unreported_units() {
     let mut lone = holder(10, 0);
     assert_eq!(lone.refund(1), 0, "no lease, nothing to put back");
 }
+
+#[test]
+fn a_new_window_forgets_what_was_committed_but_keeps_the_leases() {
+    let t0 = Instant::now();
+    let mut b = book(20, 10);
+    let mut h = holder(10, 0);
+    ask(&mut b, "a", &mut h, t0).unwrap();
+    h.spend(10, t0).unwrap();
+    ask(&mut b, "a", &mut h, t0).unwrap();
+    assert_eq!((b.committed(), b.outstanding()), (10, 10));
+    assert_eq!(
+        b.request("b", None, 0, 10, t0).unwrap_err(),
+        LeaseError::Exhausted {
+            limit: 20,
+            committed: 10,
+            outstanding: 10
+        }
+    );
+    b.roll(1);
+    assert_eq!((b.window(), b.committed(), b.outstanding()), (1, 0, 10));
+    // The lease carried over still counts: only 10 more to lease.
+    assert_eq!(b.request("b", None, 0, 100, t0).unwrap().units, 10);
+    assert_eq!(b.available(), 0);
+    // An earlier window changes nothing.
+    h.spend(4, t0).unwrap();
+    ask(&mut b, "a", &mut h, t0).unwrap();
+    b.roll(0);
+    assert_eq!((b.window(), b.committed()), (1, 4));
+}
