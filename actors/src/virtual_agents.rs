@@ -85,8 +85,9 @@
 //!
 //! impl VirtualAgent for Counter {
 //!     type Msg = CounterMsg;
+//!     type Context = ();
 //!
-//!     fn activate(_key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError> {
+//!     fn activate(_: &(), _key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError> {
 //!         let count = match snapshot {
 //!             Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into()?),
 //!             None => 0,
@@ -109,7 +110,7 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let node = Node::start(NexusConfig::default()).await?;
-//! let args = VirtualAgentsArgs::new(VirtualAgentsConfig::default(), Arc::new(MemoryStore::new()))?;
+//! let args = VirtualAgentsArgs::new(VirtualAgentsConfig::default(), Arc::new(MemoryStore::new()), ())?;
 //! let counters = VirtualAgents::<Counter>::start(&node, "counters", args).await?;
 //!
 //! counters.send("user-7", CounterMsg::Add(2)).await?;
@@ -161,11 +162,15 @@ pub trait VirtualAgent: Send + Sized + 'static {
     /// The messages it handles.
     type Msg: Send + 'static;
 
+    /// What every activation is built with: its dependencies (handles,
+    /// settings), given once to [`VirtualAgentsArgs::new`]. `()` for none.
+    type Context: Send + Sync + 'static;
+
     /// Builds the activation of `key` from its last saved snapshot (`None`
     /// for a key never saved, or one whose agent kept no state). An error
     /// (say, a snapshot that does not decode) fails the messages waiting
     /// for it with [`HandleError::Activation`].
-    fn activate(key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError>;
+    fn activate(ctx: &Self::Context, key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError>;
 
     /// Handles one message. An error fails that message (the sender of a
     /// [`deliver`](VirtualAgentsHandle::deliver) sees it) and keeps the
@@ -442,25 +447,25 @@ impl<M> Job<M> {
 
 /// What a host starts from. Cloning shares its counters and store, which
 /// is how a restarted host keeps them.
-pub struct VirtualAgentsArgs<A> {
+pub struct VirtualAgentsArgs<A: VirtualAgent> {
     config: VirtualAgentsConfig,
     store: Arc<dyn SnapshotStore>,
+    ctx: Arc<A::Context>,
     shared: Arc<Shared>,
-    _agent: std::marker::PhantomData<fn() -> A>,
 }
 
-impl<A> Clone for VirtualAgentsArgs<A> {
+impl<A: VirtualAgent> Clone for VirtualAgentsArgs<A> {
     fn clone(&self) -> Self {
         Self {
             config: self.config.clone(),
             store: Arc::clone(&self.store),
+            ctx: Arc::clone(&self.ctx),
             shared: Arc::clone(&self.shared),
-            _agent: std::marker::PhantomData,
         }
     }
 }
 
-impl<A> std::fmt::Debug for VirtualAgentsArgs<A> {
+impl<A: VirtualAgent> std::fmt::Debug for VirtualAgentsArgs<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtualAgentsArgs")
             .field("config", &self.config)
@@ -470,8 +475,9 @@ impl<A> std::fmt::Debug for VirtualAgentsArgs<A> {
 }
 
 impl<A: VirtualAgent> VirtualAgentsArgs<A> {
-    /// A host with `config` (validated) keeping snapshots in `store`.
-    pub fn new(config: VirtualAgentsConfig, store: Arc<dyn SnapshotStore>) -> Result<Self, ConfigError> {
+    /// A host with `config` (validated) keeping snapshots in `store`, its
+    /// agents activated with `ctx`.
+    pub fn new(config: VirtualAgentsConfig, store: Arc<dyn SnapshotStore>, ctx: A::Context) -> Result<Self, ConfigError> {
         config.validate()?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
@@ -483,8 +489,8 @@ impl<A: VirtualAgent> VirtualAgentsArgs<A> {
         Ok(Self {
             config,
             store,
+            ctx: Arc::new(ctx),
             shared,
-            _agent: std::marker::PhantomData,
         })
     }
 }

@@ -32,6 +32,7 @@ pub(crate) struct Activation<A: VirtualAgent> {
     pub(crate) key: Arc<str>,
     pub(crate) generation: u64,
     pub(crate) store: Arc<dyn SnapshotStore>,
+    pub(crate) ctx: Arc<A::Context>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) host: ActorRef<HostMsg<A>>,
     pub(crate) rx: mpsc::UnboundedReceiver<Job<A::Msg>>,
@@ -68,7 +69,7 @@ impl<A: VirtualAgent> Activation<A> {
     /// Loads the snapshot and builds the agent.
     fn start(&self) -> Result<A, ActivationError> {
         let snapshot = self.store.load(&self.key)?;
-        match std::panic::catch_unwind(AssertUnwindSafe(|| A::activate(&self.key, snapshot))) {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| A::activate(&self.ctx, &self.key, snapshot))) {
             Ok(Ok(agent)) => Ok(agent),
             Ok(Err(e)) => Err(ActivationError::Agent(e)),
             Err(payload) => Err(ActivationError::Panicked(panic_message(payload.as_ref()))),

@@ -135,6 +135,7 @@ enum Slot<M> {
 pub struct VirtualAgentsState<A: VirtualAgent> {
     config: VirtualAgentsConfig,
     store: Arc<dyn SnapshotStore>,
+    ctx: Arc<A::Context>,
     shared: Arc<Shared>,
     slots: HashMap<Arc<str>, Slot<A::Msg>>,
     idle: IdleList,
@@ -187,6 +188,7 @@ impl<A: VirtualAgent> Actor for VirtualAgents<A> {
         Ok(VirtualAgentsState {
             config: args.config,
             store: args.store,
+            ctx: args.ctx,
             shared: args.shared,
             slots: HashMap::new(),
             idle: IdleList::default(),
@@ -259,8 +261,10 @@ impl<A: VirtualAgent> Actor for VirtualAgents<A> {
             }
         }
         state.make_room(&myself);
-        state.answer_drained();
+        // Published before `passivate_all` is answered, so that its caller
+        // reads the count it waited for.
         state.publish();
+        state.answer_drained();
         Ok(())
     }
 }
@@ -325,6 +329,7 @@ impl<A: VirtualAgent> VirtualAgentsState<A> {
             key: Arc::clone(&key),
             generation,
             store: Arc::clone(&self.store),
+            ctx: Arc::clone(&self.ctx),
             shared: Arc::clone(&self.shared),
             host: myself.clone(),
             rx,

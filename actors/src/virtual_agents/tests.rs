@@ -30,8 +30,9 @@ enum CounterMsg {
 
 impl VirtualAgent for Counter {
     type Msg = CounterMsg;
+    type Context = ();
 
-    fn activate(_key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError> {
+    fn activate(_: &(), _key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError> {
         Ok(Counter(match snapshot {
             Some(bytes) => u64::from_le_bytes(bytes.as_slice().try_into()?),
             None => 0,
@@ -61,8 +62,9 @@ struct Fresh(u64);
 
 impl VirtualAgent for Fresh {
     type Msg = Reply<u64>;
+    type Context = ();
 
-    fn activate(_key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError> {
+    fn activate(_: &(), _key: &str, snapshot: Option<Vec<u8>>) -> Result<Self, HandlerError> {
         assert!(snapshot.is_none(), "a stateless agent is never given a snapshot");
         Ok(Fresh(0))
     }
@@ -78,13 +80,13 @@ impl VirtualAgent for Fresh {
     }
 }
 
-async fn host<A: VirtualAgent>(
+async fn host<A: VirtualAgent<Context = ()>>(
     name: &str,
     config: VirtualAgentsConfig,
     store: Arc<dyn SnapshotStore>,
 ) -> (Node, VirtualAgentsHandle<A>) {
     let node = Node::start(NexusConfig::default()).await.unwrap();
-    let args = VirtualAgentsArgs::new(config, store).unwrap();
+    let args = VirtualAgentsArgs::new(config, store, ()).unwrap();
     let handle = VirtualAgents::<A>::start(&node, name, args).await.unwrap();
     (node, handle)
 }
