@@ -477,7 +477,11 @@ impl<A: VirtualAgent> std::fmt::Debug for VirtualAgentsArgs<A> {
 impl<A: VirtualAgent> VirtualAgentsArgs<A> {
     /// A host with `config` (validated) keeping snapshots in `store`, its
     /// agents activated with `ctx`.
-    pub fn new(config: VirtualAgentsConfig, store: Arc<dyn SnapshotStore>, ctx: A::Context) -> Result<Self, ConfigError> {
+    pub fn new(
+        config: VirtualAgentsConfig,
+        store: Arc<dyn SnapshotStore>,
+        ctx: A::Context,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let shared = Arc::new(Shared {
@@ -533,7 +537,7 @@ impl<A: VirtualAgent> VirtualAgentsHandle<A> {
     /// of ours (checked, so that a cast can only fail by the host
     /// stopping).
     fn actor(&self) -> Option<ractor::ActorRef<HostMsg<A>>> {
-        let cell = ractor::registry::where_is(self.name.to_string())?;
+        let cell = ractor::registry::where_is(&self.name)?;
         (cell.is_message_type_of::<HostMsg<A>>() == Some(true)).then(|| cell.into())
     }
 
@@ -558,7 +562,14 @@ impl<A: VirtualAgent> VirtualAgentsHandle<A> {
         let Ok(permit) = Arc::clone(&self.shared.permits).acquire_owned().await else {
             return Err(SendError::Unavailable(msg));
         };
-        self.submit(key, Job { msg, done: None, _permit: permit })
+        self.submit(
+            key,
+            Job {
+                msg,
+                done: None,
+                _permit: permit,
+            },
+        )
     }
 
     /// [`send`](Self::send) without waiting: [`SendError::Full`] when
@@ -567,7 +578,14 @@ impl<A: VirtualAgent> VirtualAgentsHandle<A> {
         let Ok(permit) = Arc::clone(&self.shared.permits).try_acquire_owned() else {
             return Err(SendError::Full(msg));
         };
-        self.submit(key, Job { msg, done: None, _permit: permit })
+        self.submit(
+            key,
+            Job {
+                msg,
+                done: None,
+                _permit: permit,
+            },
+        )
     }
 
     /// Sends `msg` to `key`'s agent and waits until it has handled it
@@ -581,8 +599,15 @@ impl<A: VirtualAgent> VirtualAgentsHandle<A> {
                 .await
                 .map_err(|_| HandleError::Unavailable)?;
             let (tx, rx) = oneshot::channel();
-            self.submit(key, Job { msg, done: Some(tx), _permit: permit })
-                .map_err(|_| HandleError::Unavailable)?;
+            self.submit(
+                key,
+                Job {
+                    msg,
+                    done: Some(tx),
+                    _permit: permit,
+                },
+            )
+            .map_err(|_| HandleError::Unavailable)?;
             match rx.await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(HandleError::Dropped { key: key.to_string() }),

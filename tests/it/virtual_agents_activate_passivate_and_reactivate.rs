@@ -136,7 +136,15 @@ async fn a_counter_is_passivated_when_idle_reactivated_from_disk_and_damage_is_r
     };
     assert_eq!(&*key, "ada");
     let stats = h.stats();
-    assert_eq!((stats.handled, stats.activations, stats.activation_failures, stats.resident), (0, 0, 1, 0));
+    assert_eq!(
+        (
+            stats.handled,
+            stats.activations,
+            stats.activation_failures,
+            stats.resident
+        ),
+        (0, 0, 1, 0)
+    );
     // Other keys are unaffected.
     h.send("bob", CounterMsg::Add(2)).await.unwrap();
     assert_eq!(h.ask("bob", CounterMsg::Get, TIMEOUT).await.unwrap(), 2);
@@ -208,7 +216,10 @@ async fn a_million_keys_are_addressed_with_at_most_64_resident() {
     assert_eq!(stats.handled, KEYS as u64);
     assert_eq!((stats.activations, stats.passivations), (KEYS as u64, KEYS as u64));
     assert_eq!(seen.twice.load(Ordering::Relaxed), 0);
-    assert!(seen.slots.iter().all(|s| s.load(Ordering::Relaxed)), "a key was never handled");
+    assert!(
+        seen.slots.iter().all(|s| s.load(Ordering::Relaxed)),
+        "a key was never handled"
+    );
     assert_eq!(stats.resident, 0);
     node.shutdown(Duration::from_secs(5)).await;
 }

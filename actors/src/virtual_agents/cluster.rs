@@ -32,7 +32,12 @@ fn decode_work<M: DeserializeOwned>(body: &[u8]) -> Result<M, String> {
 }
 
 /// A cluster [`WorkHandler`] delivering keyed work to a host's virtual
-/// agents (see the [module](self) docs).
+/// agents. On the key's owner node, the body is decoded into the agent's
+/// message (bincode, standard configuration: [`encode_work`] on the
+/// sending side) and delivered to the key's agent, activating it if it is
+/// not resident; the work is acknowledged only once the agent has handled
+/// it. A body that does not decode, a panic, an agent error, a failed
+/// activation or the timeout sends no ack: the sender sends again.
 pub struct VirtualWork<A> {
     host: VirtualAgentsHandle<A>,
     timeout: Duration,

@@ -21,8 +21,8 @@ use tokio::time::Instant;
 use super::activation::{Activation, Outcome};
 use super::idle::IdleList;
 use super::{
-    HandleError, Job, Shared, SnapshotStore, VirtualAgent, VirtualAgentsArgs, VirtualAgentsConfig,
-    VirtualAgentsHandle, VirtualEvent,
+    HandleError, Job, Shared, SnapshotStore, VirtualAgent, VirtualAgentsArgs, VirtualAgentsConfig, VirtualAgentsHandle,
+    VirtualEvent,
 };
 
 /// The host actor for agents of type `A`. Its configuration comes with
@@ -95,7 +95,11 @@ impl<A: VirtualAgent> std::fmt::Debug for HostMsg<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.0 {
             Cmd::Job(key, _) => write!(f, "Job({key})"),
-            Cmd::Idle { key, generation, handled } => write!(f, "Idle({key}#{generation}, {handled})"),
+            Cmd::Idle {
+                key,
+                generation,
+                handled,
+            } => write!(f, "Idle({key}#{generation}, {handled})"),
             Cmd::Ended {
                 key,
                 generation,
@@ -519,7 +523,11 @@ impl<A: VirtualAgent> VirtualAgents<A> {
 
     /// Starts a host under `node`'s supervisor, in its `system` subtree,
     /// registered as `name`, and returns its handle.
-    pub async fn start(node: &Node, name: &str, args: VirtualAgentsArgs<A>) -> Result<VirtualAgentsHandle<A>, SpawnError> {
+    pub async fn start(
+        node: &Node,
+        name: &str,
+        args: VirtualAgentsArgs<A>,
+    ) -> Result<VirtualAgentsHandle<A>, SpawnError> {
         let shared = Arc::clone(&args.shared);
         node.start_child(Self::child_spec(name, args)).await?;
         Ok(VirtualAgentsHandle {

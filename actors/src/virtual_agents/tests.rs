@@ -113,7 +113,10 @@ fn idle_list_gives_the_least_recently_used_and_the_expired_in_order() {
     idle.idle("a".into(), t0 + Duration::from_secs(3)); // used again: now the newest
     idle.busy("b");
     assert_eq!(idle.len(), 2);
-    assert_eq!(idle.pop_expired(t0 + Duration::from_secs(2)), vec![Arc::<str>::from("c")]);
+    assert_eq!(
+        idle.pop_expired(t0 + Duration::from_secs(2)),
+        vec![Arc::<str>::from("c")]
+    );
     assert_eq!(idle.pop_oldest().as_deref(), Some("a"));
     assert_eq!(idle.pop_oldest(), None);
 }
@@ -135,14 +138,32 @@ fn config_refuses_zeroes_naming_the_field() {
         idle_timeout: Duration::ZERO,
         ..VirtualAgentsConfig::default()
     };
-    assert!(zero_idle.validate().unwrap_err().to_string().contains("virtual_agents.idle_timeout"));
+    assert!(
+        zero_idle
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("virtual_agents.idle_timeout")
+    );
     let zero_max = config(Some(0));
-    assert!(zero_max.validate().unwrap_err().to_string().contains("virtual_agents.max_resident"));
+    assert!(
+        zero_max
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("virtual_agents.max_resident")
+    );
     let zero_pending = VirtualAgentsConfig {
         max_pending: 0,
         ..VirtualAgentsConfig::default()
     };
-    assert!(zero_pending.validate().unwrap_err().to_string().contains("virtual_agents.max_pending"));
+    assert!(
+        zero_pending
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("virtual_agents.max_pending")
+    );
     assert!(VirtualAgentsConfig::default().validate().is_ok());
     let parsed: VirtualAgentsConfig = toml::from_str("idle_timeout = \"5m\"\nmax_resident = 100").unwrap();
     assert_eq!(parsed.idle_timeout, Duration::from_secs(300));
@@ -239,7 +260,11 @@ async fn a_stateless_agent_starts_fresh_and_leaves_no_snapshot() {
     assert_eq!(h.ask("s", |r| r, TIMEOUT).await.unwrap(), 2);
     h.passivate_all().await.unwrap();
     assert_eq!(h.resident(), 0);
-    assert_eq!(h.ask("s", |r| r, TIMEOUT).await.unwrap(), 1, "a stateless agent starts fresh");
+    assert_eq!(
+        h.ask("s", |r| r, TIMEOUT).await.unwrap(),
+        1,
+        "a stateless agent starts fresh"
+    );
     assert!(store.is_empty(), "nothing saved for a stateless agent");
     assert_eq!((h.activations(), h.passivations()), (2, 1));
     node.shutdown(Duration::from_secs(5)).await;
@@ -259,7 +284,10 @@ async fn resident_never_exceeds_the_bound_and_every_message_is_handled_once() {
         assert!(stats.peak_resident <= 8, "{stats:?}");
         assert_eq!(stats.handled, round * KEYS);
         for k in (0..KEYS).step_by(97) {
-            assert_eq!(store.load(&format!("k{k}")).unwrap(), Some((round * (k + 1)).to_le_bytes().to_vec()));
+            assert_eq!(
+                store.load(&format!("k{k}")).unwrap(),
+                Some((round * (k + 1)).to_le_bytes().to_vec())
+            );
         }
     }
     assert_eq!(store.len(), KEYS as usize);
@@ -276,7 +304,10 @@ async fn a_panicking_key_is_reactivated_from_its_last_snapshot_and_others_run_on
     h.passivate_all().await.unwrap(); // bad = 5 saved
     h.send("bad", CounterMsg::Add(1)).await.unwrap(); // 6, not saved
     let err = h.deliver("bad", CounterMsg::Panic, TIMEOUT).await.unwrap_err();
-    assert!(matches!(err, HandleError::Panicked { ref key, .. } if key == "bad"), "{err:?}");
+    assert!(
+        matches!(err, HandleError::Panicked { ref key, .. } if key == "bad"),
+        "{err:?}"
+    );
     assert_eq!(get(&h, "bad").await, 5, "reactivated from the last snapshot");
     assert_eq!(get(&h, "good").await, 7);
     assert!(matches!(events.recv().await.unwrap(), VirtualEvent::Panicked { key, .. } if &*key == "bad"));
@@ -316,7 +347,10 @@ async fn a_snapshot_the_agent_refuses_fails_the_message_with_a_typed_error() {
         panic!("{err:?}")
     };
     assert!(matches!(*source, ActivationError::Agent(_)));
-    assert_eq!((h.activations(), h.stats().activation_failures, h.stats().handled), (0, 1, 0));
+    assert_eq!(
+        (h.activations(), h.stats().activation_failures, h.stats().handled),
+        (0, 1, 0)
+    );
     assert_eq!(h.resident(), 0);
     // Mended, the next message activates it.
     store.save("k", &40u64.to_le_bytes()).unwrap();
@@ -366,7 +400,10 @@ async fn cluster_work_is_acknowledged_only_once_handled() {
     work.handle("k".into(), body.clone()).await.unwrap();
     work.handle("k".into(), body).await.unwrap();
     assert_eq!(get(&h, "k").await, 8);
-    assert!(work.handle("k".into(), vec![0xff, 0xff, 0xff]).await.is_err(), "garbage is not acked");
+    assert!(
+        work.handle("k".into(), vec![0xff, 0xff, 0xff]).await.is_err(),
+        "garbage is not acked"
+    );
     let panic = encode_work(&CounterMsg::Panic).unwrap();
     assert!(work.handle("k".into(), panic).await.is_err(), "a panic is not acked");
     assert_eq!(get(&h, "k").await, 0, "reactivated from its (absent) snapshot");
