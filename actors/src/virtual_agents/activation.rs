@@ -52,7 +52,7 @@ pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 impl<A: VirtualAgent> Activation<A> {
     /// Runs the activation to its end, then reports to the host.
     pub(crate) async fn run(mut self) {
-        let (outcome, returned) = match self.start() {
+        let (outcome, returned) = match self.start().await {
             Ok(agent) => self.serve(agent).await,
             Err(error) => (Outcome::ActivationFailed(Arc::new(error)), self.close()),
         };
@@ -67,12 +67,37 @@ impl<A: VirtualAgent> Activation<A> {
     }
 
     /// Loads the snapshot and builds the agent.
-    fn start(&self) -> Result<A, ActivationError> {
-        let snapshot = self.store.load(&self.key)?;
+    async fn start(&self) -> Result<A, ActivationError> {
+        let snapshot = self.with_store(|store, key| store.load(key)).await?;
         match std::panic::catch_unwind(AssertUnwindSafe(|| A::activate(&self.ctx, &self.key, snapshot))) {
             Ok(Ok(agent)) => Ok(agent),
             Ok(Err(e)) => Err(ActivationError::Agent(e)),
             Err(payload) => Err(ActivationError::Panicked(panic_message(payload.as_ref()))),
+        }
+    }
+
+    /// Runs one store call for this key: on tokio's blocking pool for a
+    /// store whose calls block ([`SnapshotStore::blocks`]), here otherwise.
+    /// A panicking store is an error, so the activation always reports.
+    async fn with_store<T: Send + 'static>(
+        &self,
+        call: impl FnOnce(&dyn SnapshotStore, &str) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = Arc::clone(&self.store);
+        let key = Arc::clone(&self.key);
+        let run = move || match std::panic::catch_unwind(AssertUnwindSafe(|| call(&*store, &key))) {
+            Ok(result) => result,
+            Err(payload) => Err(StoreError::Panicked(panic_message(payload.as_ref()))),
+        };
+        if self.store.blocks() {
+            match tokio::task::spawn_blocking(run).await {
+                Ok(result) => result,
+                // Panics are caught inside; a cancelled task (the runtime
+                // shutting down) is reported the same way.
+                Err(e) => Err(StoreError::Panicked(e.to_string())),
+            }
+        } else {
+            run()
         }
     }
 
@@ -134,8 +159,8 @@ impl<A: VirtualAgent> Activation<A> {
         };
         drop(agent);
         let saved = match snapshot {
-            Some(bytes) => self.store.save(&self.key, &bytes),
-            None => self.store.remove(&self.key),
+            Some(bytes) => self.with_store(move |store, key| store.save(key, &bytes)).await,
+            None => self.with_store(|store, key| store.remove(key)).await,
         };
         match saved {
             Ok(()) => (Outcome::Passivated, Vec::new()),

@@ -88,6 +88,11 @@ pub(crate) fn unframe(key: &str, row: &[u8]) -> Result<Vec<u8>, StoreError> {
 }
 
 impl SnapshotStore for RedbStore {
+    /// Reads and fsynced commits: run on the blocking pool.
+    fn blocks(&self) -> bool {
+        true
+    }
+
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(redb::Error::from)?;
         let table = txn.open_table(SNAPSHOTS).map_err(redb::Error::from)?;

@@ -22,6 +22,9 @@ pub enum StoreError {
     /// The database could not be opened or read or written.
     #[error("snapshot store: {0}")]
     Redb(#[from] redb::Error),
+    /// The store panicked (a bug in it); the call did nothing known.
+    #[error("snapshot store panicked: {0}")]
+    Panicked(String),
 }
 
 /// What is wrong with a damaged snapshot.
@@ -52,10 +55,17 @@ pub enum CorruptReason {
 /// Keeps one snapshot per agent key. Called from the activation of that
 /// key only (never twice at once for one key), so an implementation need
 /// not order concurrent calls for the same key; calls for different keys
-/// may run at once. Calls are synchronous and run on the activation's
-/// task: keep them short (a local file or database, not a network round
-/// trip).
+/// may run at once. Calls are synchronous: they run on the activation's
+/// task, or on tokio's blocking pool when [`blocks`](Self::blocks) says
+/// they wait on I/O.
 pub trait SnapshotStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Whether calls wait on I/O (a file, a database), so that they run on
+    /// tokio's blocking pool rather than hold up a runtime thread.
+    /// Default: `false`.
+    fn blocks(&self) -> bool {
+        false
+    }
+
     /// The snapshot saved for `key`, if any. Damaged bytes are a
     /// [`StoreError::Corrupt`], never returned.
     fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;

@@ -409,3 +409,140 @@ async fn cluster_work_is_acknowledged_only_once_handled() {
     assert_eq!(get(&h, "k").await, 0, "reactivated from its (absent) snapshot");
     node.shutdown(Duration::from_secs(5)).await;
 }
+
+/// A store whose calls fail as told.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: MemoryStore,
+    panic_on_load: bool,
+    damage_on_save: bool,
+}
+
+impl SnapshotStore for Faulty {
+    fn blocks(&self) -> bool {
+        // Exercise the blocking-pool path too.
+        self.panic_on_load
+    }
+
+    fn load(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        assert!(!self.panic_on_load, "store told to panic");
+        self.inner.load(key)
+    }
+
+    fn save(&self, key: &str, snapshot: &[u8]) -> Result<(), StoreError> {
+        if self.damage_on_save {
+            return Err(StoreError::Corrupt {
+                key: key.to_string(),
+                reason: CorruptReason::Version(9),
+            });
+        }
+        self.inner.save(key, snapshot)
+    }
+
+    fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.remove(key)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_store_fails_the_activation_with_a_typed_error() {
+    let store = Arc::new(Faulty {
+        panic_on_load: true,
+        ..Faulty::default()
+    });
+    let (node, h) = host::<Counter>("va-store-panic", config(None), store).await;
+    let err = h.deliver("k", CounterMsg::Add(1), TIMEOUT).await.unwrap_err();
+    let HandleError::Activation { source, .. } = err else {
+        panic!("{err:?}")
+    };
+    assert!(
+        matches!(*source, ActivationError::Store(StoreError::Panicked(_))),
+        "{source:?}"
+    );
+    assert_eq!((h.resident(), h.stats().activation_failures), (0, 1));
+    node.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_snapshot_that_cannot_be_saved_is_published() {
+    let store = Arc::new(Faulty {
+        damage_on_save: true,
+        ..Faulty::default()
+    });
+    let (node, h) = host::<Counter>("va-save-fails", config(None), store).await;
+    let mut events = h.subscribe();
+    h.send("k", CounterMsg::Add(3)).await.unwrap();
+    h.passivate_all().await.unwrap();
+    assert!(matches!(events.recv().await.unwrap(), VirtualEvent::SaveFailed { key, .. } if &*key == "k"));
+    let stats = h.stats();
+    assert_eq!((stats.save_failures, stats.passivations, stats.resident), (1, 1, 0));
+    node.shutdown(Duration::from_secs(5)).await;
+}
+
+mod idle_law {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Idle(u8, u8),
+        Busy(u8),
+        PopOldest,
+        PopExpired(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..6u8, 0..4u8).prop_map(|(k, dt)| Op::Idle(k, dt)),
+            (0..6u8).prop_map(Op::Busy),
+            Just(Op::PopOldest),
+            (0..40u8).prop_map(Op::PopExpired),
+        ]
+    }
+
+    proptest! {
+        /// The list agrees with a plain model: a vector of (key, idle
+        /// since) in the order they became idle, where a key appears once.
+        #[test]
+        fn idle_list_matches_a_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let t0 = Instant::now();
+            let mut now = 0u64;
+            let mut list = IdleList::default();
+            let mut model: Vec<(String, u64)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Idle(k, dt) => {
+                        now += u64::from(dt);
+                        let key = format!("k{k}");
+                        model.retain(|(m, _)| *m != key);
+                        model.push((key.clone(), now));
+                        list.idle(key.into(), t0 + Duration::from_secs(now));
+                    }
+                    Op::Busy(k) => {
+                        let key = format!("k{k}");
+                        model.retain(|(m, _)| *m != key);
+                        list.busy(&key);
+                    }
+                    Op::PopOldest => {
+                        let want = (!model.is_empty()).then(|| model.remove(0).0);
+                        prop_assert_eq!(list.pop_oldest().map(|k| k.to_string()), want);
+                    }
+                    Op::PopExpired(at) => {
+                        let cutoff = u64::from(at);
+                        let want: Vec<String> =
+                            model.iter().filter(|(_, t)| *t <= cutoff).map(|(k, _)| k.clone()).collect();
+                        model.retain(|(_, t)| *t > cutoff);
+                        let got: Vec<String> = list
+                            .pop_expired(t0 + Duration::from_secs(cutoff))
+                            .iter()
+                            .map(|k| k.to_string())
+                            .collect();
+                        prop_assert_eq!(got, want);
+                    }
+                }
+                prop_assert_eq!(list.len(), model.len());
+            }
+        }
+    }
+}
