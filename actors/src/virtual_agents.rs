@@ -52,8 +52,10 @@
 //!   key is decoded (bincode) and delivered to the key's virtual agent on
 //!   its owner node, and acknowledged once that agent has handled it.
 //!
-//! A host restarted by its supervisor after a failure starts with nothing
-//! resident (keys are activated again from their snapshots).
+//! A host restarted by its supervisor after a failure resumes where it
+//! was: which keys are resident lives in its arguments, its activations
+//! (tasks of their own) run on, and handles reach the new instance by its
+//! name.
 //!
 //! # Layout
 //!
@@ -450,8 +452,8 @@ impl<M> Job<M> {
 pub struct VirtualAgentsArgs<A: VirtualAgent> {
     config: VirtualAgentsConfig,
     store: Arc<dyn SnapshotStore>,
-    ctx: Arc<A::Context>,
     shared: Arc<Shared>,
+    core: Arc<parking_lot::Mutex<host::Core<A>>>,
 }
 
 impl<A: VirtualAgent> Clone for VirtualAgentsArgs<A> {
@@ -459,8 +461,8 @@ impl<A: VirtualAgent> Clone for VirtualAgentsArgs<A> {
         Self {
             config: self.config.clone(),
             store: Arc::clone(&self.store),
-            ctx: Arc::clone(&self.ctx),
             shared: Arc::clone(&self.shared),
+            core: Arc::clone(&self.core),
         }
     }
 }
@@ -490,11 +492,12 @@ impl<A: VirtualAgent> VirtualAgentsArgs<A> {
             permits: Arc::new(Semaphore::new(config.max_pending)),
             max_pending: config.max_pending,
         });
+        let core = host::Core::new(config.clone(), Arc::clone(&store), Arc::new(ctx), Arc::clone(&shared));
         Ok(Self {
             config,
             store,
-            ctx: Arc::new(ctx),
             shared,
+            core: Arc::new(parking_lot::Mutex::new(core)),
         })
     }
 }
@@ -652,6 +655,18 @@ impl<A: VirtualAgent> VirtualAgentsHandle<A> {
             Ok(ractor::rpc::CallResult::Success(())) => Ok(()),
             _ => Err(HandleError::Unavailable),
         }
+    }
+
+    /// Makes the host panic in its handler, as a bug would, so that a test
+    /// can watch its supervisor restart it. Only with the
+    /// `fault-injection` feature.
+    #[cfg(any(test, feature = "fault-injection"))]
+    #[doc(hidden)]
+    pub fn inject_panic(&self) -> Result<(), HandleError> {
+        let actor = self.actor().ok_or(HandleError::Unavailable)?;
+        actor
+            .cast(HostMsg(host::Cmd::InjectPanic))
+            .map_err(|_| HandleError::Unavailable)
     }
 
     /// Every event (panics, failed activations and saves) from now on.

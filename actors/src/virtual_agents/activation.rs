@@ -34,7 +34,9 @@ pub(crate) struct Activation<A: VirtualAgent> {
     pub(crate) store: Arc<dyn SnapshotStore>,
     pub(crate) ctx: Arc<A::Context>,
     pub(crate) shared: Arc<Shared>,
+    /// The host that started it; a restarted host is found by its name.
     pub(crate) host: ActorRef<HostMsg<A>>,
+    pub(crate) host_name: Option<Arc<str>>,
     pub(crate) rx: mpsc::UnboundedReceiver<Job<A::Msg>>,
 }
 
@@ -58,12 +60,21 @@ impl<A: VirtualAgent> Activation<A> {
         };
         // A stopped host no longer cares (one stopping with its node
         // awaits this task instead).
-        let _ = self.host.cast(HostMsg(Cmd::Ended {
+        let _ = self.host().cast(HostMsg(Cmd::Ended {
             key: self.key,
             generation: self.generation,
             returned,
             outcome,
         }));
+    }
+
+    /// The running host: the one registered under the name of the host
+    /// that started this activation (a restarted one), or that host.
+    fn host(&self) -> ActorRef<HostMsg<A>> {
+        self.host_name
+            .as_deref()
+            .and_then(crate::named::lookup::<HostMsg<A>>)
+            .unwrap_or_else(|| self.host.clone())
     }
 
     /// Loads the snapshot and builds the agent.
@@ -146,7 +157,7 @@ impl<A: VirtualAgent> Activation<A> {
             drop(_permit);
             if self.rx.is_empty() {
                 // The host may have stopped: then nobody passivates anyway.
-                let _ = self.host.cast(HostMsg(Cmd::Idle {
+                let _ = self.host().cast(HostMsg(Cmd::Idle {
                     key: Arc::clone(&self.key),
                     generation: self.generation,
                     handled,

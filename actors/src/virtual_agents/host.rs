@@ -13,6 +13,7 @@ use std::time::Duration;
 use nexus_swarm_runtime::error::SpawnError;
 use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::supervisor::ChildSpec;
+use parking_lot::Mutex;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -89,6 +90,9 @@ pub(crate) enum Cmd<A: VirtualAgent> {
     Tick,
     /// Passivate everything; answers once nothing is resident.
     PassivateAll(RpcReplyPort<()>),
+    /// Panic in the handler, as a bug would (supervision tests).
+    #[cfg(any(test, feature = "fault-injection"))]
+    InjectPanic,
 }
 
 impl<A: VirtualAgent> std::fmt::Debug for HostMsg<A> {
@@ -108,6 +112,8 @@ impl<A: VirtualAgent> std::fmt::Debug for HostMsg<A> {
             } => write!(f, "Ended({key}#{generation}, {} returned, {outcome:?})", returned.len()),
             Cmd::Tick => f.write_str("Tick"),
             Cmd::PassivateAll(_) => f.write_str("PassivateAll"),
+            #[cfg(any(test, feature = "fault-injection"))]
+            Cmd::InjectPanic => f.write_str("InjectPanic"),
         }
     }
 }
@@ -135,8 +141,10 @@ enum Slot<M> {
     Queued { waiting: Vec<Job<M>> },
 }
 
-/// The host's state: every key that is resident or has messages waiting.
-pub struct VirtualAgentsState<A: VirtualAgent> {
+/// Every key that is resident or has messages waiting. Kept in the
+/// host's arguments, so that a host restarted after a failure resumes it:
+/// the activations it started go on and report to the new instance.
+pub(crate) struct Core<A: VirtualAgent> {
     config: VirtualAgentsConfig,
     store: Arc<dyn SnapshotStore>,
     ctx: Arc<A::Context>,
@@ -152,16 +160,55 @@ pub struct VirtualAgentsState<A: VirtualAgent> {
     generation: u64,
     /// Callers of `passivate_all` waiting for nothing to be resident.
     draining: Vec<RpcReplyPort<()>>,
+}
+
+impl<A: VirtualAgent> Core<A> {
+    pub(crate) fn new(
+        config: VirtualAgentsConfig,
+        store: Arc<dyn SnapshotStore>,
+        ctx: Arc<A::Context>,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            config,
+            store,
+            ctx,
+            shared,
+            slots: HashMap::new(),
+            idle: IdleList::default(),
+            room: VecDeque::new(),
+            resident: 0,
+            closing: 0,
+            generation: 0,
+            draining: Vec::new(),
+        }
+    }
+}
+
+impl<A: VirtualAgent> std::fmt::Debug for Core<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("resident", &self.resident)
+            .field("closing", &self.closing)
+            .field("idle", &self.idle.len())
+            .field("waiting_for_room", &self.room.len())
+            .finish()
+    }
+}
+
+/// The host's state: its keys (shared with its arguments) and its ticker.
+pub struct VirtualAgentsState<A: VirtualAgent> {
+    // Locked by the host, one message at a time and never across an
+    // await; a mutex (not actor state) because it lives in the arguments,
+    // which the supervisor keeps for restarts.
+    core: Arc<Mutex<Core<A>>>,
     ticker: JoinHandle<()>,
 }
 
 impl<A: VirtualAgent> std::fmt::Debug for VirtualAgentsState<A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("VirtualAgentsState")
-            .field("resident", &self.resident)
-            .field("closing", &self.closing)
-            .field("idle", &self.idle.len())
-            .field("waiting_for_room", &self.room.len())
+            .field("core", &*self.core.lock())
             .finish()
     }
 }
@@ -188,19 +235,8 @@ impl<A: VirtualAgent> Actor for VirtualAgents<A> {
                 }
             }
         });
-        args.shared.counters.resident.store(0, Ordering::Relaxed);
         Ok(VirtualAgentsState {
-            config: args.config,
-            store: args.store,
-            ctx: args.ctx,
-            shared: args.shared,
-            slots: HashMap::new(),
-            idle: IdleList::default(),
-            room: VecDeque::new(),
-            resident: 0,
-            closing: 0,
-            generation: 0,
-            draining: Vec::new(),
+            core: Arc::clone(&args.core),
             ticker,
         })
     }
@@ -215,19 +251,11 @@ impl<A: VirtualAgent> Actor for VirtualAgents<A> {
         // snapshot before the host counts as stopped; messages still
         // waiting for an activation are dropped (their senders see
         // `HandleError::Dropped`).
-        let tasks: Vec<JoinHandle<()>> = state
-            .slots
-            .drain()
-            .filter_map(|(_, slot)| match slot {
-                Slot::Active { task, .. } | Slot::Closing { task, .. } => Some(task),
-                Slot::Queued { .. } => None,
-            })
-            .collect();
+        let tasks = state.core.lock().stop();
         for task in tasks {
             // A task that panicked has nothing left to save.
             let _ = task.await;
         }
-        state.shared.counters.resident.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -237,43 +265,51 @@ impl<A: VirtualAgent> Actor for VirtualAgents<A> {
         msg: HostMsg<A>,
         state: &mut VirtualAgentsState<A>,
     ) -> Result<(), ActorProcessingErr> {
+        #[cfg(any(test, feature = "fault-injection"))]
+        if matches!(msg.0, Cmd::InjectPanic) {
+            panic!("fault injected into the virtual agents host");
+        }
+        let mut core = state.core.lock();
+        let core = &mut *core;
         match msg.0 {
-            Cmd::Job(key, job) => state.job(&myself, key, job),
+            Cmd::Job(key, job) => core.job(&myself, key, job),
             Cmd::Idle {
                 key,
                 generation,
                 handled,
-            } => state.idle(key, generation, handled),
+            } => core.idle(key, generation, handled),
             Cmd::Ended {
                 key,
                 generation,
                 returned,
                 outcome,
-            } => state.ended(&myself, key, generation, returned, outcome),
-            Cmd::Tick => state.tick(),
+            } => core.ended(&myself, key, generation, returned, outcome),
+            Cmd::Tick => core.tick(),
+            #[cfg(any(test, feature = "fault-injection"))]
+            Cmd::InjectPanic => {}
             Cmd::PassivateAll(reply) => {
-                state.draining.push(reply);
-                let active: Vec<Arc<str>> = state
+                core.draining.push(reply);
+                let active: Vec<Arc<str>> = core
                     .slots
                     .iter()
                     .filter(|(_, s)| matches!(s, Slot::Active { .. }))
                     .map(|(k, _)| Arc::clone(k))
                     .collect();
                 for key in active {
-                    state.passivate(&key);
+                    core.passivate(&key);
                 }
             }
         }
-        state.make_room(&myself);
+        core.make_room(&myself);
         // Published before `passivate_all` is answered, so that its caller
         // reads the count it waited for.
-        state.publish();
-        state.answer_drained();
+        core.publish();
+        core.answer_drained();
         Ok(())
     }
 }
 
-impl<A: VirtualAgent> VirtualAgentsState<A> {
+impl<A: VirtualAgent> Core<A> {
     /// A message for `key`: forwarded, or waiting for its activation.
     fn job(&mut self, myself: &ActorRef<HostMsg<A>>, key: Arc<str>, job: Job<A::Msg>) {
         match self.slots.get_mut(&key) {
@@ -336,6 +372,7 @@ impl<A: VirtualAgent> VirtualAgentsState<A> {
             ctx: Arc::clone(&self.ctx),
             shared: Arc::clone(&self.shared),
             host: myself.clone(),
+            host_name: myself.get_name().map(Arc::from),
             rx,
         };
         let task = tokio::spawn(activation.run());
@@ -505,6 +542,27 @@ impl<A: VirtualAgent> VirtualAgentsState<A> {
                 let _ = reply.send(());
             }
         }
+    }
+
+    /// The host stops: every activation is closed (it handles what it
+    /// accepted, then saves) and its task returned to be awaited; messages
+    /// waiting for an activation are dropped (their senders see
+    /// `HandleError::Dropped`).
+    fn stop(&mut self) -> Vec<JoinHandle<()>> {
+        let tasks = self
+            .slots
+            .drain()
+            .filter_map(|(_, slot)| match slot {
+                Slot::Active { task, .. } | Slot::Closing { task, .. } => Some(task),
+                Slot::Queued { .. } => None,
+            })
+            .collect();
+        self.idle = IdleList::default();
+        self.room.clear();
+        self.resident = 0;
+        self.closing = 0;
+        self.publish();
+        tasks
     }
 
     /// Publishes the resident count.

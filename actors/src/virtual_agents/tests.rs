@@ -546,3 +546,38 @@ mod idle_law {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_restarted_host_resumes_its_resident_activations() {
+    let store = Arc::new(MemoryStore::new());
+    let (node, h) = host::<Counter>("va-restart", config(None), store.clone()).await;
+    h.send("k", CounterMsg::Add(5)).await.unwrap();
+    assert_eq!(get(&h, "k").await, 5);
+    h.inject_panic().unwrap();
+    tokio::time::timeout(TIMEOUT, async {
+        loop {
+            let restarts = node
+                .system_children()
+                .await
+                .into_iter()
+                .find(|c| c.name == "va-restart")
+                .map(|c| c.restarts);
+            if restarts == Some(1) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the host was not restarted");
+    // The same activation, unsaved, still holds the count.
+    h.send("k", CounterMsg::Add(1)).await.unwrap();
+    assert_eq!(get(&h, "k").await, 6);
+    assert_eq!((h.activations(), h.resident()), (1, 1));
+    assert!(store.is_empty());
+    // The restarted host passivates it when idle.
+    tokio::time::sleep(IDLE * 2).await;
+    assert_eq!((h.resident(), h.passivations()), (0, 1));
+    assert_eq!(store.load("k").unwrap(), Some(6u64.to_le_bytes().to_vec()));
+    node.shutdown(Duration::from_secs(5)).await;
+}
