@@ -375,7 +375,8 @@ pub struct VirtualStats {
     pub peak_resident: usize,
     /// Activations started.
     pub activations: u64,
-    /// Activations passivated (saved or dropped as stateless).
+    /// Activations passivated: saved, dropped as stateless, or ended with
+    /// a snapshot that could not be saved (also counted in `save_failures`).
     pub passivations: u64,
     /// Messages handled (with `Ok` or an error; not the ones that panicked).
     pub handled: u64,
