@@ -581,3 +581,44 @@ async fn a_restarted_host_resumes_its_resident_activations() {
     assert_eq!(store.load("k").unwrap(), Some(6u64.to_le_bytes().to_vec()));
     node.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_cluster_work_activates_the_keys_agent_and_is_acknowledged_once_handled() {
+    use crate::cluster_member::{ClusterMember, ClusterSettings, Cookie};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut node_config = NexusConfig::default();
+    node_config.node.data_dir = dir.path().to_path_buf();
+    let node = Node::start(node_config).await.unwrap();
+    let args = VirtualAgentsArgs::new(config(None), Arc::new(MemoryStore::new()), ()).unwrap();
+    let counters = VirtualAgents::<Counter>::start(&node, "va-cluster-counters", args)
+        .await
+        .unwrap();
+    let cookie_file = dir.path().join("cookie");
+    std::fs::write(&cookie_file, "c").unwrap();
+    let settings = ClusterSettings {
+        name: "va-node".into(),
+        listen: ([127, 0, 0, 1], 0).into(),
+        cookie: Cookie::from_file(&cookie_file).unwrap(),
+        join: vec![],
+        config: nexus_swarm_runtime::config::ClusterConfig::default(),
+        handler: Some(Arc::new(VirtualWork::new(counters.clone(), Duration::from_secs(5)))),
+    };
+    let cluster = ClusterMember::start(&node, "va-cluster-member", settings)
+        .await
+        .unwrap();
+    for n in 1..=3u64 {
+        let body = encode_work(&CounterMsg::Add(n)).unwrap();
+        let delivery = cluster
+            .send_keyed("user-9", body, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(delivery.owner, "va-node");
+    }
+    // Acknowledged means handled: the count is there with no waiting.
+    assert_eq!(counters.stats().handled, 3);
+    assert_eq!(get(&counters, "user-9").await, 6);
+    assert_eq!(counters.activations(), 1);
+    cluster.stop();
+    node.shutdown(Duration::from_secs(5)).await;
+}
