@@ -55,6 +55,12 @@ pub enum Error {
     /// A performance profile could not be read or analysed.
     #[error(transparent)]
     PerfProfile(#[from] crate::perf_profile::PerfProfileError),
+    /// A message to a virtual agent was not handled.
+    #[error(transparent)]
+    VirtualAgent(#[from] crate::virtual_agents::HandleError),
+    /// A virtual agents' snapshot store could not be opened or used.
+    #[error(transparent)]
+    SnapshotStore(#[from] crate::virtual_agents::StoreError),
 }
 
 #[cfg(test)]
@@ -85,6 +91,14 @@ mod tests {
 
         let e: Error = SpawnError::SupervisorGone.into();
         assert!(matches!(e, Error::Spawn(SpawnError::SupervisorGone)));
+
+        let e: Error = crate::virtual_agents::HandleError::Unavailable.into();
+        assert!(matches!(
+            e,
+            Error::VirtualAgent(crate::virtual_agents::HandleError::Unavailable)
+        ));
+        let e: Error = crate::virtual_agents::StoreError::Panicked("x".into()).into();
+        assert!(matches!(e, Error::SnapshotStore(_)));
     }
 }
 

@@ -29,6 +29,7 @@
 //! | [`monitor`] | [`Monitor`](monitor::Monitor) / [`MonitorHandle`](monitor::MonitorHandle) | system, process and pool metrics, alerts with hysteresis, history, exports |
 //! | [`perf_profile`] | (no actor: sync analysis) | performance profiles: knee, bottleneck, recommendations; the scaler's cap |
 //! | [`pressure`] | [`PressureDetector`](pressure::PressureDetector) / [`PressureHandle`](pressure::PressureHandle) | pressure levels, trends, anomalies, forecasts |
+//! | [`virtual_agents`] | [`VirtualAgents`] / [`VirtualAgentsHandle`] | agents addressed by key: activation on demand, passivation to snapshots when idle |
 //!
 //! Each module has its error enum; [`Error`] wraps them all.
 //!
@@ -82,6 +83,7 @@ pub mod scheduler;
 pub mod startup;
 pub mod swarm;
 mod trend;
+pub mod virtual_agents;
 
 pub use cost_ledger::{BudgetHandle, CostLedger, CostLedgerArgs, LedgerError, LedgerHandle, LedgerOptions};
 pub use error::{Cause, Error};
@@ -92,3 +94,4 @@ pub use quota_keeper::{QuotaError, QuotaHandle, QuotaKeeper, QuotaKeeperArgs, Qu
 pub use router::{RouteAskError, Router, RouterArgs, RouterError, RouterHandle};
 pub use scheduler::{Scheduler, SchedulerArgs, SchedulerError, SchedulerHandle};
 pub use swarm::{AdmissionStatus, AgentLlm, Identity, Swarm, SwarmContext, SwarmError};
+pub use virtual_agents::{VirtualAgent, VirtualAgents, VirtualAgentsArgs, VirtualAgentsConfig, VirtualAgentsHandle};

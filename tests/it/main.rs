@@ -98,3 +98,4 @@ mod swarm_pool_low_lane_spills_to_disk_in_order;
 mod swarm_starts_declared_routers_over_their_pools;
 mod swarm_throttles_an_agent_over_its_cpu_limit;
 mod system_actors_restart_after_panic;
+mod virtual_agents_activate_passivate_and_reactivate;
