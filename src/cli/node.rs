@@ -2,7 +2,8 @@
 //! tree (from `--config`, else the defaults) and its `[[run.pools]]`, this node's
 //! [`ClusterMember`] with its `ractor_cluster` node server on `--listen`,
 //! joins the `--join` peers (and redials them with backoff when their
-//! session is lost), and runs until SIGINT or SIGTERM.
+//! session is lost), registers each `--cluster-pool` pool as a
+//! [`ClusterPool`] behind a router by key, and runs until SIGINT or SIGTERM.
 //!
 //! What it says, one JSON object per line on stdout: first
 //! `{"event":"listening","node":..,"cluster":..,"http":..}`, then each
@@ -490,7 +491,7 @@ async fn pool_send(
     };
     let deadline = match send_deadline(q.timeout_ms) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
     };
     let Ok(text) = String::from_utf8(body.to_vec()) else {
         let error = "the body is not UTF-8 text";
@@ -560,12 +561,13 @@ struct SendQuery {
     timeout_ms: Option<u64>,
 }
 
-/// `timeout_ms` (default 10,000) as a deadline, or the `400` answer.
-fn send_deadline(timeout_ms: Option<u64>) -> Result<std::time::Duration, Response> {
+/// `timeout_ms` (default 10,000) as a deadline, or why it is refused.
+fn send_deadline(timeout_ms: Option<u64>) -> Result<std::time::Duration, String> {
     let timeout_ms = timeout_ms.unwrap_or(10_000);
     if timeout_ms == 0 || timeout_ms > MAX_SEND_TIMEOUT_MS {
-        let error = format!("timeout_ms {timeout_ms}: must be between 1 and {MAX_SEND_TIMEOUT_MS}");
-        return Err((StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response());
+        return Err(format!(
+            "timeout_ms {timeout_ms}: must be between 1 and {MAX_SEND_TIMEOUT_MS}"
+        ));
     }
     Ok(std::time::Duration::from_millis(timeout_ms))
 }
@@ -573,7 +575,7 @@ fn send_deadline(timeout_ms: Option<u64>) -> Result<std::time::Duration, Respons
 async fn send(State(api): State<Arc<ApiState>>, Query(q): Query<SendQuery>, body: Bytes) -> Response {
     let deadline = match send_deadline(q.timeout_ms) {
         Ok(d) => d,
-        Err(r) => return r,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
     };
     match api.cluster.send_keyed(&q.key, body.to_vec(), deadline).await {
         Ok(d) => Json(json!({"id": d.id, "owner": d.owner, "attempts": d.attempts})).into_response(),

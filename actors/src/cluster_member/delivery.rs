@@ -12,6 +12,13 @@
 //! an ask of a local agent pool), run on its own task so heartbeats never
 //! wait for it; without one, a message is handled by being recorded. Either
 //! way [`ClusterHandle::work_handled`] counts it once handled.
+//!
+//! Work for a cluster pool ([`crate::cluster_pool`]) names its pool
+//! (`Work::pool`): it goes to the owner among the pool's hosts (a
+//! `Route` picks the owner and the receiver of each copy), and the
+//! owner hands it to that pool's [`PoolWorkHandler`], never to the node's
+//! own handler; work for a pool the owner does not host is not
+//! acknowledged, so its sender goes on to the pool's next owner.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -64,8 +64,9 @@ impl PoolRing {
 /// The last [`PoolRing`] built, rebuilt only when the hosts change.
 #[derive(Debug, Default)]
 pub(crate) struct PoolRingCache {
-    /// Read and replaced by senders; a mutex held for a comparison and a
-    /// clone of the `Arc`, never across a build's await (there is none).
+    /// Read and replaced by senders; a mutex held while comparing the
+    /// hosts and, when they changed, building the new ring (synchronous,
+    /// so concurrent senders build it once).
     last: Mutex<Option<Arc<PoolRing>>>,
 }
 

@@ -28,7 +28,7 @@ fn a_key_goes_only_to_a_host_and_keeps_its_owner_when_that_owner_hosts() {
     assert_eq!(ring.hosts(), ["a", "b", "d"]);
     let mut moved = 0;
     for i in 0..2000 {
-        let key = RoutingKey::new(&format!("k{i}"));
+        let key = RoutingKey::new(format!("k{i}"));
         let owner = ring.owner(key).unwrap();
         assert_ne!(owner, "c");
         match full.owner(key).unwrap() {
@@ -48,7 +48,7 @@ fn a_key_goes_only_to_a_host_and_keeps_its_owner_when_that_owner_hosts() {
 fn bounded_loads_spread_keys_over_hosts_only() {
     let members = names(&["a", "b", "c"]);
     let ring = PoolRing::new(&members, |m| m != "b", 32).unwrap();
-    let keys: Vec<RoutingKey> = (0..100).map(|i| RoutingKey::new(&format!("k{i}"))).collect();
+    let keys: Vec<RoutingKey> = (0..100).map(|i| RoutingKey::new(format!("k{i}"))).collect();
     let bound = LoadBound { epsilon_percent: 10 };
     let owners = ring.assign(&keys, Some(bound));
     let mut per: BTreeMap<&str, usize> = BTreeMap::new();
