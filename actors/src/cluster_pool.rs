@@ -10,8 +10,8 @@
 //! [`PoolProxy`] in the node's supervision tree, which joins the `pg`
 //! groups [`pool_group`] and [`pool_node_group`]; `ractor_cluster` mirrors
 //! them on every peer, so each node sees which of its peers host the
-//! pool. A node that only sends to the pool registers nothing: it reaches
-//! the pool through any local handle of the same name, or it hosts it too.
+//! pool. A node that only sends to the pool registers nothing: it takes a
+//! [`ClusterPool::client`] handle, whose keys all go to peers.
 //!
 //! # Routing
 //!
@@ -391,7 +391,8 @@ pub struct ClusterPool<M> {
 struct Inner<M> {
     name: String,
     cluster: ClusterHandle,
-    local: Arc<dyn LocalPool<M>>,
+    /// This node's share of the pool; `None` for a client that only sends.
+    local: Option<Arc<dyn LocalPool<M>>>,
     rings: PoolRingCache,
     stats: Arc<PoolStats>,
     _msg: PhantomData<fn(M)>,
@@ -435,7 +436,13 @@ impl<M> Inner<M> {
     fn ring(&self) -> Result<Arc<PoolRing>, RoutingError> {
         let view = self.cluster.view();
         let me = self.cluster.name();
-        let hosts = |node: &str| node == me || remote_proxy(&self.name, node).is_some();
+        let hosts = |node: &str| {
+            if node == me {
+                self.local.is_some()
+            } else {
+                remote_proxy(&self.name, node).is_some()
+            }
+        };
         self.rings.get(view.ring.members(), hosts, self.cluster.virtual_nodes())
     }
 }
@@ -497,9 +504,27 @@ where
             inner: Arc::new(Inner {
                 name: name.to_string(),
                 cluster: cluster.clone(),
-                local,
+                local: Some(local),
                 rings: PoolRingCache::default(),
                 stats,
+                _msg: PhantomData,
+            }),
+        })
+    }
+
+    /// A handle on cluster pool `name` for a node that sends to it without
+    /// hosting it: every key goes to a peer hosting it, encoded.
+    pub fn client(cluster: &ClusterHandle, name: &str) -> Result<Self, ClusterPoolError> {
+        if !valid_name(name) {
+            return Err(ClusterPoolError::BadName(name.to_string()));
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                name: name.to_string(),
+                cluster: cluster.clone(),
+                local: None,
+                rings: PoolRingCache::default(),
+                stats: Arc::new(PoolStats::default()),
                 _msg: PhantomData,
             }),
         })
@@ -510,7 +535,8 @@ where
         &self.inner.name
     }
 
-    /// The nodes up that host the pool (this one included), sorted.
+    /// The nodes up that host the pool (this one included unless a
+    /// [`client`](Self::client)), sorted.
     pub fn hosts(&self) -> Result<Vec<String>, ClusterPoolError> {
         Ok(self.inner.ring()?.hosts().to_vec())
     }
@@ -552,18 +578,15 @@ where
         let inner = &self.inner;
         inner.cluster.check_quorum()?;
         let owner = self.owner(key)?;
-        if owner == inner.cluster.name() {
+        // This node is a host (hence the owner) only with a local share.
+        if let Some(local) = inner.local.as_ref().filter(|_| owner == inner.cluster.name()) {
             inner.stats.local_sends.fetch_add(1, Ordering::Relaxed);
             let d = self.delivered(key, msg);
             let id = d.id.id;
-            inner
-                .local
-                .ask(d, deadline)
-                .await
-                .map_err(|source| ClusterPoolError::Local {
-                    pool: inner.name.clone(),
-                    source,
-                })?;
+            local.ask(d, deadline).await.map_err(|source| ClusterPoolError::Local {
+                pool: inner.name.clone(),
+                source,
+            })?;
             return Ok(Delivery { id, owner, attempts: 1 });
         }
         let body = encode(&inner.name, &msg)?;
@@ -582,10 +605,10 @@ where
         let inner = &self.inner;
         inner.cluster.check_quorum()?;
         let owner = self.owner(key)?;
-        if owner == inner.cluster.name() {
+        if let Some(local) = inner.local.as_ref().filter(|_| owner == inner.cluster.name()) {
             inner.stats.local_sends.fetch_add(1, Ordering::Relaxed);
             let d = self.delivered(key, msg);
-            inner.local.send(d).await.map_err(|source| ClusterPoolError::Local {
+            local.send(d).await.map_err(|source| ClusterPoolError::Local {
                 pool: inner.name.clone(),
                 source,
             })?;

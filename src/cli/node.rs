@@ -17,8 +17,8 @@
 //! | `GET /cluster/owner?key=K` | `{"key": K, "owner": node}` |
 //! | `GET /cluster/owners?keys=K1,K2,..` | `{"owners": [node, ..]}` in the order asked (at most 10,000 keys; with `cluster.load_bound_percent`, placed with bounded loads) |
 //! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged (after the owner's `--work-pool` agent replied): `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
-//! | `GET /cluster/pools/P` | cluster pool `P` (a `--cluster-pool`) on this node: `name`, `hosts` (the nodes up hosting it, sorted), `encoded`, `local_sends`, `remote_handled`, `decode_errors`, `remote_failed`, and `workers`: each local worker's name and the messages its router sent it |
-//! | `POST /cluster/pools/P/send?key=K[&timeout_ms=N]` | sends the body (UTF-8 text, at most 64 KiB) to cluster pool `P`: to the worker its router picks for `K` on the key's owner among the pool's hosts, answering once that worker replied, as `/cluster/send` does; `404` for a pool this node does not host |
+//! | `GET /cluster/pools/P` | cluster pool `P` (a `--cluster-pool` or `--cluster-pool-client`) on this node: `name`, `hosts` (the nodes up hosting it, sorted), `encoded`, `local_sends`, `remote_handled`, `decode_errors`, `remote_failed`, and `workers`: each local worker's name and the messages its router sent it (none for a client) |
+//! | `POST /cluster/pools/P/send?key=K[&timeout_ms=N]` | sends the body (UTF-8 text, at most 64 KiB) to cluster pool `P`: to the worker its router picks for `K` on the key's owner among the pool's hosts, answering once that worker replied, as `/cluster/send` does; `404` for a pool this node neither hosts nor is a client of |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
 //! line, and never printed. With `[cluster.tls]` in `--config`, sessions
@@ -111,6 +111,10 @@ pub struct NodeArgs {
     /// owns among the pool's hosts.
     #[arg(long = "cluster-pool", value_name = "POOL")]
     pub cluster_pool: Vec<String>,
+    /// A cluster pool this node sends to without hosting it (repeatable):
+    /// every key goes to a peer hosting it.
+    #[arg(long = "cluster-pool-client", value_name = "POOL")]
+    pub cluster_pool_client: Vec<String>,
 }
 
 /// Longest an agent of `--work-pool` may take over one keyed message
@@ -370,6 +374,16 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
             }
         }
     }
+    for name in &args.cluster_pool_client {
+        match ClusterPool::client(&cluster, name) {
+            Ok(pool) => cluster_pools.push(ServedPool { pool, router: None }),
+            Err(e) => {
+                cluster.stop();
+                swarm.shutdown(config.run.shutdown_timeout).await;
+                return Err(e.into());
+            }
+        }
+    }
     Ok(Started {
         swarm,
         pools,
@@ -389,8 +403,8 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
 pub struct ServedPool {
     /// The cluster pool, as this node registered it.
     pub pool: ClusterPool<String>,
-    /// Its local router.
-    pub router: RouterHandle<TextMsg>,
+    /// Its local router (`None`: a `--cluster-pool-client`).
+    pub router: Option<RouterHandle<TextMsg>>,
 }
 
 /// Starts a router by key over `pool`'s workers and registers it as
@@ -420,7 +434,10 @@ async fn serve_pool(
         |d: Delivered<String>, r| (d.msg, r),
     )
     .await?;
-    Ok(ServedPool { pool, router })
+    Ok(ServedPool {
+        pool,
+        router: Some(router),
+    })
 }
 
 /// What the API handlers read.
@@ -462,9 +479,8 @@ async fn pool_status(State(api): State<Arc<ApiState>>, Path(pool): Path<String>)
     };
     let workers: BTreeMap<String, u64> = served
         .router
-        .metrics()
-        .members
-        .into_iter()
+        .iter()
+        .flat_map(|r| r.metrics().members)
         .map(|m| (m.name, m.sent))
         .collect();
     Json(json!({

@@ -1,7 +1,8 @@
 //! Cluster pool `workers` hosted by n1 and n2 (`--cluster-pool`), not by
-//! n3, all three in the ring: every key sent from n1 is handled by one
-//! worker of its owner among the hosts, the same worker each time; n3
-//! never gets a key; what n1 owns is sent to its workers without encoding;
+//! n3 (`--cluster-pool-client`), all three in the ring: every key sent
+//! from n1 is handled by one worker of its owner among the hosts, the same
+//! worker each time; n3 never gets a key, and what it sends goes to the
+//! same owners; what n1 owns is sent to its workers without encoding;
 //! a peer's garbage message for the pool is counted and the session lives
 //! on; and when the owner hangs, an acknowledged message is handled by the
 //! key's next owner.
@@ -74,11 +75,12 @@ async fn cluster_pool_routes_keys_to_one_worker_across_nodes() {
     let (n1, n2, n3) = tokio::task::block_in_place(|| {
         let n1 = ClusterNode::start_with(dir.path(), "n1", &cookie, &config, &[], &pool);
         let n2 = ClusterNode::start_with(dir.path(), "n2", &cookie, &config, &[n1.cluster], &pool);
-        let n3 = ClusterNode::start(dir.path(), "n3", &cookie, &config, &[n1.cluster, n2.cluster]);
+        let client = ["--cluster-pool-client", POOL];
+        let n3 = ClusterNode::start_with(dir.path(), "n3", &cookie, &config, &[n1.cluster, n2.cluster], &client);
         for n in [&n1, &n2, &n3] {
             n.wait_members(&["n1", "n2", "n3"]);
         }
-        for n in [&n1, &n2] {
+        for n in [&n1, &n2, &n3] {
             wait_until("both hosts seen", || {
                 pool_status(n)["hosts"] == serde_json::json!(["n1", "n2"])
             });
@@ -88,8 +90,9 @@ async fn cluster_pool_routes_keys_to_one_worker_across_nodes() {
 
     let keys = keys(30);
     tokio::task::block_in_place(|| {
-        // n3 does not host the pool: it has no such cluster pool.
-        let (code, _) = http(&n3.http, "GET", &format!("/cluster/pools/{POOL}"), None, None);
+        // n3 is a client: it has no workers; n1 hosts no pool "other".
+        assert!(workers(&n3).is_empty());
+        let (code, _) = http(&n1.http, "GET", "/cluster/pools/other", None, None);
         assert_eq!(code, 404);
         let whole_ring = n1.owners(&keys);
         assert!(whole_ring.iter().any(|o| o == "n3"), "{whole_ring:?}");
@@ -126,6 +129,20 @@ async fn cluster_pool_routes_keys_to_one_worker_across_nodes() {
         assert_eq!(s1["encoded"], 3 * on_n2);
         assert_eq!(s2["remote_handled"], 3 * on_n2);
         assert_eq!(s2["encoded"], 0);
+        assert_eq!(n3.status()["work_handled"], 0);
+        // The client n3 sends every key to the same owner n1 did, encoded.
+        for (key, whole) in keys.iter().zip(&whole_ring).take(10) {
+            let ack = pool_send(&n3, key, "from the client");
+            assert_ne!(ack["owner"], "n3", "{key}");
+            if whole != "n3" {
+                assert_eq!(ack["owner"], whole.as_str(), "{key}");
+            }
+        }
+        let s3 = pool_status(&n3);
+        assert_eq!(
+            (s3["encoded"].as_u64(), s3["local_sends"].as_u64()),
+            (Some(10), Some(0))
+        );
         assert_eq!(n3.status()["work_handled"], 0);
     });
 

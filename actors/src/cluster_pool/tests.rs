@@ -315,6 +315,31 @@ async fn a_peers_message_is_decoded_routed_by_key_and_garbage_is_refused() {
 }
 
 #[tokio::test]
+async fn a_client_sends_only_to_peers_and_finds_none_here() {
+    let f = fixture("cli").await;
+    // Same node, not a host: the registered share is this node's, so the
+    // client sees no host (its peers would).
+    let client = ClusterPool::<Greet>::client(&f.cluster, "greeters-elsewhere").unwrap();
+    assert!(client.hosts().unwrap().is_empty());
+    let err = client.send_acked("k", Greet { n: 1 }, TIMEOUT).await.unwrap_err();
+    assert!(matches!(err, ClusterPoolError::NoHost(_)), "{err}");
+    assert!(matches!(
+        client.send("k", Greet { n: 1 }).await,
+        Err(ClusterPoolError::NoHost(_))
+    ));
+    assert_eq!((client.encoded(), client.local_sends()), (0, 0));
+    // A client of a pool this node hosts still never uses the local share.
+    let own = ClusterPool::<Greet>::client(&f.cluster, f.pool.name()).unwrap();
+    assert!(own.hosts().unwrap().is_empty());
+    assert!(matches!(
+        ClusterPool::<Greet>::client(&f.cluster, ""),
+        Err(ClusterPoolError::BadName(_))
+    ));
+    assert!(f.seen.lock().is_empty());
+    f.stop().await;
+}
+
+#[tokio::test]
 async fn registration_refuses_bad_names_unkeyed_routers_and_a_second_pool_of_a_name() {
     let f = fixture("reg").await;
     let config = f.node.config().clone();
