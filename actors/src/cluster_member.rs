@@ -45,13 +45,13 @@ use nexus_swarm_runtime::config::ClusterConfig;
 use nexus_swarm_runtime::node::Node;
 use nexus_swarm_runtime::routing::{RoutingError, RoutingKey};
 use nexus_swarm_runtime::supervisor::{ChildSpec, StartFn};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use ractor::message::{BoxedDowncastErr, SerializedMessage};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
-pub use self::delivery::{Delivery, DeliveryError, WorkHandler};
+pub use self::delivery::{Delivery, DeliveryError, KeyedWork, PoolWorkHandler, WorkHandler};
 pub use self::gate::ClusterLimitGate;
 pub use self::limits::{BookStatus, LimitError, LimitStatus};
 pub use self::transport::{ClusterError, Cookie};
@@ -164,6 +164,10 @@ pub struct ClusterShared {
     handler: Option<Arc<dyn WorkHandler>>,
     /// The cluster-wide limits: books this node owns, leases it holds.
     limits: limits::Limits,
+    /// Handlers of this node's cluster pools, by pool name: read for each
+    /// pool message, written when a pool is registered or dropped; a
+    /// read-write lock, since reads dominate.
+    pools: RwLock<HashMap<String, Arc<dyn PoolWorkHandler>>>,
 }
 
 #[derive(Debug)]
@@ -215,6 +219,7 @@ impl ClusterShared {
             work_refused: AtomicU64::new(0),
             work_failed: AtomicU64::new(0),
             handler,
+            pools: RwLock::new(HashMap::new()),
         }))
     }
 

@@ -20,6 +20,7 @@
 //! | module | actor / handle | what it owns |
 //! |---|---|---|
 //! | [`cluster_member`] | [`ClusterMember`](cluster_member::ClusterMember) / [`ClusterHandle`](cluster_member::ClusterHandle) | this node in the cluster: heartbeats, membership, the ring of nodes, the `ractor_cluster` node server and redialing |
+//! | [`cluster_pool`] | [`PoolProxy`](cluster_pool::PoolProxy) / [`ClusterPool`](cluster_pool::ClusterPool) | an agent pool reachable cluster-wide by key: its `pg` groups, the ring of its hosts, typed (bincode) messages to peers, none encoded locally |
 //! | [`cost_ledger`] | [`CostLedger`] / [`LedgerHandle`] | usage records, budgets, reports |
 //! | [`llm_gateway`] (+ [`llm`]) | [`LlmGateway`] / [`GatewayHandle`] | providers, rate limits, cache, retries, model choice |
 //! | [`router`] | [`Router`] / [`RouterHandle`] | members, weights, health, admission |
@@ -68,6 +69,7 @@
 //! ```
 
 pub mod cluster_member;
+pub mod cluster_pool;
 pub mod cost_ledger;
 mod error;
 pub mod llm;

@@ -339,6 +339,7 @@ async fn one_size(
             from: "a".into(),
             key: key.into(),
             body: body.clone(),
+            pool: None,
         };
         envelope::encode(FrameKind::Work, id, &work, compress_above)
     };

@@ -2,9 +2,11 @@
 //! tree (from `--config`, else the defaults) and its `[[run.pools]]`, this node's
 //! [`ClusterMember`] with its `ractor_cluster` node server on `--listen`,
 //! joins the `--join` peers (and redials them with backoff when their
-//! session is lost), and runs until SIGINT or SIGTERM. Each
-//! `[[cluster.limits]]` entry with `charges` gates the swarm's LLM gateway
-//! ([`ClusterLimitGate`]): every call is charged to the cluster-wide limit.
+//! session is lost), registers each `--cluster-pool` pool as a
+//! [`ClusterPool`] behind a router by key, and runs until SIGINT or SIGTERM.
+//! Each `[[cluster.limits]]` entry with `charges` gates the swarm's LLM
+//! gateway ([`ClusterLimitGate`]): every call is charged to the
+//! cluster-wide limit.
 //!
 //! What it says, one JSON object per line on stdout: first
 //! `{"event":"listening","node":..,"cluster":..,"http":..}`, then each
@@ -20,11 +22,14 @@
 //! | `GET /cluster/limits` | `node`, and `limits`: each `[[cluster.limits]]` entry as this node sees it: `name`, `limit`, `chunk`, `owner`, `role` (`owner`, `collecting`, `holder`), `book` (on the owner: `epoch`, `committed`, `outstanding`, `available`), `known_reserved`, `lease_left`, `spent_here`, `refused_here` |
 //! | `POST /cluster/limits/spend?name=L&units=N` | spends `N` units of the cluster-wide limit `L` (from this node's lease, asking the owner for one when needed): `{"name", "spent"}`, or `{"kind", "error"}` with `404` `unknown_limit`, `400` `too_large` (more than one lease holds), `429` `exhausted`, `503` `no_quorum` or `unavailable` |
 //! | `POST /cluster/send?key=K[&timeout_ms=N]` | sends the body (at most 64 KiB) as keyed work to the key's owner, at least once, and answers once it is acknowledged (after the owner's `--work-pool` agent replied): `{"id", "owner", "attempts"}`, or `504` after `timeout_ms` (default 10,000), or `503` when the node sees fewer members than `cluster.quorum` |
+//! | `GET /cluster/pools/P` | cluster pool `P` (a `--cluster-pool` or `--cluster-pool-client`) on this node: `name`, `hosts` (the nodes up hosting it, sorted), `encoded`, `local_sends`, `remote_handled`, `decode_errors`, `remote_failed`, and `workers`: each local worker's name and the messages its router sent it (none for a client) |
+//! | `POST /cluster/pools/P/send?key=K[&timeout_ms=N]` | sends the body (UTF-8 text, at most 64 KiB) to cluster pool `P`: to the worker its router picks for `K` on the key's owner among the pool's hosts, answering once that worker replied, as `/cluster/send` does; `404` for a pool this node neither hosts nor is a client of |
 //!
 //! The cookie is read from `--cookie-file`, never taken on the command
 //! line, and never printed. With `[cluster.tls]` in `--config`, sessions
 //! between nodes are TLS only.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,7 +37,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -47,9 +52,11 @@ use crate::actors::cluster_member::{
     ClusterError, ClusterEvent, ClusterHandle, ClusterLimitGate, ClusterMember, ClusterSettings, Cookie, DeliveryError,
     LimitError,
 };
+use crate::actors::cluster_pool::{ClusterPool, ClusterPoolError, Delivered};
+use crate::actors::router::{Router as PoolRouter, RouterHandle};
 use crate::actors::swarm::Swarm;
 use crate::ops::agents::{SpawnedPool, TextMsg};
-use crate::runtime::config::NexusConfig;
+use crate::runtime::config::{NexusConfig, RoutingStrategyKind};
 use crate::runtime::pool::PoolRef;
 use crate::runtime::priority::Priority;
 use crate::runtime::routing::RoutingKey;
@@ -104,6 +111,16 @@ pub struct NodeArgs {
     /// handled by being recorded.
     #[arg(long, value_name = "POOL")]
     pub work_pool: Option<String>,
+    /// A `[[run.pools]]` pool (of the configuration) to register as a
+    /// cluster pool of the same name (repeatable): a router by key over its
+    /// workers (taken at start) takes the messages of the keys this node
+    /// owns among the pool's hosts.
+    #[arg(long = "cluster-pool", value_name = "POOL")]
+    pub cluster_pool: Vec<String>,
+    /// A cluster pool this node sends to without hosting it (repeatable):
+    /// every key goes to a peer hosting it.
+    #[arg(long = "cluster-pool-client", value_name = "POOL")]
+    pub cluster_pool_client: Vec<String>,
 }
 
 /// Longest an agent of `--work-pool` may take over one keyed message
@@ -158,6 +175,20 @@ pub enum NodeStartError {
     /// `--work-pool` names no `[[run.pools]]` pool.
     #[error("--work-pool {0:?}: no such pool in [[run.pools]]")]
     NoWorkPool(String),
+    /// `--cluster-pool` names no `[[run.pools]]` pool.
+    #[error("--cluster-pool {0:?}: no such pool in [[run.pools]]")]
+    NoClusterPool(String),
+    /// A `--cluster-pool`'s router did not start or take the pool.
+    #[error("--cluster-pool {pool:?}: {reason}")]
+    ClusterPoolRouter {
+        /// The pool.
+        pool: String,
+        /// Why.
+        reason: String,
+    },
+    /// A `--cluster-pool` was not registered.
+    #[error("--cluster-pool: {0}")]
+    ClusterPool(#[from] ClusterPoolError),
     /// The HTTP address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -202,6 +233,7 @@ async fn run_async(args: NodeArgs) -> ExitCode {
     let Started {
         swarm,
         pools,
+        cluster_pools,
         cluster,
         http,
         config,
@@ -212,7 +244,7 @@ async fn run_async(args: NodeArgs) -> ExitCode {
     let http_addr = match http {
         Some(listener) => {
             let addr = listener.local_addr().ok();
-            let app = api(cluster.clone());
+            let app = api(cluster.clone(), cluster_pools);
             tokio::spawn(axum::serve(listener, app).into_future());
             addr
         }
@@ -262,6 +294,7 @@ fn print_event(event: &ClusterEvent) {
 struct Started {
     swarm: Swarm,
     pools: Vec<SpawnedPool>,
+    cluster_pools: Vec<ServedPool>,
     cluster: ClusterHandle,
     http: Option<tokio::net::TcpListener>,
     config: NexusConfig,
@@ -298,6 +331,11 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
     if let Some(name) = &args.work_pool {
         if !config.run.pools.iter().any(|p| &p.name == name) {
             return Err(NodeStartError::NoWorkPool(name.clone()));
+        }
+    }
+    for name in &args.cluster_pool {
+        if !config.run.pools.iter().any(|p| &p.name == name) {
+            return Err(NodeStartError::NoClusterPool(name.clone()));
         }
     }
     // Cluster limits that charge LLM calls gate this node's gateway; bound
@@ -354,9 +392,34 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
     for gate in &gates {
         gate.bind(cluster.clone());
     }
+    let mut cluster_pools = Vec::new();
+    for name in &args.cluster_pool {
+        let Some(spawned) = config.run.pools.iter().zip(&pools).find(|(e, _)| &e.name == name) else {
+            continue;
+        };
+        match serve_pool(&swarm, &cluster, &config, name, &spawned.1.pool).await {
+            Ok(served) => cluster_pools.push(served),
+            Err(e) => {
+                cluster.stop();
+                swarm.shutdown(config.run.shutdown_timeout).await;
+                return Err(e);
+            }
+        }
+    }
+    for name in &args.cluster_pool_client {
+        match ClusterPool::client(&cluster, name) {
+            Ok(pool) => cluster_pools.push(ServedPool { pool, router: None }),
+            Err(e) => {
+                cluster.stop();
+                swarm.shutdown(config.run.shutdown_timeout).await;
+                return Err(e.into());
+            }
+        }
+    }
     Ok(Started {
         swarm,
         pools,
+        cluster_pools,
         cluster,
         http,
         config,
@@ -366,8 +429,59 @@ async fn start(args: &NodeArgs) -> Result<Started, NodeStartError> {
     })
 }
 
-/// The cluster API (see the module docs for its routes).
-pub fn api(cluster: ClusterHandle) -> Router {
+/// A `--cluster-pool`: the cluster pool and the router by key over the
+/// local pool's workers.
+#[derive(Debug, Clone)]
+pub struct ServedPool {
+    /// The cluster pool, as this node registered it.
+    pub pool: ClusterPool<String>,
+    /// Its local router (`None`: a `--cluster-pool-client`).
+    pub router: Option<RouterHandle<TextMsg>>,
+}
+
+/// Starts a router by key over `pool`'s workers and registers it as
+/// cluster pool `name`: each message is asked of the worker as text.
+async fn serve_pool(
+    swarm: &Swarm,
+    cluster: &ClusterHandle,
+    config: &NexusConfig,
+    name: &str,
+    pool: &PoolRef<TextMsg>,
+) -> Result<ServedPool, NodeStartError> {
+    let mut router_config = config.router.clone();
+    router_config.strategy = RoutingStrategyKind::ConsistentHash;
+    let router_error = |reason: String| NodeStartError::ClusterPoolRouter {
+        pool: name.to_string(),
+        reason,
+    };
+    let router = PoolRouter::start(swarm.node(), &format!("cluster-pool-router-{name}"), router_config)
+        .await
+        .map_err(|e| router_error(e.to_string()))?;
+    router.add_pool(pool).await.map_err(|e| router_error(e.to_string()))?;
+    let pool = ClusterPool::register(
+        swarm.node(),
+        cluster,
+        name,
+        router.clone(),
+        |d: Delivered<String>, r| (d.msg, r),
+    )
+    .await?;
+    Ok(ServedPool {
+        pool,
+        router: Some(router),
+    })
+}
+
+/// What the API handlers read.
+#[derive(Debug)]
+struct ApiState {
+    cluster: ClusterHandle,
+    pools: BTreeMap<String, ServedPool>,
+}
+
+/// The cluster API (`--cluster-pool` pools under `/cluster/pools/`).
+pub fn api(cluster: ClusterHandle, pools: Vec<ServedPool>) -> Router {
+    let pools = pools.into_iter().map(|p| (p.pool.name().to_string(), p)).collect();
     Router::new()
         .route("/cluster", get(status))
         .route("/cluster/owner", get(owner))
@@ -375,10 +489,76 @@ pub fn api(cluster: ClusterHandle) -> Router {
         .route("/cluster/send", post(send).layer(DefaultBodyLimit::max(MAX_SEND_BODY)))
         .route("/cluster/limits", get(limits))
         .route("/cluster/limits/spend", post(spend))
-        .with_state(Arc::new(cluster))
+        .route("/cluster/pools/{pool}", get(pool_status))
+        .route(
+            "/cluster/pools/{pool}/send",
+            post(pool_send).layer(DefaultBodyLimit::max(MAX_SEND_BODY)),
+        )
+        .with_state(Arc::new(ApiState { cluster, pools }))
 }
 
-async fn status(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::Value> {
+fn no_pool(pool: &str) -> Response {
+    let error = format!("no cluster pool {pool:?} on this node");
+    (StatusCode::NOT_FOUND, Json(json!({ "error": error }))).into_response()
+}
+
+async fn pool_status(State(api): State<Arc<ApiState>>, Path(pool): Path<String>) -> Response {
+    let Some(served) = api.pools.get(&pool) else {
+        return no_pool(&pool);
+    };
+    let p = &served.pool;
+    let hosts = match p.hosts() {
+        Ok(h) => h,
+        Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, Json(json!({"error": e.to_string()}))).into_response(),
+    };
+    let workers: BTreeMap<String, u64> = served
+        .router
+        .iter()
+        .flat_map(|r| r.metrics().members)
+        .map(|m| (m.name, m.sent))
+        .collect();
+    Json(json!({
+        "name": p.name(),
+        "hosts": hosts,
+        "encoded": p.encoded(),
+        "local_sends": p.local_sends(),
+        "remote_handled": p.remote_handled(),
+        "decode_errors": p.decode_errors(),
+        "remote_failed": p.remote_failed(),
+        "workers": workers,
+    }))
+    .into_response()
+}
+
+async fn pool_send(
+    State(api): State<Arc<ApiState>>,
+    Path(pool): Path<String>,
+    Query(q): Query<SendQuery>,
+    body: Bytes,
+) -> Response {
+    let Some(served) = api.pools.get(&pool) else {
+        return no_pool(&pool);
+    };
+    let deadline = match send_deadline(q.timeout_ms) {
+        Ok(d) => d,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+    };
+    let Ok(text) = String::from_utf8(body.to_vec()) else {
+        let error = "the body is not UTF-8 text";
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+    };
+    match served.pool.send_acked(&q.key, text, deadline).await {
+        Ok(d) => Json(json!({"id": d.id, "owner": d.owner, "attempts": d.attempts})).into_response(),
+        Err(ClusterPoolError::Delivery(e)) => delivery_error(e),
+        Err(e @ ClusterPoolError::NoHost(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        Err(e) => (StatusCode::BAD_GATEWAY, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+async fn status(State(api): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let cluster = &api.cluster;
     let view = cluster.view();
     let (interval, timeout) = cluster.timings();
     Json(json!({
@@ -406,8 +586,8 @@ struct OwnerQuery {
     key: String,
 }
 
-async fn owner(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<OwnerQuery>) -> Json<serde_json::Value> {
-    let owner = cluster.owner(RoutingKey::new(&q.key));
+async fn owner(State(api): State<Arc<ApiState>>, Query(q): Query<OwnerQuery>) -> Json<serde_json::Value> {
+    let owner = api.cluster.owner(RoutingKey::new(&q.key));
     Json(json!({"key": q.key, "owner": owner}))
 }
 
@@ -416,13 +596,13 @@ struct OwnersQuery {
     keys: String,
 }
 
-async fn owners(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<OwnersQuery>) -> Response {
+async fn owners(State(api): State<Arc<ApiState>>, Query(q): Query<OwnersQuery>) -> Response {
     let keys: Vec<RoutingKey> = q.keys.split(',').map(RoutingKey::new).collect();
     if keys.len() > MAX_OWNER_KEYS {
         let error = format!("at most {MAX_OWNER_KEYS} keys per request, got {}", keys.len());
         return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
     }
-    Json(json!({"owners": cluster.owners(&keys)})).into_response()
+    Json(json!({"owners": api.cluster.owners(&keys)})).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -431,27 +611,43 @@ struct SendQuery {
     timeout_ms: Option<u64>,
 }
 
-async fn send(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SendQuery>, body: Bytes) -> Response {
-    let timeout_ms = q.timeout_ms.unwrap_or(10_000);
+/// `timeout_ms` (default 10,000) as a deadline, or why it is refused.
+fn send_deadline(timeout_ms: Option<u64>) -> Result<std::time::Duration, String> {
+    let timeout_ms = timeout_ms.unwrap_or(10_000);
     if timeout_ms == 0 || timeout_ms > MAX_SEND_TIMEOUT_MS {
-        let error = format!("timeout_ms {timeout_ms}: must be between 1 and {MAX_SEND_TIMEOUT_MS}");
-        return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response();
+        return Err(format!(
+            "timeout_ms {timeout_ms}: must be between 1 and {MAX_SEND_TIMEOUT_MS}"
+        ));
     }
-    let deadline = std::time::Duration::from_millis(timeout_ms);
-    match cluster.send_keyed(&q.key, body.to_vec(), deadline).await {
+    Ok(std::time::Duration::from_millis(timeout_ms))
+}
+
+async fn send(State(api): State<Arc<ApiState>>, Query(q): Query<SendQuery>, body: Bytes) -> Response {
+    let deadline = match send_deadline(q.timeout_ms) {
+        Ok(d) => d,
+        Err(error) => return (StatusCode::BAD_REQUEST, Json(json!({ "error": error }))).into_response(),
+    };
+    match api.cluster.send_keyed(&q.key, body.to_vec(), deadline).await {
         Ok(d) => Json(json!({"id": d.id, "owner": d.owner, "attempts": d.attempts})).into_response(),
-        Err(e @ DeliveryError::NoQuorum { .. }) => {
-            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response()
-        }
-        Err(e @ DeliveryError::Timeout { .. }) => {
-            (StatusCode::GATEWAY_TIMEOUT, Json(json!({"error": e.to_string()}))).into_response()
-        }
-        Err(e) => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+        Err(e) => delivery_error(e),
     }
 }
 
-async fn limits(State(cluster): State<Arc<ClusterHandle>>) -> Json<serde_json::Value> {
-    Json(json!({"node": cluster.name(), "limits": cluster.limits()}))
+/// The answer to a delivery that failed.
+fn delivery_error(e: DeliveryError) -> Response {
+    match e {
+        e @ DeliveryError::NoQuorum { .. } => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        e @ DeliveryError::Timeout { .. } => {
+            (StatusCode::GATEWAY_TIMEOUT, Json(json!({"error": e.to_string()}))).into_response()
+        }
+        e => (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))).into_response(),
+    }
+}
+
+async fn limits(State(api): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    Json(json!({"node": api.cluster.name(), "limits": api.cluster.limits()}))
 }
 
 #[derive(Debug, Deserialize)]
@@ -460,8 +656,8 @@ struct SpendQuery {
     units: u64,
 }
 
-async fn spend(State(cluster): State<Arc<ClusterHandle>>, Query(q): Query<SpendQuery>) -> Response {
-    let e = match cluster.spend(&q.name, q.units).await {
+async fn spend(State(api): State<Arc<ApiState>>, Query(q): Query<SpendQuery>) -> Response {
+    let e = match api.cluster.spend(&q.name, q.units).await {
         Ok(()) => return Json(json!({"name": q.name, "spent": q.units})).into_response(),
         Err(e) => e,
     };

@@ -12,14 +12,22 @@
 //! an ask of a local agent pool), run on its own task so heartbeats never
 //! wait for it; without one, a message is handled by being recorded. Either
 //! way [`ClusterHandle::work_handled`] counts it once handled.
+//!
+//! Work for a cluster pool ([`crate::cluster_pool`]) names its pool
+//! (`Work::pool`): it goes to the owner among the pool's hosts (a
+//! `Route` picks the owner and the receiver of each copy), and the
+//! owner hands it to that pool's [`PoolWorkHandler`], never to the node's
+//! own handler; work for a pool the owner does not host is not
+//! acknowledged, so its sender goes on to the pool's next owner.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nexus_swarm_runtime::cluster::Seen;
 use nexus_swarm_runtime::cluster::envelope::{self, EnvelopeError, FrameKind};
-use nexus_swarm_runtime::cluster::{Ack, Work};
+use nexus_swarm_runtime::cluster::{Ack, LoadBound, Work};
 use nexus_swarm_runtime::routing::RoutingKey;
 use ractor::{ActorCell, ActorRef};
 use tokio::sync::oneshot;
@@ -88,6 +96,49 @@ impl ClusterShared {
     }
 }
 
+/// Which node owns a key, and how a frame reaches it.
+pub(crate) trait Route: Send + Sync {
+    /// The node owning `key` now, if any.
+    fn owner(&self, key: RoutingKey) -> Option<String>;
+    /// Casts `frame` to node `owner`'s receiver; `false` if none is reachable.
+    fn cast(&self, owner: &str, frame: Vec<u8>) -> bool;
+}
+
+/// The whole ring, to each node's member.
+struct NodeRoute<'a>(&'a ClusterHandle);
+
+impl Route for NodeRoute<'_> {
+    fn owner(&self, key: RoutingKey) -> Option<String> {
+        // Ourselves at least: the ring always holds this node.
+        Some(self.0.owner(key).unwrap_or_else(|| self.0.shared.name.clone()))
+    }
+
+    fn cast(&self, owner: &str, frame: Vec<u8>) -> bool {
+        member_of(&self.0.shared, owner).is_some_and(|m| m.cast(ClusterMsg::Frame(frame)).is_ok())
+    }
+}
+
+/// What handles the keyed work of one cluster pool on this node (see
+/// [`crate::cluster_pool`]). As with [`WorkHandler`], the ack goes back
+/// only once the future ends in `Ok`.
+pub trait PoolWorkHandler: Send + Sync + std::fmt::Debug + 'static {
+    /// Handles `work`.
+    fn handle(&self, work: KeyedWork) -> BoxFuture<'static, Result<(), String>>;
+}
+
+/// Keyed work for a cluster pool, as its owner received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyedWork {
+    /// The sending node.
+    pub from: String,
+    /// The message id (unique per sending node; copies share it).
+    pub id: u64,
+    /// The routing key.
+    pub key: String,
+    /// The encoded message.
+    pub body: Vec<u8>,
+}
+
 /// The member of `node`: ours (local) or a peer's (remote).
 pub(super) fn member_of(shared: &ClusterShared, node: &str) -> Option<ActorRef<ClusterMsg>> {
     if node == shared.name {
@@ -103,6 +154,20 @@ impl ClusterHandle {
     /// Sends `body` to the owner of `key` and waits, up to `deadline`, for
     /// its ack, resending as the module docs say.
     pub async fn send_keyed(&self, key: &str, body: Vec<u8>, deadline: Duration) -> Result<Delivery, DeliveryError> {
+        self.send_routed(key, body, None, &NodeRoute(self), deadline).await
+    }
+
+    /// [`send_keyed`](Self::send_keyed) for cluster pool `pool` (`None`:
+    /// the node's handler), each copy going to the owner `route` names at
+    /// that time, by the means `route` casts with.
+    pub(crate) async fn send_routed(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        pool: Option<String>,
+        route: &dyn Route,
+        deadline: Duration,
+    ) -> Result<Delivery, DeliveryError> {
         let shared = &self.shared;
         shared.check_quorum()?;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -110,6 +175,7 @@ impl ClusterHandle {
             from: shared.name.clone(),
             key: key.to_string(),
             body,
+            pool,
         };
         let frame = envelope::encode(FrameKind::Work, id, &work, shared.config.compress_above)?;
         let (tx, mut rx) = oneshot::channel();
@@ -128,11 +194,10 @@ impl ClusterHandle {
             if attempts > 1 {
                 shared.work_resent.fetch_add(1, Ordering::Relaxed);
             }
-            // Ourselves at least: the ring always holds this node.
-            let owner = self.owner(routing_key).unwrap_or_else(|| shared.name.clone());
-            if let Some(member) = member_of(shared, &owner) {
+            // No owner now (a pool hosted nowhere): try again at the next wake.
+            if let Some(owner) = route.owner(routing_key) {
                 // A failed cast (its session just closed) is retried below.
-                let _ = member.cast(ClusterMsg::Frame(frame.clone()));
+                let _ = route.cast(&owner, frame.clone());
             }
             let wake = (Instant::now() + shared.config.ack_timeout).min(give_up);
             tokio::select! {
@@ -158,6 +223,79 @@ impl ClusterHandle {
                 })
             }
         }
+    }
+
+    /// Casts one copy of `body` for cluster pool `pool` to the owner
+    /// `route` names now, and neither waits for its ack nor sends it again:
+    /// at most once. The message id, or `None` when there was no owner or
+    /// it was unreachable.
+    pub(crate) fn cast_routed(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        pool: Option<String>,
+        route: &dyn Route,
+    ) -> Result<Option<u64>, DeliveryError> {
+        let shared = &self.shared;
+        shared.check_quorum()?;
+        let Some(owner) = route.owner(RoutingKey::new(key)) else {
+            return Ok(None);
+        };
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let work = Work {
+            from: shared.name.clone(),
+            key: key.to_string(),
+            body,
+            pool,
+        };
+        let frame = envelope::encode(FrameKind::Work, id, &work, shared.config.compress_above)?;
+        if !route.cast(&owner, frame) {
+            return Ok(None);
+        }
+        shared.work_sent.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(id))
+    }
+
+    /// `NoQuorum` when this node sees fewer members than `cluster.quorum`.
+    pub(crate) fn check_quorum(&self) -> Result<(), DeliveryError> {
+        self.shared.check_quorum()
+    }
+
+    /// Makes `handler` handle the keyed work for cluster pool `pool` on
+    /// this node; `false` (and nothing changes) if `pool` has one already.
+    pub(crate) fn register_pool(&self, pool: &str, handler: Arc<dyn PoolWorkHandler>) -> bool {
+        let mut pools = self.shared.pools.write();
+        if pools.contains_key(pool) {
+            return false;
+        }
+        pools.insert(pool.to_string(), handler);
+        true
+    }
+
+    /// Hands a peer's frame to this node's member as if it came to the
+    /// member itself; `false` if the member is not running.
+    pub(crate) fn deliver_frame(&self, frame: Vec<u8>) -> bool {
+        self.shared
+            .member()
+            .is_some_and(|m| m.cast(ClusterMsg::Frame(frame)).is_ok())
+    }
+
+    /// A fresh message id of this node (for work that never leaves it).
+    pub(crate) fn next_message_id(&self) -> u64 {
+        self.shared.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Points per node on the ring (`cluster.virtual_nodes`).
+    pub(crate) fn virtual_nodes(&self) -> u32 {
+        self.shared.config.virtual_nodes
+    }
+
+    /// `cluster.load_bound_percent`, as a bound.
+    pub(crate) fn load_bound(&self) -> Option<LoadBound> {
+        self.shared
+            .config
+            .load_bound_percent
+            .map(|epsilon_percent| LoadBound { epsilon_percent })
     }
 
     /// Keyed messages this node handled (each id once).
@@ -221,6 +359,34 @@ pub(super) fn on_work(shared: &ClusterShared, id: u64, work: Work) {
         // Acknowledged when its handling ends.
         Seen::InFlight => {
             shared.work_duplicates.fetch_add(1, Ordering::Relaxed);
+        }
+        Seen::New if work.pool.is_some() => {
+            let pool = work.pool.unwrap_or_default();
+            let handler = shared.pools.read().get(&pool).cloned();
+            let Some(handler) = handler else {
+                handled(
+                    shared,
+                    &work.from,
+                    id,
+                    Err(format!("no cluster pool {pool:?} on this node")),
+                );
+                return;
+            };
+            let member = shared.member();
+            let keyed = KeyedWork {
+                from: work.from,
+                id,
+                key: work.key,
+                body: work.body,
+            };
+            tokio::spawn(async move {
+                let from = keyed.from.clone();
+                let outcome = handler.handle(keyed).await;
+                if let Some(member) = member {
+                    // As below: a restarted member misses it, the next copy is handled anew.
+                    let _ = member.cast(ClusterMsg::Handled { from, id, outcome });
+                }
+            });
         }
         Seen::New => match shared.handler.clone() {
             None => handled(shared, &work.from, id, Ok(())),

@@ -131,6 +131,7 @@ async fn keyed_work_is_handled_once_and_acknowledged() {
         from: "b".into(),
         key: "k".into(),
         body: vec![1],
+        pool: None,
     };
     let bytes = envelope::encode(FrameKind::Work, 77, &work, 1024).unwrap();
     member.cast(ClusterMsg::Frame(bytes.clone())).unwrap();
@@ -205,6 +206,7 @@ async fn without_a_quorum_keyed_work_is_neither_sent_nor_handled() {
         from: "b".into(),
         key: "k".into(),
         body: vec![],
+        pool: None,
     };
     member
         .cast(ClusterMsg::Frame(

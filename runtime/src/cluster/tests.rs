@@ -334,6 +334,7 @@ fn work_and_ack_round_trip() {
         from: "n1".into(),
         key: "k".into(),
         body: vec![7; 5000],
+        pool: Some("workers".into()),
     };
     let bytes = envelope::encode(FrameKind::Work, 99, &w, 1024).unwrap();
     let frame = envelope::decode(&bytes).unwrap();

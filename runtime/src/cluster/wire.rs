@@ -31,6 +31,9 @@ pub struct Work {
     /// not byte by byte).
     #[serde(with = "serde_bytes")]
     pub body: Vec<u8>,
+    /// The cluster pool it is for (handled by that pool's handler on the
+    /// owner), or `None` for the node's own work handler.
+    pub pool: Option<String>,
 }
 
 /// The work with the frame's id was handled by `node` (frame kind
