@@ -337,6 +337,17 @@ pub(super) fn ring_changed(shared: &Arc<ClusterShared>) {
     }
 }
 
+/// The other members of this node's ring.
+fn ring_peers(shared: &ClusterShared) -> Vec<String> {
+    let view = shared.view.load();
+    view.ring
+        .members()
+        .iter()
+        .filter(|m| **m != shared.name)
+        .cloned()
+        .collect()
+}
+
 /// Starts (again) becoming the owner of `slot`: a collection of the
 /// peers' figures, then a book.
 fn start_collecting(shared: &Arc<ClusterShared>, slot: &Arc<LimitSlot>, side: &mut OwnerSide) {
@@ -344,15 +355,7 @@ fn start_collecting(shared: &Arc<ClusterShared>, slot: &Arc<LimitSlot>, side: &m
     side.generation += 1;
     let generation = side.generation;
     side.book = Book::Collecting(generation);
-    let peers: Vec<String> = shared
-        .view
-        .load()
-        .ring
-        .members()
-        .iter()
-        .filter(|m| **m != shared.name)
-        .cloned()
-        .collect();
+    let peers = ring_peers(shared);
     tracing::info!(limit = %slot.config.name, ?peers, "taking over a cluster limit: collecting figures");
     tokio::spawn(collect(Arc::clone(shared), Arc::clone(slot), generation, peers));
 }
@@ -479,15 +482,7 @@ pub(super) fn on_request(shared: &Arc<ClusterShared>, id: u64, req: LeaseRequest
                 units: grant.units,
                 ttl_ms: u64::try_from(grant.ttl.as_millis()).unwrap_or(u64::MAX),
             };
-            let peers: Vec<String> = shared
-                .view
-                .load()
-                .ring
-                .members()
-                .iter()
-                .filter(|m| **m != shared.name)
-                .cloned()
-                .collect();
+            let peers = ring_peers(shared);
             let needed = acks_needed(shared, peers.len());
             if (figure.window == before.window && figure.reserved <= before.reserved) || needed == 0 {
                 // Nothing more reserved than the peers were told (or no
