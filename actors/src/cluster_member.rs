@@ -38,8 +38,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use nexus_swarm_runtime::cluster::envelope::{self, EnvelopeError, FrameKind};
 use nexus_swarm_runtime::cluster::{
-    Ack, ClusterRing, Dedup, DownReason, FailureDetector, FigureAck, FigureReply, Heartbeat, LeaseReply, LoadBound,
-    MemberChange, Work,
+    Ack, ClusterRing, Dedup, DownReason, FailureDetector, FigureAck, FigureReply, Heartbeat, LeaseReply, MemberChange,
+    Work,
 };
 use nexus_swarm_runtime::config::ClusterConfig;
 use nexus_swarm_runtime::node::Node;
@@ -571,14 +571,9 @@ impl ClusterHandle {
     /// Owners of a batch of keys, with bounded loads if
     /// `cluster.load_bound_percent` is set.
     pub fn owners(&self, keys: &[RoutingKey]) -> Vec<Option<String>> {
-        let bound = self
-            .shared
-            .config
-            .load_bound_percent
-            .map(|epsilon_percent| LoadBound { epsilon_percent });
         let view = self.shared.view.load();
         view.ring
-            .assign(keys, bound)
+            .assign(keys, self.load_bound())
             .into_iter()
             .map(|o| o.map(str::to_string))
             .collect()
