@@ -26,7 +26,7 @@ use std::time::Duration;
 use nexus_swarm_actors::perf_profile::{Evidence, Point};
 use tokio::time::Instant;
 
-use super::pipeline::{Pipeline, PipelineConfig};
+use super::pipeline::{Pipeline, PipelineConfig, StepFailure};
 
 /// Sampling interval of the lanes and the gateway's queue.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);
@@ -126,6 +126,14 @@ async fn point(plan: &ProfilePlan, size: u32, rpm: Option<u64>) -> anyhow::Resul
                         break;
                     };
                     let finished = Instant::now();
+                    // The workers refuse steps from the stop time on
+                    // (`StepFailure::Stopped`); the timer above may fire a
+                    // little after it on a loaded machine, so a step that
+                    // ends past the stop time, or that says the run
+                    // stopped, ends the conversation uncounted.
+                    if finished >= end || matches!(outcome, Ok(Err(StepFailure::Stopped))) {
+                        break;
+                    }
                     if finished < warm_end {
                         if !matches!(outcome, Ok(Ok(()))) {
                             // Refused at once (a budget): do not spin.
