@@ -457,6 +457,11 @@ where
     /// peers. `wrap` builds the agents' message from a [`Delivered`] and
     /// the [`Reply`] they answer once they have handled it. The
     /// registration lasts as long as the node.
+    ///
+    /// The router routes to the workers it has as members: a pool that is
+    /// resized later is best served by the router declared over it in
+    /// `[[routers]]` (`Swarm::router`), which `Swarm::resize_pool` keeps in
+    /// step with the workers.
     pub async fn register<A, R, F>(
         node: &Node,
         cluster: &ClusterHandle,
