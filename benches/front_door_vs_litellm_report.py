@@ -1,12 +1,106 @@
 """Renders the runs of benches/front_door_vs_litellm.sh: a side-by-side
 table on stdout and the figures as JSON in $OUT. Reads the environment the
 script sets (RUNS, OUT, CONCURRENCIES, ...) and $RUNS/<name>.json, each
-{"load": driver report, "cpu_s": proxy CPU seconds or null, "mock": mock stats}."""
+{"load": driver report, "cpu_s": proxy CPU seconds or null, "mock": mock stats}.
+
+With `--readme README.md RESULT.json` it renders the committed RESULT.json
+into README.md instead, between `<!-- front-door-table:begin -->` and
+`<!-- front-door-table:end -->`: the README's figures come from a result
+file, never typed by hand."""
 
 import json
 import os
 import platform
-import subprocess
+import sys
+
+BEGIN_MARKER = "<!-- front-door-table:begin -->"
+END_MARKER = "<!-- front-door-table:end -->"
+
+
+def thousands(n):
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
+def ms(us):
+    return f"{us / 1000:.2f} ms"
+
+
+def readme_block(result, name):
+    """The README's table of one result (its `parameters` name the run)."""
+    p = result["parameters"]
+    cs = [str(c) for c in p["concurrencies"]]
+    top = cs[-1]
+    t = result["throughput"]
+    floors = result["nexus_floors"]
+    joined = lambda proxy, f: " / ".join(f(t[c][proxy]) for c in cs)
+    met = lambda key: "met" if floors[key]["met"] else "**missed**"
+    ratio = floors["requests_per_core_ratio"]["value"]
+    rpm, budget = result["rate_limit_5x"], result["budget"]
+    answers = lambda r: f"{r['load']['ok']:,} / {r['load']['rate_limited']:,} / {r['load']['failed'] + r['load']['other_status']:,}"
+    spend = lambda b: (
+        f"{b['spend_micro_usd']:,} / {b['budget_micro_usd']:,} micro-USD "
+        f"({b['upstream_served']} requests for {b['budget_micro_usd'] // p['request_micro_usd']})"
+    )
+    c_label = "c = " + " / ".join(cs)
+    rows = [
+        ("metric", "LiteLLM " + p["litellm_version"], "Nexus", "Nexus floor (issue 17)"),
+        (f"requests/s, {c_label}", joined("litellm", lambda r: thousands(r["ok_per_s"])),
+         joined("nexus", lambda r: thousands(r["ok_per_s"])), ""),
+        (f"requests/s per core, {c_label}", joined("litellm", lambda r: thousands(r["ok_per_cpu_s"])),
+         joined("nexus", lambda r: thousands(r["ok_per_cpu_s"])),
+         f">= 100x LiteLLM at c = {top}: {ratio}x, {met('requests_per_core_ratio')}"),
+        (f"added p50, {c_label}", joined("litellm", lambda r: ms(r["added_p50_us"])[:-3]) + " ms",
+         joined("nexus", lambda r: ms(r["added_p50_us"])[:-3]) + " ms", ""),
+        (f"added p99, {c_label}", joined("litellm", lambda r: ms(r["added_p99_us"])[:-3]) + " ms",
+         joined("nexus", lambda r: ms(r["added_p99_us"])[:-3]) + " ms",
+         f"< 1 ms at c = {top}: {met('added_p99_us_at_c' + top)}"),
+        (f"upstream 429s, {p['rpm']} rpm on the deployment and the mock, 5x offered for {p['rpm_period']}",
+         f"{rpm['litellm-default']['upstream_429s']:,} (default routing) / "
+         f"{rpm['litellm-enforced']['upstream_429s']:,} (`usage-based-routing-v2`)",
+         f"{rpm['nexus']['upstream_429s']:,}", f"0: {met('upstream_429s_at_5x')}"),
+        ("5x: calls that reached the upstream",
+         f"{rpm['litellm-default']['upstream_served']:,} (default) / {rpm['litellm-enforced']['upstream_served']:,} (v2)",
+         f"{rpm['nexus']['upstream_served']:,}", ""),
+        ("5x: answered 200 / 429 / not within 15 s",
+         f"{answers(rpm['litellm-default'])} (default); {answers(rpm['litellm-enforced'])} (v2)", answers(rpm["nexus"]), ""),
+        (f"spend / budget, {p['burst']} concurrent requests", spend(budget["litellm"]), spend(budget["nexus"]),
+         f"overshoot <= 1 request: {met('budget_overshoot_requests')}"),
+    ]
+    line = lambda r: "| " + " | ".join(str(v) for v in r) + " |"
+    m = result["machine"]
+    out = [
+        BEGIN_MARKER,
+        f"Rendered from `benches/results/{name}` (rev {result['git_rev']}; {m['cpu']}, {m['cores']} cores, "
+        f"load average {m['load_average_before']} before the run; {m['note']}):",
+        "",
+        line(rows[0]),
+        "|" + "|".join("---" for _ in rows[0]) + "|",
+    ]
+    out += [line(r) for r in rows[1:]]
+    out.append(END_MARKER)
+    return "\n".join(out)
+
+
+def render_readme(readme_path, result_path):
+    with open(result_path) as f:
+        result = json.load(f)
+    with open(readme_path) as f:
+        text = f.read()
+    if text.count(BEGIN_MARKER) != 1 or text.count(END_MARKER) != 1:
+        sys.exit(f"{readme_path}: expected one {BEGIN_MARKER} and one {END_MARKER}")
+    before, rest = text.split(BEGIN_MARKER)
+    _, after = rest.split(END_MARKER)
+    block = readme_block(result, os.path.basename(result_path))
+    with open(readme_path, "w") as f:
+        f.write(before + block + after)
+    print(f"rendered {result_path} into {readme_path}")
+
+
+if len(sys.argv) > 1:
+    if len(sys.argv) != 4 or sys.argv[1] != "--readme":
+        sys.exit("usage: front_door_vs_litellm_report.py [--readme README.md RESULT.json]")
+    render_readme(sys.argv[2], sys.argv[3])
+    sys.exit(0)
 
 env = os.environ
 runs_dir = env["RUNS"]
@@ -123,6 +217,15 @@ result = {
         f"{request_micro_usd} each), {env['BURST']} concurrent requests; spend = requests the mock served x price "
         "(LiteLLM: deployment max_budget; Nexus: key budget)",
     },
+    "parameters": {
+        "concurrencies": concurrencies,
+        "duration": env["DURATION"],
+        "rpm": int(env["RPM"]),
+        "rpm_period": env["RPM_PERIOD"],
+        "burst": int(env["BURST"]),
+        "request_micro_usd": request_micro_usd,
+        "litellm_version": env["LITELLM_VERSION"],
+    },
     "throughput": throughput,
     "rate_limit_5x": rpm,
     "budget": budget,
@@ -131,10 +234,6 @@ result = {
 with open(env["OUT"], "w") as f:
     json.dump(result, f, indent=2)
     f.write("\n")
-
-
-def ms(us):
-    return f"{us / 1000:.2f} ms"
 
 
 rows = []
@@ -192,3 +291,4 @@ print("per core = successful requests / CPU seconds the proxy process used durin
 for name, f in floors.items():
     print(f"floor {name}: {f['value']} (floor {f['floor']}): {'met' if f['met'] else 'MISSED'}")
 print(f"wrote {env['OUT']}")
+print(f"README table: python3 benches/front_door_vs_litellm_report.py --readme README.md {env['OUT']}")

@@ -171,7 +171,7 @@ impl AnthropicMessages {
             .endpoint
             .pool
             .client
-            .post(&self.endpoint.url)
+            .post(self.endpoint.url.clone())
             .header("anthropic-version", ANTHROPIC_VERSION)
             .json(&body);
         // A stream is bounded between chunks by the gateway, not as a whole.

@@ -90,7 +90,8 @@ pub(super) struct Permits {
 #[derive(Clone)]
 pub(super) struct Endpoint {
     pub(super) name: String,
-    pub(super) url: String,
+    /// Parsed once: each request clones it rather than parsing a string.
+    pub(super) url: reqwest::Url,
     pub(super) api_key: Option<String>,
     pub(super) timeout: Duration,
     pub(super) pool: HttpPool,
@@ -110,9 +111,14 @@ impl Endpoint {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ProviderError> {
         let base = check_base_url(base_url)?;
+        let url = format!("{base}/{path}");
+        let url = reqwest::Url::parse(&url).map_err(|e| ProviderError::BadBaseUrl {
+            url: base_url.to_string(),
+            reason: Some(e),
+        })?;
         Ok(Self {
             name,
-            url: format!("{base}/{path}"),
+            url,
             api_key: read_key(api_key_env, env)?,
             timeout,
             pool: pool.clone(),
@@ -131,7 +137,7 @@ impl std::fmt::Debug for Endpoint {
         // The key stays out of logs.
         f.debug_struct("Endpoint")
             .field("name", &self.name)
-            .field("url", &self.url)
+            .field("url", &self.url.as_str())
             .field("api_key", &self.api_key.as_ref().map(|_| "(set)"))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()

@@ -160,7 +160,7 @@ impl OpenAiCompatible {
             stream,
             stream_options: stream.then_some(StreamOptions { include_usage: true }),
         };
-        let mut builder = self.endpoint.pool.client.post(&self.endpoint.url).json(&body);
+        let mut builder = self.endpoint.pool.client.post(self.endpoint.url.clone()).json(&body);
         // A stream is bounded between chunks by the gateway, not as a whole.
         if !stream {
             builder = builder.timeout(self.endpoint.timeout);

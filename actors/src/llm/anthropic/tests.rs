@@ -497,7 +497,7 @@ fn misconfiguration_is_a_typed_error() {
     ));
     let p = AnthropicMessages::with_env("a", &missing, &pool, |_| Some("sk-ant-secret".into())).unwrap();
     assert_eq!(p.name(), "a");
-    assert_eq!(p.endpoint.url, "http://127.0.0.1:1/v1/messages");
+    assert_eq!(p.endpoint.url.as_str(), "http://127.0.0.1:1/v1/messages");
     assert!(
         !format!("{p:?}").contains("sk-ant-secret"),
         "the key stays out of Debug"
