@@ -306,10 +306,56 @@ pub struct GatewayHandle {
     core: Arc<Core>,
 }
 
+/// A request with its prompt counted (messages and tool definitions), as
+/// [`GatewayHandle::count`] made it: a caller that needs the count before
+/// the call (a front door's tokens-per-minute admission) hands it on with
+/// [`GatewayHandle::complete_counted`] or [`GatewayHandle::stream_counted`],
+/// and the gateway does not count the same prompt again. The request
+/// cannot be changed once counted, so the count always matches it.
+#[derive(Debug)]
+pub struct CountedRequest {
+    request: LlmRequest,
+    input_tokens: u64,
+}
+
+impl CountedRequest {
+    /// The prompt's tokens: its messages and its tool definitions.
+    pub fn input_tokens(&self) -> u64 {
+        self.input_tokens
+    }
+
+    /// The request counted.
+    pub fn request(&self) -> &LlmRequest {
+        &self.request
+    }
+
+    /// The request back, its count dropped.
+    pub fn into_request(self) -> LlmRequest {
+        self.request
+    }
+}
+
 impl GatewayHandle {
     /// Runs a request through the whole pipeline.
     pub async fn complete(&self, request: LlmRequest) -> Result<LlmResponse, GatewayError> {
-        self.core.complete(request).await
+        self.core.complete(request, None).await
+    }
+
+    /// Counts `request`'s prompt as the pipeline would (its messages and its
+    /// tool definitions).
+    pub fn count(&self, request: LlmRequest) -> CountedRequest {
+        let input_tokens = self.core.count_input(&request);
+        CountedRequest { request, input_tokens }
+    }
+
+    /// [`GatewayHandle::complete`] for a request counted already.
+    pub async fn complete_counted(&self, counted: CountedRequest) -> Result<LlmResponse, GatewayError> {
+        self.core.complete(counted.request, Some(counted.input_tokens)).await
+    }
+
+    /// [`GatewayHandle::stream`] for a request counted already.
+    pub async fn stream_counted(&self, counted: CountedRequest) -> Result<LlmStream, GatewayError> {
+        self.core.stream(counted.request, Some(counted.input_tokens)).await
     }
 
     /// Runs `request` through the same pipeline as [`GatewayHandle::complete`]
@@ -321,7 +367,7 @@ impl GatewayHandle {
     /// (then on what was produced so far), and the rate limits count its
     /// final usage. A cache hit streams as one chunk.
     pub async fn stream(&self, request: LlmRequest) -> Result<LlmStream, GatewayError> {
-        self.core.stream(request).await
+        self.core.stream(request, None).await
     }
 
     /// Counts so far.
@@ -493,7 +539,7 @@ impl Actor for LlmGateway {
             LlmGatewayMsg::Complete(req, reply) => {
                 let core = Arc::clone(&self.core);
                 tokio::spawn(async move {
-                    let result = core.complete(*req).await;
+                    let result = core.complete(*req, None).await;
                     let _ = reply.send(result); // the caller may have stopped waiting
                 });
             }

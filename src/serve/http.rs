@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nexus_swarm_actors::GatewayHandle;
 use nexus_swarm_actors::llm::types::LlmChunk;
-use nexus_swarm_actors::llm_gateway::LlmStream;
+use nexus_swarm_actors::llm_gateway::{CountedRequest, LlmStream};
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -219,10 +219,11 @@ async fn complete(
         Err(e) => return (error_response(&e), Duration::ZERO),
     };
     let limits = &door.limits[key];
-    let estimate = door
-        .gateway
-        .count_tokens(&request.messages)
-        .saturating_add(u64::from(request.max_tokens));
+    // Counted once: the gateway takes the count with the request.
+    let request = door.gateway.count(request);
+    let estimate = request
+        .input_tokens()
+        .saturating_add(u64::from(request.request().max_tokens));
     let admitted = limits.lock().admit(door.now(), estimate);
     let grant = match admitted {
         Ok(g) => Settle { limits, grant: Some(g) },
@@ -254,11 +255,11 @@ async fn complete(
             return (response, Duration::ZERO);
         }
     };
-    let max_tokens = request.max_tokens;
+    let max_tokens = request.request().max_tokens;
     if let Some(options) = stream {
         return open_stream(door, key, grant.into_owned(door, key, estimate), request, options).await;
     }
-    let (result, provider) = measure(door.gateway.complete(request)).await;
+    let (result, provider) = measure(door.gateway.complete_counted(request)).await;
     let used = result.as_ref().map_or(0, |a| a.input_tokens + a.output_tokens);
     grant.settle(used);
     let figures = limits.lock().figures(door.now());
@@ -285,11 +286,11 @@ async fn open_stream(
     door: &Arc<FrontDoor>,
     key: usize,
     mut settle: StreamSettle,
-    request: nexus_swarm_actors::llm::LlmRequest,
+    request: CountedRequest,
     options: StreamOptions,
 ) -> (Response, Duration) {
-    let max_tokens = request.max_tokens;
-    let stream = match door.gateway.stream(request).await {
+    let max_tokens = request.request().max_tokens;
+    let stream = match door.gateway.stream_counted(request).await {
         Ok(s) => s,
         Err(e) => {
             settle.settle(0);

@@ -168,9 +168,10 @@ impl futures::Stream for LlmStream {
 
 impl Core {
     /// Runs a request through the whole pipeline, counting how it ended.
-    pub(super) async fn complete(&self, req: LlmRequest) -> Result<LlmResponse, GatewayError> {
+    /// `input`: its prompt's tokens, if [`Core::count_input`] counted them.
+    pub(super) async fn complete(&self, req: LlmRequest, input: Option<u64>) -> Result<LlmResponse, GatewayError> {
         bump(&self.stats.requests);
-        let result = match self.pipeline(&req, Mode::Whole).await {
+        let result = match self.pipeline(&req, input, Mode::Whole).await {
             Ok(Produced::Answer(resp)) => Ok(resp),
             // A whole call never produces a stream; settled as one if it did.
             Ok(Produced::Stream(open)) => self.forward(*open, None).await,
@@ -184,13 +185,17 @@ impl Core {
     /// answers once the provider has accepted the stream (or the cache
     /// answered, as one chunk); every refusal before that is an error
     /// here, as for [`Core::complete`].
-    pub(super) async fn stream(self: &Arc<Self>, req: LlmRequest) -> Result<LlmStream, GatewayError> {
+    pub(super) async fn stream(
+        self: &Arc<Self>,
+        req: LlmRequest,
+        input: Option<u64>,
+    ) -> Result<LlmStream, GatewayError> {
         bump(&self.stats.requests);
         let (opened_tx, opened_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let core = Arc::clone(self);
         tokio::spawn(async move {
-            let result = core.stream_task(req, opened_tx, tx).await;
+            let result = core.stream_task(req, input, opened_tx, tx).await;
             core.stats.ended(&result);
         });
         match opened_rx.await {
@@ -203,6 +208,7 @@ impl Core {
     async fn stream_task(
         &self,
         req: LlmRequest,
+        input: Option<u64>,
         mut opened: oneshot::Sender<Result<StreamInfo, GatewayError>>,
         tx: mpsc::Sender<Result<LlmChunk, GatewayError>>,
     ) -> Result<LlmResponse, GatewayError> {
@@ -210,7 +216,7 @@ impl Core {
         // the pipeline wherever it is, as dropping `complete` would: its
         // guards release what it held.
         let produced = tokio::select! {
-            produced = self.pipeline(&req, Mode::Streamed) => produced,
+            produced = self.pipeline(&req, input, Mode::Streamed) => produced,
             () = opened.closed() => return Err(GatewayError::Cancelled),
         };
         match produced {
@@ -397,7 +403,7 @@ impl Core {
         Ok(settled)
     }
 
-    async fn pipeline(&self, req: &LlmRequest, mode: Mode) -> Result<Produced<'_>, GatewayError> {
+    async fn pipeline(&self, req: &LlmRequest, input: Option<u64>, mode: Mode) -> Result<Produced<'_>, GatewayError> {
         if !self.running.load(Ordering::SeqCst) {
             return Err(GatewayError::Stopped);
         }
@@ -436,7 +442,7 @@ impl Core {
             return Err(GatewayError::Stopped); // stopped while it waited
         }
         // 3. Model choice.
-        let input = self.counter.count_messages(&req.messages) + self.count_tools(req);
+        let input = input.unwrap_or_else(|| self.count_input(req));
         let max_out = u64::from(req.max_tokens);
         let first = self.catalogue.choose(&req.model, input, max_out)?;
         let mut ctx = Ctx {
@@ -721,6 +727,11 @@ impl Core {
             tool_calls: resp.tool_calls,
             finish_reason: resp.finish_reason,
         }
+    }
+
+    /// The prompt's tokens: its messages and its tool definitions.
+    pub(super) fn count_input(&self, req: &LlmRequest) -> u64 {
+        self.counter.count_messages(&req.messages) + self.count_tools(req)
     }
 
     /// Tokens the tool definitions add to the prompt (their JSON, counted).

@@ -9,6 +9,7 @@ use nexus_swarm_runtime::node::Node;
 use tokio::task::AbortHandle;
 
 use super::{GatewayHandle, LlmGateway, LlmGatewayArgs, ProviderEntry};
+use crate::llm::types::{ToolChoice, ToolDef};
 use crate::llm::{
     DeploymentSpec, LlmRequest, ModelCatalogue, ModelSpec, RateLimits, SimulatedConfig, SimulatedProvider,
 };
@@ -77,4 +78,52 @@ async fn a_gateway_restarted_after_a_panic_runs_one_admission_task() {
     node.shutdown(TIMEOUT).await;
     assert!(second.is_finished(), "a clean stop ends the admission task");
     assert!(!gateway.is_running());
+}
+
+/// A request counted once by the caller runs as it would uncounted: the
+/// count takes in the tool definitions, and model choice goes by it (a
+/// prompt whose tools push it past the window is refused either way, with
+/// the same figure).
+#[tokio::test]
+async fn a_counted_request_is_counted_with_its_tools_and_chosen_by_that_count() {
+    let node = Node::start(NexusConfig::default()).await.unwrap();
+    let gateway = LlmGateway::start(&node, "gateway", args()).await.unwrap();
+    let plain = LlmRequest::user("what is the weather in Lisbon?");
+    let messages = gateway.count_tokens(&plain.messages);
+    let tool = ToolDef {
+        name: "weather".into(),
+        description: Some("Looks the weather up for a city. ".repeat(60)),
+        parameters: serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+    };
+    let with_tools = |max_tokens: u32| {
+        plain
+            .clone()
+            .tools(vec![tool.clone()], ToolChoice::Auto)
+            .max_tokens(max_tokens)
+    };
+    let counted = gateway.count(with_tools(8));
+    assert_eq!(gateway.count(plain.clone().max_tokens(8)).input_tokens(), messages);
+    let tools = counted.input_tokens() - messages;
+    assert!(tools > 300, "the tool definitions are counted: {tools}");
+
+    // Fits the 8,000-token window on its messages alone, not with its tools.
+    let max_tokens = u32::try_from(8_000 - messages - tools / 2).unwrap();
+    let uncounted = gateway.complete(with_tools(max_tokens)).await.unwrap_err();
+    let counted = gateway
+        .complete_counted(gateway.count(with_tools(max_tokens)))
+        .await
+        .unwrap_err();
+    assert_eq!(counted.to_string(), uncounted.to_string());
+    assert!(
+        counted
+            .to_string()
+            .contains(&(messages + tools + u64::from(max_tokens)).to_string()),
+        "{counted}"
+    );
+
+    // And within the window it is answered as the uncounted request is.
+    let answer = gateway.complete_counted(gateway.count(with_tools(8))).await.unwrap();
+    let same = gateway.complete(with_tools(8)).await.unwrap();
+    assert_eq!((answer.model, answer.input_tokens), (same.model, same.input_tokens));
+    node.shutdown(TIMEOUT).await;
 }
