@@ -148,20 +148,32 @@ mock_reset() { # [RPM]
 }
 mock_stats() { curl -sf "http://$MOCK_ADDR/stats"; }
 
+# The machine's CPU time so far: "total steal" in clock ticks (/proc/stat).
+# On a virtual machine, time stolen by the host during a run makes every
+# figure of that run worse; each run records the share it lost.
+machine_ticks() {
+    awk '$1 == "cpu" { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9; exit }' /proc/stat
+}
+
 # load NAME PID-or-"" DRIVER-ARGS...: runs the driver, writes
-# $WORK/runs/NAME.json = {"load": report, "cpu_s": proxy CPU seconds|null, "mock": stats}.
+# $WORK/runs/NAME.json = {"load": report, "cpu_s": proxy CPU seconds|null,
+# "steal_percent": CPU time the host stole during the run, "mock": stats}.
 mkdir -p "$WORK/runs"
 load() {
-    local name="$1" pid="$2" before after report cpu="null"
+    local name="$1" pid="$2" before after report cpu="null" machine_before machine_after steal
     shift 2
     if [ -n "$pid" ]; then before="$(cpu_ticks "$pid")"; fi
+    machine_before="$(machine_ticks)"
     report="$("$NEXUS" front-door-load "$@")"
+    machine_after="$(machine_ticks)"
     if [ -n "$pid" ]; then
         after="$(cpu_ticks "$pid")"
         cpu="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / t }')"
     fi
-    printf '{"load": %s, "cpu_s": %s, "mock": %s}\n' "$report" "$cpu" "$(mock_stats)" >"$WORK/runs/$name.json"
-    echo "  $name: $report cpu_s=$cpu mock=$(mock_stats)" >&2
+    steal="$(echo "$machine_before $machine_after" | awk '{ d = $3 - $1; printf "%.1f", d > 0 ? 100 * ($4 - $2) / d : 0 }')"
+    printf '{"load": %s, "cpu_s": %s, "steal_percent": %s, "mock": %s}\n' "$report" "$cpu" "$steal" "$(mock_stats)" \
+        >"$WORK/runs/$name.json"
+    echo "  $name: $report cpu_s=$cpu steal=$steal% mock=$(mock_stats)" >&2
 }
 
 # --- the mock upstream ------------------------------------------------------

@@ -68,10 +68,17 @@ def readme_block(result, name):
     ]
     line = lambda r: "| " + " | ".join(str(v) for v in r) + " |"
     m = result["machine"]
+    steal = lambda proxy: t[top][proxy].get("steal_percent")
+    stolen = (
+        f" The host stole {steal('litellm')} % of the CPU time during LiteLLM's c = {top} run and "
+        f"{steal('nexus')} % during Nexus's."
+        if steal("nexus") is not None
+        else ""
+    )
     out = [
         BEGIN_MARKER,
         f"Rendered from `benches/results/{name}` (rev {result['git_rev']}; {m['cpu']}, {m['cores']} cores, "
-        f"load average {m['load_average_before']} before the run; {m['note']}):",
+        f"load average {m['load_average_before']} before the run; {m['note']}).{stolen}",
         "",
         line(rows[0]),
         "|" + "|".join("---" for _ in rows[0]) + "|",
@@ -146,6 +153,7 @@ for c in concurrencies:
             "added_p99_us": lat["p99"] - direct["load"]["latency_us"]["p99"],
             "load": r["load"],
             "upstream_served": r["mock"]["served"],
+            "steal_percent": r.get("steal_percent"),
         }
     throughput[str(c)] = row
 
