@@ -170,7 +170,7 @@ load() {
         after="$(cpu_ticks "$pid")"
         cpu="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / t }')"
     fi
-    steal="$(echo "$machine_before $machine_after" | awk '{ d = $3 - $1; printf "%.1f", d > 0 ? 100 * ($4 - $2) / d : 0 }')"
+    steal="$(echo "$machine_before $machine_after" | awk '{ d = $3 - $1; printf "%.1f", (d > 0 ? 100 * ($4 - $2) / d : 0) }')"
     printf '{"load": %s, "cpu_s": %s, "steal_percent": %s, "mock": %s}\n' "$report" "$cpu" "$steal" "$(mock_stats)" \
         >"$WORK/runs/$name.json"
     echo "  $name: $report cpu_s=$cpu steal=$steal% mock=$(mock_stats)" >&2
