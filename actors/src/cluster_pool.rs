@@ -575,6 +575,12 @@ where
         }
     }
 
+    /// This node's share of the pool, when `owner` is this node (a node is
+    /// a host, hence an owner, only with a local share).
+    fn local_owner(&self, owner: &str) -> Option<&Arc<dyn LocalPool<M>>> {
+        self.inner.local.as_ref().filter(|_| owner == self.inner.cluster.name())
+    }
+
     /// Sends `msg` to the worker owning `key` and waits, up to `deadline`,
     /// until it has handled it (see the module docs). From a peer, copies
     /// are resent to the key's owner at the time until one is
@@ -583,8 +589,7 @@ where
         let inner = &self.inner;
         inner.cluster.check_quorum()?;
         let owner = self.owner(key)?;
-        // This node is a host (hence the owner) only with a local share.
-        if let Some(local) = inner.local.as_ref().filter(|_| owner == inner.cluster.name()) {
+        if let Some(local) = self.local_owner(&owner) {
             inner.stats.local_sends.fetch_add(1, Ordering::Relaxed);
             let d = self.delivered(key, msg);
             let id = d.id.id;
@@ -610,7 +615,7 @@ where
         let inner = &self.inner;
         inner.cluster.check_quorum()?;
         let owner = self.owner(key)?;
-        if let Some(local) = inner.local.as_ref().filter(|_| owner == inner.cluster.name()) {
+        if let Some(local) = self.local_owner(&owner) {
             inner.stats.local_sends.fetch_add(1, Ordering::Relaxed);
             let d = self.delivered(key, msg);
             local.send(d).await.map_err(|source| ClusterPoolError::Local {

@@ -157,6 +157,23 @@ impl ClusterHandle {
         self.send_routed(key, body, None, &NodeRoute(self), deadline).await
     }
 
+    /// A new message id and the frame of keyed work carrying `body` for
+    /// `key` (and cluster pool `pool`).
+    fn work_frame(&self, key: &str, body: Vec<u8>, pool: Option<String>) -> Result<(u64, Vec<u8>), DeliveryError> {
+        let shared = &self.shared;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let work = Work {
+            from: shared.name.clone(),
+            key: key.to_string(),
+            body,
+            pool,
+        };
+        Ok((
+            id,
+            envelope::encode(FrameKind::Work, id, &work, shared.config.compress_above)?,
+        ))
+    }
+
     /// [`send_keyed`](Self::send_keyed) for cluster pool `pool` (`None`:
     /// the node's handler), each copy going to the owner `route` names at
     /// that time, by the means `route` casts with.
@@ -170,14 +187,7 @@ impl ClusterHandle {
     ) -> Result<Delivery, DeliveryError> {
         let shared = &self.shared;
         shared.check_quorum()?;
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let work = Work {
-            from: shared.name.clone(),
-            key: key.to_string(),
-            body,
-            pool,
-        };
-        let frame = envelope::encode(FrameKind::Work, id, &work, shared.config.compress_above)?;
+        let (id, frame) = self.work_frame(key, body, pool)?;
         let (tx, mut rx) = oneshot::channel();
         shared.pending.lock().insert(id, tx);
         shared.work_sent.fetch_add(1, Ordering::Relaxed);
@@ -241,14 +251,7 @@ impl ClusterHandle {
         let Some(owner) = route.owner(RoutingKey::new(key)) else {
             return Ok(None);
         };
-        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let work = Work {
-            from: shared.name.clone(),
-            key: key.to_string(),
-            body,
-            pool,
-        };
-        let frame = envelope::encode(FrameKind::Work, id, &work, shared.config.compress_above)?;
+        let (id, frame) = self.work_frame(key, body, pool)?;
         if !route.cast(&owner, frame) {
             return Ok(None);
         }
